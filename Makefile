@@ -1,0 +1,35 @@
+# The two commands (see README): `make book` builds the results book, `make test` runs the tests.
+# Both create the virtual environment from pyproject.toml first (once; again when it changes).
+PYTHON ?= python3
+VENV ?= .venv
+PROFILE ?= cpu
+BOOK ?= book
+JOBS ?=
+# Where the HAM10000 data lives: your download (official layout) or a flat images/ folder.
+HAMVIZ_DATA ?= $(abspath ../shared/data/ham10000)
+export HAMVIZ_DATA
+
+STAMP := $(VENV)/.installed
+
+.PHONY: book test env lab clean-book
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e '.[test]'
+	touch $@
+
+book: $(STAMP)
+	$(VENV)/bin/python -m hamviz book --profile $(PROFILE) --out $(BOOK) $(if $(JOBS),--jobs $(JOBS))
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lab: $(STAMP)
+	$(VENV)/bin/python -m pip install -q jupyterlab
+	cd notebooks && ../$(VENV)/bin/jupyter lab
+
+clean-book:
+	rm -rf $(BOOK)

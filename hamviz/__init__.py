@@ -1,0 +1,11 @@
+"""hamviz: notebook-first analysis of the HAM10000 dermatoscopic skin-lesion data set."""
+from importlib.metadata import PackageNotFoundError, version as _version
+
+try:
+    __version__ = _version("hamviz")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+local"
+
+from .config import DataError, HamvizError, ParamsError  # noqa: E402,F401
+from .data import CLASSES, CLASS_NAMES, MALIGNANT, Dataset, load_ham10000  # noqa: E402,F401
+from . import cache, notebook  # noqa: E402,F401

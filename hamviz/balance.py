@@ -1,0 +1,55 @@
+"""Class balancing: oversampling indices and class weights (the imbalance strategies S2-S5).
+
+S1 none; S2 ``oversample(labels, "below", min_size=1000)``; S3 ``oversample(labels, "majority")``;
+S4 ``class_weights(labels)``; S5 S4 + S2. Oversampling repeats (never invents) training rows; apply it to
+the training part only, after the split, or duplicated images leak into validation and test.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.utils.class_weight import compute_class_weight
+
+MODES = ("none", "below", "majority")
+
+
+def oversample(labels, mode: str = "below", *, min_size: int = 1000, seed: int = 0,
+               shuffle: bool = True) -> np.ndarray:
+    """Indices into ``labels`` with minority classes repeated (sampled with replacement beyond whole copies).
+
+    mode "below": every class smaller than ``min_size`` is brought up to ``min_size``;
+    mode "majority": every class is brought up to the size of the largest; "none": identity.
+    """
+    labels = np.asarray(labels)
+    if mode not in MODES:
+        raise ValueError(f"oversampling mode must be one of {MODES}, not {mode!r}")
+    if min_size < 1:
+        raise ValueError(f"min_size must be at least 1, not {min_size}")
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    target = {"none": None, "below": min_size, "majority": counts.max()}[mode]
+    out = []
+    for c, n in zip(classes, counts):
+        idx = np.flatnonzero(labels == c)
+        out.append(idx)
+        if target is not None and n < target:
+            extra = target - n
+            reps, rest = divmod(extra, n)
+            out.append(np.tile(idx, reps))
+            out.append(rng.choice(idx, size=rest, replace=False))
+    result = np.concatenate(out)
+    return rng.permutation(result) if shuffle else np.sort(result)
+
+
+def class_weights(labels, n_classes: int | None = None) -> dict[int, float]:
+    """'balanced' weights n_samples / (n_classes * count) per class, as Keras ``class_weight``.
+
+    Classes absent from ``labels`` (possible with small subsets) get weight 0 and a warning is not needed:
+    they contribute no loss anyway."""
+    labels = np.asarray(labels)
+    present = np.unique(labels)
+    w = compute_class_weight("balanced", classes=present, y=labels)
+    weights = {int(c): float(v) for c, v in zip(present, w)}
+    if n_classes is not None:
+        for c in range(n_classes):
+            weights.setdefault(c, 0.0)
+    return weights

@@ -1,0 +1,439 @@
+"""The results book: every notebook in ``notebooks/`` run headless by papermill with one profile,
+rendered to self-contained HTML, with an ``index.html`` of each chapter's key numbers and provenance.
+
+Layout of the output folder::
+
+    index.html                 chapters, status, run times, key numbers, provenance
+    book.json                  the same, machine-readable
+    chapters/<nb>/             a complete chapter: <nb>.ipynb (executed), <nb>.html, <nb>.json (record),
+                               done.json (its key, times)
+    failed/<nb>/               the last failed run of a chapter: the partly executed notebook and why
+    .work/                     chapters being built (never read as results)
+
+A chapter is re-run only when its key changes: the notebook's cells, its parameters, the hamviz source,
+the data fingerprint, and the keys of the chapters it depends on (notebook metadata
+``{"hamviz": {"depends": ["classifier"]}}``). A chapter is built in ``.work`` and moved into ``chapters/``
+only once it finished and its record says ``complete``, so an interrupted or failed run never leaves a
+half-written chapter that looks complete. Independent chapters run in parallel with ``jobs > 1``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import yaml
+
+from .config import HamvizError, ParamsError
+from .notebook import _jsonable, provenance
+from .params import CHAPTER_SCHEMAS, chapter_params, find_profile, load_profile
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+#: Parameters every chapter notebook declares in its ``parameters`` cell (the book sets them).
+NOTEBOOK_PARAMETERS = ("profile", "params", "data_dir", "record_path")
+#: Keys that do not change a chapter's results (left out of its key).
+NEUTRAL_KEYS = ("jobs", "description", "data_dir", "profile", "_source")
+
+
+@dataclass
+class ChapterSpec:
+    stem: str          # "01_eda"
+    name: str          # "eda"
+    path: Path
+    title: str
+    depends: list[str] = field(default_factory=list)
+
+
+def discover(notebooks_dir: Path = NOTEBOOKS) -> list[ChapterSpec]:
+    """The chapters, in book order (file name order: ``01_eda.ipynb``, ``02_...``)."""
+    specs = []
+    for path in sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        title = next((re.sub(r"^#+\s*", "", c.source.splitlines()[0]) for c in nb.cells
+                      if c.cell_type == "markdown" and c.source.strip().startswith("#")), path.stem)
+        meta = nb.metadata.get("hamviz", {})
+        specs.append(ChapterSpec(path.stem, path.stem.split("_", 1)[1], path, title,
+                                 list(meta.get("depends", []))))
+    names = {s.name for s in specs}
+    for s in specs:
+        unknown = set(s.depends) - names
+        if unknown:
+            raise HamvizError(f"{s.path.name} depends on unknown chapter(s) {sorted(unknown)}; "
+                              f"chapters: {sorted(names)}")
+    return specs
+
+
+def source_hash(paths) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def notebook_hash(path: Path) -> str:
+    """Hash of a notebook's cells (sources and types only: outputs and ids do not count)."""
+    nb = nbformat.read(path, as_version=4)
+    return hashlib.sha256(json.dumps([(c.cell_type, c.source) for c in nb.cells]).encode()).hexdigest()
+
+
+def check_notebook(spec: ChapterSpec) -> None:
+    """Every chapter declares the parameters the book passes, and has a schema section."""
+    import papermill as pm
+    declared = pm.inspect_notebook(str(spec.path))
+    missing = [p for p in NOTEBOOK_PARAMETERS if p not in declared]
+    if missing:
+        raise HamvizError(f"{spec.path.name}: its 'parameters' cell lacks {missing}; every chapter "
+                          f"declares {list(NOTEBOOK_PARAMETERS)}.")
+    if spec.name not in CHAPTER_SCHEMAS:
+        raise HamvizError(f"{spec.path.name}: no parameter schema for chapter {spec.name!r} in "
+                          f"hamviz.params.CHAPTER_SCHEMAS.")
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(_jsonable(obj), indent=1))
+    tmp.replace(path)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def run_chapter(spec_path: Path, profile_path: Path, data_dir: str | None, out: Path,
+                key: str) -> dict:
+    """Execute one notebook into ``out/.work`` and, if it completes, move it to ``out/chapters``.
+
+    Runs in a child process of the book (see :func:`build`); returns and writes a result dict."""
+    import papermill as pm
+    from nbconvert import HTMLExporter
+
+    stem = spec_path.stem
+    work = out / ".work" / f"{stem}-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    record_path = work / f"{stem}.json"
+    nb_out = work / f"{stem}.ipynb"
+    started = time.time()
+    error = None
+    try:
+        pm.execute_notebook(
+            str(spec_path), str(nb_out), cwd=str(spec_path.parent), kernel_name="python3",
+            parameters={"profile": str(profile_path), "params": {}, "data_dir": data_dir,
+                        "record_path": str(record_path)},
+            progress_bar=False, log_output=False, report_mode=False)
+    except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
+        error = f"{type(exc).__name__}: {getattr(exc, 'evalue', None) or exc}"
+    seconds = time.time() - started
+    html_text = None
+    if nb_out.exists():
+        exporter = HTMLExporter(template_name="lab")
+        exporter.embed_images = True
+        html_text, _ = exporter.from_notebook_node(nbformat.read(nb_out, as_version=4),
+                                                   resources={"metadata": {"name": spec_path.stem}})
+        (work / f"{stem}.html").write_text(html_text, encoding="utf-8")
+    record = _read_json(record_path) or {}
+    if error is None and not record.get("complete"):
+        error = ("the notebook finished without marking its record complete "
+                 "(its last cell must call ch.finish())")
+    result = {"stem": stem, "key": key, "seconds": round(seconds, 1),
+              "started": _dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(
+                  timespec="seconds"),
+              "status": "ok" if error is None else "failed", "error": error}
+    if error is None:
+        _write_json(work / "done.json", result)
+        final = out / "chapters" / stem
+        final.parent.mkdir(parents=True, exist_ok=True)
+        trash = out / ".work" / f"{stem}-old-{os.getpid()}"
+        if final.exists():
+            final.rename(trash)
+        work.rename(final)
+        shutil.rmtree(trash, ignore_errors=True)
+        shutil.rmtree(out / "failed" / stem, ignore_errors=True)
+    else:
+        failed = out / "failed" / stem
+        shutil.rmtree(failed, ignore_errors=True)
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(work / "failure.json", result)
+        work.rename(failed)
+    return result
+
+
+@dataclass
+class Book:
+    out: Path
+    profile: dict
+    chapters: list[ChapterSpec]
+    keys: dict[str, str]
+    fingerprint: str
+    status: dict = field(default_factory=dict)
+
+
+def chapter_keys(specs, params: dict, fingerprint: str) -> dict[str, str]:
+    """Each chapter's key: what its results depend on (see the module docstring)."""
+    pkg = source_hash(Path(__file__).parent.glob("*.py"))
+    keys: dict[str, str] = {}
+    by_name = {s.name: s for s in specs}
+
+    def key(s: ChapterSpec) -> str:
+        if s.stem in keys:
+            return keys[s.stem]
+        flat = {k: v for k, v in chapter_params(params, s.name).items() if k not in NEUTRAL_KEYS}
+        raw = json.dumps({"nb": notebook_hash(s.path), "params": flat, "pkg": pkg, "data": fingerprint,
+                          "deps": [key(by_name[d]) for d in s.depends]}, sort_keys=True, default=str)
+        keys[s.stem] = hashlib.sha256(raw.encode()).hexdigest()[:16]
+        return keys[s.stem]
+
+    for s in specs:
+        key(s)
+    return keys
+
+
+def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, only=None) -> Book:
+    """Every check that can fail before a notebook runs: the profile against its schema, each notebook's
+    parameters, and the data (metadata, files, masks). Raises a HamvizError naming the problem."""
+    from .data import load_ham10000
+    profile_path = find_profile(profile)
+    params = load_profile(profile_path, {"data_dir": str(data_dir)} if data_dir else None)
+    specs = discover(notebooks_dir)
+    if not specs:
+        raise HamvizError(f"No chapter notebooks (NN_name.ipynb) in {notebooks_dir}")
+    if only:
+        names = {s.name for s in specs} | {s.stem for s in specs}
+        unknown = [o for o in only if o not in names]
+        if unknown:
+            raise ParamsError(f"Unknown chapter(s) {unknown}; chapters: {[s.name for s in specs]}")
+        wanted = set(only)
+        # a chapter brings the chapters it depends on
+        changed = True
+        while changed:
+            changed = False
+            for s in specs:
+                if (s.name in wanted or s.stem in wanted) and not set(s.depends) <= wanted:
+                    wanted |= set(s.depends)
+                    changed = True
+        specs = [s for s in specs if s.name in wanted or s.stem in wanted]
+    for s in specs:
+        check_notebook(s)
+    ds = load_ham10000(params["data_dir"], masks=params["masks"], on_missing=params["on_missing"])
+    params["data_dir"] = str(ds.root)
+    return Book(Path(out), params, specs, chapter_keys(specs, params, ds.fingerprint), ds.fingerprint)
+
+
+def chapter_state(book: Book, spec: ChapterSpec) -> dict:
+    """What the output folder holds for a chapter: done with the current key, stale, failed, or none."""
+    done = _read_json(book.out / "chapters" / spec.stem / "done.json")
+    failed = _read_json(book.out / "failed" / spec.stem / "failure.json")
+    running = _read_json(book.out / ".work" / f"{spec.stem}.running.json")
+    state = {"done": done, "failed": failed}
+    if running and not _pid_alive(running.get("pid")):
+        state["interrupted"] = running
+    elif running:
+        state["running"] = running
+    state["current"] = bool(done and done.get("key") == book.keys[spec.stem])
+    return state
+
+
+def build(profile="cpu", out="book", data_dir=None, jobs: int | None = None, force: bool = False,
+          only=None, notebooks_dir=NOTEBOOKS, log=print) -> dict:
+    """Build (or bring up to date) the results book; returns the book summary (also ``book.json``)."""
+    t0 = time.time()
+    book = prepare(profile, out, data_dir, notebooks_dir, only)
+    book.out.mkdir(parents=True, exist_ok=True)
+    clean_work(book.out)
+    jobs = jobs or book.profile.get("jobs", 1)
+    profile_path = Path(book.profile["_source"])
+    todo = [s for s in book.chapters if force or not chapter_state(book, s)["current"]]
+    for s in book.chapters:
+        if s not in todo:
+            log(f"[book] {s.stem}: up to date (key {book.keys[s.stem]})")
+    results: dict[str, dict] = {}
+    pending = {s.stem: s for s in todo}
+    failed_names: set[str] = set()
+    running: dict = {}
+    write_index(book, time.time() - t0)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        while pending or running:
+            for stem, s in list(pending.items()):
+                if len(running) >= max(1, jobs):
+                    break
+                blocked = [d for d in s.depends if any(p.name == d for p in pending.values())
+                           or any(r.name == d for r in running.values())]
+                if blocked:
+                    continue
+                if set(s.depends) & failed_names:
+                    results[stem] = {"stem": stem, "status": "skipped",
+                                     "error": f"depends on failed chapter(s) "
+                                              f"{sorted(set(s.depends) & failed_names)}"}
+                    failed_names.add(s.name)
+                    del pending[stem]
+                    continue
+                del pending[stem]
+                log(f"[book] {stem}: running")
+                running[pool.submit(_run_in_child, book, s, profile_path)] = s
+            if not running:
+                continue
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                s = running.pop(fut)
+                res = fut.result()
+                results[s.stem] = res
+                if res["status"] != "ok":
+                    failed_names.add(s.name)
+                log(f"[book] {s.stem}: {res['status']} in {res.get('seconds', 0):.0f} s"
+                    + (f" -- {res['error']}" if res.get("error") else ""))
+                write_index(book, time.time() - t0)
+    summary = write_index(book, time.time() - t0)
+    summary["this_run"] = results
+    return summary
+
+
+def clean_work(out: Path) -> None:
+    """Remove what interrupted runs left in ``.work`` (folders of processes that are gone)."""
+    work = Path(out) / ".work"
+    if not work.is_dir():
+        return
+    for p in work.iterdir():
+        m = re.search(r"-(?:old-)?(\d+)$", p.name)
+        if p.is_dir() and m and not _pid_alive(m.group(1)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _run_in_child(book: Book, spec: ChapterSpec, profile_path: Path) -> dict:
+    """Run a chapter in its own process (a crash or kill of one chapter cannot take the book down)."""
+    marker = book.out / ".work" / f"{spec.stem}.running.json"
+    args = [sys.executable, "-m", "hamviz.book", str(spec.path), str(profile_path),
+            book.profile["data_dir"] or "", str(book.out), book.keys[spec.stem]]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _write_json(marker, {"pid": proc.pid, "started": time.time()})
+    output, _ = proc.communicate()
+    marker.unlink(missing_ok=True)
+    last = output.strip().splitlines()[-1] if output.strip() else ""
+    try:
+        return json.loads(last)
+    except json.JSONDecodeError:
+        return {"stem": spec.stem, "status": "failed", "seconds": None,
+                "error": f"chapter process exited with code {proc.returncode}: {output[-2000:]}"}
+
+
+# ---------------------------------------------------------------- index page
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222} h1{margin-bottom:.2em} table{border-collapse:collapse;width:100%;margin:1em 0}
+th,td{border-bottom:1px solid #ddd;padding:.45em .6em;text-align:left;vertical-align:top}
+th{background:#f4f4f4} .ok{color:#1a7f37;font-weight:600} .failed,.interrupted{color:#cf222e;font-weight:600}
+.stale,.running,.skipped{color:#9a6700;font-weight:600} code,pre{background:#f6f8fa;border-radius:4px}
+pre{padding:.8em;overflow:auto;font-size:.85em} .kv{margin:0;padding:0;list-style:none}
+.kv li{white-space:nowrap} .muted{color:#666;font-size:.9em}
+"""
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:,.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items())
+    return html.escape(str(v))
+
+
+def write_index(book: Book, elapsed: float) -> dict:
+    """Write index.html and book.json from what the output folder holds now."""
+    rows, entries = [], []
+    for s in book.chapters:
+        st = chapter_state(book, s)
+        done = st["done"]
+        record = _read_json(book.out / "chapters" / s.stem / f"{s.stem}.json") if done else None
+        if st.get("running"):
+            status, note = "running", "building now"
+        elif st.get("interrupted"):
+            status, note = "interrupted", "the last run was interrupted before it finished"
+        elif st["failed"] and (not done or st["failed"].get("started", "") > done.get("started", "")):
+            status, note = "failed", st["failed"].get("error") or ""
+        elif st["current"]:
+            status, note = "ok", ""
+        elif done:
+            status, note = "stale", "inputs changed since this chapter was built; not yet rebuilt"
+        else:
+            status, note = "not built", ""
+        link = (f'<a href="chapters/{s.stem}/{s.stem}.html">{html.escape(s.title)}</a>' if done
+                else html.escape(s.title))
+        if st["failed"] and status == "failed":
+            link += f'<br><a class="muted" href="failed/{s.stem}/{s.stem}.html">failed run</a>'
+            if done:
+                link += ' <span class="muted">(link above: previous complete run)</span>'
+        summary = (record or {}).get("summary", {})
+        kv = "".join(f"<li><b>{html.escape(k)}</b>: {_fmt(v)}</li>" for k, v in summary.items())
+        secs = done.get("seconds") if done else None
+        rows.append(
+            f"<tr><td>{html.escape(s.stem[:2])}</td><td>{link}</td>"
+            f'<td class="{status.replace(" ", "-")}">{status}'
+            + (f'<br><span class="muted">{html.escape(note[:600])}</span>' if note else "")
+            + f"</td><td>{'' if secs is None else f'{secs:.0f} s'}</td>"
+              f'<td><ul class="kv">{kv}</ul></td></tr>')
+        entries.append({"stem": s.stem, "title": s.title, "status": status, "note": note,
+                        "seconds": secs, "key": book.keys[s.stem], "summary": summary,
+                        "built": done.get("started") if done else None})
+    prov = provenance({k: v for k, v in book.profile.items() if k != "_source"}, book.fingerprint)
+    prov["profile_file"] = book.profile.get("_source")
+    params_yaml = yaml.safe_dump(prov.pop("params"), sort_keys=False)
+    info = {"profile": book.profile.get("profile"), "chapters": entries, "provenance": prov,
+            "build_seconds": round(elapsed, 1)}
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>hamviz results book ({html.escape(str(book.profile.get('profile')))})</title>
+<style>{_CSS}</style></head><body>
+<h1>hamviz results book</h1>
+<p class="muted">HAM10000 analysis, profile <b>{html.escape(str(book.profile.get('profile')))}</b>
+({html.escape(str(book.profile.get('description', '')))}); built {html.escape(prov['date'])}.</p>
+<table><thead><tr><th>#</th><th>chapter</th><th>status</th><th>run time</th><th>key numbers</th></tr>
+</thead><tbody>{''.join(rows)}</tbody></table>
+<h2>Provenance</h2>
+<table><tbody>
+<tr><th>hamviz version</th><td>{html.escape(prov['hamviz'])}</td></tr>
+<tr><th>git commit</th><td>{html.escape(str(prov['git_commit']))}</td></tr>
+<tr><th>data</th><td>{html.escape(str(book.profile.get('data_dir')))}<br>fingerprint
+<code>{html.escape(book.fingerprint)}</code></td></tr>
+<tr><th>profile file</th><td>{html.escape(str(prov['profile_file']))}</td></tr>
+<tr><th>python / platform</th><td>{html.escape(prov['python'])} / {html.escape(prov['platform'])}</td></tr>
+<tr><th>date</th><td>{html.escape(prov['date'])}</td></tr>
+</tbody></table>
+<h3>Parameters</h3><pre>{html.escape(params_yaml)}</pre>
+</body></html>"""
+    book.out.mkdir(parents=True, exist_ok=True)
+    tmp = book.out / "index.html.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(book.out / "index.html")
+    _write_json(book.out / "book.json", info)
+    return info
+
+
+if __name__ == "__main__":  # child process of build(): run one chapter, print its result as JSON
+    nb, prof, data, outdir, chapter_key = sys.argv[1:6]
+    res = run_chapter(Path(nb), Path(prof), data or None, Path(outdir), chapter_key)
+    print(json.dumps(res))

@@ -1,0 +1,92 @@
+"""Command line: ``hamviz book | validate | cache | download`` (also ``python -m hamviz``)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .config import HamvizError
+
+
+def _book(args) -> int:
+    from .book import build
+    summary = build(args.profile, args.out, data_dir=args.data, jobs=args.jobs, force=args.force,
+                    only=args.only)
+    bad = [c for c in summary["chapters"] if c["status"] != "ok"]
+    print(f"[book] {args.out}/index.html: {len(summary['chapters']) - len(bad)} chapter(s) ok"
+          + (f", {len(bad)} not: " + ", ".join(f"{c['stem']} ({c['status']})" for c in bad) if bad else ""))
+    return 1 if bad else 0
+
+
+def _validate(args) -> int:
+    from .book import prepare
+    book = prepare(args.profile, "book", data_dir=args.data)
+    print(f"profile {book.profile['profile']} ({book.profile['_source']}) is valid; data at "
+          f"{book.profile['data_dir']} (fingerprint {book.fingerprint}); chapters: "
+          + ", ".join(s.stem for s in book.chapters))
+    return 0
+
+
+def _cache(args) -> int:
+    from .cache import build_cache
+    from .data import load_ham10000
+    from .params import load_profile
+    p = load_profile(args.profile, {"data_dir": args.data} if args.data else None)
+    ds = load_ham10000(p["data_dir"], masks=p["masks"], on_missing=p["on_missing"])
+    for size in args.size or [p["image_size"]]:
+        t = time.time()
+        c = build_cache(ds, size, mode=p["resize"], on_corrupt=p["on_corrupt"], progress=True)
+        print(f"{size}x{size}: {len(c)} images {'built' if c.built else 'read'} in {time.time() - t:.1f} s"
+              f" -> {c.path}" + (f"; skipped {len(c.skipped)} corrupt" if c.skipped else ""))
+    return 0
+
+
+def _download(args) -> int:
+    from .download import run_download
+    run_download(args)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="hamviz", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("book", help="build the results book (runs only what changed)")
+    b.add_argument("--profile", default="cpu", help="params/<profile>.yaml or a path (default: cpu)")
+    b.add_argument("--out", default="book", help="output folder (default: book)")
+    b.add_argument("--data", help="HAM10000 folder (default: the profile's data_dir, else $HAMVIZ_DATA)")
+    b.add_argument("--jobs", type=int, help="chapters run in parallel (default: the profile's jobs)")
+    b.add_argument("--force", action="store_true", help="re-run chapters that are up to date")
+    b.add_argument("--only", nargs="+", help="only these chapters (and what they depend on)")
+    b.set_defaults(func=_book)
+
+    v = sub.add_parser("validate", help="check a profile and the data without running anything")
+    v.add_argument("--profile", default="cpu")
+    v.add_argument("--data")
+    v.set_defaults(func=_validate)
+
+    c = sub.add_parser("cache", help="decode and resize the images once into the cache")
+    c.add_argument("--profile", default="cpu")
+    c.add_argument("--data")
+    c.add_argument("--size", type=int, nargs="+", help="edge(s) in pixels (default: the profile's)")
+    c.set_defaults(func=_cache)
+
+    try:
+        from .download import add_download_arguments
+    except ImportError:  # pragma: no cover
+        add_download_arguments = None
+    if add_download_arguments is not None:
+        d = sub.add_parser("download", help="download HAM10000 (and optional extras) with checksums")
+        add_download_arguments(d)
+        d.set_defaults(func=_download)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except HamvizError as exc:
+        print(f"hamviz: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Where things live: the data directory, the on-disk cache, and the errors hamviz raises.
+
+Resolution order for the data directory: an explicit argument (params ``data_dir``), then the
+``HAMVIZ_DATA`` environment variable. There is no silent default: a missing setting is an error that
+says how to get the data and how to point hamviz at it.
+The cache (decoded images, splits, trained models) lives in ``HAMVIZ_CACHE`` or ``~/.cache/hamviz``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_ENV = "HAMVIZ_DATA"
+CACHE_ENV = "HAMVIZ_CACHE"
+
+GET_DATA_HINT = (
+    "Get HAM10000 with `hamviz download --dest DIR` (or by hand from "
+    "https://doi.org/10.7910/DVN/DBW86T: HAM10000_metadata.csv, HAM10000_images_part_1/, "
+    "HAM10000_images_part_2/), then point hamviz at it with `export HAMVIZ_DATA=DIR` "
+    "or `data_dir: DIR` in your params file."
+)
+
+
+class HamvizError(Exception):
+    """Base class of every error hamviz raises on purpose: the message names the problem and the fix."""
+
+
+class DataError(HamvizError):
+    """The data on disk is missing, incomplete, corrupt or not what it should be."""
+
+
+class ParamsError(HamvizError):
+    """A parameter profile has an unknown key, a wrong type or an out-of-range value."""
+
+
+def data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The HAM10000 directory: ``explicit`` if given, else ``$HAMVIZ_DATA``; it must exist."""
+    value = explicit if explicit not in (None, "") else os.environ.get(DATA_ENV)
+    if value in (None, ""):
+        raise DataError(f"No data directory given: pass data_dir or set {DATA_ENV}. {GET_DATA_HINT}")
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise DataError(f"Data directory {path} does not exist. {GET_DATA_HINT}")
+    return path.resolve()
+
+
+def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The cache root (created if needed): ``explicit``, ``$HAMVIZ_CACHE`` or ``~/.cache/hamviz``."""
+    value = explicit or os.environ.get(CACHE_ENV)
+    if value:
+        path = Path(value).expanduser()
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        path = Path(base) / "hamviz"
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()

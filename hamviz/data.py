@@ -1,0 +1,230 @@
+"""Loading HAM10000 from disk, in the official download layout or a flat ``images/`` folder.
+
+A :class:`Dataset` is one table (``meta``, one row per image) plus where it came from and a fingerprint.
+Every check that can be made without decoding images is made here, before any expensive work:
+missing metadata or columns, unknown labels, lesions with two diagnoses, image ids without files and
+files without ids. Decoding (and so corrupt-JPEG detection) happens once, in :mod:`hamviz.cache`.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import GET_DATA_HINT, DataError, data_dir as _resolve_data_dir
+
+#: The seven HAM10000 diagnoses in the official (alphabetical) order; label i is CLASSES[i].
+CLASSES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+CLASS_NAMES = {
+    "akiec": "Actinic keratoses / intraepithelial carcinoma",
+    "bcc": "Basal cell carcinoma",
+    "bkl": "Benign keratosis-like lesions",
+    "df": "Dermatofibroma",
+    "mel": "Melanoma",
+    "nv": "Melanocytic nevi",
+    "vasc": "Vascular lesions",
+}
+#: Default benign-vs-malignant mapping (a parameter wherever it is used).
+MALIGNANT: tuple[str, ...] = ("mel", "bcc", "akiec")
+
+REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
+METADATA_NAMES = ("HAM10000_metadata.csv", "HAM10000_metadata.tab", "HAM10000_metadata")
+IMAGE_DIRS = ("images", "HAM10000_images_part_1", "HAM10000_images_part_2",
+              "ham10000_images_part_1", "ham10000_images_part_2", "HAM10000_images")
+MASK_DIRS = ("masks", "HAM10000_segmentations_lesion_tschandl")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass
+class Dataset:
+    """Images and labels of one data source. ``meta`` has one row per image with at least
+    ``image_id``, ``lesion_id``, ``dx``, ``label`` (index into ``classes``) and ``path``;
+    ``mask_path`` when masks were found (else None)."""
+
+    meta: pd.DataFrame
+    root: Path
+    fingerprint: str
+    classes: tuple[str, ...] = CLASSES
+    source: str = "ham10000"
+    layout: str = "flat"
+    report: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.meta["label"].to_numpy(dtype=np.int64)
+
+    @property
+    def has_masks(self) -> bool:
+        return "mask_path" in self.meta and self.meta["mask_path"].notna().all()
+
+    def subset(self, image_ids) -> "Dataset":
+        """The same dataset restricted to ``image_ids`` (in that order)."""
+        meta = self.meta.set_index("image_id").loc[list(image_ids)].reset_index()
+        return Dataset(meta, self.root, self.fingerprint, self.classes, self.source, self.layout,
+                       dict(self.report))
+
+
+def _first_few(items, n=5) -> str:
+    items = sorted(items)
+    more = f", ... ({len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(map(str, items[:n])) + more
+
+
+def find_metadata(root: Path) -> Path:
+    for name in METADATA_NAMES:
+        if (root / name).is_file():
+            return root / name
+    found = sorted(p.name for p in root.glob("*.csv"))
+    raise DataError(
+        f"No HAM10000 metadata in {root}: expected one of {', '.join(METADATA_NAMES)}"
+        + (f" (CSV files there: {_first_few(found)})" if found else "")
+        + f". {GET_DATA_HINT}"
+    )
+
+
+def read_metadata(path: Path) -> pd.DataFrame:
+    sep = "\t" if path.suffix == ".tab" else ","
+    try:
+        meta = pd.read_csv(path, sep=sep, dtype={"lesion_id": str, "image_id": str, "dx": str})
+    except Exception as exc:  # pandas raises several types for unreadable files
+        raise DataError(f"Cannot read metadata {path}: {exc}. Re-download it ({GET_DATA_HINT})") from exc
+    meta.columns = [str(c).strip().strip('"') for c in meta.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in meta.columns]
+    if missing:
+        raise DataError(
+            f"Metadata {path} lacks column(s) {', '.join(missing)} (has: {', '.join(meta.columns)}). "
+            f"HAM10000_metadata.csv has columns lesion_id,image_id,dx,dx_type,age,sex,localization; "
+            f"re-download it or fix the header."
+        )
+    return meta
+
+
+def scan_dirs(root: Path, names, suffixes=IMAGE_SUFFIXES, strip: str = "") -> tuple[dict, list[str]]:
+    """Map file stem (minus ``strip``) -> path over the first-level folders ``names`` that exist."""
+    found: dict[str, Path] = {}
+    used = []
+    for name in names:
+        folder = root / name
+        if not folder.is_dir():
+            continue
+        used.append(name)
+        with os.scandir(folder) as it:
+            for entry in it:
+                stem, suffix = os.path.splitext(entry.name)
+                if suffix.lower() in suffixes and entry.is_file():
+                    if strip and stem.endswith(strip):
+                        stem = stem[: -len(strip)]
+                    found.setdefault(stem, Path(entry.path))
+    return found, used
+
+
+def fingerprint_files(meta_path: Path, paths) -> str:
+    """sha256 over the metadata bytes and the name and size of every image file used.
+
+    Cheap (no image is read) yet changes when an image is added, removed, renamed or re-encoded to a
+    different size; that is what the cache keys need."""
+    h = hashlib.sha256()
+    h.update(Path(meta_path).read_bytes())
+    for p in sorted(paths, key=lambda p: Path(p).name):
+        p = Path(p)
+        h.update(f"{p.name}:{p.stat().st_size};".encode())
+    return h.hexdigest()[:16]
+
+
+def load_ham10000(root: str | os.PathLike | None = None, *, masks: bool | str = "auto",
+                  on_missing: str = "error") -> Dataset:
+    """Load HAM10000 metadata and locate every image (and lesion mask) without decoding them.
+
+    root: the data directory (default ``$HAMVIZ_DATA``), in the official layout
+      (``HAM10000_metadata.csv``, ``HAM10000_images_part_1/``, ``HAM10000_images_part_2/``) or flat
+      (``HAM10000_metadata.csv``, ``images/``); masks from ``masks/`` or
+      ``HAM10000_segmentations_lesion_tschandl/`` (``ISIC_xxxxxxx_segmentation.png``).
+    masks: True to require masks, False to ignore them, "auto" to use them when every image has one.
+    on_missing: "error" (default) stops on image ids without files or files without ids;
+      "skip" drops those rows / ignores those files and lists them in ``report``.
+    """
+    if on_missing not in ("error", "skip"):
+        raise ValueError(f"on_missing must be 'error' or 'skip', not {on_missing!r}")
+    root = _resolve_data_dir(root)
+    meta_path = find_metadata(root)
+    meta = read_metadata(meta_path)
+    for col in REQUIRED_COLUMNS:
+        meta[col] = meta[col].astype(str).str.strip()
+
+    dup = meta["image_id"][meta["image_id"].duplicated()]
+    if len(dup):
+        raise DataError(f"Metadata {meta_path} lists {dup.nunique()} image id(s) twice: "
+                        f"{_first_few(set(dup))}. Each image_id must appear once.")
+    unknown = sorted(set(meta["dx"]) - set(CLASSES))
+    if unknown:
+        counts = meta["dx"][meta["dx"].isin(unknown)].value_counts().to_dict()
+        raise DataError(f"Metadata {meta_path} has unknown dx label(s) {counts}; "
+                        f"HAM10000 labels are {', '.join(CLASSES)}. Fix or drop those rows.")
+    per_lesion = meta.groupby("lesion_id")["dx"].nunique()
+    mixed = per_lesion[per_lesion > 1]
+    if len(mixed):
+        raise DataError(f"{len(mixed)} lesion_id(s) have more than one dx: {_first_few(mixed.index)}. "
+                        f"A lesion has one diagnosis; fix the metadata.")
+
+    images, used_dirs = scan_dirs(root, IMAGE_DIRS)
+    if not used_dirs:
+        raise DataError(f"No image folder in {root}: expected HAM10000_images_part_1/ and "
+                        f"HAM10000_images_part_2/ (official layout) or images/ (flat layout). "
+                        f"{GET_DATA_HINT}")
+    layout = "flat" if used_dirs == ["images"] else "official"
+    report: dict = {"image_dirs": used_dirs}
+    ids = set(meta["image_id"])
+    no_file = ids - images.keys()
+    no_id = images.keys() - ids
+    if (no_file or no_id) and on_missing == "error":
+        parts = []
+        if no_file:
+            parts.append(f"{len(no_file)} image id(s) in the metadata have no file in "
+                         f"{', '.join(used_dirs)} ({_first_few(no_file)})")
+        if no_id:
+            parts.append(f"{len(no_id)} image file(s) have no metadata row ({_first_few(no_id)})")
+        raise DataError(f"Data in {root} is incomplete: " + "; ".join(parts) +
+                        ". Complete the download, or pass on_missing='skip' "
+                        "(params: on_missing: skip) to drop them and report it.")
+    if no_file:
+        meta = meta[~meta["image_id"].isin(no_file)]
+        report["missing_files"] = sorted(no_file)
+    if no_id:
+        report["files_without_metadata"] = sorted(no_id)
+    if meta.empty:
+        raise DataError(f"No image of the metadata {meta_path} was found in {root}. {GET_DATA_HINT}")
+
+    meta = meta.reset_index(drop=True).copy()
+    meta["label"] = meta["dx"].map({c: i for i, c in enumerate(CLASSES)}).astype(np.int64)
+    meta["path"] = [str(images[i]) for i in meta["image_id"]]
+
+    if masks not in (True, False, "auto"):
+        raise ValueError(f"masks must be True, False or 'auto', not {masks!r}")
+    mask_files, mask_dirs = scan_dirs(root, MASK_DIRS, suffixes=(".png",), strip="_segmentation")
+    if masks is not False:
+        missing_masks = set(meta["image_id"]) - mask_files.keys()
+        if masks is True and (not mask_dirs or missing_masks):
+            raise DataError(
+                f"Lesion masks requested but "
+                + (f"{len(missing_masks)} image(s) have none in {', '.join(mask_dirs)} "
+                   f"({_first_few(missing_masks)})" if mask_dirs else
+                   f"no mask folder in {root} (expected masks/ or HAM10000_segmentations_lesion_tschandl/)")
+                + ". Download HAM10000_segmentations_lesion_tschandl.zip (`hamviz download --masks`) "
+                  "or run without masks.")
+        if mask_dirs and not missing_masks:
+            meta["mask_path"] = [str(mask_files[i]) for i in meta["image_id"]]
+            report["mask_dirs"] = mask_dirs
+        elif mask_dirs:
+            report["images_without_mask"] = len(missing_masks)
+    if "mask_path" not in meta:
+        meta["mask_path"] = None
+
+    fp = fingerprint_files(meta_path, meta["path"])
+    return Dataset(meta=meta, root=root, fingerprint=fp, layout=layout, report=report)

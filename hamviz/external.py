@@ -1,0 +1,392 @@
+"""External data sets: the ISIC 2018 Task 3 test set and MedMNIST's DermaMNIST.
+
+Both use the seven HAM10000 diagnoses, so a model trained on HAM10000 can be scored on them with no
+relabelling beyond what is done here. As in :mod:`hamviz.data`, every check that can be made without
+decoding images is made at load time, and every :class:`~hamviz.config.DataError` names the problem
+and the fix.
+
+* :func:`load_isic2018` returns a :class:`hamviz.data.Dataset` (``source="isic2018"``) that the rest of
+  hamviz treats like HAM10000 (decoding and caching happen later, in :mod:`hamviz.cache`).
+* :func:`load_dermamnist` returns a :class:`DermaMNIST`: the already decoded, already resized arrays of
+  a MedMNIST ``dermamnist*.npz`` file, per split.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import DataError
+from .data import CLASSES, IMAGE_SUFFIXES, Dataset, _first_few, fingerprint_files, scan_dirs
+
+# --------------------------------------------------------------------------------------------------
+# ISIC 2018 Task 3
+# --------------------------------------------------------------------------------------------------
+
+#: ISIC 2018 Task 3 ground-truth columns (upper case, in the order of the official CSV) -> hamviz class.
+ISIC2018_COLUMNS: dict[str, str] = {
+    "MEL": "mel", "NV": "nv", "BCC": "bcc", "AKIEC": "akiec", "BKL": "bkl", "DF": "df", "VASC": "vasc",
+}
+ISIC2018_ID_COLUMN = "image"
+ISIC2018_HINT = (
+    "Get the ISIC 2018 Task 3 test set from https://challenge.isic-archive.com/data/#2018 "
+    "(ISIC2018_Task3_Test_Input.zip and ISIC2018_Task3_Test_GroundTruth.zip) and unpack both into "
+    "one folder"
+)
+
+
+def _find_ground_truth(root: Path) -> Path:
+    """The one ``*GroundTruth*.csv`` in ``root`` or in a first-level ``*GroundTruth*`` folder."""
+    candidates: list[Path] = []
+    folders = [root] + sorted(d for d in root.iterdir()
+                              if d.is_dir() and "groundtruth" in d.name.lower())
+    for folder in folders:
+        candidates += sorted(p for p in folder.iterdir() if p.is_file()
+                             and p.suffix.lower() == ".csv" and "groundtruth" in p.name.lower())
+    if not candidates:
+        csvs = sorted(p.name for p in root.glob("*.csv"))
+        raise DataError(
+            f"No ground-truth CSV in {root}: expected *_GroundTruth.csv (e.g. "
+            f"ISIC2018_Task3_Test_GroundTruth/ISIC2018_Task3_Test_GroundTruth.csv) in that folder or in "
+            f"a *GroundTruth* subfolder"
+            + (f" (CSV files there: {_first_few(csvs)})" if csvs else "")
+            + f". {ISIC2018_HINT}, or pass ground_truth=PATH."
+        )
+    if len(candidates) > 1:
+        raise DataError(
+            f"{len(candidates)} ground-truth CSVs in {root} "
+            f"({_first_few(str(p.relative_to(root)) for p in candidates)}); which one is meant is "
+            f"ambiguous. Pass ground_truth=PATH, or keep one split (e.g. only the Test files) per folder."
+        )
+    return candidates[0]
+
+
+def _read_ground_truth(gt_path: Path) -> tuple[pd.DataFrame, dict]:
+    """Validate the one-hot ground truth; return (image_id, dx) rows and what was ignored."""
+    try:
+        gt = pd.read_csv(gt_path, dtype={ISIC2018_ID_COLUMN: str})
+    except Exception as exc:  # pandas raises several types for unreadable files
+        raise DataError(f"Cannot read ground truth {gt_path}: {exc}. Re-download it "
+                        f"({ISIC2018_HINT}).") from exc
+    gt.columns = [str(c).strip().strip('"') for c in gt.columns]
+    upper = {c.upper(): c for c in gt.columns}
+    id_col = upper.get(ISIC2018_ID_COLUMN.upper())
+    if id_col is None:
+        raise DataError(
+            f"Ground truth {gt_path} has no '{ISIC2018_ID_COLUMN}' column (has: "
+            f"{_first_few(gt.columns, 12)}). The ISIC 2018 Task 3 CSV has columns "
+            f"image,{','.join(ISIC2018_COLUMNS)}; fix the header or pass the right file."
+        )
+    class_cols = [c for c in gt.columns if c != id_col]
+    missing = [c for c in ISIC2018_COLUMNS if c not in upper]
+    extra = [c for c in class_cols if c.upper() not in ISIC2018_COLUMNS]
+    if missing:
+        raise DataError(
+            f"Ground truth {gt_path} lacks one-hot column(s) {', '.join(missing)} (has: "
+            f"{', '.join(class_cols) or 'none'}). ISIC 2018 Task 3 ground truth has one column per "
+            f"class: {', '.join(ISIC2018_COLUMNS)}; fix the header (the ISIC 2019 file, with AK/SCC/UNK, "
+            f"is a different task) or pass the ISIC 2018 Task 3 CSV."
+        )
+    if gt.empty:
+        raise DataError(f"Ground truth {gt_path} has no rows. Re-download it ({ISIC2018_HINT}).")
+
+    ids = gt[id_col].astype(str).str.strip()
+    bad_id = gt[id_col].isna() | (ids == "")
+    if bad_id.any():
+        raise DataError(f"Ground truth {gt_path} has {int(bad_id.sum())} row(s) without an image id "
+                        f"(CSV line(s) {_first_few((bad_id[bad_id].index + 2).tolist())}). "
+                        f"Fix or drop those rows.")
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        raise DataError(f"Ground truth {gt_path} lists {dup.nunique()} image id(s) twice: "
+                        f"{_first_few(set(dup))}. Each image must appear once; drop the duplicates.")
+
+    values = gt[class_cols].apply(pd.to_numeric, errors="coerce")
+    values.index = ids
+    report: dict = {}
+    if extra:
+        used = [c for c in extra if values[c].fillna(0).ne(0).any()]
+        if used:
+            counts = {c: int(values[c].fillna(0).ne(0).sum()) for c in used}
+            raise DataError(
+                f"Ground truth {gt_path} has class column(s) hamviz does not know: {counts} "
+                f"(rows labelled with them). hamviz models know only {', '.join(ISIC2018_COLUMNS)} "
+                f"(= {', '.join(CLASSES)}); drop those rows and columns, or score them elsewhere."
+            )
+        report["ignored_columns"] = extra  # all zero: harmless, dropped
+    known = values[[upper[c] for c in ISIC2018_COLUMNS]]
+    known.columns = list(ISIC2018_COLUMNS)
+    is_binary = known.isin([0, 1]).all(axis=1)
+    not_one_hot = ~is_binary | known.where(is_binary, 0).sum(axis=1).ne(1)
+    if not_one_hot.any():
+        raise DataError(
+            f"Ground truth {gt_path} has {int(not_one_hot.sum())} row(s) that are not exactly one-hot "
+            f"(each row needs one 1.0 and six 0.0 over {', '.join(ISIC2018_COLUMNS)}): "
+            f"{_first_few(known.index[not_one_hot])}. Fix or drop those rows."
+        )
+    dx = known.to_numpy().argmax(axis=1)
+    names = np.array([ISIC2018_COLUMNS[c] for c in known.columns])[dx]
+    return pd.DataFrame({"image_id": known.index.to_numpy(), "dx": names}), report
+
+
+def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error",
+                  ground_truth: str | os.PathLike | None = None) -> Dataset:
+    """Load the ISIC 2018 Task 3 layout (meant as an external test set) without decoding images.
+
+    root: a folder with the images (``ISIC_*.jpg``/``.jpeg``/``.png``) directly in it and/or in any
+      first-level subfolder whose name contains "Input" (e.g. ``ISIC2018_Task3_Test_Input/``), and a
+      ground-truth CSV ``*_GroundTruth.csv`` in it or in a ``*GroundTruth*`` subfolder, with column
+      ``image`` and one-hot float columns ``MEL,NV,BCC,AKIEC,BKL,DF,VASC``. The upper-case columns map
+      to the lower-case hamviz :data:`~hamviz.data.CLASSES`; ``label`` is the index into CLASSES.
+      Extra class columns are an error unless all zero (then they are ignored and listed in
+      ``report["ignored_columns"]``).
+    on_missing: "error" (default) stops on image ids without files or files without ids;
+      "skip" drops those rows / ignores those files and lists them in ``report``
+      (``missing_files``, ``files_without_metadata``), as :func:`hamviz.data.load_ham10000` does.
+    ground_truth: the CSV to use when the folder holds several (default: found in ``root``).
+
+    ISIC 2018 Task 3 gives no lesion ids for its images, so ``lesion_id`` is set to ``image_id``
+    (every image is its own lesion); grouping by lesion is then the same as grouping by image.
+    ``mask_path`` is None (no masks). ``source`` and ``layout`` are "isic2018"; ``fingerprint``
+    covers the ground-truth CSV and the name and size of every image used.
+    """
+    if on_missing not in ("error", "skip"):
+        raise ValueError(f"on_missing must be 'error' or 'skip', not {on_missing!r}")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"ISIC 2018 folder {root} does not exist or is not a folder. {ISIC2018_HINT}, "
+                        f"and pass that folder.")
+    root = root.resolve()
+    if ground_truth is not None:
+        gt_path = Path(ground_truth).expanduser()
+        if not gt_path.is_absolute() and not gt_path.is_file():
+            gt_path = root / gt_path
+        if not gt_path.is_file():
+            raise DataError(f"Ground-truth CSV {ground_truth} not found (also not in {root}). "
+                            f"{ISIC2018_HINT}, or pass the right ground_truth=PATH.")
+    else:
+        gt_path = _find_ground_truth(root)
+    meta, report = _read_ground_truth(gt_path)
+    report["ground_truth"] = str(gt_path)
+
+    names = ["."] + sorted(d.name for d in root.iterdir() if d.is_dir() and "input" in d.name.lower())
+    images: dict[str, Path] = {}
+    used_dirs = []
+    for name in names:
+        found, _ = scan_dirs(root, [name], suffixes=IMAGE_SUFFIXES)
+        if found:
+            used_dirs.append(name)
+            for stem, path in found.items():
+                images.setdefault(stem, path)
+    if not images:
+        raise DataError(
+            f"No images (.jpg/.jpeg/.png) in {root} or in a first-level folder whose name contains "
+            f"'Input' (e.g. ISIC2018_Task3_Test_Input/). {ISIC2018_HINT}."
+        )
+    report["image_dirs"] = used_dirs
+
+    ids = set(meta["image_id"])
+    no_file = ids - images.keys()
+    no_id = images.keys() - ids
+    if (no_file or no_id) and on_missing == "error":
+        parts = []
+        if no_file:
+            parts.append(f"{len(no_file)} image id(s) in the ground truth have no file in "
+                         f"{', '.join(used_dirs)} ({_first_few(no_file)})")
+        if no_id:
+            parts.append(f"{len(no_id)} image file(s) have no ground-truth row ({_first_few(no_id)})")
+        raise DataError(f"ISIC 2018 data in {root} is incomplete: " + "; ".join(parts) +
+                        ". Complete the download (images and ground truth of the same split), or pass "
+                        "on_missing='skip' to drop them and report it.")
+    if no_file:
+        meta = meta[~meta["image_id"].isin(no_file)]
+        report["missing_files"] = sorted(no_file)
+    if no_id:
+        report["files_without_metadata"] = sorted(no_id)
+    if meta.empty:
+        raise DataError(f"No image of the ground truth {gt_path} was found in {root}. {ISIC2018_HINT}.")
+
+    meta = meta.reset_index(drop=True)
+    meta = pd.DataFrame({
+        "image_id": meta["image_id"].to_numpy(),
+        "lesion_id": meta["image_id"].to_numpy(),  # ISIC 2018 Task 3 gives no lesion ids
+        "dx": meta["dx"].to_numpy(),
+        "label": meta["dx"].map({c: i for i, c in enumerate(CLASSES)}).astype(np.int64).to_numpy(),
+        "path": [str(images[i]) for i in meta["image_id"]],
+        "mask_path": None,
+    })
+    report["class_counts"] = {c: int(n) for c, n in meta["dx"].value_counts().items()}
+    fp = fingerprint_files(gt_path, meta["path"])
+    return Dataset(meta=meta, root=root, fingerprint=fp, classes=CLASSES, source="isic2018",
+                   layout="isic2018", report=report)
+
+
+# --------------------------------------------------------------------------------------------------
+# DermaMNIST
+# --------------------------------------------------------------------------------------------------
+
+#: DermaMNIST label names, as in medmnist's INFO["dermamnist"]["label"] (medmnist/info.py).
+#: Label i is hamviz CLASSES[i]: the two orders are the same, so no remapping is needed.
+DERMAMNIST_LABELS: dict[int, str] = {
+    0: "actinic keratoses and intraepithelial carcinoma",  # akiec
+    1: "basal cell carcinoma",                             # bcc
+    2: "benign keratosis-like lesions",                    # bkl
+    3: "dermatofibroma",                                   # df
+    4: "melanoma",                                         # mel
+    5: "melanocytic nevi",                                 # nv
+    6: "vascular lesions",                                 # vasc
+}
+DERMAMNIST_SPLITS: tuple[str, ...] = ("train", "val", "test")
+DERMAMNIST_SIZES: tuple[int, ...] = (28, 64, 128, 224)
+DERMAMNIST_HINT = (
+    "Get it with `hamviz download --dermamnist SIZE` (SIZE one of 28, 64, 128, 224) or by hand from "
+    "https://zenodo.org/records/10519652 (dermamnist.npz, dermamnist_64.npz, dermamnist_128.npz, "
+    "dermamnist_224.npz)"
+)
+
+
+@dataclass
+class DermaMNIST:
+    """MedMNIST DermaMNIST arrays per split (``train``, ``val``, ``test``; fewer if restricted).
+
+    ``images[split]`` is uint8 (N, size, size, 3); ``labels[split]`` is int64 (N,), label i being
+    ``classes[i]`` (DermaMNIST's order equals hamviz CLASSES). ``fingerprint`` is the first 16 hex
+    characters of the sha256 of the file's bytes."""
+
+    images: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    size: int
+    fingerprint: str
+    path: Path | None = None
+    classes: tuple[str, ...] = CLASSES
+    report: dict = field(default_factory=dict)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(s for s in DERMAMNIST_SPLITS if s in self.images)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.labels.values())
+
+    def as_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(images uint8 (N, H, W, 3), labels int64 (N,)) of one split."""
+        if split not in self.images:
+            raise ValueError(f"Split {split!r} is not loaded (loaded: {', '.join(self.splits)}); "
+                             f"splits are {', '.join(DERMAMNIST_SPLITS)}, and load_dermamnist(path) "
+                             f"without split= loads them all.")
+        return self.images[split], self.labels[split]
+
+
+def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _resolve_npz(path: str | os.PathLike) -> Path:
+    path = Path(path).expanduser()
+    if path.is_dir():
+        found = sorted(path.glob("dermamnist*.npz"))
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise DataError(f"No dermamnist*.npz in folder {path}. {DERMAMNIST_HINT}; then pass the "
+                            f"file's path.")
+        raise DataError(f"{len(found)} DermaMNIST files in {path} ({_first_few(p.name for p in found)}); "
+                        f"pass the path of the one to use.")
+    if not path.is_file():
+        raise DataError(f"DermaMNIST file {path} does not exist. {DERMAMNIST_HINT}; then pass its path.")
+    return path
+
+
+def load_dermamnist(path: str | os.PathLike, *, split: str | None = None) -> DermaMNIST:
+    """Load a MedMNIST DermaMNIST ``.npz`` of any size (28, 64, 128 or 224 pixels).
+
+    path: the ``.npz`` (or a folder holding exactly one ``dermamnist*.npz``), with keys
+      ``train_images``, ``train_labels``, ``val_images``, ``val_labels``, ``test_images``,
+      ``test_labels``; images uint8 (N, H, W, 3), labels (N, 1) or (N,) integers in 0..6.
+    split: "train", "val" or "test" to load only that split (only its two keys are then required).
+
+    Label order: medmnist's ``INFO["dermamnist"]["label"]`` is 0 actinic keratoses and
+    intraepithelial carcinoma (akiec), 1 basal cell carcinoma (bcc), 2 benign keratosis-like lesions
+    (bkl), 3 dermatofibroma (df), 4 melanoma (mel), 5 melanocytic nevi (nv), 6 vascular lesions
+    (vasc): the same order as hamviz :data:`~hamviz.data.CLASSES`, so labels are used as they are.
+    DermaMNIST is made from HAM10000 itself, so it is not independent of a HAM10000 training set.
+    """
+    if split is not None and split not in DERMAMNIST_SPLITS:
+        raise ValueError(f"split must be None or one of {', '.join(DERMAMNIST_SPLITS)}, not {split!r}")
+    path = _resolve_npz(path)
+    splits = DERMAMNIST_SPLITS if split is None else (split,)
+    with open(path, "rb") as fh:  # our handle: closed even when np.load fails half-way
+        images, labels, size = _read_npz(fh, path, splits)
+    report = {"path": str(path), "counts": {s: int(len(labels[s])) for s in splits}}
+    if size not in DERMAMNIST_SIZES:
+        report["nonstandard_size"] = size
+    return DermaMNIST(images=images, labels=labels, size=size, fingerprint=_sha256_file(path),
+                      path=path, classes=CLASSES, report=report)
+
+
+def _read_npz(fh, path: Path, splits) -> tuple[dict, dict, int]:
+    try:
+        npz = np.load(fh, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path} is not a valid .npz file ({exc}). The download is probably truncated "
+                        f"or corrupt: delete it and download it again. {DERMAMNIST_HINT}.") from exc
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise DataError(f"{path} is a single .npy array, not a .npz archive with train/val/test arrays. "
+                        f"{DERMAMNIST_HINT}.")
+    with npz:
+        keys = set(npz.files)
+        needed = [f"{s}_{k}" for s in splits for k in ("images", "labels")]
+        missing = [k for k in needed if k not in keys]
+        if missing:
+            raise DataError(f"DermaMNIST file {path} lacks key(s) {', '.join(missing)} (has: "
+                            f"{_first_few(keys, 12) or 'none'}). Is it a MedMNIST DermaMNIST file? "
+                            f"{DERMAMNIST_HINT}.")
+        images: dict[str, np.ndarray] = {}
+        labels: dict[str, np.ndarray] = {}
+        sizes = set()
+        for s in splits:
+            try:
+                x = npz[f"{s}_images"]
+                y = npz[f"{s}_labels"]
+            except Exception as exc:  # corrupt member, or an object array needing pickle
+                raise DataError(f"Cannot read {s}_images/{s}_labels from {path} ({exc}). Delete the file "
+                                f"and download it again. {DERMAMNIST_HINT}.") from exc
+            if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3 or x.shape[1] != x.shape[2]:
+                raise DataError(f"{s}_images in {path} is {x.dtype} {x.shape}; DermaMNIST images must be "
+                                f"uint8 (N, H, W, 3) with H == W (RGB, 0..255). {DERMAMNIST_HINT}.")
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = y[:, 0]
+            if y.ndim != 1:
+                raise DataError(f"{s}_labels in {path} has shape {y.shape}; expected (N, 1) or (N,) "
+                                f"class indices (not one-hot). {DERMAMNIST_HINT}.")
+            if len(y) != len(x):
+                raise DataError(f"{path}: {s}_images has {len(x)} image(s) but {s}_labels has {len(y)} "
+                                f"label(s); they must match one to one. The file is damaged: download "
+                                f"it again. {DERMAMNIST_HINT}.")
+            if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+                y = y.astype(np.int64)
+            if y.dtype.kind not in "iu":
+                raise DataError(f"{s}_labels in {path} has dtype {y.dtype}; expected integer class "
+                                f"indices 0..{len(CLASSES) - 1}. {DERMAMNIST_HINT}.")
+            y = y.astype(np.int64)
+            bad = (y < 0) | (y >= len(CLASSES))
+            if bad.any():
+                raise DataError(f"{s}_labels in {path} has {int(bad.sum())} label(s) outside "
+                                f"0..{len(CLASSES) - 1} (values {_first_few(set(y[bad].tolist()))}); "
+                                f"DermaMNIST has 7 classes ({', '.join(CLASSES)}). Is this another "
+                                f"MedMNIST data set? {DERMAMNIST_HINT}.")
+            images[s], labels[s] = x, y
+            sizes.add(int(x.shape[1]))
+        if len(sizes) > 1:
+            raise DataError(f"Splits of {path} have different image sizes {sorted(sizes)}; one file holds "
+                            f"one size. {DERMAMNIST_HINT}.")
+    return images, labels, sizes.pop()

@@ -1,0 +1,197 @@
+"""Parameter profiles (``params/<profile>.yaml``): loading, inheritance and validation.
+
+A profile is YAML with the shared settings at the top level and one section per chapter under
+``chapters:`` (keyed by the chapter name, the notebook file name without its number: ``01_eda.ipynb`` ->
+``eda``). ``extends: other`` starts from another profile and overrides it key by key.
+Every profile is validated against :data:`SCHEMA` (JSON Schema, via ``jsonschema``) before any notebook
+runs: an unknown key (with the closest known key suggested), a wrong type or an out-of-range value is a
+:class:`~hamviz.config.ParamsError` naming the file, the key and the fix.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from .config import ParamsError
+
+PARAMS_ENV = "HAMVIZ_PARAMS"
+
+_int = {"type": "integer"}
+_bool = {"type": "boolean"}
+
+
+def _obj(props: dict, required=()) -> dict:
+    return {"type": "object", "properties": props, "additionalProperties": False,
+            "required": list(required)}
+
+
+#: Chapter sections, by chapter name. Chapters added later register their schema here.
+CHAPTER_SCHEMAS: dict[str, dict] = {
+    "eda": _obj({
+        "samples_per_class": {**_int, "minimum": 1, "maximum": 24, "default": 6,
+                              "description": "sample images shown per class"},
+        "sample_size": {**_int, "minimum": 32, "maximum": 600, "default": 150,
+                        "description": "edge of the sample images in the gallery (pixels)"},
+        "contrast_ring": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5, "default": 0.1,
+                          "description": "width of the skin ring around the lesion, as a fraction "
+                                         "of the image edge"},
+    }),
+}
+
+SCHEMA: dict = _obj({
+    "profile": {"type": "string", "description": "profile name, shown in the book"},
+    "description": {"type": "string"},
+    "extends": {"type": "string", "description": "profile this one starts from"},
+    "data_dir": {"type": ["string", "null"],
+                 "description": "HAM10000 folder; null: $HAMVIZ_DATA"},
+    "masks": {"enum": ["auto", True, False]},
+    "on_missing": {"enum": ["error", "skip"],
+                   "description": "image ids without files / files without ids"},
+    "on_corrupt": {"enum": ["error", "skip"], "description": "images that do not decode"},
+    "seed": {**_int, "minimum": 0},
+    "image_size": {**_int, "minimum": 16, "maximum": 1024,
+                   "description": "edge of the square images models see (pixels)"},
+    "resize": {"enum": ["stretch", "crop", "pad"]},
+    "split": _obj({
+        "fractions": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
+                      "minItems": 3, "maxItems": 3},
+        "grouped": _bool,
+    }),
+    "jobs": {**_int, "minimum": 1, "description": "parallel chapters in the book build"},
+    "chapters": {"type": "object",
+                 "properties": {name: s for name, s in CHAPTER_SCHEMAS.items()},
+                 "additionalProperties": False},
+}, required=["seed", "image_size"])
+
+DEFAULTS = {
+    "data_dir": None, "masks": "auto", "on_missing": "error", "on_corrupt": "error",
+    "resize": "stretch", "split": {"fractions": [0.7, 0.2, 0.1], "grouped": True}, "jobs": 1,
+    "chapters": {},
+}
+
+
+def params_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get(PARAMS_ENV):
+        dirs.append(Path(os.environ[PARAMS_ENV]))
+    dirs += [Path(__file__).resolve().parents[1] / "params", Path.cwd() / "params",
+             Path.cwd().parent / "params"]
+    return dirs
+
+
+def find_profile(profile: str | os.PathLike) -> Path:
+    """A profile's file: an existing path, or ``<name>.yaml`` in $HAMVIZ_PARAMS or the repo's params/."""
+    p = Path(profile)
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return p.resolve()
+    for d in params_dirs():
+        cand = d / f"{profile}.yaml"
+        if cand.is_file():
+            return cand.resolve()
+    known = sorted({f.stem for d in params_dirs() if d.is_dir() for f in d.glob("*.yaml")})
+    hint = difflib.get_close_matches(str(profile), known, n=1)
+    raise ParamsError(f"No parameter profile {profile!r}"
+                      + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                      + f"; known profiles: {', '.join(known) or 'none'}. "
+                        f"Give a name from params/ or a path to a .yaml file.")
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else \
+            copy.deepcopy(v)
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path} must be a mapping of keys to values, not {type(data).__name__}")
+    return data
+
+
+def _schema_at(path) -> dict:
+    node = SCHEMA
+    for part in path:
+        props = node.get("properties", {})
+        if part not in props:
+            return {}
+        node = props[part]
+    return node
+
+
+def validate(params: dict, source: str = "params", partial: bool = False) -> dict:
+    """Check ``params`` against the schema; raise one ParamsError listing every problem.
+
+    partial: a profile file that extends another may leave required keys to its parent."""
+    problems = []
+    for err in sorted(Draft202012Validator(SCHEMA).iter_errors(params), key=lambda e: list(e.path)):
+        if partial and err.validator == "required":
+            continue
+        where = ".".join(str(p) for p in err.path) or "(top level)"
+        if err.validator == "additionalProperties":
+            known = list(_schema_at(err.path).get("properties", {}))
+            extra = [k for k in err.instance if k not in known]
+            for k in extra:
+                close = difflib.get_close_matches(str(k), known, n=1, cutoff=0.6)
+                at = f"{where}.{k}" if err.path else k
+                problems.append(f"unknown key {at!r}"
+                                + (f" (did you mean {close[0]!r}?)" if close else "")
+                                + f"; known keys there: {', '.join(known)}")
+        elif err.validator == "type":
+            problems.append(f"{where}: {err.instance!r} is not of type {err.validator_value}")
+        else:
+            problems.append(f"{where}: {err.message}")
+    if not problems:
+        fr = (params.get("split") or {}).get("fractions")
+        if fr is not None:
+            from .splits import folds_for
+            try:
+                folds_for(fr)
+            except ValueError as exc:
+                problems.append(f"split.fractions: {exc}")
+    if problems:
+        raise ParamsError(f"Invalid parameters in {source}:\n  - " + "\n  - ".join(problems)
+                          + "\nFix these keys in the profile (see params/cpu.yaml for a complete one).")
+    return params
+
+
+def load_profile(profile: str | os.PathLike = "cpu", overrides: dict | None = None,
+                 _seen: tuple = ()) -> dict:
+    """The validated, fully merged parameters of a profile (defaults < extended profile < file < overrides)."""
+    path = find_profile(profile)
+    if path in _seen:
+        raise ParamsError(f"Profiles extend each other in a loop: {' -> '.join(map(str, _seen + (path,)))}")
+    raw = _read_yaml(path)
+    validate(raw, source=str(path), partial="extends" in raw)
+    base = load_profile(raw["extends"], _seen=_seen + (path,)) if "extends" in raw else \
+        copy.deepcopy(DEFAULTS)
+    merged = deep_merge(base, {k: v for k, v in raw.items() if k != "extends"})
+    if "profile" not in raw:
+        merged["profile"] = path.stem
+    merged["_source"] = str(path)
+    if overrides:
+        merged = deep_merge(merged, overrides)
+    validate({k: v for k, v in merged.items() if k != "_source"},
+             source=f"{path}" + (" with overrides" if overrides else ""))
+    return merged
+
+
+def chapter_params(params: dict, chapter: str) -> dict:
+    """Shared settings plus the chapter's own section, flattened (the chapter's keys win)."""
+    if chapter not in CHAPTER_SCHEMAS:
+        raise ParamsError(f"Unknown chapter {chapter!r}; chapters with parameters: "
+                          f"{', '.join(CHAPTER_SCHEMAS)}")
+    shared = {k: v for k, v in params.items() if k not in ("chapters", "_source")}
+    defaults = {k: s["default"] for k, s in CHAPTER_SCHEMAS[chapter]["properties"].items()
+                if "default" in s}
+    return {**shared, **defaults, **copy.deepcopy(params.get("chapters", {}).get(chapter, {}))}

@@ -1,0 +1,107 @@
+"""``tf.data`` input pipelines over the decoded-image cache, with Keras augmentation layers.
+
+The images come from :mod:`hamviz.cache` (uint8, already resized), so an epoch never decodes a JPEG.
+Augmentation follows the reference works: 90-degree rotations, horizontal and vertical flips, zoom and
+shift, as Keras 3 preprocessing layers applied to whole batches inside ``tf.data``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _tf():
+    import tensorflow as tf  # imported lazily: importing TF costs seconds
+    return tf
+
+
+def random_rot90_layer():
+    """A Keras layer rotating each image of a batch by a random multiple of 90 degrees (square images)."""
+    import keras
+    tf = _tf()
+
+    class RandomRot90(keras.layers.Layer):
+        def __init__(self, seed=None, **kwargs):
+            super().__init__(**kwargs)
+            self.seed = seed
+            self.seed_generator = keras.random.SeedGenerator(seed)
+
+        def call(self, x, training=True):
+            if not training:
+                return x
+            if x.shape[1] is not None and x.shape[1] != x.shape[2]:
+                raise ValueError(f"90-degree rotations need square images, got {x.shape[1]}x{x.shape[2]}")
+            k = keras.random.randint((tf.shape(x)[0],), 0, 4, seed=self.seed_generator)
+            out = x
+            for i in (1, 2, 3):
+                out = tf.where(tf.reshape(k == i, (-1, 1, 1, 1)), tf.image.rot90(x, i), out)
+            return out
+
+        def get_config(self):
+            return {**super().get_config(), "seed": self.seed}
+
+    return RandomRot90
+
+
+def augmentation(*, rot90: bool = True, flip: bool = True, zoom: float = 0.1, shift: float = 0.1,
+                 seed: int = 0):
+    """A ``keras.Sequential`` of augmentation layers (identity when everything is off)."""
+    import keras
+    for name, v in (("zoom", zoom), ("shift", shift)):
+        if not 0 <= v < 1:
+            raise ValueError(f"augmentation {name} must be a fraction in [0, 1), not {v}")
+    layers = []
+    if rot90:
+        layers.append(random_rot90_layer()(seed=seed))
+    if flip:
+        layers.append(keras.layers.RandomFlip("horizontal_and_vertical", seed=seed + 1))
+    if zoom:
+        layers.append(keras.layers.RandomZoom((-zoom, zoom), fill_mode="reflect", seed=seed + 2))
+    if shift:
+        layers.append(keras.layers.RandomTranslation(shift, shift, fill_mode="reflect", seed=seed + 3))
+    return keras.Sequential(layers, name="augmentation")
+
+
+def make_dataset(images, labels=None, *, batch_size: int = 32, shuffle: bool = False,
+                 augment=None, n_classes: int | None = None, seed: int = 0,
+                 repeat: bool = False, scale: bool = False, sample_weight=None):
+    """A batched, prefetched ``tf.data.Dataset`` of (image, label) from in-memory uint8 images.
+
+    images: uint8 array (N, H, W, 3), e.g. ``cache.images[rows]``; labels: ints (N,) or None.
+    augment: None / False, True (the default :func:`augmentation`), or a Keras layer / Sequential.
+    n_classes: one-hot encode the labels (for categorical cross-entropy).
+    scale: divide by 255 to float32 in [0, 1]; otherwise images stay float32 in [0, 255]
+      (Keras application models bring their own preprocessing).
+    """
+    tf = _tf()
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be (N, H, W, 3), got shape {images.shape}")
+    if labels is not None and len(labels) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    tensors = [images]
+    if labels is not None:
+        y = np.asarray(labels, dtype=np.int64)
+        tensors.append(np.eye(n_classes, dtype=np.float32)[y] if n_classes else y)
+    if sample_weight is not None:
+        tensors.append(np.asarray(sample_weight, dtype=np.float32))
+    ds = tf.data.Dataset.from_tensor_slices(tuple(tensors) if len(tensors) > 1 else tensors[0])
+    if shuffle:
+        ds = ds.shuffle(min(len(images), 20000), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size)
+    if augment is True:
+        augment = augmentation(seed=seed)
+    factor = 1 / 255.0 if scale else 1.0
+
+    def prep(x, *rest):
+        x = tf.cast(x, tf.float32)
+        if augment:
+            x = augment(x, training=True)
+        x = x * factor
+        return (x, *rest) if rest else x
+
+    ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
