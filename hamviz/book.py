@@ -67,6 +67,10 @@ def discover(notebooks_dir: Path = NOTEBOOKS) -> list[ChapterSpec]:
         specs.append(ChapterSpec(path.stem, path.stem.split("_", 1)[1], path, title,
                                  list(meta.get("depends", []))))
     names = {s.name for s in specs}
+    for name in names:
+        same = [s.path.name for s in specs if s.name == name]
+        if len(same) > 1:
+            raise HamvizError(f"Notebooks {same} share the chapter name {name!r}; rename one.")
     for s in specs:
         unknown = set(s.depends) - names
         if unknown:
@@ -117,11 +121,16 @@ def _read_json(path: Path):
 
 
 def _pid_alive(pid) -> bool:
+    """Whether process ``pid`` runs (a zombie, left by a killed parent, counts as gone)."""
     try:
         os.kill(int(pid), 0)
-        return True
     except (OSError, TypeError, ValueError):
         return False
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return True  # no /proc (macOS): trust kill()
 
 
 def run_chapter(spec_path: Path, profile_path: Path, data_dir: str | None, out: Path,

@@ -10,8 +10,9 @@ from .config import HamvizError
 
 def _book(args) -> int:
     from .book import build
+    from .book import NOTEBOOKS
     summary = build(args.profile, args.out, data_dir=args.data, jobs=args.jobs, force=args.force,
-                    only=args.only)
+                    only=args.only, notebooks_dir=args.notebooks or NOTEBOOKS)
     bad = [c for c in summary["chapters"] if c["status"] != "ok"]
     print(f"[book] {args.out}/index.html: {len(summary['chapters']) - len(bad)} chapter(s) ok"
           + (f", {len(bad)} not: " + ", ".join(f"{c['stem']} ({c['status']})" for c in bad) if bad else ""))
@@ -58,6 +59,7 @@ def main(argv=None) -> int:
     b.add_argument("--jobs", type=int, help="chapters run in parallel (default: the profile's jobs)")
     b.add_argument("--force", action="store_true", help="re-run chapters that are up to date")
     b.add_argument("--only", nargs="+", help="only these chapters (and what they depend on)")
+    b.add_argument("--notebooks", help="folder of chapter notebooks (default: the repo's notebooks/)")
     b.set_defaults(func=_book)
 
     v = sub.add_parser("validate", help="check a profile and the data without running anything")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 from scipy import ndimage
 from skimage.color import deltaE_ciede2000, rgb2lab
 
@@ -131,4 +132,19 @@ def sample_ids(meta: pd.DataFrame, per_class: int, seed: int = 0) -> dict[str, l
         if len(sub):
             pick = rng.choice(len(sub), size=min(per_class, len(sub)), replace=False)
             out[c] = sub["image_id"].iloc[np.sort(pick)].tolist()
+    return out
+
+
+def gallery_images(meta: pd.DataFrame, samples: dict[str, list[str]], width: int = 150) -> dict:
+    """Decoded sample images ``width`` pixels wide, keeping each image's aspect ratio."""
+    from .cache import decode
+    paths = meta.set_index("image_id")["path"]
+    out = {}
+    for c, ids in samples.items():
+        imgs = []
+        for i in ids:
+            with Image.open(paths[i]) as im:
+                w, h = im.size
+            imgs.append(decode(paths[i], (max(8, round(width * h / w)), width)))
+        out[c] = imgs
     return out

@@ -1,0 +1,30 @@
+"""hamviz.balance: oversampling and class weights."""
+import numpy as np
+import pytest
+
+from hamviz.balance import class_weights, oversample
+
+
+def test_oversample_below():
+    labels = np.array([0] * 50 + [1] * 5 + [2] * 500)
+    idx = oversample(labels, "below", min_size=100, seed=0)
+    counts = np.bincount(labels[idx])
+    assert counts.tolist() == [100, 100, 500]
+    assert set(idx) == set(range(len(labels)))  # every original row kept
+    assert np.array_equal(idx, oversample(labels, "below", min_size=100, seed=0))
+
+
+def test_oversample_majority_and_none():
+    labels = np.array([0] * 3 + [1] * 10)
+    assert np.bincount(labels[oversample(labels, "majority")]).tolist() == [10, 10]
+    assert sorted(oversample(labels, "none")) == list(range(13))
+    with pytest.raises(ValueError, match="oversampling mode"):
+        oversample(labels, "smote")
+
+
+def test_class_weights_balanced(ham):
+    w = class_weights(ham.labels, 7)
+    counts = np.bincount(ham.labels)
+    # weight x count is the same for every class
+    np.testing.assert_allclose([w[c] * counts[c] for c in range(7)], len(ham.labels) / 7)
+    assert class_weights(np.array([0, 0, 2]), 3)[1] == 0.0

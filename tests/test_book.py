@@ -1,0 +1,163 @@
+"""The results book, built for real: the EDA chapter through papermill with the tiny profile on the
+real data, asserting on the numbers it records; skipping, failure, interruption and bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from hamviz import DataError, ParamsError
+from hamviz.book import build, discover, prepare, write_index
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_book(tmp_path_factory):
+    out = tmp_path_factory.mktemp("book")
+    t = time.time()
+    summary = build("tiny", out, log=lambda *_: None)
+    return out, summary, time.time() - t
+
+
+def record(out, stem="01_eda"):
+    return json.loads((out / "chapters" / stem / f"{stem}.json").read_text())
+
+
+def test_eda_chapter_records_real_numbers(tiny_book):
+    out, summary, _ = tiny_book
+    assert [c["status"] for c in summary["chapters"]] == ["ok"] * len(summary["chapters"])
+    rec = record(out)
+    v = rec["values"]
+    assert rec["complete"] and rec["profile"] == "tiny"
+    assert v["images"] == 10015 and v["lesions"] == 7470
+    assert v["class_images"] == {"akiec": 327, "bcc": 514, "bkl": 1099, "df": 115, "mel": 1113,
+                                 "nv": 6705, "vasc": 142}
+    assert v["lesions_in_two_parts"] == 0
+    assert v["lesion_overlap"] == {"train/val": 0, "train/test": 0, "val/test": 0}
+    assert v["image_level_lesion_overlap"]["train/test"] > 100  # the leak the grouped split prevents
+    sizes = v["split_sizes"]
+    assert sum(sizes.values()) == 10015
+    assert abs(sizes["train"] / 10015 - 0.7) < 0.01 and abs(sizes["test"] / 10015 - 0.1) < 0.01
+    assert v["cached_images"] == 10015 and v["cache_size"] == [32, 32]
+    assert 0.6 < v["majority_share"] < 0.7 and 50 < v["imbalance_ratio"] < 65
+    assert 9000 < v["contrast_valid_images"] <= 10015
+    by_class = v["contrast_dE2000_median_by_class"]
+    assert set(by_class) == {"akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
+    assert all(1 < x < 60 for x in by_class.values())
+    assert 0 < min(v["area_median_by_class"].values()) < max(v["area_median_by_class"].values()) < 1
+    prov = rec["provenance"]
+    assert prov["data_fingerprint"] and prov["hamviz"] and prov["params"]["image_size"] == 32
+
+
+def test_book_html_is_complete_and_offline(tiny_book):
+    out, _, _ = tiny_book
+    index = (out / "index.html").read_text()
+    assert "Exploratory data analysis of HAM10000" in index and 'class="ok"' in index
+    assert "10,015" in index and "7,470" in index  # summary numbers from the record
+    assert "fingerprint" in index and "image_size: 32" in index  # provenance and params
+    page = (out / "chapters" / "01_eda" / "01_eda.html").read_text()
+    assert page.count("Plotly.newPlot") >= 8  # every figure is in the page
+    assert "plotly.js v" in page  # plotly.js itself is embedded: figures render offline
+    nb = nbformat.read(out / "chapters" / "01_eda" / "01_eda.ipynb", as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors
+
+
+def test_unchanged_book_is_not_rerun(tiny_book):
+    out, _, first = tiny_book
+    t = time.time()
+    summary = build("tiny", out, log=lambda *_: None)
+    assert summary["this_run"] == {} and time.time() - t < first
+
+
+def write_nb(folder: Path, stem: str, body: str, depends=()):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell(f"# Test chapter {stem}"),
+        nbformat.v4.new_code_cell('profile = "tiny"\nparams = {}\ndata_dir = None\nrecord_path = None',
+                                  metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell('import hamviz\nch = hamviz.notebook.start("eda", profile, params, '
+                                  'data_dir, record_path, load_data=False)'),
+        nbformat.v4.new_code_cell(body)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["hamviz"] = {"depends": list(depends)}
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / f"{stem}.ipynb")
+
+
+def test_failed_chapter_is_reported_not_published(tmp_path):
+    nbs, out = tmp_path / "nbs", tmp_path / "out"
+    write_nb(nbs, "01_eda", 'ch.log(summary=True, n=1)\nch.finish()')
+    assert build("tiny", out, notebooks_dir=nbs, log=lambda *_: None)["chapters"][0]["status"] == "ok"
+    write_nb(nbs, "01_eda", 'raise RuntimeError("deliberate failure for the test")')
+    summary = build("tiny", out, notebooks_dir=nbs, log=lambda *_: None)
+    entry = summary["chapters"][0]
+    assert entry["status"] == "failed" and "deliberate failure for the test" in entry["note"]
+    assert (out / "failed" / "01_eda" / "01_eda.html").is_file()
+    # the previous complete chapter is kept, and the index says it is the previous run
+    assert json.loads((out / "chapters/01_eda/done.json").read_text())["key"] != entry["key"]
+    index = (out / "index.html").read_text()
+    assert "deliberate failure for the test" in index and "previous complete run" in index
+    # a notebook that never calls finish() is not complete either
+    write_nb(nbs, "01_eda", 'ch.log(n=2)')
+    assert build("tiny", out, notebooks_dir=nbs, log=lambda *_: None)["chapters"][0]["status"] == "failed"
+
+
+def test_dependents_of_a_failed_chapter_are_skipped(tmp_path, monkeypatch):
+    from hamviz.params import CHAPTER_SCHEMAS
+    monkeypatch.setitem(CHAPTER_SCHEMAS, "later", CHAPTER_SCHEMAS["eda"])
+    nbs = tmp_path / "nbs"
+    write_nb(nbs, "01_eda", 'raise ValueError("boom")')
+    write_nb(nbs, "02_later", 'ch.finish()', depends=["eda"])
+    summary = build("tiny", tmp_path / "out", notebooks_dir=nbs, jobs=2, log=lambda *_: None)
+    assert [c["status"] for c in summary["chapters"]] == ["failed", "not built"]
+    assert summary["this_run"]["02_later"]["status"] == "skipped"
+    assert "depends on failed" in summary["this_run"]["02_later"]["error"]
+    write_nb(nbs, "03_eda", 'ch.finish()')
+    with pytest.raises(Exception, match="share the chapter name 'eda'"):
+        discover(nbs)
+
+
+def test_interrupted_build_leaves_no_complete_looking_chapter(tmp_path):
+    nbs, out = tmp_path / "nbs", tmp_path / "out"
+    write_nb(nbs, "01_eda", 'import time\ntime.sleep(60)\nch.finish()')
+    proc = subprocess.Popen([sys.executable, "-m", "hamviz", "book", "--profile", "tiny", "--out", str(out),
+                             "--notebooks", str(nbs)], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list((out / ".work").glob("01_eda-*/01_eda.json")):
+            time.sleep(0.5)
+        assert list((out / ".work").glob("01_eda-*")), "the chapter never started"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (out / "chapters" / "01_eda").exists()
+    book = prepare("tiny", out, notebooks_dir=nbs)
+    info = write_index(book, 0)
+    assert info["chapters"][0]["status"] == "interrupted"
+    # rerunning completes it (with a quick notebook) and cleans the leftovers
+    write_nb(nbs, "01_eda", 'ch.finish()')
+    assert build("tiny", out, notebooks_dir=nbs, log=lambda *_: None)["chapters"][0]["status"] == "ok"
+    assert not [p for p in (out / ".work").iterdir() if p.is_dir()]
+
+
+def test_bad_input_fails_before_any_notebook_runs(tmp_path, monkeypatch):
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("extends: tiny\nimage_sise: 32\n")
+    with pytest.raises(ParamsError, match="did you mean 'image_size'"):
+        build(bad, tmp_path / "out1")
+    assert not (tmp_path / "out1").exists()
+    with pytest.raises(DataError, match="does not exist"):
+        build("tiny", tmp_path / "out2", data_dir=tmp_path / "missing")
+    assert not (tmp_path / "out2").exists()
+    res = subprocess.run([sys.executable, "-m", "hamviz", "book", "--profile", str(bad), "--out",
+                          str(tmp_path / "out3")], cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 2 and "unknown key 'image_sise'" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -1,0 +1,71 @@
+"""hamviz.params: profiles, inheritance and validation errors that name the key and the fix."""
+import pytest
+import yaml
+
+from hamviz import ParamsError
+from hamviz.params import chapter_params, load_profile
+
+PROFILES = ("tiny", "cpu", "paper")
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_shipped_profiles_are_valid(name):
+    p = load_profile(name)
+    assert p["profile"] == name
+    eda = chapter_params(p, "eda")
+    assert eda["samples_per_class"] >= 1 and eda["image_size"] >= 16
+
+
+def test_profile_sizes_grow():
+    sizes = [load_profile(n)["image_size"] for n in PROFILES]
+    assert sizes == sorted(sizes) and sizes[-1] == 128  # paper: the reference 128x128
+
+
+# (override, the words the message must contain)
+BAD = [
+    ({"imgae_size": 64}, "unknown key 'imgae_size' (did you mean 'image_size'?)"),
+    ({"image_size": "big"}, "image_size: 'big' is not of type integer"),
+    ({"image_size": 4}, "image_size: 4 is less than the minimum of 16"),
+    ({"seed": -1}, "seed: -1 is less than the minimum"),
+    ({"resize": "squash"}, "resize: 'squash' is not one of"),
+    ({"split": {"fractions": [0.5, 0.5, 0.5]}}, "split.fractions: split fractions must be"),
+    ({"split": {"fraction": [0.7, 0.2, 0.1]}}, "unknown key 'split.fraction' (did you mean 'fractions'?)"),
+    ({"chapters": {"eda": {"samples_per_clas": 3}}}, "did you mean 'samples_per_class'?"),
+    ({"chapters": {"eda": {"contrast_ring": 0.9}}}, "contrast_ring: 0.9 is greater than the maximum"),
+    ({"chapters": {"edaa": {}}}, "unknown key 'chapters.edaa' (did you mean 'eda'?)"),
+]
+
+
+@pytest.mark.parametrize("override,words", BAD)
+def test_bad_values_are_named(override, words):
+    with pytest.raises(ParamsError) as err:
+        load_profile("cpu", override)
+    assert words in str(err.value)
+
+
+def test_typo_in_a_file_and_unknown_profile(tmp_path):
+    bad = tmp_path / "mine.yaml"
+    bad.write_text(yaml.safe_dump({"extends": "tiny", "sed": 3}))
+    with pytest.raises(ParamsError, match=r"(?s)mine.yaml.*unknown key 'sed' \(did you mean 'seed'\?\)"):
+        load_profile(bad)
+    with pytest.raises(ParamsError, match="No parameter profile 'cpuu' \\(did you mean 'cpu'\\?\\)"):
+        load_profile("cpuu")
+
+
+def test_extends_and_loop(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump({"extends": "cpu", "seed": 7, "chapters": {"eda": {"sample_size": 64}}}))
+    p = load_profile(mine)
+    assert p["seed"] == 7 and p["image_size"] == 64 and p["profile"] == "mine"
+    assert chapter_params(p, "eda")["samples_per_class"] == 6  # inherited
+    (tmp_path / "a.yaml").write_text("extends: " + str(tmp_path / "b.yaml"))
+    (tmp_path / "b.yaml").write_text("extends: " + str(tmp_path / "a.yaml"))
+    with pytest.raises(ParamsError, match="loop"):
+        load_profile(tmp_path / "a.yaml")
+
+
+def test_not_yaml(tmp_path):
+    f = tmp_path / "x.yaml"
+    f.write_text("seed: [1, 2\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_profile(f)

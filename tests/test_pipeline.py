@@ -1,0 +1,37 @@
+"""hamviz.pipeline: tf.data batches from cached arrays, and the augmentation layers."""
+import numpy as np
+import pytest
+
+from hamviz.pipeline import augmentation, make_dataset, random_rot90_layer
+
+
+def test_dataset_shapes_and_onehot():
+    x = np.random.default_rng(0).integers(0, 256, (10, 16, 16, 3), dtype=np.uint8)
+    y = np.arange(10) % 7
+    batches = list(make_dataset(x, y, batch_size=4, n_classes=7, scale=True))
+    assert [b[0].shape[0] for b in batches] == [4, 4, 2]
+    xb, yb = batches[0]
+    assert yb.shape == (4, 7) and float(xb.numpy().max()) <= 1.0
+    np.testing.assert_allclose(xb.numpy(), x[:4] / 255.0, rtol=1e-6)
+
+
+def test_augmented_batches_differ_but_keep_shape():
+    x = np.random.default_rng(1).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    ds = make_dataset(x, np.zeros(8), batch_size=8, augment=True, seed=3)
+    a = next(iter(ds))[0].numpy()
+    assert a.shape == (8, 16, 16, 3) and not np.allclose(a, x)
+
+
+def test_rot90_rotates_by_quarter_turns():
+    x = np.random.default_rng(2).random((64, 8, 8, 3)).astype("float32")
+    out = random_rot90_layer()(seed=0)(x, training=True).numpy()
+    for i in range(64):
+        assert any(np.array_equal(out[i], np.rot90(x[i], k)) for k in range(4))
+    assert len({tuple(out[i, 0, 0]) == tuple(x[i, 0, 0]) for i in range(64)}) == 2  # some moved
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="zoom"):
+        augmentation(zoom=1.5)
+    with pytest.raises(ValueError, match="labels"):
+        make_dataset(np.zeros((3, 8, 8, 3), np.uint8), [1, 2])
