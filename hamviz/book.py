@@ -142,6 +142,7 @@ def run_chapter(spec_path: Path, profile_path: Path, data_dir: str | None, out: 
     from nbconvert import HTMLExporter
 
     stem = spec_path.stem
+    out = Path(out).resolve()  # the notebook runs in its own folder: every path it gets is absolute
     work = out / ".work" / f"{stem}-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -250,7 +251,7 @@ def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, o
         check_notebook(s)
     ds = load_ham10000(params["data_dir"], masks=params["masks"], on_missing=params["on_missing"])
     params["data_dir"] = str(ds.root)
-    return Book(Path(out), params, specs, chapter_keys(specs, params, ds.fingerprint), ds.fingerprint)
+    return Book(Path(out).resolve(), params, specs, chapter_keys(specs, params, ds.fingerprint), ds.fingerprint)
 
 
 def chapter_state(book: Book, spec: ChapterSpec) -> dict:

@@ -161,3 +161,13 @@ def test_bad_input_fails_before_any_notebook_runs(tmp_path, monkeypatch):
                           str(tmp_path / "out3")], cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 2 and "unknown key 'image_sise'" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_relative_output_folder(tmp_path, monkeypatch):
+    nbs = tmp_path / "nbs"
+    write_nb(nbs, "01_eda", 'ch.log(summary=True, answer=42)\nch.finish()')
+    monkeypatch.chdir(tmp_path)
+    summary = build("tiny", "rel-book", notebooks_dir=nbs, log=lambda *_: None)
+    assert summary["chapters"][0]["summary"] == {"answer": 42}
+    assert (tmp_path / "rel-book" / "chapters" / "01_eda" / "01_eda.json").is_file()
+    assert not (nbs / "rel-book").exists()
