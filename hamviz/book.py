@@ -165,6 +165,7 @@ def run_chapter(spec_path: Path, profile_path: Path, data_dir: str | None, out: 
         exporter.embed_images = True
         html_text, _ = exporter.from_notebook_node(nbformat.read(nb_out, as_version=4),
                                                    resources={"metadata": {"name": spec_path.stem}})
+        html_text = strip_remote_scripts(html_text)
         (work / f"{stem}.html").write_text(html_text, encoding="utf-8")
     record = _read_json(record_path) or {}
     if error is None and not record.get("complete"):
@@ -191,6 +192,15 @@ def run_chapter(spec_path: Path, profile_path: Path, data_dir: str | None, out: 
         _write_json(work / "failure.json", result)
         work.rename(failed)
     return result
+
+
+_REMOTE_SCRIPT = re.compile(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>', re.I)
+
+
+def strip_remote_scripts(page: str) -> str:
+    """Drop ``<script src="https://...">`` tags (require.js and MathJax from CDNs, added by nbconvert's
+    template and plotly's notebook renderer): the book must work offline, and plotly.js is embedded."""
+    return _REMOTE_SCRIPT.sub("", page)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 real data, asserting on the numbers it records; skipping, failure, interruption and bad input."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,6 +65,7 @@ def test_book_html_is_complete_and_offline(tiny_book):
     page = (out / "chapters" / "01_eda" / "01_eda.html").read_text()
     assert page.count("Plotly.newPlot") >= 8  # every figure is in the page
     assert "plotly.js v" in page  # plotly.js itself is embedded: figures render offline
+    assert not re.search(r'<script[^>]*src="https?://', page)  # nothing fetched from the network
     nb = nbformat.read(out / "chapters" / "01_eda" / "01_eda.ipynb", as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
