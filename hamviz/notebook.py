@@ -97,6 +97,7 @@ class Chapter:
     record_path: Path
     record: dict = field(default_factory=dict)
     data: object = None
+    profile: dict = field(default_factory=dict)  # the whole validated profile (other chapters' sections)
 
     def log(self, summary: bool = False, **values) -> None:
         """Record measured values (and write the record file at once). ``summary=True`` also puts
@@ -152,7 +153,7 @@ def start(chapter: str, profile: str = "cpu", params: dict | None = None, data_d
     if record_path is None:
         rec_dir = Path(os.environ.get(RECORD_ENV, "records"))
         record_path = rec_dir / f"{chapter}.json"
-    ch = Chapter(chapter, flat, Path(record_path))
+    ch = Chapter(chapter, flat, Path(record_path), profile=full)
     if load_data:
         ch.data = load_ham10000(flat["data_dir"], masks=flat["masks"], on_missing=flat["on_missing"])
     ch.record = {"chapter": chapter, "profile": flat["profile"], "complete": False,

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator
 
+from .backbones import MODEL_NAMES, check_size
 from .config import ParamsError
 
 PARAMS_ENV = "HAMVIZ_PARAMS"
@@ -40,6 +41,47 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "contrast_ring": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5, "default": 0.1,
                           "description": "width of the skin ring around the lesion, as a fraction "
                                          "of the image edge"},
+    }),
+    "classifier": _obj({
+        "model": {"enum": list(MODEL_NAMES), "default": "small_cnn",
+                  "description": "small_cnn or a backbone: inceptionv3, densenet201, resnet50, vgg19, "
+                                 "mobilenetv2"},
+        "weights": {"type": ["string", "null"], "default": None,
+                    "description": "imagenet | null (random init) | path to a weights file"},
+        "trainable": {"anyOf": [{"enum": ["frozen", "all"]}, {"type": "integer", "minimum": 0}],
+                      "default": "all", "description": "backbone layers that train: frozen, all, or "
+                                                       "the last N"},
+        "head": {"enum": ["reference", "simple"], "default": "reference"},
+        "dense": {**_int, "minimum": 1, "default": 1024},
+        "dropout": {"type": "number", "minimum": 0, "maximum": 0.9, "default": 0.5},
+        "l2": {"type": "number", "minimum": 0, "default": 0.0},
+        "strategy": {"enum": ["S1", "S2", "S3", "S4", "S5"], "default": "S4"},
+        "optimizer": {"enum": ["adam", "adamw", "rmsprop", "nadam", "sgd"], "default": "adam"},
+        "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1e-3},
+        "clipnorm": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": None},
+        "schedule": {"enum": ["none", "plateau", "cosine"], "default": "plateau"},
+        "epochs": {**_int, "minimum": 1, "maximum": 1000, "default": 10},
+        "patience": {**_int, "minimum": 1, "default": 4},
+        "batch_size": {**_int, "minimum": 1, "maximum": 4096, "default": 32},
+        "augment": {**_obj({"rot90": _bool, "flip": _bool,
+                            "zoom": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                            "shift": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}}),
+                    "default": {"rot90": True, "flip": True, "zoom": 0.1, "shift": 0.1}},
+        "train_limit": {"type": ["integer", "null"], "minimum": 50, "default": None,
+                        "description": "stratified subsample of the training part (tiny profile)"},
+        "leak_audit": {**_bool, "default": True},
+        "grid": {**_obj({
+            "models": {"type": "array", "items": {"enum": list(MODEL_NAMES)}, "uniqueItems": True},
+            "strategies": {"type": "array", "items": {"enum": ["S1", "S2", "S3", "S4", "S5"]},
+                           "uniqueItems": True},
+            "image_size": {**_int, "minimum": 16, "maximum": 1024},
+            "epochs": {**_int, "minimum": 1, "maximum": 1000},
+        }), "default": {"models": ["small_cnn"], "strategies": ["S1", "S2", "S3", "S4", "S5"]},
+            "description": "strategy x model table; image_size and epochs default to the main model's"},
+        "external_test": {"type": ["string", "null"], "default": None,
+                          "description": "ISIC 2018 Task 3 folder evaluated as an external test set"},
+        "n_boot": {**_int, "minimum": 0, "maximum": 100000, "default": 1000},
+        "misclassified": {**_int, "minimum": 0, "maximum": 100, "default": 16},
     }),
 }
 
@@ -152,6 +194,7 @@ def validate(params: dict, source: str = "params", partial: bool = False) -> dic
         else:
             problems.append(f"{where}: {err.message}")
     if not problems:
+        problems += _model_size_problems(params)
         fr = (params.get("split") or {}).get("fractions")
         if fr is not None:
             from .splits import folds_for
@@ -163,6 +206,24 @@ def validate(params: dict, source: str = "params", partial: bool = False) -> dic
         raise ParamsError(f"Invalid parameters in {source}:\n  - " + "\n  - ".join(problems)
                           + "\nFix these keys in the profile (see params/cpu.yaml for a complete one).")
     return params
+
+
+def _model_size_problems(params: dict) -> list[str]:
+    """Models that cannot take the image size they are given (caught here, before any training)."""
+    out = []
+    size = params.get("image_size")
+    clf = (params.get("chapters") or {}).get("classifier") or {}
+    if size and clf.get("model"):
+        msg = check_size(clf["model"], size)
+        if msg:
+            out.append(f"chapters.classifier.model: {msg} (image_size is {size})")
+    grid = clf.get("grid") or {}
+    gsize = grid.get("image_size") or size
+    for m in grid.get("models", []) if gsize else []:
+        msg = check_size(m, gsize)
+        if msg:
+            out.append(f"chapters.classifier.grid.models: {msg} (grid image_size is {gsize})")
+    return out
 
 
 def load_profile(profile: str | os.PathLike = "cpu", overrides: dict | None = None,

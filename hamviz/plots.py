@@ -122,3 +122,128 @@ def scatter_by_class(table: pd.DataFrame, x: str, y: str, title: str, max_points
     fig.update_traces(marker_size=4)
     fig.update_layout(height=460)
     return fig
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+def training_curves(history: dict[str, list[float]], title: str = "Training curves") -> go.Figure:
+    """Keras ``History.history``: loss (left) and the accuracy-like metric (right: 'accuracy', 'acc' or the
+    first other non-loss key), train solid, validation ('val_*') dashed, epochs from 1; a dotted line marks
+    the epoch of the lowest val_loss."""
+    if "loss" not in history:
+        raise ValueError(f"history has no 'loss' (keys: {', '.join(history)})")
+    skip = {"lr", "learning_rate"}
+    metric = next((k for k in ("accuracy", "acc") if k in history),
+                  next((k for k in history if "loss" not in k and not k.startswith("val_")
+                        and k not in skip), None))
+    panels = ["loss"] + ([metric] if metric else [])
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=panels, horizontal_spacing=0.1)
+    for col, key in enumerate(panels, start=1):
+        for part, k, dash in (("train", key, "solid"), ("val", f"val_{key}", "dash")):
+            if k in history:
+                v = list(history[k])
+                fig.add_scatter(x=list(range(1, len(v) + 1)), y=v, name=part, legendgroup=part,
+                                showlegend=col == 1, mode="lines+markers",
+                                line=dict(color=SPLIT_COLOURS[part], dash=dash),
+                                hovertemplate=f"epoch %{{x}}: {k} %{{y:.4f}}<extra></extra>", row=1, col=col)
+        fig.update_xaxes(title_text="epoch", row=1, col=col)
+    if len(history.get("val_loss", [])):
+        best = int(np.nanargmin(history["val_loss"])) + 1
+        for col in range(1, len(panels) + 1):
+            fig.add_vline(x=best, line_dash="dot", line_color="grey", row=1, col=col)
+        title = f"{title} (best val_loss at epoch {best})"
+    fig.update_layout(title=title, height=380)
+    return fig
+
+
+def confusion_heatmap(cm_counts: pd.DataFrame, title: str = "Confusion matrix",
+                      normalized: pd.DataFrame | None = None) -> go.Figure:
+    """Confusion matrix (rows true, top to bottom; columns predicted) coloured by the row-normalised share
+    (computed from the counts if not given); each cell shows the count and the row percentage."""
+    if normalized is None:
+        normalized = cm_counts.div(cm_counts.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
+    fig = heatmap(normalized, title)
+    counts, shares = cm_counts.to_numpy(dtype=float), normalized.to_numpy(dtype=float)
+    fig.update_traces(zmin=0, zmax=1, colorbar_title="row share",
+                      text=[[f"{c:,.0f}<br>{s:.0%}" for c, s in zip(cr, sr)] for cr, sr in zip(counts, shares)],
+                      hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>")
+    fig.update_layout(xaxis_title="predicted", yaxis_title="true", height=max(360, 45 * len(cm_counts) + 140),
+                      width=max(460, 55 * len(cm_counts.columns) + 200))
+    return fig
+
+
+def roc_curves(y_true, proba, classes=CLASSES, title: str = "ROC, one-vs-rest") -> go.Figure:
+    """One-vs-rest ROC curve (sklearn ``roc_curve``) per class present in ``y_true``, AUC in the legend,
+    the chance diagonal for reference, equal axes."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+    from .metrics import check_inputs
+    y, p = check_inputs(y_true, proba, classes)
+    fig = go.Figure()
+    for k, name in enumerate(classes):
+        pos = y == k
+        if 0 < pos.sum() < len(y):
+            fpr, tpr, _ = roc_curve(pos, p[:, k])
+            fig.add_scatter(x=fpr, y=tpr, mode="lines", name=f"{name} (AUC {roc_auc_score(pos, p[:, k]):.2f})",
+                            line_color=CLASS_COLOURS.get(name),
+                            hovertemplate=f"{name}: FPR %{{x:.3f}}, TPR %{{y:.3f}}<extra></extra>")
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", showlegend=False,
+                    line=dict(color="grey", dash="dash"), hoverinfo="skip")
+    fig.update_layout(title=title, xaxis_title="false positive rate", yaxis_title="true positive rate",
+                      xaxis_range=[0, 1], yaxis_range=[0, 1.01], yaxis_scaleanchor="x", yaxis_scaleratio=1,
+                      height=500, width=600)
+    return fig
+
+
+def reliability_diagram(table: pd.DataFrame, ece: float, title: str = "Reliability diagram") -> go.Figure:
+    """Accuracy per confidence bin (a bar at the bin's mean confidence; ``table`` and ``ece`` from
+    :func:`hamviz.metrics.calibration`) against the diagonal of perfect calibration; counts in the hover."""
+    width = 0.8 * (table["bin_upper"] - table["bin_lower"])
+    fig = go.Figure(go.Bar(x=table["confidence"], y=table["accuracy"], width=width, name="accuracy",
+                           marker_color=SPLIT_COLOURS["train"], customdata=table[["count"]].to_numpy(),
+                           hovertemplate="confidence %{x:.3f}: accuracy %{y:.3f}, %{customdata[0]:,} "
+                                         "samples<extra></extra>"))
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+                    line=dict(color="grey", dash="dash"), hoverinfo="skip")
+    fig.update_layout(title=f"{title} (ECE {ece:.3f})", xaxis_title="confidence (top-label probability)",
+                      yaxis_title="accuracy", xaxis_range=[0, 1], yaxis_range=[0, 1.02], height=460,
+                      width=560, showlegend=False)
+    return fig
+
+
+def metric_bars(table: pd.DataFrame, metrics=("accuracy", "balanced_accuracy", "macro_f1"),
+                title: str = "Metrics", ci: dict | None = None) -> go.Figure:
+    """Grouped bars: one group per row of ``table`` (models, strategies, e.g. from
+    :func:`hamviz.metrics.compare`), one bar per metric; optional error bars from ``ci[row][metric]`` =
+    (low, high) or {"low": .., "high": ..} (so ``{name: result["ci"]}`` of evaluate() results works)."""
+    rows = list(table.index)
+    fig = go.Figure()
+    for m in metrics:
+        v = table[m].to_numpy(dtype=float)
+        bar = dict(x=[str(r) for r in rows], y=v, name=m, text=[f"{x:.3f}" for x in v], textposition="outside")
+        if ci is not None:
+            lh = [ci.get(r, {}).get(m) for r in rows]
+            lh = [(b["low"], b["high"]) if isinstance(b, dict) else b or (np.nan, np.nan) for b in lh]
+            low, high = (np.array([np.nan if x is None else x for x in col], dtype=float) for col in zip(*lh))
+            bar["error_y"] = dict(type="data", symmetric=False, array=high - v, arrayminus=v - low)
+        fig.add_bar(**bar)
+    fig.update_layout(barmode="group", title=title, yaxis_title="value", height=420,
+                      legend_title="metric")
+    return fig
+
+
+def image_grid(images, captions=None, ncols: int = 4, title: str = "") -> go.Figure:
+    """Images in a grid, left to right, top to bottom, each with its caption as hover text and label."""
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    caps = list(captions) if captions is not None else [""] * n
+    fig = make_subplots(rows=nrows, cols=ncols, horizontal_spacing=0.01, vertical_spacing=0.06,
+                        subplot_titles=[c.split(": ", 1)[-1] for c in caps])
+    for k, (img, cap) in enumerate(zip(images, caps)):
+        fig.add_trace(go.Image(source=png_data_uri(img), name=cap, hovertemplate=f"{cap}<extra></extra>"),
+                      row=k // ncols + 1, col=k % ncols + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_annotations(font_size=10)
+    fig.update_layout(title=title, height=int(nrows * 960 / ncols) + 60, width=980,
+                      margin=dict(l=10, r=10, t=70, b=10))
+    return fig

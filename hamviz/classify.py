@@ -1,0 +1,142 @@
+"""The classifier chapter's steps as functions: data setup, configs from params, train-or-load, honest
+evaluation (test part only for test numbers), the strategy x model grid, the leak audit, the gallery of
+mistakes and the external test set. Other chapters reuse :func:`setup` and :func:`main_model`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .data import CLASSES
+from .metrics import evaluate
+from .splits import get_split, split_path
+from .train import TrainConfig, Trained, train_or_load
+
+TRANSFER_OPTIONS = ("weights", "trainable", "head", "dense", "dropout", "l2")
+
+
+@dataclass
+class Setup:
+    """Images at one size with their labels, lesion ids and one split (grouped or image-level)."""
+
+    data: object
+    cache: object
+    labels: np.ndarray
+    groups: np.ndarray
+    split: pd.Series
+    split_id: str
+    grouped: bool
+
+
+def setup(ch, image_size: int | None = None, grouped: bool | None = None) -> Setup:
+    """Cache, labels and split for a chapter (``ch`` from hamviz.notebook.start)."""
+    P = ch.params
+    size = image_size or P["image_size"]
+    cache = ch.cache(size)
+    meta = ch.data.meta.set_index("image_id").loc[cache.image_ids]
+    grouped = P["split"]["grouped"] if grouped is None else grouped
+    split = get_split(ch.data, P["split"]["fractions"], P["seed"], grouped)
+    sid = split_path(ch.data, P["split"]["fractions"], P["seed"], grouped).stem
+    return Setup(ch.data, cache, meta["label"].to_numpy(), meta["lesion_id"].to_numpy(), split, sid,
+                 grouped)
+
+
+def config(P: dict, **over) -> TrainConfig:
+    """The TrainConfig of the chapter parameters ``P`` (flat), with ``over`` replacing fields."""
+    model = over.pop("model", P["model"])
+    options = {} if model == "small_cnn" else {k: P[k] for k in TRANSFER_OPTIONS}
+    if model == "small_cnn" and P.get("l2"):
+        options["l2"] = P["l2"]
+    cfg = dict(model=model, model_options=options, image_size=P["image_size"], strategy=P["strategy"],
+               optimizer=P["optimizer"], learning_rate=P["learning_rate"], clipnorm=P["clipnorm"],
+               schedule=P["schedule"], epochs=P["epochs"], patience=P["patience"],
+               batch_size=P["batch_size"], augment=P["augment"], train_limit=P["train_limit"],
+               seed=P["seed"])
+    cfg.update(over)
+    return TrainConfig(**cfg)
+
+
+def train(s: Setup, cfg: TrainConfig, **kw) -> Trained:
+    return train_or_load(cfg, s.cache, s.labels, s.split, s.data.fingerprint, split_id=s.split_id,
+                         n_classes=len(CLASSES), **kw)
+
+
+def evaluate_parts(s: Setup, t: Trained, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Metrics of every split part; confidence intervals (lesion-grouped bootstrap) on the test part."""
+    out = {}
+    for part in ("train", "val", "test"):
+        rows = t.rows[part]
+        out[part] = evaluate(s.labels[rows], t.proba[part], CLASSES, groups=s.groups[rows],
+                             n_boot=n_boot if part == "test" else 0, seed=seed)
+    return out
+
+
+def parts_table(evals: dict) -> pd.DataFrame:
+    """Headline metrics (rows: train/val/test), as in the reference works' metrics tables."""
+    cols = ["n", "log_loss", "accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "ece"]
+    return pd.DataFrame({p: {c: e["headline"].get(c) for c in cols} for p, e in evals.items()}).T
+
+
+def main_model(ch, s: Setup | None = None, log=print):
+    """The chapter's main model (trained once, then loaded) and its setup: what other chapters use."""
+    from .params import chapter_params
+    P = chapter_params(ch.profile, "classifier")
+    s = s or setup(ch, P["image_size"])
+    return train(s, config(P), log=log), s
+
+
+def grid(ch, P: dict, log=print) -> pd.DataFrame:
+    """Test metrics of every (model, strategy) of ``P['grid']``: the reference Table 4."""
+    g = P["grid"]
+    size = g.get("image_size") or P["image_size"]
+    s = setup(ch, size)
+    rows = []
+    for model in g.get("models", [P["model"]]):
+        for strategy in g.get("strategies", ["S1"]):
+            cfg = config(P, model=model, strategy=strategy, image_size=size,
+                         epochs=g.get("epochs") or P["epochs"])
+            t = train(s, cfg, log=log)
+            ev = evaluate(s.labels[t.rows["test"]], t.proba["test"], CLASSES, n_boot=0)
+            h = ev["headline"]
+            rows.append({"model": model, "strategy": strategy, "image_size": size,
+                         "epochs_run": len(t.history["loss"]), "train_seconds": round(t.seconds),
+                         **{k: h[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")},
+                         **{f"f1_{c}": ev["report"][c]["f1-score"] for c in CLASSES}})
+    return pd.DataFrame(rows)
+
+
+def leak_audit(grouped: dict, image_level: dict) -> pd.DataFrame:
+    """Test metrics of the same model on the lesion-grouped and the image-level split, and the inflation."""
+    keys = ["accuracy", "balanced_accuracy", "macro_f1", "macro_auc"]
+    g = {k: grouped["test"]["headline"][k] for k in keys}
+    i = {k: image_level["test"]["headline"][k] for k in keys}
+    table = pd.DataFrame({"lesion-grouped split": g, "image-level split": i})
+    table["inflation (points)"] = 100 * (table["image-level split"] - table["lesion-grouped split"])
+    return table
+
+
+def misclassified(s: Setup, t: Trained, n: int = 16):
+    """The ``n`` most confident mistakes on the test part: (images, captions)."""
+    rows = t.rows["test"]
+    proba = t.proba["test"]
+    pred = proba.argmax(1)
+    wrong = np.flatnonzero(pred != s.labels[rows])
+    order = wrong[np.argsort(-proba[wrong, pred[wrong]])][:n]
+    images = [np.asarray(s.cache.images[rows[i]]) for i in order]
+    captions = [f"{s.cache.image_ids[rows[i]]}: true {CLASSES[s.labels[rows[i]]]}, "
+                f"predicted {CLASSES[pred[i]]} ({proba[i, pred[i]]:.2f})" for i in order]
+    return images, captions
+
+
+def external(P: dict, t: Trained, n_boot: int = 1000):
+    """Every metric on the external test set named by ``P['external_test']`` (ISIC 2018 layout)."""
+    from .cache import build_cache
+    from .external import load_isic2018
+    from .train import predict
+    ds = load_isic2018(P["external_test"])
+    cache = build_cache(ds, t.config.image_size, mode=P["resize"], on_corrupt=P["on_corrupt"], masks=False)
+    labels = ds.meta.set_index("image_id").loc[cache.image_ids, "label"].to_numpy()
+    proba = predict(t.model, np.asarray(cache.images))
+    return evaluate(labels, proba, CLASSES, n_boot=n_boot, seed=P["seed"]), ds

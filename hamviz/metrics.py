@@ -1,0 +1,346 @@
+"""Evaluation of a multi-class classifier from true labels and predicted probabilities.
+
+Inputs everywhere: ``y_true`` (N,) integer labels, label i meaning ``classes[i]`` (class names are accepted
+too), and ``proba`` (N, K) class probabilities whose rows sum to 1. ``classes`` defaults to the seven
+HAM10000 diagnoses (:data:`hamviz.data.CLASSES`); pass a 4-class subset or two names for a binary task.
+
+Every metric is scikit-learn's. Accuracy alone says little on HAM10000 (``nv`` is 67 % of the images), so
+:func:`headline` reports balanced accuracy, macro-F1 and macro AUC beside it.
+
+:func:`bootstrap_ci` needs each metric on ~1000 resamples; calling scikit-learn 1000 times would take tens of
+seconds, so the resamples are evaluated at once as *weights* (how often each image was drawn) by
+:func:`weighted_metrics`, whose formulas equal scikit-learn's with ``sample_weight`` (checked in the tests;
+AUC by the weighted Mann-Whitney rank formula).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, classification_report,
+                             confusion_matrix, f1_score, log_loss, roc_auc_score)
+
+from .data import CLASSES
+
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_auc", "log_loss", "ece")
+COMPARE = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "ece")
+#: metrics averaged over classes: undefined on a resample that lacks a class present in the full data
+_PER_CLASS = {"balanced_accuracy", "macro_f1", "macro_auc"}
+
+
+# --------------------------------------------------------------------------------------------- inputs
+def check_labels(y, classes: Sequence[str] = CLASSES, name: str = "y_true") -> np.ndarray:
+    """``y`` as int64 labels in ``range(len(classes))`` (class names are mapped); else a ValueError."""
+    classes = list(classes)
+    if len(classes) < 2 or len(set(classes)) != len(classes):
+        raise ValueError(f"classes must be at least two distinct names, got {classes}")
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one label per sample), got shape {y.shape}")
+    if len(y) == 0:
+        raise ValueError(f"{name} is empty")
+    if y.dtype.kind in "OUS":
+        unknown = sorted(set(map(str, y)) - set(classes))
+        if unknown:
+            raise ValueError(f"{name} has unknown class names {unknown[:5]}; classes are {classes}")
+        return np.array([classes.index(str(v)) for v in y], dtype=np.int64)
+    if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0)):
+        raise ValueError(f"{name} must hold integer labels (or class names), got dtype {y.dtype}")
+    bad = (y < 0) | (y >= len(classes))
+    if bad.any():
+        raise ValueError(f"{name} has labels out of range 0..{len(classes) - 1} "
+                         f"(for {len(classes)} classes): {sorted(set(y[bad].tolist()))[:5]}")
+    return y.astype(np.int64)
+
+
+def check_inputs(y_true, proba, classes: Sequence[str] = CLASSES) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``(y_true, proba)``: labels in range, proba (N, K) finite in [0, 1] with rows summing to 1
+    within 1e-3, and N equal in both; a ValueError names what is wrong otherwise. Rows off by more than 1e-9
+    (e.g. float32 softmax outputs) are renormalised, so sklearn sees exact probabilities; exact rows are
+    kept as given (their ties intact)."""
+    y = check_labels(y_true, classes)
+    p = np.asarray(proba, dtype=np.float64)
+    k = len(classes)
+    if p.ndim != 2 or p.shape[1] != k:
+        raise ValueError(f"proba must have shape (n_samples, {k}) for {k} classes, got {p.shape}")
+    if len(p) != len(y):
+        raise ValueError(f"shape mismatch: {len(y)} labels but {len(p)} rows of probabilities")
+    if not np.isfinite(p).all() or (p < -1e-6).any() or (p > 1 + 1e-6).any():
+        raise ValueError("proba must be finite and within [0, 1] (pass probabilities, not logits)")
+    off = np.abs(p.sum(axis=1) - 1) > 1e-3
+    if off.any():
+        i = int(np.argmax(off))
+        raise ValueError(f"proba rows must sum to 1 (within 1e-3): {int(off.sum())} rows do not, e.g. "
+                         f"row {i} sums to {p[i].sum():.4f} (apply a softmax?)")
+    p = np.clip(p, 0.0, 1.0)
+    s = p.sum(axis=1, keepdims=True)
+    return y, np.where(np.abs(s - 1) > 1e-9, p / s, p)
+
+
+def _pred(y_true, proba_or_pred, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(y, predicted labels, proba or None) from probabilities (N, K) or predicted labels (N,)."""
+    if np.ndim(proba_or_pred) == 2:
+        y, p = check_inputs(y_true, proba_or_pred, classes)
+        return y, p.argmax(axis=1), p
+    y, pred = check_labels(y_true, classes), check_labels(proba_or_pred, classes, "y_pred")
+    if len(y) != len(pred):
+        raise ValueError(f"shape mismatch: {len(y)} labels but {len(pred)} predictions")
+    return y, pred, None
+
+
+# --------------------------------------------------------------------------------------------- metrics
+def auc_per_class(y_true, proba, classes: Sequence[str] = CLASSES) -> dict[str, float]:
+    """One-vs-rest ROC AUC per class (sklearn ``roc_auc_score`` of ``y == k`` vs ``proba[:, k]``);
+    NaN for a class absent from ``y_true`` (or the only class in it), where AUC is undefined."""
+    y, p = check_inputs(y_true, proba, classes)
+    out = {}
+    for k, name in enumerate(classes):
+        pos = y == k
+        out[name] = float(roc_auc_score(pos, p[:, k])) if 0 < pos.sum() < len(y) else math.nan
+    return out
+
+
+def calibration(y_true, proba, n_bins: int = 10) -> tuple[float, pd.DataFrame]:
+    """Top-label expected calibration error and its reliability table.
+
+    Confidence is the largest probability, "correct" whether its class is the true one. Confidences fall into
+    ``n_bins`` equal-width bins of [0, 1] (bin edges as sklearn ``calibration_curve``, which this equals per
+    bin, but which is binary and returns no counts); ECE = sum over bins of (count / N) * |accuracy - mean
+    confidence|. The table has one row per non-empty bin: bin_lower, bin_upper, confidence, accuracy, count.
+    """
+    p = np.asarray(proba, dtype=np.float64)
+    y, p = check_inputs(y_true, p, [str(i) for i in range(p.shape[1] if p.ndim == 2 else 2)])
+    if int(n_bins) < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    conf, correct, edges, ids = _calibration_bins(y, p, n_bins)
+    count = np.bincount(ids, minlength=n_bins)
+    nz = count > 0
+    table = pd.DataFrame({
+        "bin_lower": edges[:-1], "bin_upper": edges[1:],
+        "confidence": np.bincount(ids, conf, n_bins) / np.maximum(count, 1),
+        "accuracy": np.bincount(ids, correct, n_bins) / np.maximum(count, 1), "count": count})[nz]
+    ece = float(np.sum(table["count"] / len(y) * np.abs(table["accuracy"] - table["confidence"])))
+    return ece, table.reset_index(drop=True)
+
+
+def _calibration_bins(y, p, n_bins):
+    conf = p.max(axis=1)
+    correct = (p.argmax(axis=1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, int(n_bins) + 1)
+    return conf, correct, edges, np.searchsorted(edges[1:-1], conf)  # as sklearn calibration_curve
+
+
+def headline(y_true, proba, classes: Sequence[str] = CLASSES, n_bins: int = 10) -> dict[str, float]:
+    """accuracy, balanced_accuracy, macro_f1, weighted_f1, macro_auc, log_loss, ece, n (all sklearn).
+
+    balanced_accuracy is the mean recall over the classes present in ``y_true``; F1 averages over all K
+    classes (``zero_division=0``); macro_auc is the mean one-vs-rest AUC over the classes present in
+    ``y_true`` (NaN if fewer than two are); ece is top-label with ``n_bins`` equal-width bins."""
+    y, p = check_inputs(y_true, proba, classes)
+    pred, labels = p.argmax(axis=1), list(range(len(classes)))
+    auc = np.array(list(auc_per_class(y, p, classes).values()))
+    with warnings.catch_warnings():  # "y_pred contains classes not in y_true": expected for subsets
+        warnings.simplefilter("ignore", UserWarning)
+        bal = balanced_accuracy_score(y, pred)
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "balanced_accuracy": float(bal),
+        "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y, pred, labels=labels, average="weighted", zero_division=0)),
+        "macro_auc": float(np.nanmean(auc)) if np.isfinite(auc).any() else math.nan,
+        "log_loss": float(log_loss(y, p, labels=labels)),
+        "ece": calibration(y, p, n_bins)[0],
+        "n": float(len(y)),
+    }
+
+
+def per_class_report(y_true, proba_or_pred, classes: Sequence[str] = CLASSES) -> pd.DataFrame:
+    """sklearn ``classification_report`` as a table: one row per class plus 'macro avg' and
+    'weighted avg'; columns precision, recall, f1-score, support, and auc (class rows; NaN in the
+    average rows) when probabilities (N, K) rather than predicted labels (N,) are given."""
+    y, pred, p = _pred(y_true, proba_or_pred, classes)
+    rep = classification_report(y, pred, labels=list(range(len(classes))), target_names=list(classes),
+                                output_dict=True, zero_division=0)
+    table = pd.DataFrame({k: rep[k] for k in [*classes, "macro avg", "weighted avg"]}).T
+    table = table[["precision", "recall", "f1-score", "support"]].astype(float)
+    if p is not None:
+        table["auc"] = pd.Series(auc_per_class(y, p, classes))
+    return table
+
+
+def confusion(y_true, y_pred, classes: Sequence[str] = CLASSES, normalize: str | None = None) -> pd.DataFrame:
+    """sklearn ``confusion_matrix`` (labels = range(K)) with index 'true' and columns 'predicted' named by
+    class. ``y_pred`` may be labels (N,) or probabilities (N, K) (argmax). ``normalize``: None (counts),
+    'true' (rows sum to 1, a row of an absent class is 0), 'pred' or 'all'."""
+    if normalize not in (None, "true", "pred", "all"):
+        raise ValueError(f"normalize must be None, 'true', 'pred' or 'all', got {normalize!r}")
+    y, pred, _ = _pred(y_true, y_pred, classes)
+    cm = confusion_matrix(y, pred, labels=list(range(len(classes))), normalize=normalize)
+    return pd.DataFrame(cm, index=pd.Index(list(classes), name="true"),
+                        columns=pd.Index(list(classes), name="predicted"))
+
+
+# --------------------------------------------------------------------------------------------- bootstrap
+def weighted_metrics(y, proba, weights, metrics: Sequence[str] = HEADLINE, n_bins: int = 10,
+                     present: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Metrics of many weightings of one data set at once: ``weights`` (B, N), row b giving each sample's
+    weight (a bootstrap resample is the count of times each sample was drawn). Each result (B,) equals
+    sklearn's metric with ``sample_weight=weights[b]`` (as :func:`headline` defines them), except that
+    class-averaged metrics are NaN on a row that lacks a class of ``present`` (bool (K,); default: the
+    classes occurring in ``y``). ``y``, ``proba`` must be validated (check_inputs)."""
+    unknown = set(metrics) - set(HEADLINE)
+    if unknown:
+        raise ValueError(f"unknown metric(s) {sorted(unknown)}; known: {', '.join(HEADLINE)}")
+    W = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    n, k = proba.shape
+    present = np.bincount(y, minlength=k) > 0 if present is None else present
+    total = W.sum(axis=1)
+    pred = proba.argmax(axis=1)
+    cm = (W @ np.eye(k * k)[y * k + pred]).reshape(len(W), k, k)  # weighted confusion matrices
+    tp, support, npred = np.diagonal(cm, axis1=1, axis2=2), cm.sum(axis=2), cm.sum(axis=1)
+    complete = (support[:, present] > 0).all(axis=1)  # every class of the full data is in the resample
+    out = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(support + npred > 0, 2 * tp / (support + npred), 0.0)
+        values = {
+            "accuracy": lambda: tp.sum(axis=1) / total,
+            "balanced_accuracy": lambda: (tp / support)[:, present].mean(axis=1),
+            "macro_f1": lambda: f1.mean(axis=1),
+            "weighted_f1": lambda: (f1 * support).sum(axis=1) / total,
+            "macro_auc": lambda: _weighted_auc(y, proba, W, present).mean(axis=1),
+            "log_loss": lambda: W @ -np.log(np.clip(proba[np.arange(n), y], np.finfo(float).eps,
+                                                    1 - np.finfo(float).eps)) / total,
+            "ece": lambda: _weighted_ece(y, proba, W, n_bins) / total,
+        }
+        for m in metrics:
+            v = values[m]()
+            out[m] = np.where(complete, v, np.nan) if m in _PER_CLASS else v
+    return out
+
+
+def _weighted_auc(y, proba, W, classes_idx) -> np.ndarray:
+    """(B, len(classes_idx)) one-vs-rest AUC per weighting: the weighted Mann-Whitney statistic, i.e. the
+    rank-sum formula on the data with sample i repeated W[b, i] times (ties count 1/2), as sklearn's
+    ``roc_auc_score(..., sample_weight=W[b])``. Ranks come once from ``scipy.stats.rankdata``; per row only
+    cumulative sums of weights are needed. NaN where a row has no positive or no negative weight."""
+    ks = np.flatnonzero(classes_idx) if np.asarray(classes_idx).dtype == bool else np.asarray(classes_idx)
+    order = np.argsort(proba, axis=0, kind="stable")
+    lo = rankdata(proba, method="min", axis=0).astype(np.int64) - 1  # tie group = sorted positions [lo, hi)
+    hi = rankdata(proba, method="max", axis=0).astype(np.int64)
+    out = np.empty((len(W), len(ks)))
+    for j, k in enumerate(ks):
+        pos = y == k
+        wneg = W[:, order[:, k]] * ~pos[order[:, k]]  # negative weights in score order
+        cneg = np.concatenate([np.zeros((len(W), 1)), np.cumsum(wneg, axis=1)], axis=1)
+        below, upto = cneg[:, lo[pos, k]], cneg[:, hi[pos, k]]
+        wpos = W[:, pos]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[:, j] = (wpos * (below + upto) / 2).sum(axis=1) / (wpos.sum(axis=1) * cneg[:, -1])
+    return out
+
+
+def _weighted_ece(y, proba, W, n_bins) -> np.ndarray:
+    """(B,) total weight x top-label ECE: sum over bins of |weighted correct - weighted confidence|."""
+    conf, correct, _, ids = _calibration_bins(y, proba, n_bins)
+    onehot = np.eye(int(n_bins))[ids]
+    return np.abs(W @ (onehot * (correct - conf)[:, None])).sum(axis=1)
+
+
+def bootstrap_weights(n: int, n_boot: int, rng: np.random.Generator, groups=None) -> np.ndarray:
+    """(n_boot, n) resample counts. Without ``groups``: n samples drawn with replacement. With ``groups``
+    (one id per sample, e.g. lesion_id): the G groups are drawn with replacement and each sample gets its
+    group's count (cluster bootstrap: all images of a drawn lesion come along, as often as it is drawn)."""
+    if groups is None:
+        codes, g = np.arange(n), n
+    else:
+        codes, uniq = pd.factorize(pd.Series(np.asarray(groups)), use_na_sentinel=False)
+        if len(codes) != n:
+            raise ValueError(f"shape mismatch: {n} labels but {len(codes)} groups")
+        g = len(uniq)
+    draws = rng.integers(0, g, size=(n_boot, g)) + g * np.arange(n_boot)[:, None]
+    counts = np.bincount(draws.ravel(), minlength=n_boot * g).reshape(n_boot, g)
+    return counts[:, codes].astype(np.float64)
+
+
+def bootstrap_ci(y_true, proba, metrics: Sequence[str] = ("accuracy", "balanced_accuracy", "macro_f1",
+                                                          "macro_auc"),
+                 n_boot: int = 1000, seed: int = 0, groups=None, alpha: float = 0.05,
+                 classes: Sequence[str] = CLASSES, n_bins: int = 10) -> pd.DataFrame:
+    """Percentile bootstrap confidence intervals: rows = metric, columns value (sklearn, full data), low,
+    high (the alpha/2 and 1 - alpha/2 quantiles over resamples).
+
+    groups: optional id per sample (e.g. ``lesion_id``). HAM10000 has up to 6 images of one lesion, which are
+    not independent; resampling images would then understate the uncertainty. With ``groups`` whole groups
+    are resampled (cluster bootstrap), which is the honest interval for a lesion-grouped test set.
+
+    A resample lacking a class that the full data has is skipped for the class-averaged metrics
+    (balanced_accuracy, macro_f1, macro_auc); ``table.attrs['resamples']`` holds the number used per metric.
+    numpy ``default_rng(seed)``; resamples are evaluated in vectorised chunks (:func:`weighted_metrics`).
+    """
+    y, p = check_inputs(y_true, proba, classes)
+    if not 0 < alpha < 1 or int(n_boot) < 1:
+        raise ValueError(f"need 0 < alpha < 1 and n_boot >= 1, got alpha={alpha}, n_boot={n_boot}")
+    point = headline(y, p, classes, n_bins)
+    present = np.bincount(y, minlength=len(classes)) > 0
+    rng, chunk = np.random.default_rng(seed), max(1, 2_000_000 // len(y))
+    parts = []
+    for start in range(0, int(n_boot), chunk):
+        w = bootstrap_weights(len(y), min(chunk, int(n_boot) - start), rng, groups)
+        parts.append(weighted_metrics(y, p, w, metrics, n_bins, present))
+    rows, used = {}, {}
+    for m in metrics:
+        v = np.concatenate([d[m] for d in parts])
+        v = v[np.isfinite(v)]
+        used[m] = len(v)
+        lo, hi = np.quantile(v, [alpha / 2, 1 - alpha / 2]) if len(v) else (math.nan, math.nan)
+        rows[m] = {"value": point[m], "low": float(lo), "high": float(hi)}
+    table = pd.DataFrame.from_dict(rows, orient="index")[["value", "low", "high"]]
+    table.attrs["resamples"] = used
+    return table
+
+
+# --------------------------------------------------------------------------------------------- all at once
+def _jsonable(x):
+    """Python floats/ints/lists/dicts; NaN -> None."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.integer, int)) and not isinstance(x, bool):
+        return int(x)
+    if isinstance(x, (np.floating, float)):
+        return None if not math.isfinite(x) else float(x)
+    return x
+
+
+def evaluate(y_true, proba, classes: Sequence[str] = CLASSES, groups=None, n_boot: int = 1000,
+             seed: int = 0, n_bins: int = 10) -> dict:
+    """Everything above in one JSON-able dict (Python floats, NaN as None): headline, auc_per_class,
+    report (per_class_report by row), confusion (counts, nested lists, rows = true), confusion_normalized
+    (rows sum to 1), calibration_table (list of per-bin dicts), ci ({metric: {value, low, high}}, cluster
+    bootstrap when ``groups`` is given; n_boot=0 skips it), classes."""
+    y, p = check_inputs(y_true, proba, classes)
+    ece, table = calibration(y, p, n_bins)
+    ci = (bootstrap_ci(y, p, n_boot=n_boot, seed=seed, groups=groups, classes=classes, n_bins=n_bins)
+          .to_dict(orient="index") if n_boot else {})
+    return _jsonable({
+        "classes": list(classes),
+        "headline": headline(y, p, classes, n_bins),
+        "auc_per_class": auc_per_class(y, p, classes),
+        "report": per_class_report(y, p, classes).to_dict(orient="index"),
+        "confusion": confusion(y, p, classes).to_numpy().tolist(),
+        "confusion_normalized": confusion(y, p, classes, normalize="true").to_numpy().tolist(),
+        "calibration_table": table.to_dict(orient="records"),
+        "ci": ci,
+    })
+
+
+def compare(results: dict[str, dict], metrics: Sequence[str] = COMPARE) -> pd.DataFrame:
+    """One row per named result (evaluate() outputs, or headline dicts), columns the headline ``metrics``
+    (default accuracy, balanced_accuracy, macro_f1, macro_auc, ece); None becomes NaN."""
+    rows = {name: {m: r.get("headline", r).get(m) for m in metrics} for name, r in results.items()}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(metrics)).astype(float)

@@ -1,0 +1,192 @@
+"""Classifier builders: the reference small CNN and transfer models over Keras applications.
+
+Every model is one flat functional graph (the backbone's layers inlined, not nested as a sub-model), so
+Grad-CAM and activation maps can address any layer by name. Inputs are float images in [0, 255]; each
+backbone's ImageNet preprocessing is a layer inside the model, so callers never preprocess.
+
+``weights``: ``"imagenet"`` (needs the Keras weights file: downloaded, or already in ``~/.keras/models``),
+``None`` (random init), or a path to a weights file (Keras ``.weights.h5`` of the same backbone without top,
+or the no-top ``.h5`` files Keras applications publish). An offline ``"imagenet"`` request fails at once
+with a message saying how to get the file, instead of hanging on the download.
+"""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from .backbones import BACKBONES, MODEL_NAMES  # noqa: F401
+from .config import HamvizError
+
+#: Keras' published no-top ImageNet weight files (what "imagenet" downloads)
+_WEIGHT_FILES = {
+    "inceptionv3": "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "densenet201": "densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "vgg19": "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "mobilenetv2": "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
+}
+
+
+class ModelError(HamvizError):
+    """Impossible model settings (unknown backbone, input too small, weights unavailable...)."""
+
+
+@keras.saving.register_keras_serializable(package="hamviz")
+class ImagenetPreprocess(layers.Layer):
+    """The preprocessing of ``keras.applications`` as a layer: ``tf`` scales to [-1, 1]; ``torch``
+    scales to [0, 1] and standardises with ImageNet mean/std; ``caffe`` flips RGB to BGR and subtracts
+    the ImageNet mean; ``unit`` scales to [0, 1]."""
+
+    MEAN = {"torch": (0.485, 0.456, 0.406), "caffe": (103.939, 116.779, 123.68)}
+    STD = (0.229, 0.224, 0.225)
+
+    def __init__(self, mode: str = "tf", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("tf", "torch", "caffe", "unit"):
+            raise ValueError(f"unknown preprocessing mode {mode!r}")
+        self.mode = mode
+
+    def call(self, x):
+        ops = keras.ops
+        if self.mode == "tf":
+            return x / 127.5 - 1.0
+        if self.mode == "unit":
+            return x / 255.0
+        if self.mode == "torch":
+            mean = ops.convert_to_tensor(self.MEAN["torch"], dtype=x.dtype)
+            std = ops.convert_to_tensor(self.STD, dtype=x.dtype)
+            return (x / 255.0 - mean) / std
+        mean = ops.convert_to_tensor(self.MEAN["caffe"], dtype=x.dtype)
+        return ops.flip(x, axis=-1) - mean
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def _regulariser(l2: float):
+    return keras.regularizers.L2(l2) if l2 else None
+
+
+def small_cnn(input_shape=(64, 64, 3), n_classes: int = 7, *, l2: float = 0.0,
+              dropout=(0.25, 0.4, 0.5), name: str = "small_cnn") -> keras.Model:
+    """The reference small CNN: Conv32-Conv32-Pool-Drop.25-Conv64-Conv64-Pool-Drop.4-Flatten-Dense128-
+    Drop.5-Dense(n_classes), ReLU, 3x3 'same' convolutions, softmax output."""
+    _check_shape(input_shape, 8, "small_cnn")
+    reg = _regulariser(l2)
+    inputs = keras.Input(input_shape, name="image")
+    x = ImagenetPreprocess("unit", name="scale")(inputs)
+    for block, (filters, drop) in enumerate(((32, dropout[0]), (64, dropout[1])), start=1):
+        for k in (1, 2):
+            x = layers.Conv2D(filters, 3, padding="same", activation="relu",
+                              name=f"conv{block}_{k}")(x)
+        x = layers.MaxPooling2D(name=f"pool{block}")(x)
+        x = layers.Dropout(drop, name=f"drop{block}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(128, activation="relu", kernel_regularizer=reg, name="dense")(x)
+    x = layers.Dropout(dropout[2], name="drop_dense")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", kernel_regularizer=reg, name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _check_shape(input_shape, minimum, what):
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ModelError(f"{what}: input shape must be (height, width, 3), not {tuple(input_shape)}")
+    if min(input_shape[:2]) < minimum:
+        raise ModelError(f"{what} needs inputs of at least {minimum}x{minimum} pixels; "
+                         f"got {input_shape[0]}x{input_shape[1]}. Raise image_size to {minimum} or more, "
+                         f"or choose another model.")
+
+
+def weights_source(backbone: str, weights, input_size: int | None = None):
+    """What to pass to the Keras constructor for ``weights``, failing fast when it cannot work."""
+    if weights is None:
+        return None
+    if weights != "imagenet":
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise ModelError(f"Weights file {path} for {backbone} does not exist. Pass weights='imagenet', "
+                             f"None (random init) or the path of a weights file.")
+        return str(path)
+    fname = _WEIGHT_FILES[backbone]
+    if "{size}" in fname:
+        size = min((s for s in (96, 128, 160, 192, 224) if s >= (input_size or 224)), default=224)
+        fname = fname.format(size=size)
+    cached = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else
+                  Path.home() / ".keras") / "models" / fname
+    if cached.is_file():
+        return "imagenet"
+    try:
+        socket.create_connection(("storage.googleapis.com", 443), timeout=3).close()
+    except OSError:
+        raise ModelError(
+            f"ImageNet weights for {backbone} are not on this machine ({cached}) and cannot be downloaded "
+            f"(no connection to storage.googleapis.com). Copy {fname} from a machine with internet "
+            f"(https://storage.googleapis.com/tensorflow/keras-applications/) into {cached.parent}, or pass "
+            f"weights=None (random init) or weights='<path to a weights file>'.") from None
+    return "imagenet"
+
+
+def transfer_model(backbone: str, input_shape=(128, 128, 3), n_classes: int = 7, *,
+                   weights="imagenet", trainable="frozen", head: str = "reference",
+                   dense: int = 1024, dropout: float = 0.5, l2: float = 0.0,
+                   name: str | None = None) -> keras.Model:
+    """A Keras application backbone with a classification head, as one flat functional graph.
+
+    trainable: "frozen" (only the head trains), "all", or an int N: the last N backbone layers train
+      (BatchNorm layers stay frozen, the usual fine-tuning practice).
+    head: "reference": GlobalAveragePooling - Dense(dense, relu) - Dropout - BatchNorm - Dense(n, softmax)
+      (the imbalance-strategy study); "simple": GlobalAveragePooling - Dropout - Dense(n, softmax).
+    l2: L2 penalty on the head's dense layers.
+    """
+    key = backbone.lower()
+    if key not in BACKBONES:
+        raise ModelError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)} "
+                         f"(or 'small_cnn').")
+    ctor, mode, minimum = BACKBONES[key]
+    _check_shape(input_shape, minimum, backbone)
+    if head not in ("reference", "simple"):
+        raise ModelError(f"Unknown head {head!r}: 'reference' or 'simple'")
+    if not (trainable in ("frozen", "all") or (isinstance(trainable, int) and trainable >= 0)):
+        raise ModelError(f"trainable must be 'frozen', 'all' or a number of last layers, not {trainable!r}")
+    src = weights_source(key, weights, input_shape[0])
+    inputs = keras.Input(input_shape, name="image")
+    x = ImagenetPreprocess(mode, name="preprocess")(inputs)
+    base = getattr(keras.applications, ctor)(include_top=False, weights=src, input_tensor=x)
+    base_layers = [l for l in base.layers if not isinstance(l, layers.InputLayer)]
+    n_trainable = {"frozen": 0, "all": len(base_layers)}.get(trainable, trainable)
+    for i, layer in enumerate(base_layers):
+        layer.trainable = i >= len(base_layers) - n_trainable and not isinstance(
+            layer, layers.BatchNormalization)
+    reg = _regulariser(l2)
+    y = layers.GlobalAveragePooling2D(name="head_pool")(base.output)
+    if head == "reference":
+        y = layers.Dense(dense, activation="relu", kernel_regularizer=reg, name="head_dense")(y)
+        y = layers.Dropout(dropout, name="head_dropout")(y)
+        y = layers.BatchNormalization(name="head_bn")(y)
+    else:
+        y = layers.Dropout(dropout, name="head_dropout")(y)
+    outputs = layers.Dense(n_classes, activation="softmax", kernel_regularizer=reg, name="predictions")(y)
+    return keras.Model(inputs, outputs, name=name or key)
+
+
+def build_model(name: str, input_shape, n_classes: int = 7, **kw) -> keras.Model:
+    """``small_cnn`` or a backbone name, with the keyword options of the matching builder."""
+    if name == "small_cnn":
+        allowed = {"l2", "dropout"}
+        bad = set(kw) - allowed
+        if bad:
+            raise ModelError(f"small_cnn does not take {sorted(bad)}; it takes {sorted(allowed)}")
+        return small_cnn(input_shape, n_classes, **kw)
+    return transfer_model(name, input_shape, n_classes, **kw)
+
+
+def last_conv_layer(model: keras.Model) -> str:
+    """Name of the last layer with a 4-D output (the usual Grad-CAM target)."""
+    for layer in reversed(model.layers):
+        shape = getattr(layer, "output", None)
+        if shape is not None and len(layer.output.shape) == 4:
+            return layer.name
+    raise ModelError(f"model {model.name} has no convolutional layer")

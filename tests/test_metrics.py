@@ -1,0 +1,266 @@
+"""hamviz.metrics (known answers, agreement with scikit-learn, the bootstrap) and the evaluation plots."""
+import json
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score, log_loss,
+                             roc_auc_score)
+
+from hamviz import metrics as M
+from hamviz import plots
+from hamviz.data import CLASSES
+
+ABC = ("a", "b", "c")
+
+
+def onehot(y, k):
+    return np.eye(k)[np.asarray(y)]
+
+
+def synthetic(n=1000, k=7, seed=1, signal=1.5, decimals=2):
+    """HAM10000-like imbalance, informative but imperfect probabilities (rounded, so scores tie)."""
+    rng = np.random.default_rng(seed)
+    prior = np.array([.03, .05, .11, .01, .11, .67, .02])[:k]
+    y = rng.choice(k, n, p=prior / prior.sum())
+    logit = rng.normal(size=(n, k))
+    logit[np.arange(n), y] += signal
+    p = np.round(np.exp(logit) / np.exp(logit).sum(1, keepdims=True), decimals)
+    return y, p / p.sum(1, keepdims=True)
+
+
+# ------------------------------------------------------------------------------------------ known answers
+def test_perfect_predictions():
+    y = np.tile(np.arange(7), 3)
+    h = M.headline(y, onehot(y, 7))
+    for m in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_auc"):
+        assert h[m] == 1.0, m
+    assert h["ece"] == 0.0 and h["log_loss"] < 1e-12 and h["n"] == 21.0
+    assert set(M.auc_per_class(y, onehot(y, 7)).values()) == {1.0}
+
+
+def test_hand_checked_confusion_and_report():
+    y, pred = [0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 2, 2]
+    cm = M.confusion(y, pred, ABC)
+    assert cm.to_numpy().tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    assert cm.index.name == "true" and cm.columns.name == "predicted" and list(cm.columns) == list(ABC)
+    np.testing.assert_allclose(M.confusion(y, pred, ABC, normalize="true").to_numpy(),
+                               [[2 / 3, 1 / 3, 0], [0, .5, .5], [0, 0, 1]])
+    assert M.confusion(y, onehot(pred, 3), ABC).equals(cm)  # probabilities -> argmax
+    rep = M.per_class_report(y, pred, ABC)
+    assert list(rep.index) == [*ABC, "macro avg", "weighted avg"] and "auc" not in rep
+    np.testing.assert_allclose(rep.loc[list(ABC), "precision"], [1, .5, .5])
+    np.testing.assert_allclose(rep.loc[list(ABC), "recall"], [2 / 3, .5, 1])
+    np.testing.assert_allclose(rep.loc[list(ABC), "support"], [3, 2, 1])
+    rep_p = M.per_class_report(y, onehot(pred, 3) * .9 + .1 / 3, ABC)
+    assert rep_p["auc"].notna().sum() == 3 and rep_p.loc["macro avg", "auc"] != rep_p.loc["macro avg", "auc"]
+
+
+def test_balanced_accuracy_differs_on_imbalance():
+    y = [0] * 9 + [1]
+    p = np.tile([.8, .2], (10, 1))  # always "benign"
+    h = M.headline(y, p, ("benign", "malignant"))
+    assert h["accuracy"] == pytest.approx(.9) and h["balanced_accuracy"] == pytest.approx(.5)
+    assert h["macro_f1"] < h["weighted_f1"] < h["accuracy"]
+
+
+def test_auc_absent_class_and_macro_over_present():
+    y = [0, 0, 1, 1]  # class c absent
+    p = [[.7, .2, .1], [.5, .3, .2], [.3, .6, .1], [.6, .3, .1]]
+    auc = M.auc_per_class(y, p, ABC)
+    assert auc["a"] == pytest.approx(.75) and auc["b"] == pytest.approx(.875) and math.isnan(auc["c"])
+    assert M.headline(y, p, ABC)["macro_auc"] == pytest.approx((.75 + .875) / 2)
+
+
+def test_ece_known_miscalibration():
+    # 10 samples at confidence .85, half right; 10 at .65, all right: ECE = .5 * .35 + .5 * .35
+    y = [0] * 5 + [1] * 5 + [0] * 10
+    p = [[.85, .15]] * 10 + [[.65, .35]] * 10
+    ece, table = M.calibration(y, p)
+    assert ece == pytest.approx(.35)
+    np.testing.assert_allclose(table[["bin_lower", "bin_upper"]], [[.6, .7], [.8, .9]])
+    assert table["count"].tolist() == [10, 10] and table["accuracy"].tolist() == [1.0, .5]
+    # per bin the same as sklearn's (binary) calibration_curve on (correct, confidence)
+    y, p = synthetic()
+    _, table = M.calibration(y, p)
+    acc, conf = calibration_curve(p.argmax(1) == y, p.max(1), n_bins=10)
+    np.testing.assert_allclose(table["accuracy"], acc)
+    np.testing.assert_allclose(table["confidence"], conf)
+
+
+def test_subsets_and_class_names():
+    y, p = synthetic(200, k=4)
+    names = np.array(CLASSES[:4])[y]
+    assert M.headline(names, p, CLASSES[:4]) == M.headline(y, p, CLASSES[:4])
+    assert M.headline(y, p, CLASSES[:4]) == pytest.approx({
+        "accuracy": accuracy_score(y, p.argmax(1)),
+        "balanced_accuracy": balanced_accuracy_score(y, p.argmax(1)),
+        "macro_f1": f1_score(y, p.argmax(1), average="macro"),
+        "weighted_f1": f1_score(y, p.argmax(1), average="weighted"),
+        "macro_auc": roc_auc_score(y, p, multi_class="ovr", average="macro"),
+        "log_loss": log_loss(y, p), "ece": M.calibration(y, p)[0], "n": 200.0})
+
+
+# ------------------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("y, p, msg", [
+    ([0, 1, 2], onehot([0, 1], 3), "shape mismatch"),
+    ([0, 1], [[.5, .4, 0], [0, 1, 0]], "sum to 1"),
+    ([0, 3], onehot([0, 2], 3), "out of range"),
+    ([0, -1], onehot([0, 2], 3), "out of range"),
+    ([0, 1], onehot([0, 1], 4), r"shape \(n_samples, 3\)"),
+    ([[0, 1]], onehot([0, 1], 3), "1-D"),
+    (["a", "x"], onehot([0, 1], 3), "unknown class names"),
+    ([0, 1], [[2, -1, 0], [0, 1, 0]], "within \\[0, 1\\]"),
+    ([0, 1], [[np.nan, 1, 0], [0, 1, 0]], "finite"),
+    ([], np.zeros((0, 3)), "empty"),
+])
+def test_bad_input(y, p, msg):
+    with pytest.raises(ValueError, match=msg):
+        M.headline(y, p, ABC)
+
+
+def test_bad_arguments():
+    y, p = [0, 1, 2], onehot([0, 1, 2], 3)
+    near = [[.5, .5004, 0], [0, .9995, 0], [.2, .2, .6]]  # within 1e-3 of summing to 1: renormalised
+    assert M.check_inputs([0, 1, 2], near, ABC)[1].sum(axis=1) == pytest.approx([1, 1, 1], abs=1e-15)
+    assert M.check_inputs([0, 1, 2], near, ABC)[1][2].tolist() == [.2, .2, .6]  # exact rows untouched
+    with pytest.raises(ValueError, match="normalize"):
+        M.confusion(y, [0, 1, 2], ABC, normalize="rows")
+    with pytest.raises(ValueError, match="shape mismatch"):
+        M.confusion(y, [0, 1], ABC)
+    with pytest.raises(ValueError, match="unknown metric"):
+        M.bootstrap_ci(y, p, metrics=("acc",), classes=ABC)
+    with pytest.raises(ValueError, match="groups"):
+        M.bootstrap_ci(y, p, groups=[1, 2], classes=ABC)
+    with pytest.raises(ValueError, match="distinct"):
+        M.headline([0, 0], [[1.0], [1.0]], ("a",))
+
+
+# ------------------------------------------------------------------------------- vectorised = sklearn
+def test_weighted_metrics_equal_sklearn_with_sample_weight():
+    y, p = synthetic(300)
+    w = M.bootstrap_weights(len(y), 4, np.random.default_rng(0))
+    got = M.weighted_metrics(y, p, np.vstack([np.ones(len(y)), w]))
+    h = M.headline(y, p)
+    for m in M.HEADLINE:
+        assert got[m][0] == pytest.approx(h[m], abs=1e-12), m  # unit weights: the headline numbers
+    pred, k = p.argmax(1), range(7)
+    for b, wb in enumerate(w, start=1):
+        rep = np.repeat(np.arange(len(y)), wb.astype(int))
+        ref = {"accuracy": accuracy_score(y, pred, sample_weight=wb),
+               "balanced_accuracy": balanced_accuracy_score(y, pred, sample_weight=wb),
+               "macro_f1": f1_score(y, pred, labels=k, average="macro", zero_division=0, sample_weight=wb),
+               "weighted_f1": f1_score(y, pred, labels=k, average="weighted", zero_division=0,
+                                       sample_weight=wb),
+               "macro_auc": np.mean([roc_auc_score(y == c, p[:, c], sample_weight=wb) for c in k]),
+               "log_loss": log_loss(y, p, labels=k, sample_weight=wb),
+               "ece": M.calibration(y[rep], p[rep])[0]}
+        for m, v in ref.items():
+            assert got[m][b] == pytest.approx(v, abs=1e-12), m
+
+
+def test_rank_auc_equals_sklearn_with_ties():
+    y, p = synthetic(400, decimals=1)  # heavy ties
+    w = np.random.default_rng(3).integers(0, 4, size=(3, len(y))).astype(float)
+    auc = M._weighted_auc(y, p, w, np.ones(7, bool))
+    for b in range(3):
+        for c in range(7):
+            assert auc[b, c] == pytest.approx(roc_auc_score(y == c, p[:, c], sample_weight=w[b]), abs=1e-12)
+
+
+# ------------------------------------------------------------------------------------------ bootstrap
+def width(t, m):
+    return t.loc[m, "high"] - t.loc[m, "low"]
+
+
+def test_bootstrap_ci_contains_value_and_shrinks():
+    y, p = synthetic(300)
+    small = M.bootstrap_ci(y, p, n_boot=300)
+    assert list(small.columns) == ["value", "low", "high"] and list(small.index) == [
+        "accuracy", "balanced_accuracy", "macro_f1", "macro_auc"]
+    assert ((small["low"] <= small["value"]) & (small["value"] <= small["high"])).all()
+    y4, p4 = synthetic(1200, seed=2)
+    large = M.bootstrap_ci(y4, p4, n_boot=300)
+    for m in small.index:
+        assert width(large, m) < 0.75 * width(small, m), m
+    assert M.bootstrap_ci(y, p, n_boot=300).equals(small)  # seeded
+
+
+def test_group_bootstrap_wider_than_iid_on_duplicates():
+    y, p = synthetic(250)
+    y4, p4, g = np.repeat(y, 4), np.repeat(p, 4, axis=0), np.repeat(np.arange(250), 4)  # 4 shots per lesion
+    iid = M.bootstrap_ci(y4, p4, n_boot=400)
+    grouped = M.bootstrap_ci(y4, p4, n_boot=400, groups=g)
+    one = M.bootstrap_ci(y, p, n_boot=400)
+    for m in ("accuracy", "macro_auc"):
+        assert width(grouped, m) > 1.5 * width(iid, m), m
+        assert width(grouped, m) == pytest.approx(width(one, m), rel=0.3), m  # as if each lesion once
+
+
+def test_bootstrap_skips_resamples_missing_a_class():
+    y, p = synthetic(200)
+    y[0], p[0] = 3, onehot(3, 7)  # df: one sample; absent from about 1/e of the resamples
+    y[1:][y[1:] == 3] = 5
+    t = M.bootstrap_ci(y, p, n_boot=200)
+    used = t.attrs["resamples"]
+    assert used["accuracy"] == 200 and 90 < used["balanced_accuracy"] < 160 and used["macro_auc"] < 200
+    assert t.notna().all().all()
+
+
+def test_bootstrap_speed():
+    y, p = synthetic(1000)
+    t0 = time.perf_counter()
+    M.bootstrap_ci(y, p, n_boot=1000, groups=np.arange(1000) // 2)
+    assert time.perf_counter() - t0 < 5
+
+
+# ------------------------------------------------------------------------------------------ evaluate / compare
+def test_evaluate_json_and_compare():
+    y, p = synthetic(150, k=4)
+    y[y == 3] = 0  # class 3 absent: NaN AUC -> None
+    r = M.evaluate(y, p, CLASSES[:4], groups=np.arange(150) // 3, n_boot=50)
+    json.dumps(r, allow_nan=False)
+    assert set(r) >= {"headline", "auc_per_class", "report", "confusion", "confusion_normalized",
+                      "calibration_table", "ci"}
+    assert r["auc_per_class"]["df"] is None and r["report"]["macro avg"]["auc"] is None
+    assert np.array(r["confusion"]).sum() == 150 and len(r["confusion_normalized"]) == 4
+    assert set(r["ci"]["accuracy"]) == {"value", "low", "high"}
+    assert sum(b["count"] for b in r["calibration_table"]) == 150
+    r2 = M.evaluate(*synthetic(150, k=4, seed=5), CLASSES[:4], n_boot=0)
+    table = M.compare({"first": r, "second": r2})
+    assert list(table.index) == ["first", "second"] and list(table.columns) == list(M.COMPARE)
+    assert table.loc["first", "accuracy"] == r["headline"]["accuracy"]
+
+
+# ------------------------------------------------------------------------------------------ plots
+def test_plots():
+    y, p = synthetic(300)
+    hist = {"loss": [1.0, .7, .6], "accuracy": [.5, .6, .7], "val_loss": [1.1, .8, .9],
+            "val_accuracy": [.4, .55, .6], "learning_rate": [1e-3] * 3}
+    fig = plots.training_curves(hist)
+    assert isinstance(fig, go.Figure) and len(fig.data) == 4 and "epoch 2" in fig.layout.title.text
+    assert list(fig.data[0].x) == [1, 2, 3] and fig.data[1].line.dash == "dash"
+    assert len(plots.training_curves({"loss": [1, .5], "auc": [.6, .7]}).data) == 2
+
+    cm = M.confusion(y, p)
+    fig = plots.confusion_heatmap(cm)
+    assert len(fig.data) == 1 and fig.layout.xaxis.title.text == "predicted"
+    assert fig.data[0].text[0][0] == f"{cm.iloc[0, 0]}<br>{cm.iloc[0, 0] / cm.iloc[0].sum():.0%}"
+
+    y3 = y.copy()
+    y3[y3 == 3] = 5  # df absent: no curve
+    fig = plots.roc_curves(y3, p)
+    assert len(fig.data) == 7 and fig.data[0].name.startswith("akiec (AUC 0.")
+
+    ece, table = M.calibration(y, p)
+    fig = plots.reliability_diagram(table, ece)
+    assert len(fig.data) == 2 and f"{ece:.3f}" in fig.layout.title.text
+
+    results = {"a": M.evaluate(y, p, n_boot=50), "b": M.evaluate(*synthetic(300, seed=4), n_boot=50)}
+    fig = plots.metric_bars(M.compare(results), ci={k: r["ci"] for k, r in results.items()})
+    assert len(fig.data) == 3 and fig.data[0].error_y.array is not None
+    assert len(plots.metric_bars(M.compare(results), metrics=("accuracy",)).data) == 1

@@ -1,0 +1,79 @@
+"""hamviz.train: strategies, configs, NaN handling and the artefact store (real data, tiny sizes)."""
+import json
+
+import numpy as np
+import pytest
+
+from hamviz.cache import build_cache
+from hamviz.splits import get_split
+from hamviz.train import (STRATEGIES, TrainConfig, TrainingError, limit_rows, strategy_plan,
+                          train_or_load)
+
+
+def test_strategies_counts():
+    labels = np.array([0] * 2000 + [1] * 300 + [2] * 50)
+    idx, cw = strategy_plan("S1", labels, 3)
+    assert len(idx) == 2350 and cw is None
+    idx, cw = strategy_plan("S2", labels, 3)
+    assert np.bincount(labels[idx]).tolist() == [2000, 1000, 1000] and cw is None
+    idx, cw = strategy_plan("S3", labels, 3)
+    assert np.bincount(labels[idx]).tolist() == [2000, 2000, 2000]
+    idx, cw = strategy_plan("S4", labels, 3)
+    assert len(idx) == 2350 and cw[2] > cw[1] > cw[0]
+    idx, cw = strategy_plan("S5", labels, 3)
+    assert np.bincount(labels[idx]).tolist() == [2000, 1000, 1000] and cw is not None
+    assert set(STRATEGIES) == {"S1", "S2", "S3", "S4", "S5"}
+
+
+@pytest.mark.parametrize("bad,words", [({"strategy": "S6"}, "strategy"), ({"optimizer": "adagrad"}, "optimizer"),
+                                       ({"epochs": 0}, "epochs"), ({"learning_rate": 0}, "learning_rate"),
+                                       ({"schedule": "step"}, "schedule")])
+def test_bad_config(bad, words):
+    with pytest.raises(TrainingError, match=words):
+        TrainConfig(**bad)
+
+
+def test_limit_rows_keeps_every_class():
+    labels = np.array([0] * 900 + [1] * 90 + [2] * 10)
+    rows = np.arange(1000)
+    kept = limit_rows(rows, labels, 200, seed=0)
+    assert len(kept) == 200 and set(labels[kept]) == {0, 1, 2}
+
+
+@pytest.fixture(scope="module")
+def small(ham):
+    cache = build_cache(ham, 16)
+    split = get_split(ham, seed=1)
+    labels = ham.meta.set_index("image_id").loc[cache.image_ids, "label"].to_numpy()
+    return cache, split, labels
+
+
+def test_train_saves_and_reloads(small, ham, tmp_path):
+    cache, split, labels = small
+    cfg = TrainConfig(model="small_cnn", image_size=16, strategy="S4", epochs=2, train_limit=400, seed=3)
+    first = train_or_load(cfg, cache, labels, split, ham.fingerprint, cache_root=tmp_path, log=lambda *_: None)
+    assert not first.loaded and len(first.history["loss"]) <= 2
+    assert {p: len(v) for p, v in first.proba.items()} == {"train": 400, "val": (split == "val").sum(),
+                                                           "test": (split == "test").sum()}
+    assert np.allclose(first.proba["test"].sum(1), 1, atol=1e-4)
+    # test rows are exactly the test part of the split
+    assert set(np.asarray(cache.image_ids)[first.rows["test"]]) == set(split.index[split == "test"])
+    again = train_or_load(cfg, cache, labels, split, ham.fingerprint, cache_root=tmp_path)
+    assert again.loaded and again.key == first.key
+    np.testing.assert_allclose(again.proba["test"], first.proba["test"])
+    x = np.asarray(cache.images[first.rows["test"][:8]], np.float32)
+    np.testing.assert_allclose(again.model.predict(x, verbose=0), first.proba["test"][:8], atol=1e-5)
+    saved = json.loads((first.path / "config.json").read_text())
+    assert saved["config"]["strategy"] == "S4" and saved["fingerprint"] == ham.fingerprint
+    other = TrainConfig(**{**cfg.to_dict(), "strategy": "S1"})
+    assert train_or_load(other, cache, labels, split, ham.fingerprint, cache_root=tmp_path,
+                         log=lambda *_: None).key != first.key
+
+
+def test_nan_loss_stops_with_a_clear_message(small, ham, tmp_path):
+    cache, split, labels = small
+    cfg = TrainConfig(model="small_cnn", image_size=16, epochs=3, learning_rate=1e30, optimizer="sgd",
+                      train_limit=300, schedule="none", augment={})
+    with pytest.raises(TrainingError, match="NaN.*Lower learning_rate.*clipnorm"):
+        train_or_load(cfg, cache, labels, split, ham.fingerprint, cache_root=tmp_path, log=lambda *_: None)
+    assert not list((tmp_path / "models").glob("*")) if (tmp_path / "models").exists() else True
