@@ -103,7 +103,8 @@ def grid(ch, P: dict, log=print) -> pd.DataFrame:
             rows.append({"model": model, "strategy": strategy, "image_size": size,
                          "epochs_run": len(t.history["loss"]), "train_seconds": round(t.seconds),
                          **{k: h[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")},
-                         **{f"f1_{c}": ev["report"][c]["f1-score"] for c in CLASSES}})
+                         **{f"f1_{c}": ev["report"][c]["f1-score"] for c in CLASSES},
+                         **{f"recall_{c}": ev["report"][c]["recall"] for c in CLASSES}})
     return pd.DataFrame(rows)
 
 

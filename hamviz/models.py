@@ -14,8 +14,11 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import keras
-from keras import layers
+from ._tf import import_tf
+
+import_tf()
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
 
 from .backbones import BACKBONES, MODEL_NAMES  # noqa: F401
 from .config import HamvizError
@@ -190,3 +193,70 @@ def last_conv_layer(model: keras.Model) -> str:
         if shape is not None and len(layer.output.shape) == 4:
             return layer.name
     raise ModelError(f"model {model.name} has no convolutional layer")
+
+
+#: the reference autoencoder's latent ratios and its spatial downsampling (two 2x2 poolings)
+AE_RATIOS = (1.5, 3.0, 6.0)
+AE_DOWNSAMPLE = 4
+
+
+def latent_channels(input_shape, ratio: float) -> int:
+    """Latent channels N giving a latent ``ratio`` times smaller than the input: H*W*3 / ratio =
+    (H/4)*(W/4)*N, so N = 48 / ratio. Raises ModelError for a ratio the shape cannot give."""
+    h, w, c = input_shape
+    if h % AE_DOWNSAMPLE or w % AE_DOWNSAMPLE:
+        raise ModelError(f"autoencoder input {h}x{w} must be divisible by {AE_DOWNSAMPLE} (two 2x2 poolings); "
+                         f"use an image_size that is a multiple of 4")
+    if not ratio > 0:
+        raise ModelError(f"autoencoder ratio must be positive, not {ratio}")
+    exact = c * AE_DOWNSAMPLE ** 2 / ratio
+    n = round(exact)
+    if ratio <= 0 or n < 1 or abs(exact - n) > 1e-9:
+        full = c * AE_DOWNSAMPLE ** 2
+        raise ModelError(f"an autoencoder latent {ratio:g}x smaller than the input would need {exact:g} "
+                         f"channels at {h // 4}x{w // 4}; the ratio must be {full}/N for a whole number N "
+                         f"of channels, e.g. 1.5 (N=32), 2 (24), 3 (16), 4 (12), 6 (8), 12 (4)")
+    return n
+
+
+def autoencoder(input_shape=(64, 64, 3), ratio: float = 3.0, filters=(32, 64), *,
+                name: str | None = None) -> keras.Model:
+    """The reference SegNet-like convolutional autoencoder, with the latent ``ratio`` x smaller than the input.
+
+    Encoder: (conv-conv-pool) twice; latent: two conv layers with N = 48/ratio channels at H/4 x W/4 (the
+    second is named ``latent``); decoder: (upsample-conv-conv) twice and a 3-channel sigmoid conv. Input and
+    output are images in [0, 255] (scaled inside), so the output can feed any hamviz classifier.
+    """
+    _check_shape(input_shape, 8, "autoencoder")
+    n = latent_channels(input_shape, ratio)
+    inputs = keras.Input(input_shape, name="image")
+    x = ImagenetPreprocess("unit", name="scale")(inputs)
+    for b, f in enumerate(filters, start=1):
+        x = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"enc{b}_conv1")(x)
+        x = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"enc{b}_conv2")(x)
+        x = layers.MaxPooling2D(name=f"enc{b}_pool")(x)
+    x = layers.Conv2D(n, 3, padding="same", activation="relu", name="latent_conv")(x)
+    x = layers.Conv2D(n, 3, padding="same", activation="relu", name="latent")(x)
+    for b, f in enumerate(reversed(filters), start=1):
+        x = layers.UpSampling2D(name=f"dec{b}_up")(x)
+        x = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"dec{b}_conv1")(x)
+        x = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"dec{b}_conv2")(x)
+    x = layers.Conv2D(3, 3, padding="same", activation="sigmoid", name="reconstruction_unit")(x)
+    outputs = layers.Rescaling(255.0, name="reconstruction")(x)
+    return keras.Model(inputs, outputs, name=name or f"autoencoder_{ratio:g}x")
+
+
+def encoder_of(ae: keras.Model) -> keras.Model:
+    """The encoder half of an :func:`autoencoder` (image -> latent)."""
+    return keras.Model(ae.input, ae.get_layer("latent").output, name=f"{ae.name}_encoder")
+
+
+def decoder_of(ae: keras.Model) -> keras.Model:
+    """The decoder half of an :func:`autoencoder` (latent -> image), sharing its layers."""
+    names = [l.name for l in ae.layers]
+    start = names.index("latent") + 1
+    inp = keras.Input(ae.get_layer("latent").output.shape[1:], name="latent_in")
+    x = inp
+    for layer in ae.layers[start:]:
+        x = layer(x)
+    return keras.Model(inp, x, name=f"{ae.name}_decoder")

@@ -10,14 +10,14 @@ import numpy as np
 
 
 def _tf():
-    import tensorflow as tf  # imported lazily: importing TF costs seconds
-    return tf
+    from ._tf import import_tf  # imported lazily: importing TF costs seconds
+    return import_tf()
 
 
 def random_rot90_layer():
     """A Keras layer rotating each image of a batch by a random multiple of 90 degrees (square images)."""
-    import keras
     tf = _tf()
+    import keras
 
     class RandomRot90(keras.layers.Layer):
         def __init__(self, seed=None, **kwargs):
@@ -45,6 +45,7 @@ def random_rot90_layer():
 def augmentation(*, rot90: bool = True, flip: bool = True, zoom: float = 0.1, shift: float = 0.1,
                  seed: int = 0):
     """A ``keras.Sequential`` of augmentation layers (identity when everything is off)."""
+    _tf()
     import keras
     for name, v in (("zoom", zoom), ("shift", shift)):
         if not 0 <= v < 1:

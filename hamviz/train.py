@@ -3,8 +3,8 @@
 A :class:`TrainConfig` says everything that determines a trained model. :func:`train_or_load` trains it
 once and saves it under ``<cache>/models/<name>-<key>/`` (``model.keras``, ``history.json``,
 ``config.json``, ``predictions.npz`` with the class probabilities of every split part); the key hashes the
-config, the data fingerprint, the split and the source of the code that builds and trains models, so any
-chapter asking for the same model loads it instead of training again.
+config, the data fingerprint, the split and :data:`TRAINING_VERSION`, so any chapter asking for the same
+model loads it instead of training again.
 
 Imbalance strategies (the reference study's): S1 none; S2 oversample classes smaller than 1000 to 1000;
 S3 oversample every class to the majority size; S4 class weights; S5 class weights + S2. One epoch is
@@ -88,7 +88,7 @@ def strategy_plan(strategy: str, labels, n_classes: int, *, min_size: int = 1000
 
 
 def make_optimizer(name: str, learning_rate, clipnorm=None):
-    import keras
+    from .models import keras
     kw = {"learning_rate": learning_rate}
     if clipnorm:
         kw["clipnorm"] = float(clipnorm)
@@ -109,18 +109,14 @@ def limit_rows(rows: np.ndarray, labels: np.ndarray, limit: int | None, seed: in
     return np.sort(keep)
 
 
-def code_version() -> str:
-    """Hash of the code that builds and trains models: a change retrains instead of loading stale models."""
-    here = Path(__file__).parent
-    h = hashlib.sha256()
-    for name in ("models.py", "train.py", "pipeline.py", "balance.py"):
-        h.update((here / name).read_bytes())
-    return h.hexdigest()[:12]
+#: Part of every trained model's key. Bump it when a change to the code alters what training produces
+#: (architecture, preprocessing, augmentation, sampling, optimiser set-up), so stale models are not loaded.
+TRAINING_VERSION = 1
 
 
 def model_key(cfg: TrainConfig, fingerprint: str, split_id: str) -> str:
     raw = json.dumps({"cfg": cfg.to_dict(), "data": fingerprint, "split": split_id,
-                      "code": code_version()}, sort_keys=True, default=str)
+                      "version": TRAINING_VERSION}, sort_keys=True, default=str)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -141,6 +137,8 @@ class Trained:
 
 def _nan_guard():
     """A callback that stops training at the first batch whose loss is NaN or infinite, and remembers where."""
+    from ._tf import import_tf
+    import_tf()
     import keras
 
     class NanGuard(keras.callbacks.Callback):
@@ -164,9 +162,7 @@ def fit(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, parts: dict, n
     """Train a model on ``images[parts['train']]``, validating on ``parts['val']``.
 
     Returns (model, history dict). Raises TrainingError when the loss becomes NaN."""
-    import keras
-
-    from .models import build_model
+    from .models import build_model, keras
     from .pipeline import augmentation, make_dataset
 
     keras.utils.set_random_seed(cfg.seed)
@@ -215,6 +211,40 @@ def predict(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return model.predict(make_dataset(images, batch_size=batch_size), verbose=0)
 
 
+def load_artefact(folder: Path):
+    """(model, history, meta, arrays) saved by :func:`save_artefact`, or None if absent or damaged
+    (a damaged one is removed, so it is trained again)."""
+    from .models import keras
+    if not folder.is_dir():
+        return None
+    try:
+        model = keras.models.load_model(folder / "model.keras", compile=False)
+        history = json.loads((folder / "history.json").read_text())
+        meta = json.loads((folder / "config.json").read_text())
+        npz = folder / "arrays.npz"
+        if not npz.exists():
+            npz = folder / "predictions.npz"  # artefacts written before this file was renamed
+        with np.load(npz) as z:
+            arrays = {k: z[k] for k in z.files}
+        return model, history, meta, arrays
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+
+def save_artefact(folder: Path, model, history: dict, meta: dict, arrays: dict) -> None:
+    """Save a trained model with its history, metadata and arrays, atomically (temp folder + rename)."""
+    tmp = folder.with_name(folder.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save(tmp / "model.keras")
+    (tmp / "history.json").write_text(json.dumps(history))
+    (tmp / "config.json").write_text(json.dumps(meta, default=str))
+    np.savez_compressed(tmp / "arrays.npz", **arrays)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
 def train_or_load(cfg: TrainConfig, cache, labels: np.ndarray, split, fingerprint: str, *,
                   n_classes: int = 7, split_id: str = "", cache_root=None, retrain: bool = False,
                   verbose: int = 0, log=print) -> Trained:
@@ -222,8 +252,7 @@ def train_or_load(cfg: TrainConfig, cache, labels: np.ndarray, split, fingerprin
 
     cache: an ImageCache (images at cfg.image_size); labels: per cache row; split: image_id -> part
     (Series). The probabilities of every part are saved with the model."""
-    import keras
-
+    from .models import keras
     from .splits import SPLITS
     if tuple(cache.size) != (cfg.image_size, cfg.image_size):
         raise TrainingError(f"cache holds {cache.size} images but the config asks for {cfg.image_size}")
@@ -233,33 +262,17 @@ def train_or_load(cfg: TrainConfig, cache, labels: np.ndarray, split, fingerprin
     key = model_key(cfg, fingerprint, split_id)
     root = Path(cache_root) if cache_root else cache_dir()
     folder = root / "models" / f"{cfg.model}-{cfg.image_size}-{cfg.strategy}-{key}"
-    if folder.is_dir() and not retrain:
-        try:
-            model = keras.models.load_model(folder / "model.keras", compile=False)
-            history = json.loads((folder / "history.json").read_text())
-            meta = json.loads((folder / "config.json").read_text())
-            with np.load(folder / "predictions.npz") as z:
-                proba = {p: z[p] for p in SPLITS}
-            if all(len(proba[p]) == len(rows[p]) for p in SPLITS):
-                return Trained(model, history, cfg, key, folder, proba, rows, meta["seconds"], True)
-        except (OSError, ValueError, KeyError, json.JSONDecodeError):
-            pass  # damaged artefact: train again
-        shutil.rmtree(folder, ignore_errors=True)
+    found = None if retrain else load_artefact(folder)
+    if found is not None:
+        model, history, meta, proba = found
+        if all(p in proba and len(proba[p]) == len(rows[p]) for p in SPLITS):
+            return Trained(model, history, cfg, key, folder, proba, rows, meta["seconds"], True)
     log(f"training {cfg.label} on {len(rows['train'])} images for up to {cfg.epochs} epochs")
     t = time.time()
     images = np.asarray(cache.images)
     model, history = fit(cfg, images, labels, rows, n_classes, verbose=verbose)
     seconds = time.time() - t
     proba = {p: predict(model, images[rows[p]]) for p in SPLITS}
-    tmp = folder.with_name(folder.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save(tmp / "model.keras")
-    (tmp / "history.json").write_text(json.dumps(history))
-    (tmp / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "key": key,
-                                                 "fingerprint": fingerprint, "split": split_id,
-                                                 "seconds": seconds}, default=str))
-    np.savez_compressed(tmp / "predictions.npz", **proba)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    save_artefact(folder, model, history, {"config": cfg.to_dict(), "key": key, "fingerprint": fingerprint,
+                                           "split": split_id, "seconds": seconds}, proba)
     return Trained(model, history, cfg, key, folder, proba, rows, seconds, False)

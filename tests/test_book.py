@@ -56,6 +56,34 @@ def test_eda_chapter_records_real_numbers(tiny_book):
     assert prov["data_fingerprint"] and prov["hamviz"] and prov["params"]["image_size"] == 32
 
 
+def test_classifier_chapter_records_test_metrics(tiny_book, ham):
+    from hamviz.splits import get_split
+    out, _, _ = tiny_book
+    v = record(out, "02_classifier")["values"]
+    split = get_split(ham, (0.7, 0.2, 0.1), seed=42)  # the tiny profile's split
+    test_ids = set(split.index[split == "test"])
+    assert set(v["test_image_ids"]) == test_ids and v["n_test"] == len(test_ids)
+    lesion = ham.meta.set_index("image_id")["lesion_id"]
+    train_lesions = set(lesion[split.index[split == "train"]])
+    assert not train_lesions & set(lesion[list(test_ids)])
+    assert v["n_train"] == 1500  # the tiny profile's train_limit
+    for part in ("train", "val", "test"):
+        h = v["parts"][part]
+        for k in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "ece"):
+            assert 0 <= h[k] <= 1, (part, k, h[k])
+    assert v["parts"]["test"]["n"] == len(test_ids)
+    assert sum(map(sum, v["test_confusion"])) == len(test_ids)
+    assert len(v["test_confusion"]) == 7 and set(v["test_auc_per_class"]) == set(v["test_report"]) - {
+        "macro avg", "weighted avg"}
+    for m, ci in v["test_ci"].items():
+        assert ci["low"] - 1e-9 <= ci["value"] <= ci["high"] + 1e-9, m
+    assert v["parts"]["test"]["balanced_accuracy"] >= 1 / 7 - 1e-6  # at least chance for argmax
+    assert set(v["leak_audit"]) == {"accuracy", "balanced_accuracy", "macro_f1", "macro_auc"}
+    assert [(g["model"], g["strategy"]) for g in v["grid"]] == [("small_cnn", "S1"), ("small_cnn", "S4")]
+    summary = record(out, "02_classifier")["summary"]
+    assert {"test_balanced_accuracy", "test_macro_f1", "test_macro_auc"} <= set(summary)
+
+
 def test_book_html_is_complete_and_offline(tiny_book):
     out, _, _ = tiny_book
     index = (out / "index.html").read_text()

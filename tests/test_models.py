@@ -90,3 +90,31 @@ def test_caffe_preprocess_flips_to_bgr():
     x[..., 0] = 200  # red
     y = np.asarray(ImagenetPreprocess("caffe")(x))[0, 0, 0]
     np.testing.assert_allclose(y, [-103.939, -116.779, 200 - 123.68], rtol=1e-5)
+
+
+@pytest.mark.parametrize("ratio,channels", [(1.5, 32), (3, 16), (6, 8)])
+def test_autoencoder_ratios(ratio, channels):
+    from hamviz.models import autoencoder, encoder_of
+    ae = autoencoder((64, 64, 3), ratio)
+    latent = encoder_of(ae).output.shape
+    assert tuple(latent[1:]) == (16, 16, channels)
+    assert 64 * 64 * 3 / (16 * 16 * channels) == ratio
+    out = ae.predict(np.full((2, 64, 64, 3), 128, np.float32), verbose=0)
+    assert out.shape == (2, 64, 64, 3) and 0 <= out.min() and out.max() <= 255
+    assert tuple(encoder_of(autoencoder((128, 128, 3), ratio)).output.shape[1:]) == (32, 32, channels)
+
+
+@pytest.mark.parametrize("shape,ratio,words", [((64, 64, 3), 5, "whole number"), ((66, 66, 3), 3, "divisible by 4"),
+                                               ((64, 64, 3), 0, "positive")])
+def test_autoencoder_impossible_ratio(shape, ratio, words):
+    from hamviz.models import autoencoder
+    with pytest.raises(ModelError, match=words):
+        autoencoder(shape, ratio)
+
+
+def test_encoder_decoder_compose_to_the_autoencoder():
+    from hamviz.models import autoencoder, decoder_of, encoder_of
+    ae = autoencoder((32, 32, 3), 6)
+    x = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3)).astype(np.float32)
+    z = encoder_of(ae).predict(x, verbose=0)
+    np.testing.assert_allclose(decoder_of(ae).predict(z, verbose=0), ae.predict(x, verbose=0), atol=1e-3)
