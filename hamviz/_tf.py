@@ -17,6 +17,7 @@ def import_tf():
         os.dup2(null, 2)
         import tensorflow as tf
         tf.config.list_physical_devices()  # the CUDA probe happens here, still silenced
+        tf.get_logger().setLevel("ERROR")  # e.g. retracing notices when predicting on several shapes
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -83,6 +83,26 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "n_boot": {**_int, "minimum": 0, "maximum": 100000, "default": 1000},
         "misclassified": {**_int, "minimum": 0, "maximum": 100, "default": 16},
     }),
+    "compression": _obj({
+        "qualities": {"type": "array", "items": {**_int, "minimum": 1, "maximum": 100}, "minItems": 1,
+                      "uniqueItems": True, "default": [95, 50, 20, 10, 5, 3, 1]},
+        "kmeans_k": {"type": "array", "items": {**_int, "minimum": 2, "maximum": 256}, "uniqueItems": True,
+                     "default": [2, 4, 8, 16, 32, 64]},
+        "kmeans_limit": {"type": ["integer", "null"], "minimum": 10, "default": None,
+                         "description": "K-means on this many test images (stratified); null: all"},
+        "ae_ratios": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "uniqueItems": True,
+                      "default": [1.5, 3, 6]},
+        "ae_filters": {"type": "array", "items": {**_int, "minimum": 1}, "minItems": 2, "maxItems": 2,
+                       "default": [32, 64]},
+        "ae_epochs": {**_int, "minimum": 1, "maximum": 1000, "default": 10},
+        "ae_patience": {**_int, "minimum": 1, "default": 3},
+        "ae_learning_rate": {"type": "number", "exclusiveMinimum": 0, "default": 1e-3},
+        "ae_train_limit": {"type": ["integer", "null"], "minimum": 50, "default": None},
+        "n_boot": {**_int, "minimum": 0, "maximum": 100000, "default": 200},
+        "gallery_per_class": {**_int, "minimum": 1, "maximum": 5, "default": 1},
+        "widget_qualities": {"type": "array", "items": {**_int, "minimum": 1, "maximum": 100},
+                             "default": [95, 75, 50, 30, 20, 15, 10, 7, 5, 3, 2, 1]},
+    }),
 }
 
 SCHEMA: dict = _obj({
@@ -217,6 +237,14 @@ def _model_size_problems(params: dict) -> list[str]:
         msg = check_size(clf["model"], size)
         if msg:
             out.append(f"chapters.classifier.model: {msg} (image_size is {size})")
+    comp = (params.get("chapters") or {}).get("compression") or {}
+    if size:
+        for r in comp.get("ae_ratios", []):
+            n = 48 / r if r else 0
+            if size % 4 or abs(n - round(n)) > 1e-9 or round(n) < 1:
+                out.append(f"chapters.compression.ae_ratios: a latent {r:g}x smaller than {size}x{size}x3 "
+                           f"needs 48/{r:g} = {n:g} channels at {size // 4}x{size // 4}; use 48/N for whole N "
+                           f"(1.5, 2, 3, 4, 6, 12, ...) and an image_size divisible by 4")
     grid = clf.get("grid") or {}
     gsize = grid.get("image_size") or size
     for m in grid.get("models", []) if gsize else []:

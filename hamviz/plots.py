@@ -131,7 +131,7 @@ def training_curves(history: dict[str, list[float]], title: str = "Training curv
     the epoch of the lowest val_loss."""
     if "loss" not in history:
         raise ValueError(f"history has no 'loss' (keys: {', '.join(history)})")
-    skip = {"lr", "learning_rate"}
+    skip = {"lr", "learning_rate", "best_epoch"}
     metric = next((k for k in ("accuracy", "acc") if k in history),
                   next((k for k in history if "loss" not in k and not k.startswith("val_")
                         and k not in skip), None))
@@ -246,4 +246,40 @@ def image_grid(images, captions=None, ncols: int = 4, title: str = "") -> go.Fig
     fig.update_annotations(font_size=10)
     fig.update_layout(title=title, height=int(nrows * 960 / ncols) + 60, width=980,
                       margin=dict(l=10, r=10, t=70, b=10))
+    return fig
+
+
+METHOD_STYLE = {
+    "JPEG": dict(color="#4C78A8", dash="solid", symbol="circle"),
+    "JPEG payload": dict(color="#4C78A8", dash="dot", symbol="circle-open"),
+    "K-means": dict(color="#F58518", dash="solid", symbol="square"),
+    "autoencoder (float32 latent)": dict(color="#54A24B", dash="solid", symbol="diamond"),
+    "autoencoder (8-bit latent)": dict(color="#54A24B", dash="dash", symbol="diamond-open"),
+    "autoencoder (entropy-coded)": dict(color="#54A24B", dash="dot", symbol="x"),
+}
+
+
+def rate_figure(table: pd.DataFrame, metrics=("balanced_accuracy", "accuracy"), reference: dict | None = None,
+                title: str = "What the classifier makes of compressed images") -> go.Figure:
+    """``metrics`` (one panel each) against bits per pixel (log axis), one line per method; the
+    uncompressed model as a horizontal reference line. ``table``: rows with method, setting, bpp, rate_kind."""
+    fig = make_subplots(rows=1, cols=len(metrics), shared_xaxes=True, horizontal_spacing=0.08,
+                        subplot_titles=[m.replace("_", " ") for m in metrics])
+    for col, metric in enumerate(metrics, start=1):
+        for method, sub in table.groupby("method", sort=False):
+            sub = sub.sort_values("bpp")
+            st = METHOD_STYLE.get(method, {})
+            fig.add_trace(go.Scatter(
+                x=sub["bpp"], y=sub[metric], mode="lines+markers", name=method, legendgroup=method,
+                showlegend=col == 1, line=dict(color=st.get("color"), dash=st.get("dash", "solid")),
+                marker=dict(symbol=st.get("symbol", "circle"), size=8),
+                text=sub["setting"], customdata=sub[["rate_kind"]].to_numpy(),
+                hovertemplate=f"{method} %{{text}}<br>%{{x:.3f}} bpp (%{{customdata[0]}})<br>{metric}: "
+                              "%{y:.3f}<extra></extra>"), row=1, col=col)
+        if reference is not None:
+            fig.add_hline(y=reference[metric], line_dash="dash", line_color="#888", row=1, col=col,
+                          annotation_text=f"uncompressed {reference[metric]:.3f}",
+                          annotation_position="bottom right")
+    fig.update_xaxes(type="log", title_text="bits per pixel (log scale)")
+    fig.update_layout(title=title, height=480, legend=dict(orientation="h", y=-0.25))
     return fig

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 from hamviz import DataError, ParamsError
@@ -82,6 +83,34 @@ def test_classifier_chapter_records_test_metrics(tiny_book, ham):
     assert [(g["model"], g["strategy"]) for g in v["grid"]] == [("small_cnn", "S1"), ("small_cnn", "S4")]
     summary = record(out, "02_classifier")["summary"]
     assert {"test_balanced_accuracy", "test_macro_f1", "test_macro_auc"} <= set(summary)
+
+
+def test_compression_chapter_records_every_method(tiny_book):
+    out, _, _ = tiny_book
+    rec = record(out, "03_compression")
+    v = rec["values"]
+    assert v["n_test"] == record(out, "02_classifier")["values"]["n_test"]
+    jpeg = [r for r in v["jpeg"] if r["method"] == "JPEG"]
+    assert [r["setting"] for r in jpeg] == ["q95", "q50", "q10", "q1"]  # every quality, high to low
+    bpp = [r["bpp"] for r in jpeg]
+    psnr = [r["psnr"] for r in jpeg]
+    assert bpp == sorted(bpp, reverse=True) and psnr == sorted(psnr, reverse=True)
+    assert all(np.isfinite(psnr)) and 10 < psnr[-1] < psnr[0] < 60
+    payload = [r["bpp"] for r in v["jpeg"] if r["method"] == "JPEG payload"]
+    assert all(0 < p < b for p, b in zip(payload, bpp))
+    km = v["kmeans"]
+    assert [r["setting"] for r in km] == ["K=4", "K=16"] and km[0]["bpp"] < km[1]["bpp"] <= 4 + 16 * 24 / 1024
+    assert km[0]["psnr"] < km[1]["psnr"]
+    ae = {(r["method"], r["setting"]): r for r in v["autoencoder"]}
+    for ratio, ch in (("3x", 16), ("6x", 8)):
+        assert ae[("autoencoder (float32 latent)", ratio)]["bpp"] == 32 * 8 * 8 * ch / (32 * 32)
+        assert ae[("autoencoder (8-bit latent)", ratio)]["bpp"] == 8 * 8 * 8 * ch / (32 * 32)
+        assert ae[("autoencoder (entropy-coded)", ratio)]["bpp"] <= ae[("autoencoder (8-bit latent)", ratio)]["bpp"]
+    for r in v["rate_table"] + [v["reference"]]:
+        for m in ("accuracy", "balanced_accuracy", "macro_f1"):
+            assert 0 <= r[m] <= 1
+    assert {a["ratio"] for a in v["autoencoders"]} == {"3x", "6x"}
+    assert all(np.isfinite(a["test MAE"]) for a in v["autoencoders"])
 
 
 def test_book_html_is_complete_and_offline(tiny_book):

@@ -1,0 +1,138 @@
+"""The compression chapter's steps: a trained classifier scored on JPEG, K-means and autoencoder versions of
+the same test images, with every method's rate in bits per pixel, so that all of them sit on one
+rate-accuracy axis.
+
+Each study returns rows of one table (``method``, ``setting``, ``bpp``, ``rate_kind``, fidelity, metrics),
+plus the evaluations (:func:`hamviz.metrics.evaluate`) by setting for per-class reports.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import compress
+from .data import CLASSES
+from .metrics import evaluate
+
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
+
+
+def _fidelity(original: np.ndarray, coded: np.ndarray) -> dict:
+    ps = np.array([compress.psnr(a, b) for a, b in zip(original, coded)])
+    ss = np.array([compress.ssim(a, b) for a, b in zip(original, coded)])
+    return {"psnr": float(np.mean(ps[np.isfinite(ps)])) if np.isfinite(ps).any() else float("inf"),
+            "ssim": float(np.mean(ss))}
+
+
+def _row(method, setting, bpp, rate_kind, ev, fidelity) -> dict:
+    return {"method": method, "setting": setting, "bpp": float(bpp), "rate_kind": rate_kind, **fidelity,
+            **{m: ev["headline"][m] for m in METRICS}}
+
+
+def score(model, images, labels, groups=None, n_boot=0, seed=0) -> dict:
+    """evaluate() of ``model`` on uint8 ``images`` (the classifier's own preprocessing applies)."""
+    from .train import predict
+    return evaluate(labels, predict(model, np.asarray(images)), CLASSES, groups=groups, n_boot=n_boot,
+                    seed=seed)
+
+
+def reference(model, images, labels, groups=None, n_boot=0, seed=0):
+    """The uncompressed images (24 bpp raw): the reference line."""
+    ev = score(model, images, labels, groups, n_boot, seed)
+    return _row("none", "original", 24.0, "raw 8-bit RGB", ev, {"psnr": float("inf"), "ssim": 1.0}), ev
+
+
+def jpeg_study(model, cache, rows, labels, qualities, groups=None, n_boot=0, seed=0):
+    """Rows per quality, twice: the whole JPEG file, and its payload without the (shared) headers."""
+    sets = compress.jpeg_test_sets(cache, rows, qualities)
+    original = np.asarray(cache.images[rows])
+    table, evals = [], {}
+    for q in sets.qualities:
+        coded = np.asarray(sets.images[q])
+        ev = score(model, coded, labels, groups, n_boot, seed)
+        fid = _fidelity(original, coded)
+        header = compress.jpeg_header_bytes(q, original.shape[1:3])
+        file_bpp = float(compress.bits_per_pixel(sets.n_bytes[q], original.shape).mean())
+        payload_bpp = float(compress.bits_per_pixel(sets.n_bytes[q] - header, original.shape).mean())
+        table.append(_row("JPEG", f"q{q}", file_bpp, "JPEG file", ev, fid))
+        table.append(_row("JPEG payload", f"q{q}", payload_bpp, "JPEG without headers", ev, fid))
+        evals[f"JPEG q{q}"] = ev
+    return table, evals, sets
+
+
+def kmeans_study(model, images, labels, ks, groups=None, n_boot=0, seed=0):
+    """Rows per K: each image quantised to its own K-colour palette (index bits + 24-bit palette)."""
+    table, evals, coded_by_k = [], {}, {}
+    for k in ks:
+        coded, bits = compress.kmeans_batch(images, k, seed=seed)
+        ev = score(model, coded, labels, groups, n_boot, seed)
+        bpp = float(compress.bits_per_pixel(bits / 8, images.shape).mean())
+        table.append(_row("K-means", f"K={k}", bpp, "palette indices + palette", ev, _fidelity(images, coded)))
+        evals[f"K-means K={k}"] = ev
+        coded_by_k[k] = (coded, np.asarray(bits))
+    return table, evals, coded_by_k
+
+
+def autoencoder_study(model, autoencoders: dict, images, labels, groups=None, n_boot=0, seed=0):
+    """Rows per ratio: reconstructions from the float32 latent, and from the 8-bit quantised latent at its
+    float32, 8-bit fixed-length and entropy-coded rates. ``autoencoders``: ratio -> TrainedAE."""
+    from .autoenc import dequantised, latent_rate, reconstruct
+    from .models import decoder_of, encoder_of
+    from .train import predict
+    table, evals, recons = [], {}, {}
+    pixels = images.shape[1] * images.shape[2]
+    for ratio, ae in autoencoders.items():
+        enc, dec = encoder_of(ae.model), decoder_of(ae.model)
+        z = predict(enc, images)
+        rate = latent_rate(z, pixels)
+        rec = reconstruct(ae.model, images)
+        rec_q = np.clip(np.rint(dec.predict(dequantised(z), verbose=0)), 0, 255).astype(np.uint8)
+        ev = score(model, rec, labels, groups, n_boot, seed)
+        ev_q = score(model, rec_q, labels, groups, n_boot, seed)
+        name = f"{ratio:g}x"
+        table.append(_row("autoencoder (float32 latent)", name, rate["float32_bpp"], "float32 latent", ev,
+                          _fidelity(images, rec)))
+        table.append(_row("autoencoder (8-bit latent)", name, rate["quantised_bpp"], "8-bit latent", ev_q,
+                          _fidelity(images, rec_q)))
+        table.append(_row("autoencoder (entropy-coded)", name, rate["entropy_coded_bpp"],
+                          "8-bit latent, ideal entropy coder", ev_q, _fidelity(images, rec_q)))
+        evals[f"autoencoder {name}"] = ev
+        evals[f"autoencoder {name} (8-bit latent)"] = ev_q
+        recons[ratio] = (rec, rec_q, rate["entropy_coded_bpp"] * pixels)
+    return table, evals, recons
+
+
+def gallery(images_by_setting: dict[str, np.ndarray], labels, per_class: int = 1, seed: int = 0):
+    """The same test images (``per_class`` of each class present) under every setting: (images, captions)
+    in rows of one image, settings left to right."""
+    rng = np.random.default_rng(seed)
+    picks = []
+    for c in range(len(CLASSES)):
+        idx = np.flatnonzero(np.asarray(labels) == c)
+        if len(idx):
+            picks += list(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
+    images, captions = [], []
+    for i in picks:
+        for name, arr in images_by_setting.items():
+            images.append(np.asarray(arr[i]))
+            captions.append(f"{CLASSES[labels[i]]}: {name}")
+    return images, captions, len(images_by_setting)
+
+
+def as_table(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows)
+
+
+def alternatives(i: int, coded_by_k: dict, recons: dict) -> dict:
+    """Other codings of image ``i`` for the widget: name -> (image, bits). Autoencoders as the decoder sees
+    the 8-bit latent, at the entropy-coded rate; K-means at palette + index bits."""
+    out = {f"autoencoder {r:g}x": (rq[i], int(round(bits))) for r, (_, rq, bits) in recons.items()}
+    out.update({f"K-means {k}": (coded[i], int(bits[i])) for k, (coded, bits) in coded_by_k.items()})
+    return out
+
+
+def confusion_frame(ev: dict) -> pd.DataFrame:
+    """The count confusion matrix of an evaluate() result as a DataFrame (true rows, predicted columns)."""
+    names = list(ev.get("classes", CLASSES))
+    return pd.DataFrame(ev["confusion"], index=pd.Index(names, name="true"),
+                        columns=pd.Index(names, name="predicted"))

@@ -1,0 +1,58 @@
+"""hamviz.widgets: the live explorer reacts to its controls; the static slider has one step per quality."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from hamviz.models import small_cnn
+from hamviz.widgets import CompressionExplorer, static_jpeg_slider
+
+
+@pytest.fixture(scope="module")
+def image(data_dir):
+    return np.asarray(Image.open(data_dir / "images" / "ISIC_0024306.jpg").convert("RGB").resize((32, 32)))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return small_cnn((32, 32, 3), 7)
+
+
+def test_slider_changes_image_size_and_probabilities(image, model):
+    alt = {"autoencoder 3x": (np.full_like(image, 120), 4096), "K-means 16": (image // 16 * 16, 4160)}
+    ex = CompressionExplorer(image, model, alt, quality=90, true_label="nv")
+    high = dict(ex.state)
+    png_high = ex.compressed_view.value
+    assert high["mode"] == "JPEG" and high["quality"] == 90 and set(high["probabilities"]) == {
+        "akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
+    ex.slider.value = 2
+    low = ex.state
+    assert low["quality"] == 2 and low["n_bytes"] < high["n_bytes"] and low["psnr"] < high["psnr"]
+    assert ex.compressed_view.value != png_high
+    assert not np.array_equal(low["image"], high["image"])
+    assert not np.allclose(list(low["probabilities"].values()), list(high["probabilities"].values()), atol=1e-7)
+    assert f"{low['n_bytes']:,.0f} bytes" in ex.info.value
+
+
+def test_switching_to_a_reconstruction(image, model):
+    rec = np.full_like(image, 120)
+    ex = CompressionExplorer(image, model, {"autoencoder 3x": (rec, 4096)})
+    ex.mode.value = "autoencoder 3x"
+    assert ex.slider.disabled and ex.state["bits"] == 4096 and ex.state["quality"] is None
+    np.testing.assert_array_equal(ex.state["image"], rec)
+    assert ex.state["bpp"] == 4096 / (32 * 32)
+    ex.mode.value = "JPEG"
+    assert not ex.slider.disabled and ex.state["quality"] == 50
+
+
+def test_without_a_model(image):
+    ex = CompressionExplorer(image)
+    assert "probabilities" not in ex.state and ex.state["n_bytes"] > 0
+
+
+def test_static_slider(image, model):
+    fig = static_jpeg_slider(image, [95, 50, 10, 1], model)
+    steps = fig.layout.sliders[0].steps
+    assert [s.label for s in steps] == ["95", "50", "10", "1"]
+    sources = [s.args[0]["source"][0] for s in steps]
+    assert len(set(sources)) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert all(len(s.args[0]["y"][1]) == 7 for s in steps)
