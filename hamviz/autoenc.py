@@ -160,3 +160,19 @@ def dequantised(latents: np.ndarray, bits: int = 8) -> np.ndarray:
     lo, hi = z.min(axis=(0, 1, 2)), z.max(axis=(0, 1, 2))
     scale = np.where(hi > lo, (hi - lo) / (2 ** bits - 1), 1.0)
     return (np.rint((z - lo) / scale) * scale + lo).astype(np.float32)
+
+
+def config_from_params(P: dict, ratio: float) -> AEConfig:
+    """The AEConfig of the compression chapter's parameters ``P`` (flat) for one ratio."""
+    return AEConfig(ratio=ratio, image_size=P["image_size"], filters=tuple(P["ae_filters"]),
+                    epochs=P["ae_epochs"], patience=P["ae_patience"], learning_rate=P["ae_learning_rate"],
+                    train_limit=P["ae_train_limit"], seed=P["seed"])
+
+
+def chapter_autoencoders(profile: dict, s, rows: dict, log=print) -> dict:
+    """The compression chapter's autoencoders (ratio -> TrainedAE) for a profile: loaded from their
+    artefacts, trained if missing. ``s``: a hamviz.classify.Setup at the profile's image size."""
+    from .params import chapter_params
+    P = chapter_params(profile, "compression")
+    return {r: train_or_load_ae(config_from_params(P, r), s.cache, rows, s.labels, s.data.fingerprint,
+                                s.split_id, log=log) for r in P["ae_ratios"]}

@@ -103,6 +103,24 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "widget_qualities": {"type": "array", "items": {**_int, "minimum": 1, "maximum": 100},
                              "default": [95, 75, 50, 30, 20, 15, 10, 7, 5, 3, 2, 1]},
     }),
+    "joint": _obj({
+        "ratios": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "uniqueItems": True,
+                   "default": [1.5, 3, 6], "description": "autoencoder ratios (from the compression chapter)"},
+        "init": {"enum": ["pretrained", "scratch"], "default": "pretrained"},
+        "recon_weight": {"type": "number", "minimum": 0, "default": 0.0,
+                         "description": "weight of the reconstruction loss beside the classification loss"},
+        "train_autoencoder": {**_bool, "default": True},
+        "train_classifier": {**_bool, "default": True},
+        "learning_rate": {"type": "number", "exclusiveMinimum": 0, "default": 1e-4},
+        "epochs": {**_int, "minimum": 1, "maximum": 1000, "default": 5},
+        "patience": {**_int, "minimum": 1, "default": 3},
+        "train_limit": {"type": ["integer", "null"], "minimum": 50, "default": None},
+        "contrast_bins": {**_int, "minimum": 2, "maximum": 20, "default": 4},
+        "band_width": {**_int, "minimum": 1, "maximum": 16, "default": 2,
+                       "description": "half-width of the mask-boundary band (pixels at image_size)"},
+        "n_boot": {**_int, "minimum": 0, "maximum": 100000, "default": 200},
+        "gallery_per_class": {**_int, "minimum": 1, "maximum": 5, "default": 1},
+    }),
 }
 
 SCHEMA: dict = _obj({
@@ -239,7 +257,7 @@ def _model_size_problems(params: dict) -> list[str]:
             out.append(f"chapters.classifier.model: {msg} (image_size is {size})")
     comp = (params.get("chapters") or {}).get("compression") or {}
     if size:
-        for r in comp.get("ae_ratios", []):
+        for r in comp.get("ae_ratios", []) + (params.get("chapters", {}).get("joint") or {}).get("ratios", []):
             n = 48 / r if r else 0
             if size % 4 or abs(n - round(n)) > 1e-9 or round(n) < 1:
                 out.append(f"chapters.compression.ae_ratios: a latent {r:g}x smaller than {size}x{size}x3 "

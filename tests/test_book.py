@@ -113,6 +113,24 @@ def test_compression_chapter_records_every_method(tiny_book):
     assert all(np.isfinite(a["test MAE"]) for a in v["autoencoders"])
 
 
+def test_joint_chapter_records_the_comparison_and_the_hypothesis_tests(tiny_book):
+    out, _, _ = tiny_book
+    v = record(out, "04_joint")["values"]
+    assert set(v["table"]) == {"classifier alone", "AE 3x -> classifier", "joint 3x", "AE 6x -> classifier",
+                               "joint 6x"}
+    for row in v["table"].values():
+        assert 0 <= row["balanced_accuracy"] <= 1 and 0 <= row["accuracy"] <= 1
+    clf = record(out, "02_classifier")["values"]["parts"]["test"]
+    assert abs(v["table"]["classifier alone"]["balanced_accuracy"] - clf["balanced_accuracy"]) < 1e-9
+    bins = v["error_by_contrast"]
+    assert len(bins) == 4 and sum(b["n"] for b in bins.values()) > 900
+    assert set(v["contrast_verdict"]) == {"classifier alone", "joint 3x", "joint 6x"}
+    be = v["boundary_energy"]
+    assert {"original", "AE 3x", "joint AE 3x", "(band's share of pixels)"} <= set(be)
+    assert all(0 <= r["mean share of gradient energy in the boundary band"] <= 1 for r in be.values())
+    assert len(v["verdict_lines"]) == 5 and all("support" in line for line in v["verdict_lines"])
+
+
 def test_book_html_is_complete_and_offline(tiny_book):
     out, _, _ = tiny_book
     index = (out / "index.html").read_text()

@@ -1,0 +1,62 @@
+"""hamviz.joint: the joint-model builder, and the contrast / boundary measures on synthetic images."""
+import numpy as np
+import pytest
+
+from hamviz.joint import (JointConfig, band_share, boundary_band, boundary_energy, contrast_verdict,
+                          error_by_bins, joint_model)
+from hamviz.models import autoencoder, small_cnn
+from hamviz.train import TrainingError
+
+
+def test_joint_model_shapes_trainability_and_loss_weights():
+    ae, clf = autoencoder((32, 32, 3), 3, (8, 16)), small_cnn((32, 32, 3))
+    m, w = joint_model(ae, clf, recon_weight=0.25, train_autoencoder=False)
+    out = m.predict(np.zeros((2, 32, 32, 3), np.float32), verbose=0)
+    assert out["class"].shape == (2, 7) and out["reconstruction"].shape == (2, 32, 32, 3)
+    assert 0 <= out["reconstruction"].min() and out["reconstruction"].max() <= 1  # reconstruction / 255
+    assert w == {"class": 1.0, "reconstruction": 0.25}
+    trainable = {id(v) for v in m.trainable_weights}
+    assert not any(id(v) in trainable for v in ae.weights)
+    assert all(id(v) in trainable for v in clf.trainable_weights)
+    m2, _ = joint_model(autoencoder((32, 32, 3), 3, (8, 16)), small_cnn((32, 32, 3)), train_classifier=False)
+    assert len(m2.trainable_weights) == len(autoencoder((32, 32, 3), 3, (8, 16)).trainable_weights)
+
+
+@pytest.mark.parametrize("bad", [{"init": "warm"}, {"recon_weight": -1},
+                                 {"train_autoencoder": False, "train_classifier": False}])
+def test_bad_joint_config(bad):
+    with pytest.raises(TrainingError):
+        JointConfig(**bad)
+
+
+def disc(size=32, r=8):
+    yy, xx = np.mgrid[:size, :size]
+    return (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < r ** 2
+
+
+def test_boundary_energy_known_answers():
+    m = disc()
+    sharp = np.where(m[..., None], 40, 220).astype(np.uint8).repeat(3, -1)  # all gradient at the edge
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, (32, 32, 3)).astype(np.uint8)  # gradient everywhere
+    e = boundary_energy(np.stack([sharp, noise]), np.stack([m, m]), width=2)
+    share = band_share(np.stack([m]), 2)[0]
+    assert e[0] > 0.95  # a sharp disc: nearly all energy in the band
+    assert abs(e[1] - share) < 0.1  # noise: about the band's share of pixels
+    assert np.isnan(boundary_energy(sharp[None], np.zeros((1, 32, 32), bool))[0])
+    band = boundary_band(m, 2)
+    assert band.any() and band[16, 16] == 0 and band[0, 0] == 0
+
+
+def test_error_by_bins_and_contrast_verdict():
+    rng = np.random.default_rng(1)
+    contrast = rng.uniform(0, 40, 400)
+    labels = rng.integers(0, 3, 400)
+    errors = {"contrast-driven": contrast < 10, "random": rng.random(400) < 0.25}
+    table = error_by_bins(contrast, errors, 4)
+    assert table["n"].sum() == 400 and len(table) == 4
+    assert table["contrast-driven"].iloc[0] > 0.9 and table["contrast-driven"].iloc[-1] == 0
+    verdict, lines = contrast_verdict(contrast, errors, labels, ["a", "b", "c"])
+    assert verdict.loc["contrast-driven", "Mann-Whitney p (errors lower)"] < 1e-6
+    assert verdict.loc["random", "Mann-Whitney p (errors lower)"] > 0.01
+    assert "supports" in lines[0] and "does not support" in lines[1]
