@@ -160,9 +160,12 @@ def transfer_model(backbone: str, input_shape=(128, 128, 3), n_classes: int = 7,
     base = getattr(keras.applications, ctor)(include_top=False, weights=src, input_tensor=x)
     base_layers = [l for l in base.layers if not isinstance(l, layers.InputLayer)]
     n_trainable = {"frozen": 0, "all": len(base_layers)}.get(trainable, trainable)
+    # Fine-tuning pretrained weights keeps BatchNorm frozen (its statistics come from ImageNet); a network
+    # trained from random initialisation needs its BatchNorm layers to learn.
+    keep_bn_frozen = src is not None
     for i, layer in enumerate(base_layers):
-        layer.trainable = i >= len(base_layers) - n_trainable and not isinstance(
-            layer, layers.BatchNormalization)
+        layer.trainable = i >= len(base_layers) - n_trainable and not (
+            keep_bn_frozen and isinstance(layer, layers.BatchNormalization))
     reg = _regulariser(l2)
     y = layers.GlobalAveragePooling2D(name="head_pool")(base.output)
     if head == "reference":

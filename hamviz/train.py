@@ -111,7 +111,7 @@ def limit_rows(rows: np.ndarray, labels: np.ndarray, limit: int | None, seed: in
 
 #: Part of every trained model's key. Bump it when a change to the code alters what training produces
 #: (architecture, preprocessing, augmentation, sampling, optimiser set-up), so stale models are not loaded.
-TRAINING_VERSION = 1
+TRAINING_VERSION = 2
 
 
 def model_key(cfg: TrainConfig, fingerprint: str, split_id: str) -> str:
