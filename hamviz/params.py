@@ -121,6 +121,35 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "n_boot": {**_int, "minimum": 0, "maximum": 100000, "default": 200},
         "gallery_per_class": {**_int, "minimum": 1, "maximum": 5, "default": 1},
     }),
+    "hypervector": _obj({
+        "classes": {"type": ["array", "null"], "items": {"enum": ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]},
+                    "uniqueItems": True, "minItems": 2, "default": ["mel", "nv", "bcc", "bkl"],
+                    "description": "class subset (the reference's four), or null for all seven"},
+        "image_size": {"type": ["integer", "null"], "minimum": 16, "maximum": 1024, "default": None,
+                       "description": "input edge for this chapter; null: the profile's image_size"},
+        "dim": {**_int, "minimum": 8, "maximum": 100000, "default": 500},
+        "template": {"enum": ["binary", "bipolar"], "default": "binary"},
+        "losses": {"type": "array", "items": {"enum": ["mse", "cosine"]}, "minItems": 1, "uniqueItems": True,
+                   "default": ["mse", "cosine"]},
+        "backbone": {"enum": ["hd_cnn", *MODEL_NAMES], "default": "hd_cnn"},
+        "dense": {**_int, "minimum": 1, "default": 1000},
+        "dropout": {"type": "number", "minimum": 0, "maximum": 0.9, "default": 0.5},
+        "optimizer": {"enum": ["adam", "adamw", "rmsprop", "nadam", "sgd"], "default": "adamw"},
+        "learning_rate": {"type": "number", "exclusiveMinimum": 0, "default": 1e-3},
+        "epochs": {**_int, "minimum": 1, "maximum": 1000, "default": 10},
+        "patience": {**_int, "minimum": 1, "default": 3},
+        "batch_size": {**_int, "minimum": 1, "default": 32},
+        "augment": {"type": ["object", "null"], "default": {"rot90": True, "flip": True, "zoom": 0.1, "shift": 0.1}},
+        "train_limit": {"type": ["integer", "null"], "minimum": 50, "default": None},
+        "oversample_to": {"type": ["integer", "null"], "minimum": 1, "default": 600,
+                          "description": "oversample smaller classes to this many training images (reference: 600)"},
+        "qualities": {"type": ["array", "null"], "items": {**_int, "minimum": 1, "maximum": 100}, "default": None,
+                      "description": "JPEG qualities; null: the compression chapter's"},
+        "embed_points": {**_int, "minimum": 20, "maximum": 20000, "default": 600},
+        "perplexity": {"type": "number", "exclusiveMinimum": 1, "default": 30},
+        "holdout_class": {"type": ["string", "null"], "default": "bcc",
+                          "description": "class added to the memory without retraining (demo); null: skip"},
+    }),
 }
 
 SCHEMA: dict = _obj({
@@ -301,4 +330,7 @@ def chapter_params(params: dict, chapter: str) -> dict:
     shared = {k: v for k, v in params.items() if k not in ("chapters", "_source")}
     defaults = {k: s["default"] for k, s in CHAPTER_SCHEMAS[chapter]["properties"].items()
                 if "default" in s}
-    return {**shared, **defaults, **copy.deepcopy(params.get("chapters", {}).get(chapter, {}))}
+    own = copy.deepcopy(params.get("chapters", {}).get(chapter, {}))
+    # a chapter key that shadows a shared one (e.g. image_size) with null means "use the shared value"
+    merged = {**defaults, **own}
+    return {**shared, **{k: v for k, v in merged.items() if not (v is None and k in shared)}}

@@ -131,6 +131,27 @@ def test_joint_chapter_records_the_comparison_and_the_hypothesis_tests(tiny_book
     assert len(v["verdict_lines"]) == 5 and all("support" in line for line in v["verdict_lines"])
 
 
+def test_hypervector_chapter_records_the_sweep_and_geometry(tiny_book):
+    out, _, _ = tiny_book
+    v = record(out, "05_hypervector")["values"]
+    assert v["classes"] == ["mel", "nv", "bcc", "bkl"]
+    sweep = v["sweep"]
+    qualities = {str(r["quality"]) for r in sweep}
+    assert qualities == {"clean", "95", "10", "1"}
+    models = {r["model"] for r in sweep}
+    assert models == {"HD mse (cosine)", "HD mse (hamming)", "HD cosine (cosine)", "HD cosine (hamming)", "softmax"}
+    assert all(0 <= r[m] <= 1 for r in sweep for m in ("accuracy", "balanced_accuracy", "macro_f1"))
+    assert set(v["geometry"]) == {"clean", "95", "10", "1"}
+    for g in v["geometry"].values():
+        assert -1 <= g["silhouette"] <= 1 and -1 <= g["cos_nearest_other"] <= 1
+    sim = v["template_similarity"]
+    assert all(abs(sim[c][c] - 1) < 1e-6 for c in sim)
+    assert v["bipolar_similarity_mean"] < 0.35  # random bipolar keys: near orthogonal
+    demo = v["add_class"]
+    assert demo["holdout"] == "bcc" and demo["classes"][-1] == "bcc" and demo["prototype_from"] > 0
+    assert 0 <= demo["recall_new_class"] <= 1
+
+
 def test_book_html_is_complete_and_offline(tiny_book):
     out, _, _ = tiny_book
     index = (out / "index.html").read_text()

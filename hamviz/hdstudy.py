@@ -1,0 +1,233 @@
+"""The hypervector chapter's steps: HD models (and a softmax twin on the same backbone) trained once and stored,
+scored on the parallel JPEG test sets, their output geometry measured, embedded with t-SNE and UMAP, and a class
+added to the memory without retraining.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import hypervector as hv
+from .balance import oversample
+from .config import cache_dir
+from .metrics import evaluate
+from .train import TRAINING_VERSION, limit_rows
+
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+#: parameters that change a trained HD (or softmax twin) model
+TRAIN_KEYS = ("image_size", "resize", "seed", "split", "classes", "dim", "template", "backbone", "dense", "dropout",
+              "optimizer", "learning_rate", "epochs", "patience", "batch_size", "augment", "train_limit",
+              "oversample_to")
+
+
+def _train_params(P: dict) -> dict:
+    return {k: P.get(k) for k in TRAIN_KEYS}
+
+
+@dataclass
+class Subset:
+    """The chapter's classes: rows per split part (into the cache) and labels renumbered 0..K-1."""
+
+    rows: dict
+    labels: np.ndarray   # per cache row, -1 for rows of other classes
+    classes: tuple
+
+
+def subset(s, classes) -> Subset:
+    """Rows of ``classes`` (None: all seven) in each part of the split of setup ``s``."""
+    from .data import CLASSES
+    mask, new, names = hv.class_subset(s.labels, CLASSES, classes)
+    labels = np.full(len(s.labels), -1, dtype=np.int64)
+    labels[mask] = new
+    parts = s.split.reindex(s.cache.image_ids).to_numpy()
+    rows = {p: np.flatnonzero((parts == p) & mask) for p in ("train", "val", "test")}
+    return Subset(rows, labels, tuple(names))
+
+
+def _key(d: dict) -> str:
+    return hashlib.sha256(json.dumps({**d, "version": TRAINING_VERSION}, sort_keys=True, default=str)
+                          .encode()).hexdigest()[:16]
+
+
+def _train_rows(sub: Subset, P: dict, exclude=()) -> np.ndarray:
+    rows = sub.rows["train"]
+    if exclude:
+        rows = rows[~np.isin(sub.labels[rows], exclude)]
+    rows = limit_rows(rows, sub.labels[rows], P["train_limit"], P["seed"])
+    if P["oversample_to"]:
+        rows = rows[oversample(sub.labels[rows], "below", min_size=P["oversample_to"], seed=P["seed"])]
+    return rows
+
+
+def _build(P: dict, shape, n_out: int, softmax: bool):
+    from .models import build_model, keras
+    keras.utils.set_random_seed(P["seed"])
+    if P["backbone"] == "hd_cnn":
+        m = hv.hd_cnn(shape, dim=P["dim"], dense=P["dense"], dropout=P["dropout"])
+        if not softmax:
+            return m
+        x = m.get_layer("dense").output
+        out = keras.layers.Dense(n_out, activation="softmax", name="predictions")(x)
+        return keras.Model(m.input, out, name="hd_cnn_softmax")
+    base = build_model(P["backbone"], shape, n_out)
+    return base if softmax else hv.hd_head(base, P["dim"], copy=False)
+
+
+def hd_model(s, sub: Subset, P: dict, loss: str, memory: hv.Memory, exclude=(), log=print):
+    """(model, history, seconds, loaded) of the HD model for ``loss``, trained on the subset's training part
+    (without the classes in ``exclude``) and stored under the cache."""
+    from .models import keras  # noqa: F401  (TensorFlow imported quietly)
+    key = _key({"kind": "hd", "loss": loss, "P": _train_params(P),
+                "memory": memory.to_dict(), "exclude": list(exclude), "data": s.data.fingerprint,
+                "split": s.split_id})
+    folder = cache_dir() / "models" / f"hd-{loss}-{P['image_size']}-{key}"
+    found = hv.load_hd_artefact(folder)
+    if found is not None:
+        model, _, history, meta, _ = found
+        return model, history, meta["seconds"], True
+    images = np.asarray(s.cache.images)
+    tr = _train_rows(sub, P, exclude)
+    va = sub.rows["val"][~np.isin(sub.labels[sub.rows["val"]], exclude)]
+    log(f"training HD ({loss}) on {len(tr)} images for up to {P['epochs']} epochs")
+    model = _build(P, images.shape[1:], memory.dim, softmax=False)
+    # without the excluded classes, the remaining ones are renumbered 0..K'-1 in their order
+    keep = [i for i in range(len(sub.classes)) if i not in exclude]
+    remap = np.full(len(sub.classes), -1)
+    remap[keep] = np.arange(len(keep))
+    history = hv.fit_hd(model, memory, images[tr], remap[sub.labels[tr]], images[va], remap[sub.labels[va]], loss=loss,
+                        optimizer=P["optimizer"], learning_rate=P["learning_rate"], epochs=P["epochs"],
+                        batch_size=P["batch_size"], patience=P["patience"], augment=P["augment"],
+                        seed=P["seed"])
+    hv.save_hd_artefact(folder, model, memory, history, {"seconds": history["seconds"], "key": key})
+    return model, history, history["seconds"], False
+
+
+def softmax_twin(s, sub: Subset, P: dict, log=print):
+    """The same backbone with a softmax head, trained on the same rows (categorical cross-entropy)."""
+    from .models import keras
+    from .pipeline import augmentation, make_dataset
+    from .train import load_artefact, make_optimizer, save_artefact
+    key = _key({"kind": "softmax", "P": _train_params(P),
+                "classes": sub.classes, "data": s.data.fingerprint, "split": s.split_id})
+    folder = cache_dir() / "models" / f"hd-softmax-{P['image_size']}-{key}"
+    found = load_artefact(folder)
+    if found is not None:
+        model, history, meta, _ = found
+        return model, history, meta["seconds"], True
+    images = np.asarray(s.cache.images)
+    tr, va, k = _train_rows(sub, P), sub.rows["val"], len(sub.classes)
+    log(f"training the softmax twin on {len(tr)} images for up to {P['epochs']} epochs")
+    model = _build(P, images.shape[1:], k, softmax=True)
+    model.compile(optimizer=make_optimizer(P["optimizer"], P["learning_rate"]),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    aug = augmentation(seed=P["seed"], **P["augment"]) if P["augment"] else None
+    t = time.time()
+    hist = model.fit(make_dataset(images[tr], sub.labels[tr], batch_size=P["batch_size"], shuffle=True,
+                                  augment=aug, n_classes=k, seed=P["seed"]),
+                     validation_data=make_dataset(images[va], sub.labels[va], batch_size=128, n_classes=k),
+                     epochs=P["epochs"], verbose=0, shuffle=False,
+                     callbacks=[keras.callbacks.EarlyStopping(patience=P["patience"], restore_best_weights=True)])
+    history = {k2: [float(v) for v in vals] for k2, vals in hist.history.items()}
+    seconds = time.time() - t
+    save_artefact(folder, model, history, {"seconds": seconds, "key": key}, {"classes": np.array(sub.classes)})
+    return model, history, seconds, False
+
+
+def quality_sweep(models: dict, memory: hv.Memory, images_by_quality: dict, labels, classes) -> pd.DataFrame:
+    """Metrics per quality (rows) for HD-cosine, HD-Hamming (per HD model) and softmax models.
+    ``models``: name -> (model, "hd" | "softmax"); images_by_quality: "clean" / quality -> uint8 images."""
+    from .train import predict
+    rows = []
+    for q, imgs in images_by_quality.items():
+        for name, (model, kind) in models.items():
+            if kind == "softmax":
+                ev = evaluate(labels, predict(model, imgs), classes, n_boot=0)
+                rows.append({"quality": q, "model": name, **{m: ev["headline"][m] for m in METRICS}})
+                continue
+            out = hv.hypervector_outputs(model, imgs)
+            for mode in ("cosine", "hamming"):
+                ev = evaluate(labels, hv.predict_proba(out, memory, mode), classes, n_boot=0)
+                rows.append({"quality": q, "model": f"{name} ({mode})", **{m: ev["headline"][m] for m in METRICS}})
+    return pd.DataFrame(rows)
+
+
+def geometry(outputs: np.ndarray, labels, memory: hv.Memory) -> dict:
+    """Numbers for "clusters lose density and merge": silhouette of the outputs by class (cosine distance
+    about the memory's centre) and the mean centred cosine to the own template vs the nearest other one."""
+    from sklearn.metrics import silhouette_score
+    c = memory.centre
+    sc = hv.cosine_scores(outputs, memory.templates, centre=c)
+    labels = np.asarray(labels)
+    own = sc[np.arange(len(labels)), labels]
+    other = np.where(np.eye(memory.n_classes, dtype=bool)[labels], -np.inf, sc).max(axis=1)
+    sil = silhouette_score(outputs - c, labels, metric="cosine") if len(set(labels)) > 1 else np.nan
+    return {"silhouette": float(sil), "cos_own_template": float(own.mean()),
+            "cos_nearest_other": float(other.mean()), "margin": float((own - other).mean())}
+
+
+def template_similarity(memory: hv.Memory) -> pd.DataFrame:
+    """Pairwise plain cosine similarity of the templates (near 0 for bipolar keys, about 0.5 for {0,1})."""
+    t = memory.templates
+    n = t / np.linalg.norm(t, axis=1, keepdims=True)
+    return pd.DataFrame(n @ n.T, index=memory.classes, columns=memory.classes)
+
+
+def embed(outputs_by_quality: dict, labels, memory: hv.Memory, method: str = "umap", seed: int = 0,
+          max_points: int = 600, perplexity: float = 30.0) -> pd.DataFrame:
+    """2-D embeddings of the outputs at each quality, templates included (rows with ``is_template``).
+
+    UMAP is fitted on the clean outputs (with the templates) and every compressed set is transformed with that
+    fit, so the axes are comparable across qualities. t-SNE has no transform: it is fitted anew per quality
+    (PCA initialisation, the same seed), so compare cluster shapes across panels, not positions."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    pick = np.sort(rng.choice(len(labels), size=min(max_points, len(labels)), replace=False))
+    frames = []
+    keys = list(outputs_by_quality)
+    if method == "umap":
+        import umap
+        reducer = umap.UMAP(n_neighbors=15, random_state=seed, n_jobs=1)
+        reducer.fit(np.vstack([outputs_by_quality[keys[0]][pick], memory.templates]))
+    for q in keys:
+        x = np.vstack([outputs_by_quality[q][pick], memory.templates])
+        if method == "umap":
+            xy = reducer.transform(x)
+        else:
+            from sklearn.manifold import TSNE
+            xy = TSNE(perplexity=min(perplexity, (len(x) - 1) / 3), init="pca", random_state=seed).fit_transform(x)
+        n = len(pick)
+        frames.append(pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "quality": str(q),
+                                    "class": [memory.classes[i] for i in labels[pick]] + list(memory.classes),
+                                    "is_template": [False] * n + [True] * memory.n_classes}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def add_class_demo(s, sub: Subset, P: dict, memory_full: hv.Memory, holdout: str, log=print) -> dict:
+    """Train an HD model without ``holdout``, then add it to the memory as the prototype of the network's
+    outputs for its training images, and score every test image (all classes, holdout included)."""
+    from .data import CLASSES  # noqa: F401
+    k = sub.classes.index(holdout)
+    others = [c for c in sub.classes if c != holdout]
+    mem = hv.Memory(memory_full.templates[[sub.classes.index(c) for c in others]], others, memory_full.kind)
+    model, _, _, _ = hd_model(s, sub, {**P, "losses": ["mse"]}, "mse", mem, exclude=(k,), log=log)
+    images = np.asarray(s.cache.images)
+    tr_hold = sub.rows["train"][sub.labels[sub.rows["train"]] == k]
+    mem.add(holdout, hv.hypervector_outputs(model, images[tr_hold]))
+    # memory order is others + holdout: map the test labels into it
+    order = others + [holdout]
+    te = sub.rows["test"]
+    y = np.array([order.index(sub.classes[i]) for i in sub.labels[te]])
+    out = hv.hypervector_outputs(model, images[te])
+    pred = hv.predict(out, mem, "cosine")
+    ev = evaluate(y, hv.predict_proba(out, mem, "cosine"), order, n_boot=0)
+    is_new = y == len(order) - 1
+    return {"holdout": holdout, "prototype_from": int(len(tr_hold)),
+            "recall_new_class": float((pred[is_new] == y[is_new]).mean()) if is_new.any() else None,
+            "recall_old_classes": float((pred[~is_new] == y[~is_new]).mean()),
+            "balanced_accuracy": ev["headline"]["balanced_accuracy"], "classes": order}

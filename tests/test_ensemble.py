@@ -1,0 +1,228 @@
+"""hamviz.ensemble: binary labels, the configurable CNN, random search, combiners, thresholds, reports."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hamviz import ensemble as E
+from hamviz.data import CLASSES
+
+
+# --------------------------------------------------------------------------------------------- labels
+def test_binary_labels_from_names_and_ints():
+    dx = ["mel", "nv", "bcc", "bkl", "akiec", "df", "vasc"]
+    assert E.binary_labels(dx).tolist() == [1, 0, 1, 0, 1, 0, 0]
+    assert E.binary_labels(np.arange(7)).tolist() == [1, 1, 0, 0, 1, 0, 0]  # CLASSES order
+    assert E.binary_labels(pd.Series(dx)).tolist() == [1, 0, 1, 0, 1, 0, 0]
+    assert E.binary_labels(dx, malignant=["mel"]).tolist() == [1, 0, 0, 0, 0, 0, 0]
+    assert E.binary_labels(dx).dtype == np.int64
+
+
+def test_binary_labels_errors():
+    with pytest.raises(ValueError, match="melanoma"):
+        E.binary_labels(["mel"], malignant=["melanoma"])
+    with pytest.raises(ValueError):
+        E.binary_labels(["xyz"])
+    with pytest.raises(ValueError):
+        E.binary_labels([7])
+
+
+def test_malignant_probability():
+    p = np.zeros((2, 7))
+    p[0, CLASSES.index("mel")], p[0, CLASSES.index("nv")] = 0.3, 0.7
+    p[1, CLASSES.index("bcc")], p[1, CLASSES.index("akiec")] = 0.5, 0.5
+    assert E.malignant_probability(p) == pytest.approx([0.3, 1.0])
+
+
+# --------------------------------------------------------------------------------------------- model
+def test_configurable_cnn_shapes_and_limits():
+    from hamviz.models import ModelError, keras
+    m = E.configurable_cnn((16, 16, 3), 2, conv_blocks=3, filters=4, dense_units=8, convs_per_block=1)
+    out = m.predict(np.random.default_rng(0).uniform(0, 255, (5, 16, 16, 3)).astype("float32"), verbose=0)
+    assert out.shape == (5, 2)
+    assert np.allclose(out.sum(axis=1), 1, atol=1e-5)
+    assert [l.filters for l in m.layers if isinstance(l, keras.layers.Conv2D)] == [4, 8, 16]
+    with pytest.raises(ModelError, match="too small"):
+        E.configurable_cnn((16, 16, 3), conv_blocks=5)
+    avg = E.configurable_cnn((16, 16, 3), conv_blocks=2, filters=4, dense_layers=2, dense_units=8,
+                             pooling="avg", init="he_normal")
+    kinds = [type(l) for l in avg.layers]
+    assert keras.layers.AveragePooling2D in kinds and keras.layers.MaxPooling2D not in kinds
+    assert sum(k is keras.layers.Dense for k in kinds) == 3
+    with pytest.raises(ModelError, match="pooling"):
+        E.configurable_cnn((16, 16, 3), pooling="median")
+    with pytest.raises(ModelError, match="initiali"):
+        E.configurable_cnn((16, 16, 3), init="nonsense_init")
+
+
+# --------------------------------------------------------------------------------------------- search
+def _fake(params):
+    return {"val_auc": params["filters"] / 100 + params["dropout"] + 0.01 * params["conv_blocks"],
+            "val_loss": 1.0}
+
+
+def test_random_search_records_every_trial_sorted():
+    table = E.random_search(_fake, n_trials=6, seed=1)
+    assert len(table) == 6
+    for k in E.SEARCH_SPACE:
+        assert k in table.columns
+    assert {"trial", "val_auc", "val_loss", "seconds", "error"} <= set(table.columns)
+    assert table["val_auc"].is_monotonic_decreasing
+    assert table["error"].isna().all()
+    assert sorted(table["trial"]) == list(range(6))
+    again = E.random_search(_fake, n_trials=6, seed=1)
+    pd.testing.assert_frame_equal(table.drop(columns="seconds"), again.drop(columns="seconds"))
+    other = E.random_search(_fake, n_trials=6, seed=2)
+    assert not table.drop(columns="seconds").equals(other.drop(columns="seconds"))
+
+
+def test_random_search_failed_trials_are_recorded():
+    from hamviz.models import ModelError
+
+    def train_fn(params):
+        if params["pooling"] == "avg":
+            raise ValueError("avg not allowed here")
+        if params["conv_blocks"] == 3:
+            raise ModelError("too small")
+        return _fake(params)
+
+    table = E.random_search(train_fn, n_trials=10, seed=0)
+    assert len(table) == 10
+    assert (table.loc[(table["conv_blocks"] == 3) & (table["pooling"] == "max"), "error"]
+            == "ModelError: too small").all()
+    failed = table[(table["pooling"] == "avg") | (table["conv_blocks"] == 3)]
+    assert len(failed) and len(failed) < 10
+    assert table.loc[table["pooling"] == "avg", "error"].str.contains("ValueError: avg not allowed").all()
+    assert failed["val_auc"].isna().all()
+    assert table.tail(len(failed))["error"].notna().all()  # failed trials sort last
+    ok = table[table["error"].isna()]
+    assert ok["val_auc"].is_monotonic_decreasing and len(ok) == 10 - len(failed)
+
+
+def test_random_search_other_exceptions_propagate():
+    def buggy(params):
+        raise KeyError("bug")
+    with pytest.raises(KeyError):
+        E.random_search(buggy, n_trials=2)
+
+
+def test_cnn_train_fn_tiny():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (24, 8, 8, 3)).astype("float32")
+    y = np.array([0, 1] * 12)
+    fn = E.cnn_train_fn(x[:16], y[:16], x[16:], y[16:], epochs=1, batch_size=8)
+    scores = fn({"conv_blocks": 1, "filters": 4, "kernel": 3, "dense_layers": 1, "dense_units": 8,
+                 "dropout": 0.2, "pooling": "max", "init": "he_normal", "optimizer": "sgd",
+                 "learning_rate": 1e-3})
+    assert list(scores)[0] == "val_auc"
+    assert 0 <= scores["val_auc"] <= 1 and 0 <= scores["val_accuracy"] <= 1
+
+
+# --------------------------------------------------------------------------------------------- combiners
+def test_combiners_known_answers():
+    P = np.array([[0.9, 0.1], [0.8, 0.6], [0.2, 0.4]])
+    assert E.majority_vote(P) == pytest.approx([2 / 3, 1 / 3])
+    assert E.mean_prob(P) == pytest.approx([1.9 / 3, 1.1 / 3])
+    assert E.weighted_mean(P, [1, 0, 0]) == pytest.approx(P[0])
+    assert E.weighted_mean(P, [2, 2, 0]) == pytest.approx([0.85, 0.35])
+    assert E.majority_vote(np.array([[0.9], [0.1]])) == pytest.approx([0.5])  # tie
+    assert E.combine("vote", P) == pytest.approx(E.majority_vote(P))
+    assert E.combine("mean", P) == pytest.approx(E.mean_prob(P))
+    assert E.combine("accuracy-weighted", P, [1, 0, 0]) == pytest.approx(P[0])
+    with pytest.raises(ValueError, match="fitted"):
+        E.combine("stacking", P)
+    with pytest.raises(ValueError, match="unknown combiner"):
+        E.combine("median", P)
+    with pytest.raises(ValueError):
+        E.weighted_mean(P, [0, 0, 0])
+
+
+def _synthetic(n, rng, good_noise=0.25):
+    y = rng.integers(0, 2, n)
+    good = np.clip(0.5 + (y - 0.5) * 0.6 + rng.normal(0, good_noise, n), 0, 1)
+    return y, np.vstack([rng.uniform(size=n), good, rng.uniform(size=n)])
+
+
+def test_stacking_follows_the_informative_member():
+    rng = np.random.default_rng(0)
+    yv, Pv = _synthetic(400, rng)
+    yt, Pt = _synthetic(400, rng)
+    model = E.fit_stacking(Pv, yv)
+    assert abs(model.coef_[0, 1]) > 5 * max(abs(model.coef_[0, 0]), abs(model.coef_[0, 2]))
+    p = E.combine("stacking", Pt, E.fit_combiner("stacking", Pv, yv))
+    assert E.binary_report(yt, p)["auc"] > 0.9
+    w = E.fit_combiner("accuracy-weighted", Pv, yv)
+    assert w[1] > w[0] and w[1] > w[2]
+    assert E.fit_combiner("mean", Pv, yv) is None
+
+
+# --------------------------------------------------------------------------------------------- thresholds
+def test_threshold_for_sensitivity():
+    y = np.array([1, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, 1])
+    p = np.array([.95, .9, .8, .7, .65, .6, .5, .4, .3, .2, .1, .05])
+    for target in (0.5, 0.6, 0.95, 1.0):
+        t = E.threshold_for_sensitivity(y, p, target)
+        assert E.binary_report(y, p, t)["recall"] >= target
+        higher = p[p > t]
+        if len(higher):
+            assert E.binary_report(y, p, higher.min())["recall"] < target
+    assert E.threshold_for_sensitivity(y, p, 0.5) == pytest.approx(0.7)  # 3 of 6 malignant
+    assert E.threshold_for_sensitivity(y, p, 1.0) == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="no malignant"):
+        E.threshold_for_sensitivity(np.zeros(4, int), np.linspace(0, 1, 4))
+
+
+# --------------------------------------------------------------------------------------------- report
+def test_binary_report_counts():
+    y = [1, 1, 1, 0, 0, 0, 0, 1]
+    p = [0.9, 0.6, 0.2, 0.7, 0.1, 0.3, 0.5, 0.5]
+    r = E.binary_report(y, p)
+    # predictions at 0.5 (p >= 0.5): 1 1 0 1 0 0 1 1
+    assert (r["tp"], r["fp"], r["tn"], r["fn"]) == (3, 2, 2, 1)
+    assert r["confusion"] == [[2, 2], [1, 3]]
+    assert r["precision"] == pytest.approx(3 / 5)
+    assert r["recall"] == pytest.approx(3 / 4)
+    assert r["specificity"] == pytest.approx(2 / 4)
+    assert r["accuracy"] == pytest.approx(5 / 8)
+    assert r["balanced_accuracy"] == pytest.approx(0.625)
+    assert r["f1"] == pytest.approx(2 * 0.6 * 0.75 / 1.35)
+    assert 0 < r["auc"] < 1
+    json.dumps(r)
+    assert math.isnan(E.binary_report([1, 1], [0.2, 0.8])["auc"])
+    assert E.binary_report(y, p, 0.8)["tp"] == 1
+
+
+# --------------------------------------------------------------------------------------------- incremental
+def test_incremental_weak_member_makes_it_worse():
+    rng = np.random.default_rng(3)
+    yv, yt = rng.integers(0, 2, 300), rng.integers(0, 2, 300)
+
+    def good(y):
+        return np.clip(0.5 + (y - 0.5) * 0.4 + rng.normal(0, 0.2, len(y)), 0, 1)
+
+    Pv = np.vstack([rng.uniform(size=300), good(yv)])  # noise first: the default order must fix it
+    Pt = np.vstack([rng.uniform(size=300), good(yt)])
+    table = E.incremental(Pv, yv, Pt, yt, ["noise", "good"], combiner="mean")
+    assert len(table) == 2
+    assert table["added"].tolist() == ["good", "noise"]
+    assert table["test_auc"].iloc[-1] < table["test_auc"].iloc[0]
+    assert {"test_balanced_accuracy", "threshold", "test_sensitivity", "test_specificity"} <= set(table)
+    assert (table["test_sensitivity"] > 0.8).all()  # validation threshold aims at 0.95 sensitivity
+    for name in E.COMBINERS:
+        t = E.incremental(Pv, yv, Pt, yt, ["noise", "good"], combiner=name, order=["good", "noise"])
+        assert len(t) == 2 and t["members"].iloc[-1] == "good, noise"
+
+
+# --------------------------------------------------------------------------------------------- plots
+def test_plots():
+    y = np.array([0, 1, 0, 1, 1, 0])
+    p = np.array([0.1, 0.8, 0.4, 0.6, 0.3, 0.2])
+    fig = E.binary_roc(y, {"a": p, "ensemble": 1 - p})
+    assert len(fig.data) == 3 and "AUC" in fig.data[0].name
+    r = E.binary_report(y, p)
+    cm = E.confusion_2x2(r)
+    assert list(cm.data[0].y) == ["benign", "malignant"]
+    assert np.asarray(cm.data[0].z).shape == (2, 2)
+    assert str(r["tp"]) in cm.data[0].text[1][1]
