@@ -9,6 +9,8 @@ BACKBONES = {
     "mobilenetv2": ("MobileNetV2", "tf", 32),
 }
 MODEL_NAMES = ("small_cnn", *BACKBONES)
+#: models built by name that are not classifier-chapter choices (their builders check their own sizes)
+OTHER_MODELS = ("configurable_cnn",)
 MIN_SIZE = {"small_cnn": 8, **{k: v[2] for k, v in BACKBONES.items()}}
 
 

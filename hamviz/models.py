@@ -180,6 +180,9 @@ def transfer_model(backbone: str, input_shape=(128, 128, 3), n_classes: int = 7,
 
 def build_model(name: str, input_shape, n_classes: int = 7, **kw) -> keras.Model:
     """``small_cnn`` or a backbone name, with the keyword options of the matching builder."""
+    if name == "configurable_cnn":  # the random-search CNN of the ensemble chapter
+        from .ensemble import configurable_cnn
+        return configurable_cnn(input_shape, n_classes, **kw)
     if name == "small_cnn":
         allowed = {"l2", "dropout"}
         bad = set(kw) - allowed

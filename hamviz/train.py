@@ -33,7 +33,7 @@ STRATEGIES = {
 }
 STRATEGY_NAMES = {"S1": "none", "S2": "oversample < 1000", "S3": "oversample to majority",
                   "S4": "class weights", "S5": "class weights + oversample < 1000"}
-OPTIMIZERS = ("adam", "adamw", "rmsprop", "nadam", "sgd")
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "nadam", "adamax", "sgd")
 SCHEDULES = ("none", "plateau", "cosine")
 
 
@@ -94,6 +94,7 @@ def make_optimizer(name: str, learning_rate, clipnorm=None):
         kw["clipnorm"] = float(clipnorm)
     cls = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
            "rmsprop": keras.optimizers.RMSprop, "nadam": keras.optimizers.Nadam,
+           "adamax": keras.optimizers.Adamax,
            "sgd": keras.optimizers.SGD}[name.lower()]
     if name.lower() == "sgd":
         kw["momentum"] = 0.9

@@ -152,6 +152,26 @@ def test_hypervector_chapter_records_the_sweep_and_geometry(tiny_book):
     assert 0 <= demo["recall_new_class"] <= 1
 
 
+def test_explain_chapter_records_cams_and_the_ensemble(tiny_book):
+    out, _, _ = tiny_book
+    v = record(out, "06_explain")["values"]
+    assert len(v["activation_layers"]) == 5 and all(len(s) == 3 for s in v["activation_layers"].values())
+    shift = v["cam_shift"]
+    assert set(shift) == {"95", "50", "10", "1"}
+    for q, r in shift.items():
+        assert -1 <= r["correlation"] <= 1 and 0 <= r["top-20% IoU"] <= 1 and 0 <= r["prediction changed"] <= 1
+    assert shift["95"]["correlation"] > shift["1"]["correlation"]  # maps move more at lower quality
+    table = v["ensemble_table"]
+    assert {"ensemble: vote", "ensemble: mean", "ensemble: accuracy-weighted", "ensemble: stacking",
+            "reference CNN", "weak CNN (1 epoch)"} <= set(table)
+    for r in table.values():
+        assert 0 <= r["test AUC"] <= 1 and 0 <= r["sensitivity @thr"] <= 1 and 0 <= r["specificity @thr"] <= 1
+        assert r["sensitivity @thr"] >= r["sensitivity @0.5"] - 1e-9 or r["threshold (val)"] > 0.5
+    assert len(v["search"]) == 2 and all("val_auc" in t for t in v["search"])
+    assert [r["step"] for r in v["incremental"]] == list(range(1, len(v["members"]) + 1))
+    assert set(v["optimizers"]) == {"sgd", "adam"}
+
+
 def test_book_html_is_complete_and_offline(tiny_book):
     out, _, _ = tiny_book
     index = (out / "index.html").read_text()

@@ -1,0 +1,139 @@
+"""The Grad-CAM and ensemble chapter's steps: binary benign/malignant members (a reference CNN, the best CNNs
+of a recorded random search, optionally ImageNet backbones), combiners fitted on validation only, the
+operating threshold for a target sensitivity, an optimiser comparison at equal budget, and how far Grad-CAM
+maps move as JPEG quality drops.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import ensemble as ens
+from . import explain
+from .train import TrainConfig, train_or_load
+
+BINARY = ens.BINARY_CLASSES
+
+
+def binary_targets(s, malignant) -> tuple[np.ndarray, str]:
+    """0/1 labels per cache row (1 = malignant) and a split id that keys binary models apart."""
+    from .data import CLASSES
+    y = ens.binary_labels(s.labels, malignant, CLASSES)
+    return y, f"{s.split_id}|binary:{','.join(sorted(malignant))}"
+
+
+def member(s, y, split_id, model: str, options: dict, P: dict, *, epochs=None, optimizer=None, seed=None,
+           log=print):
+    """One binary member, trained once (class weights, the chapter's augmentation) and stored."""
+    cfg = TrainConfig(model=model, model_options=dict(options), image_size=s.cache.size[0], strategy="S4",
+                      optimizer=optimizer or P["optimizer"], learning_rate=P["learning_rate"],
+                      clipnorm=P["clipnorm"], epochs=epochs or P["member_epochs"], patience=P["patience"],
+                      batch_size=P["batch_size"], train_limit=P["train_limit"], seed=P["seed"] if seed is None else seed)
+    return train_or_load(cfg, s.cache, y, s.split, s.data.fingerprint, n_classes=2, split_id=split_id, log=log)
+
+
+def search(s, y, split_id, P: dict, log=print) -> pd.DataFrame:
+    """The recorded random search over configurable CNNs (short training, scored on validation AUC)."""
+    from sklearn.metrics import roc_auc_score
+    space = dict(ens.SEARCH_SPACE)
+    space["optimizer"] = sorted(set(space["optimizer"]) | {"adamax"})
+
+    def train_fn(params):
+        opts = {k: params[k] for k in ens.CNN_KEYS if k in params}
+        t = member(s, y, split_id, "configurable_cnn", opts,
+                   {**P, "learning_rate": params["learning_rate"]}, epochs=P["search_epochs"],
+                   optimizer=params["optimizer"], log=log)
+        yv = y[t.rows["val"]]
+        return {"val_auc": float(roc_auc_score(yv, t.proba["val"][:, 1])),
+                "val_accuracy": float(((t.proba["val"][:, 1] >= 0.5) == yv).mean())}
+
+    return ens.random_search(train_fn, space, n_trials=P["search_trials"], seed=P["seed"])
+
+
+def member_options(row: pd.Series) -> tuple[dict, str, float]:
+    """(configurable_cnn options, optimizer, learning rate) of one random-search trial."""
+    ints = ("conv_blocks", "filters", "kernel", "convs_per_block", "dense_layers", "dense_units")
+    opts = {}
+    for k in ens.CNN_KEYS:
+        if k in row and not (isinstance(row[k], float) and np.isnan(row[k])):
+            opts[k] = int(row[k]) if k in ints else (float(row[k]) if k == "dropout" else str(row[k]))
+    return opts, str(row["optimizer"]), float(row["learning_rate"])
+
+
+def evaluate_ensemble(members: dict, y, target: float) -> dict:
+    """Member and combiner reports on the test part, at 0.5 and at the threshold that reaches ``target``
+    sensitivity on validation; every weight, stacker and threshold is fitted on validation only."""
+    names = list(members)
+    any_t = members[names[0]]
+    rows_val, rows_test = any_t.rows["val"], any_t.rows["test"]
+    Pv = np.stack([members[n].proba["val"][:, 1] for n in names])
+    Pt = np.stack([members[n].proba["test"][:, 1] for n in names])
+    yv, yt = y[rows_val], y[rows_test]
+    out, probs = {}, {}
+    for n, pv, pt in zip(names, Pv, Pt):
+        out[n] = _reports(yv, pv, yt, pt, target)
+        probs[n] = pt
+    for c in ens.COMBINERS:
+        fitted = ens.fit_combiner(c, Pv, yv)
+        pv, pt = ens.combine(c, Pv, fitted), ens.combine(c, Pt, fitted)
+        out[f"ensemble: {c}"] = _reports(yv, pv, yt, pt, target)
+        probs[f"ensemble: {c}"] = pt
+    inc = ens.incremental(Pv, yv, Pt, yt, names, combiner="mean", target=target)
+    return {"reports": out, "test_probs": probs, "y_test": yt, "incremental": inc}
+
+
+def _reports(yv, pv, yt, pt, target) -> dict:
+    thr = ens.threshold_for_sensitivity(yv, pv, target)
+    return {"at_0.5": ens.binary_report(yt, pt, 0.5), "at_target": ens.binary_report(yt, pt, thr),
+            "val_auc": ens.binary_report(yv, pv, 0.5)["auc"]}
+
+
+def report_table(reports: dict) -> pd.DataFrame:
+    """One row per member / combiner: test AUC, and sensitivity, specificity, precision at both thresholds."""
+    rows = []
+    for name, r in reports.items():
+        a, b = r["at_0.5"], r["at_target"]
+        rows.append({"model": name, "val AUC": r["val_auc"], "test AUC": a["auc"],
+                     "bal.acc @0.5": a["balanced_accuracy"], "sensitivity @0.5": a["recall"],
+                     "specificity @0.5": a["specificity"], "precision @0.5": a["precision"],
+                     "threshold (val)": b["threshold"], "sensitivity @thr": b["recall"],
+                     "specificity @thr": b["specificity"], "precision @thr": b["precision"]})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def optimizer_comparison(s, y, split_id, P: dict, log=print) -> pd.DataFrame:
+    """The same binary small CNN trained with each optimiser for the same number of epochs."""
+    from sklearn.metrics import roc_auc_score
+    rows = []
+    for opt in P["optimizers"]:
+        t = member(s, y, split_id, "small_cnn", {}, P, epochs=P["optimizer_epochs"], optimizer=opt, log=log)
+        yv, yt = y[t.rows["val"]], y[t.rows["test"]]
+        rows.append({"optimizer": opt, "epochs": len(t.history["loss"]),
+                     "final train loss": t.history["loss"][-1], "best val loss": min(t.history["val_loss"]),
+                     "val AUC": float(roc_auc_score(yv, t.proba["val"][:, 1])),
+                     "test AUC": float(roc_auc_score(yt, t.proba["test"][:, 1])), "seconds": round(t.seconds)})
+    return pd.DataFrame(rows).set_index("optimizer")
+
+
+def cam_under_jpeg(model, cache, rows, qualities, n: int = 200, seed: int = 0, layer=None):
+    """Grad-CAM (for the class predicted on the clean image) on ``n`` test images at every JPEG quality,
+    and how far each map moved from the clean one: per-quality means of correlation, top-20% IoU and
+    centre-of-mass distance (pixels), and the share of predictions that changed."""
+    from .compress import jpeg_test_sets
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(rows), size=min(n, len(rows)), replace=False))
+    sets = jpeg_test_sets(cache, rows, qualities)
+    clean = np.asarray(cache.images[rows[pick]])
+    cam0, p0 = explain.predict_with_cam(model, clean, layer=layer)
+    cls = p0.argmax(1)
+    table, cams = [], {"clean": cam0}
+    for q in sets.qualities:
+        imgs = np.asarray(sets.images[q])[pick]
+        camq, pq = explain.predict_with_cam(model, imgs, class_index=cls, layer=layer)
+        shift = explain.cam_shift_batch(cam0, camq)
+        table.append({"quality": q, "correlation": float(shift["correlation"].mean()),
+                      "top-20% IoU": float(shift["iou"].mean()),
+                      "centre shift (px)": float(shift["com_distance"].mean()),
+                      "prediction changed": float((pq.argmax(1) != cls).mean())})
+        cams[q] = camq
+    return pd.DataFrame(table).set_index("quality"), cams, pick
