@@ -104,5 +104,8 @@ def make_dataset(images, labels=None, *, batch_size: int = 32, shuffle: bool = F
         x = x * factor
         return (x, *rest) if rest else x
 
-    ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE)
+    # Keras' random layers draw from a shared, stateful generator: mapped in parallel, which batch gets which
+    # draw depends on thread timing and training is not reproducible. Augmentation therefore maps in order
+    # (prefetch still overlaps it with the training step); without it, batches map in parallel.
+    ds = ds.map(prep, num_parallel_calls=None if augment else tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -61,6 +61,13 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        for name, kind in (("epochs", int), ("patience", int), ("batch_size", int), ("image_size", int),
+                           ("oversample_min", int), ("seed", int), ("learning_rate", (int, float)),
+                           ("train_limit", (int, type(None))), ("clipnorm", (int, float, type(None)))):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, kind):
+                raise TrainingError(f"TrainConfig.{name} must be {getattr(kind, '__name__', 'a number')}, "
+                                    f"not {v!r} ({type(v).__name__}); fix it in the profile")
         if self.strategy not in STRATEGIES:
             raise TrainingError(f"Unknown imbalance strategy {self.strategy!r}: one of {', '.join(STRATEGIES)}")
         if self.optimizer.lower() not in OPTIMIZERS:

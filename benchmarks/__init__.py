@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks (scripts, not tests): ``python benchmarks/run.py [name ...] [--quick]``."""

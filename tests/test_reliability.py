@@ -1,0 +1,378 @@
+"""Reliability: every bad input hamviz must refuse, in one table, plus determinism and cache self-repair.
+
+:data:`BAD_INPUTS` lists each bad input once: an id, a callable that produces the error (from a small
+temporary copy of the real data, a profile override or a direct call), the exception type, the words that
+name the *problem* and the words that name the *fix*. One parametrized test runs them all and also checks
+that the error comes before any training starts (``hamviz.train.fit`` is watched: only the NaN-loss row,
+whose error can only come from training, may reach it). Many of these are tested in more detail elsewhere
+in tests/; this module is the single list of them, kept fast (the whole file runs in well under a minute).
+
+Words are matched case-insensitively; ``{name}`` in a word is filled from what the producer recorded in
+``env.vars`` (e.g. the name of the file it truncated).
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from functools import cached_property
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable, NamedTuple
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import DATA, make_subset
+from hamviz import DataError, ParamsError, load_ham10000
+from hamviz.cache import build_cache
+from hamviz.splits import make_split
+from hamviz.train import TrainConfig, TrainingError, train_or_load
+
+
+class Env:
+    """What a producer may use: a temporary folder, a fresh 21-image copy of the real data (made on first
+    use), the session's real metadata and dataset, the small training cache, and ``vars`` for the words."""
+
+    def __init__(self, request, tmp_path: Path):
+        self.request = request
+        self.tmp = tmp_path
+        self.vars: dict[str, str] = {}
+
+    @cached_property
+    def data(self) -> Path:
+        make_subset(self.tmp / "ham", self.request.getfixturevalue("metadata"), masks=False)
+        return self.tmp / "ham"
+
+    @property
+    def metadata(self) -> pd.DataFrame:
+        return self.request.getfixturevalue("metadata")
+
+    @property
+    def tiny(self) -> SimpleNamespace:
+        return self.request.getfixturevalue("tiny16")
+
+    def profile_file(self, body: dict) -> Path:
+        path = self.tmp / "mine.yaml"
+        path.write_text(yaml.safe_dump(body))
+        return path
+
+
+# ------------------------------------------------------------------------------------------ producers
+def _no_metadata(env):
+    (env.data / "HAM10000_metadata.csv").unlink()
+    return load_ham10000(env.data)
+
+
+def _metadata_without_dx(env):
+    csv = env.data / "HAM10000_metadata.csv"
+    pd.read_csv(csv).drop(columns=["dx"]).to_csv(csv, index=False)
+    return load_ham10000(env.data)
+
+
+def _ids_without_files(env):
+    victims = sorted((env.data / "images").iterdir())[:2]
+    env.vars["first"] = victims[0].stem
+    for v in victims:
+        v.unlink()
+    return load_ham10000(env.data)
+
+
+def _files_without_ids(env):
+    listed = set(pd.read_csv(env.data / "HAM10000_metadata.csv")["image_id"])
+    extra = next(i for i in sorted(env.metadata["image_id"]) if i not in listed)
+    shutil.copy(DATA / "images" / f"{extra}.jpg", env.data / "images")
+    env.vars["extra"] = extra
+    return load_ham10000(env.data)
+
+
+def _truncated_jpeg(env):
+    victim = sorted((env.data / "images").iterdir())[3]
+    victim.write_bytes(victim.read_bytes()[:600])
+    env.vars["victim"] = victim.name
+    return build_cache(load_ham10000(env.data), 16, cache_root=env.tmp / "cache")
+
+
+def _unknown_dx(env):
+    csv = env.data / "HAM10000_metadata.csv"
+    meta = pd.read_csv(csv)
+    meta.loc[0, "dx"] = "melanoma"
+    meta.to_csv(csv, index=False)
+    return load_ham10000(env.data)
+
+
+def _profile(override: dict, base: str = "tiny"):
+    def produce(env):
+        from hamviz.params import load_profile
+        return load_profile(base, override)
+    return produce
+
+
+def _typo_in_file(env):
+    from hamviz.params import load_profile
+    return load_profile(env.profile_file({"extends": "tiny",
+                                          "chapters": {"classifier": {"learning_rat": 0.001}}}))
+
+
+def _book_prepare_small_inception(env):
+    """The book validates the profile before any notebook (and so any training) runs."""
+    from hamviz.book import prepare
+    path = env.profile_file({"extends": "tiny", "image_size": 64,
+                             "chapters": {"classifier": {"model": "inceptionv3"}}})
+    return prepare(path, out=env.tmp / "book", data_dir=env.data)
+
+
+def _jpeg_quality(q):
+    def produce(env):
+        from hamviz.compress import jpeg_roundtrip
+        return jpeg_roundtrip(np.zeros((16, 16, 3), np.uint8), q)
+    return produce
+
+
+def _autoencoder_ratio(env):
+    from hamviz.models import autoencoder
+    return autoencoder((64, 64, 3), ratio=5)
+
+
+def _unknown_backbone(env):
+    from hamviz.models import build_model
+    return build_model("resnet51", (64, 64, 3), 7, weights=None)
+
+
+def _inception_too_small(env):
+    from hamviz.models import transfer_model
+    return transfer_model("inceptionv3", (64, 64, 3), 7, weights=None)
+
+
+def _isic_unknown_label(env):
+    from hamviz.external import ISIC2018_COLUMNS, load_isic2018
+    root = env.tmp / "isic2018"
+    (root / "ISIC2018_Task3_Test_Input").mkdir(parents=True)
+    rows = env.metadata.groupby("dx").head(1).reset_index(drop=True)  # 7 real images, one per class
+    for i in rows["image_id"]:
+        shutil.copy(DATA / "images" / f"{i}.jpg", root / "ISIC2018_Task3_Test_Input")
+    gt = pd.DataFrame({"image": rows["image_id"]})
+    for col, cls in ISIC2018_COLUMNS.items():
+        gt[col] = (rows["dx"] == cls).astype(float)
+    gt["UNK"] = 0.0
+    gt.loc[0, list(ISIC2018_COLUMNS)] = 0.0
+    gt.loc[0, "UNK"] = 1.0  # a row labelled with a class no hamviz model knows
+    gt.to_csv(root / "ISIC2018_Task3_Test_GroundTruth.csv", index=False)
+    return load_isic2018(root)
+
+
+def _nan_loss(env):
+    t = env.tiny
+    cfg = TrainConfig(model="small_cnn", image_size=16, epochs=1, learning_rate=1e30, optimizer="sgd",
+                      train_limit=300, schedule="none", augment={})
+    env.vars["models"] = str(env.tmp / "models")
+    return train_or_load(cfg, t.cache, t.labels, t.split, t.ds.fingerprint, cache_root=env.tmp,
+                         log=lambda *_: None)
+
+
+def _train_config_string_lr(env):
+    return TrainConfig(learning_rate="fast")
+
+
+# ------------------------------------------------------------------------------------------- the table
+class BadInput(NamedTuple):
+    id: str
+    produce: Callable[[Env], object]
+    exc: type | Callable[[], type]  # a callable when the type needs a TensorFlow import
+    problem: tuple[str, ...]   # words naming what is wrong
+    fix: tuple[str, ...]       # words naming what to do about it
+    trains: bool = False       # the error can only come from training (NaN loss)
+
+
+def _bad(*args, marks=(), **kw):
+    case = BadInput(*args, **kw)
+    return pytest.param(case, id=case.id, marks=marks)
+
+
+def _model_error():
+    from hamviz.models import ModelError  # imports TensorFlow: only when a model row runs
+    return ModelError
+
+
+BAD_INPUTS = [
+    # data on disk
+    _bad("data-dir-missing", lambda env: load_ham10000(env.tmp / "no-such-folder"), DataError,
+         ("no-such-folder", "does not exist"), ("hamviz download", "HAMVIZ_DATA", "data_dir")),
+    _bad("metadata-missing", _no_metadata, DataError,
+         ("No HAM10000 metadata", "HAM10000_metadata.csv"), ("hamviz download", "HAMVIZ_DATA")),
+    _bad("metadata-lacks-column", _metadata_without_dx, DataError,
+         ("lacks column(s) dx",), ("re-download it or fix the header", "lesion_id,image_id,dx")),
+    _bad("ids-without-files", _ids_without_files, DataError,
+         ("2 image id(s) in the metadata have no file", "{first}"),
+         ("Complete the download", "on_missing='skip'", "on_missing: skip")),
+    _bad("files-without-ids", _files_without_ids, DataError,
+         ("1 image file(s) have no metadata row", "{extra}"), ("Complete the download", "on_missing='skip'")),
+    _bad("jpeg-truncated", _truncated_jpeg, DataError,
+         ("Cannot decode image", "{victim}", "corrupt or truncated"), ("re-download it", "on_corrupt: skip")),
+    _bad("dx-unknown", _unknown_dx, DataError,
+         ("unknown dx label(s) {'melanoma': 1}",),
+         ("labels are akiec, bcc, bkl, df, mel, nv, vasc", "Fix or drop those rows")),
+    # parameter profiles
+    _bad("params-typo-top-level", _profile({"imgae_size": 32}), ParamsError,
+         ("unknown key 'imgae_size'",), ("did you mean 'image_size'?",)),
+    _bad("params-typo-in-file", _typo_in_file, ParamsError,
+         ("mine.yaml", "unknown key 'chapters.classifier.learning_rat'"), ("did you mean 'learning_rate'?",)),
+    _bad("params-string-for-number", _profile({"chapters": {"classifier": {"learning_rate": "fast"}}}),
+         ParamsError, ("chapters.classifier.learning_rate", "'fast'"),
+         ("is not of type number", "Fix these keys in the profile")),
+    _bad("params-string-for-integer", _profile({"image_size": "64"}), ParamsError,
+         ("image_size: '64'",), ("is not of type integer",)),
+    _bad("train-config-string-for-number", _train_config_string_lr, TrainingError,
+         ("learning_rate", "'fast'"), ("number", "fix it in the profile")),
+    # JPEG quality
+    _bad("jpeg-quality-0", _jpeg_quality(0), ValueError, ("JPEG quality", "not 0"), ("integer in 1..100",)),
+    _bad("jpeg-quality-101", _jpeg_quality(101), ValueError, ("JPEG quality", "not 101"),
+         ("integer in 1..100",)),
+    _bad("params-jpeg-quality-0", _profile({"chapters": {"compression": {"qualities": [50, 0]}}}),
+         ParamsError, ("chapters.compression.qualities.1", "0 is less than"),
+         ("the minimum of 1", "Fix these keys in the profile")),
+    _bad("params-jpeg-quality-101", _profile({"chapters": {"compression": {"qualities": [101]}}}),
+         ParamsError, ("chapters.compression.qualities.0", "101 is greater than"),
+         ("the maximum of 100", "Fix these keys in the profile")),
+    # models
+    _bad("autoencoder-ratio", _autoencoder_ratio, _model_error,
+         ("latent 5x smaller", "9.6 channels"), ("48/N for a whole number N", "e.g. 1.5 (N=32)")),
+    _bad("params-autoencoder-ratio", _profile({"chapters": {"compression": {"ae_ratios": [3, 5]}}}),
+         ParamsError, ("chapters.compression.ae_ratios", "48/5 = 9.6 channels"),
+         ("use 48/N for whole N", "(1.5, 2, 3, 4, 6, 12")),
+    _bad("backbone-unknown", _unknown_backbone, _model_error,
+         ("Unknown backbone 'resnet51'",), ("choose one of inceptionv3, densenet201, resnet50",)),
+    _bad("params-backbone-unknown", _profile({"chapters": {"classifier": {"model": "resnet51"}}}),
+         ParamsError, ("chapters.classifier.model", "'resnet51' is not one of"), ("'resnet50'", "'small_cnn'")),
+    _bad("inceptionv3-below-75", _inception_too_small, _model_error,
+         ("inceptionv3 needs inputs of at least 75x75", "got 64x64"),
+         ("Raise image_size to 75 or more", "choose another model")),
+    _bad("params-inceptionv3-at-64", _profile({"image_size": 64,
+                                               "chapters": {"classifier": {"model": "inceptionv3"}}}),
+         ParamsError, ("inceptionv3 needs inputs of at least 75x75", "image_size is 64"),
+         ("raise the image size or choose another model",)),
+    _bad("book-prepare-inceptionv3-at-64", _book_prepare_small_inception, ParamsError,
+         ("mine.yaml", "inceptionv3 needs inputs of at least 75x75"),
+         ("raise the image size or choose another model",)),
+    # external test set
+    _bad("isic2018-unknown-label", _isic_unknown_label, DataError,
+         ("class column(s) hamviz does not know", "{'UNK': 1}", "rows labelled with them"),
+         ("drop those rows and columns",)),
+    # training
+    _bad("nan-loss", _nan_loss, TrainingError,
+         ("loss became NaN", "epoch 1"), ("Lower learning_rate", "clipnorm"), trains=True),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny16(ham, tmp_path_factory):
+    """A 700-image stratified part of the real data decoded at 16x16 into a temporary cache, its grouped
+    split and labels: enough for train_limit 300 and for two quick trainings, in a couple of seconds."""
+    ids = ham.meta.groupby("dx").head(100)["image_id"].tolist()
+    ds = dataclasses.replace(ham.subset(ids), fingerprint=f"{ham.fingerprint}-reliability-700")
+    cache = build_cache(ds, 16, cache_root=tmp_path_factory.mktemp("cache16"), masks=False)
+    labels = ds.meta.set_index("image_id").loc[cache.image_ids, "label"].to_numpy()
+    return SimpleNamespace(ds=ds, cache=cache, split=make_split(ds.meta, seed=0), labels=labels)
+
+
+@pytest.fixture
+def watch_training(monkeypatch):
+    """Counts calls of hamviz.train.fit (every classifier training goes through it)."""
+    import hamviz.train as train
+    calls = []
+    real = train.fit
+
+    def fit(*args, **kw):
+        calls.append(args[0])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(train, "fit", fit)
+    return calls
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_names_problem_and_fix(case: BadInput, request, tmp_path, watch_training):
+    env = Env(request, tmp_path)
+    exc = case.exc() if case.exc is _model_error else case.exc
+    with pytest.raises(exc) as err:
+        case.produce(env)
+    message = str(err.value)
+    for kind, words in (("problem", case.problem), ("fix", case.fix)):
+        for w in words:
+            for name, value in env.vars.items():
+                w = w.replace("{" + name + "}", value)
+            assert w.lower() in message.lower(), f"{case.id}: the {kind} ({w!r}) is not named in:\n{message}"
+    if case.trains:
+        assert len(watch_training) == 1  # it came from training, and the broken model was not saved
+        assert not Path(env.vars["models"]).exists() or not any(Path(env.vars["models"]).iterdir())
+    else:
+        assert watch_training == [], f"{case.id}: training started before the error"
+
+
+def test_table_covers_every_kind_of_bad_input():
+    ids = {p.values[0].id for p in BAD_INPUTS}
+    assert len(ids) == len(BAD_INPUTS), "duplicate ids"
+    for required in ("data-dir-missing", "metadata-missing", "metadata-lacks-column", "ids-without-files",
+                     "files-without-ids", "jpeg-truncated", "dx-unknown", "params-typo-top-level",
+                     "params-string-for-number", "jpeg-quality-0", "jpeg-quality-101",
+                     "params-jpeg-quality-0", "params-jpeg-quality-101", "autoencoder-ratio",
+                     "params-autoencoder-ratio", "backbone-unknown", "params-backbone-unknown",
+                     "inceptionv3-below-75", "params-inceptionv3-at-64", "isic2018-unknown-label", "nan-loss"):
+        assert required in ids, required
+
+
+# ----------------------------------------------------------------------------------------- determinism
+def test_split_is_deterministic(ham):
+    a = make_split(ham.meta, (0.7, 0.2, 0.1), seed=42)
+    b = make_split(ham.meta, (0.7, 0.2, 0.1), seed=42)
+    pd.testing.assert_series_equal(a, b)
+    assert not a.equals(make_split(ham.meta, (0.7, 0.2, 0.1), seed=43))  # the seed matters
+
+
+#: Two trainings with the same config and seed (small_cnn, 16x16, 1 epoch, train_limit 200, separate cache
+#: roots), CPU TensorFlow 2.21 with oneDNN on 2 threads, measured on this machine:
+#:   - without augmentation: test probabilities bit-identical (max |difference| 0.0, in every repeat);
+#:   - with the default augmentation (rot90, flips, zoom, shift): max |difference| 0.006 to 0.017 while
+#:     hamviz.pipeline.make_dataset applied the Keras augmentation layers (stateful SeedGenerator) inside a
+#:     parallel ``map``: which batch got which random draw depended on thread scheduling. The pipeline now maps
+#:     augmentation in order, and this case must be as exact as the other.
+#: The tolerance allows for CPU kernels whose reduction order may differ on other CPUs or thread counts; a
+#: broken seed (other initial weights, batches or augmentations) moves the probabilities by 1e-3 or more.
+PROBA_ATOL = 1e-5
+
+NO_AUGMENTATION = {}
+DEFAULT_AUGMENTATION = TrainConfig().augment
+
+
+@pytest.mark.parametrize("augment", [
+    pytest.param(NO_AUGMENTATION, id="no-augmentation"),
+    pytest.param(DEFAULT_AUGMENTATION, id="default-augmentation"),
+])
+def test_training_is_reproducible(tiny16, tmp_path, augment):
+    t = tiny16
+    cfg = TrainConfig(model="small_cnn", image_size=16, epochs=1, train_limit=200, seed=7, schedule="none",
+                      augment=augment)
+    runs = [train_or_load(cfg, t.cache, t.labels, t.split, t.ds.fingerprint, cache_root=tmp_path / f"r{k}",
+                          log=lambda *_: None) for k in (1, 2)]
+    assert not runs[0].loaded and not runs[1].loaded  # both really trained (separate cache roots)
+    assert runs[0].key == runs[1].key
+    np.testing.assert_array_equal(runs[0].rows["train"], runs[1].rows["train"])
+    a, b = runs[0].proba["test"], runs[1].proba["test"]
+    assert a.shape == b.shape == (len(runs[0].rows["test"]), 7)
+    np.testing.assert_allclose(a, b, rtol=0, atol=PROBA_ATOL)
+
+
+# --------------------------------------------------------------------------------------- self-repair
+def test_truncated_cache_file_is_rebuilt(subset, tmp_path):
+    ds = load_ham10000(subset)
+    first = build_cache(ds, 16, cache_root=tmp_path)
+    original = np.array(first.images)
+    f = first.path / "images.npy"
+    data = f.read_bytes()
+    del first
+    f.write_bytes(data[: len(data) // 2])
+    rebuilt = build_cache(ds, 16, cache_root=tmp_path)
+    assert rebuilt.built
+    np.testing.assert_array_equal(rebuilt.images, original)
+    assert not build_cache(ds, 16, cache_root=tmp_path).built  # and read from then on
