@@ -125,6 +125,30 @@ def scan_dirs(root: Path, names, suffixes=IMAGE_SUFFIXES, strip: str = "") -> tu
     return found, used
 
 
+def reconcile(meta: pd.DataFrame, images: dict, used_dirs, on_missing: str, report: dict, *, where: str,
+              rows: str, fix: str, row_noun: str | None = None) -> pd.DataFrame:
+    """Match table rows (``image_id``) to image files. Ids without files and files without ids are an
+    error naming both counts and the first names (``on_missing="error"``), or are dropped / ignored and
+    listed in ``report`` (``"skip"``)."""
+    ids = set(meta["image_id"])
+    no_file = ids - images.keys()
+    no_id = images.keys() - ids
+    if (no_file or no_id) and on_missing == "error":
+        parts = []
+        if no_file:
+            parts.append(f"{len(no_file)} image id(s) in the {rows} have no file in "
+                         f"{', '.join(used_dirs)} ({_first_few(no_file)})")
+        if no_id:
+            parts.append(f"{len(no_id)} image file(s) have no {row_noun or rows + ' row'} ({_first_few(no_id)})")
+        raise DataError(f"{where} is incomplete: " + "; ".join(parts) + ". " + fix)
+    if no_file:
+        meta = meta[~meta["image_id"].isin(no_file)]
+        report["missing_files"] = sorted(no_file)
+    if no_id:
+        report["files_without_metadata"] = sorted(no_id)
+    return meta
+
+
 def fingerprint_files(meta_path: Path, paths) -> str:
     """sha256 over the metadata bytes and the name and size of every image file used.
 
@@ -180,24 +204,9 @@ def load_ham10000(root: str | os.PathLike | None = None, *, masks: bool | str = 
                         f"{GET_DATA_HINT}")
     layout = "flat" if used_dirs == ["images"] else "official"
     report: dict = {"image_dirs": used_dirs}
-    ids = set(meta["image_id"])
-    no_file = ids - images.keys()
-    no_id = images.keys() - ids
-    if (no_file or no_id) and on_missing == "error":
-        parts = []
-        if no_file:
-            parts.append(f"{len(no_file)} image id(s) in the metadata have no file in "
-                         f"{', '.join(used_dirs)} ({_first_few(no_file)})")
-        if no_id:
-            parts.append(f"{len(no_id)} image file(s) have no metadata row ({_first_few(no_id)})")
-        raise DataError(f"Data in {root} is incomplete: " + "; ".join(parts) +
-                        ". Complete the download, or pass on_missing='skip' "
-                        "(params: on_missing: skip) to drop them and report it.")
-    if no_file:
-        meta = meta[~meta["image_id"].isin(no_file)]
-        report["missing_files"] = sorted(no_file)
-    if no_id:
-        report["files_without_metadata"] = sorted(no_id)
+    meta = reconcile(meta, images, used_dirs, on_missing, report, where=f"Data in {root}", rows="metadata",
+                     fix="Complete the download, or pass on_missing='skip' (params: on_missing: skip) to drop "
+                         "them and report it.")
     if meta.empty:
         raise DataError(f"No image of the metadata {meta_path} was found in {root}. {GET_DATA_HINT}")
 

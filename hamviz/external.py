@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .config import DataError
-from .data import CLASSES, IMAGE_SUFFIXES, Dataset, _first_few, fingerprint_files, scan_dirs
+from .data import CLASSES, IMAGE_SUFFIXES, Dataset, _first_few, fingerprint_files, reconcile, scan_dirs
 
 # --------------------------------------------------------------------------------------------------
 # ISIC 2018 Task 3
@@ -190,24 +190,9 @@ def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error",
         )
     report["image_dirs"] = used_dirs
 
-    ids = set(meta["image_id"])
-    no_file = ids - images.keys()
-    no_id = images.keys() - ids
-    if (no_file or no_id) and on_missing == "error":
-        parts = []
-        if no_file:
-            parts.append(f"{len(no_file)} image id(s) in the ground truth have no file in "
-                         f"{', '.join(used_dirs)} ({_first_few(no_file)})")
-        if no_id:
-            parts.append(f"{len(no_id)} image file(s) have no ground-truth row ({_first_few(no_id)})")
-        raise DataError(f"ISIC 2018 data in {root} is incomplete: " + "; ".join(parts) +
-                        ". Complete the download (images and ground truth of the same split), or pass "
-                        "on_missing='skip' to drop them and report it.")
-    if no_file:
-        meta = meta[~meta["image_id"].isin(no_file)]
-        report["missing_files"] = sorted(no_file)
-    if no_id:
-        report["files_without_metadata"] = sorted(no_id)
+    meta = reconcile(meta, images, used_dirs, on_missing, report, where=f"ISIC 2018 data in {root}",
+                     rows="ground truth", row_noun="ground-truth row", fix="Complete the download (images and ground truth of the same "
+                                             "split), or pass on_missing='skip' to drop them and report it.")
     if meta.empty:
         raise DataError(f"No image of the ground truth {gt_path} was found in {root}. {ISIC2018_HINT}.")
 
