@@ -9,6 +9,10 @@ JOBS ?=
 HAMVIZ_DATA ?= $(abspath ../shared/data/ham10000)
 export HAMVIZ_DATA
 
+# The browser tests (tests/test_browser.py) drive this Chromium; `make test` installs Debian's where it is missing.
+CHROMIUM ?= /usr/bin/chromium
+export HAMVIZ_CHROMIUM := $(CHROMIUM)
+
 STAMP := $(VENV)/.installed
 
 .PHONY: book test env lab clean-book
@@ -24,8 +28,11 @@ $(STAMP): pyproject.toml
 book: $(STAMP)
 	$(VENV)/bin/python -m hamviz book --profile $(PROFILE) --out $(BOOK) $(if $(JOBS),--jobs $(JOBS))
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+$(CHROMIUM):
+	apt-get update -qq && apt-get install -y -qq chromium
 
 lab: $(STAMP)
 	$(VENV)/bin/python -m pip install -q jupyterlab

@@ -163,8 +163,11 @@ def run_chapter(spec_path: Path, profile_path: Path, data_dir: str | None, out: 
     if nb_out.exists():
         exporter = HTMLExporter(template_name="lab")
         exporter.embed_images = True
-        html_text, _ = exporter.from_notebook_node(nbformat.read(nb_out, as_version=4),
-                                                   resources={"metadata": {"name": spec_path.stem}})
+        executed = nbformat.read(nb_out, as_version=4)
+        # Live widgets cannot run in the static book (their chapters show a static figure instead), and with
+        # widget state in the metadata nbconvert's template loads the widget renderer from unpkg.com.
+        executed.metadata.pop("widgets", None)
+        html_text, _ = exporter.from_notebook_node(executed, resources={"metadata": {"name": spec_path.stem}})
         html_text = strip_remote_scripts(html_text)
         (work / f"{stem}.html").write_text(html_text, encoding="utf-8")
     record = _read_json(record_path) or {}

@@ -5,6 +5,7 @@ HAMVIZ_DATA defaults to ../shared/data/ham10000 beside the repository; HAMVIZ_CA
 """
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +27,17 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_book(tmp_path_factory):
+    """The whole results book built once per test session with the tiny profile (about 4 minutes on a
+    2-core machine): (output folder, build summary, seconds). Shared by test_book.py and test_browser.py."""
+    from hamviz.book import build
+    out = tmp_path_factory.mktemp("book")
+    t = time.time()
+    summary = build("tiny", out, log=lambda *_: None)
+    return out, summary, time.time() - t
 
 
 @pytest.fixture(scope="session")

@@ -19,14 +19,6 @@ from hamviz.book import build, discover, prepare, write_index
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_book(tmp_path_factory):
-    out = tmp_path_factory.mktemp("book")
-    t = time.time()
-    summary = build("tiny", out, log=lambda *_: None)
-    return out, summary, time.time() - t
-
-
 def record(out, stem="01_eda"):
     return json.loads((out / "chapters" / stem / f"{stem}.json").read_text())
 
@@ -78,7 +70,8 @@ def test_classifier_chapter_records_test_metrics(tiny_book, ham):
         "macro avg", "weighted avg"}
     for m, ci in v["test_ci"].items():
         assert ci["low"] - 1e-9 <= ci["value"] <= ci["high"] + 1e-9, m
-    assert v["parts"]["test"]["balanced_accuracy"] >= 1 / 7 - 1e-6  # at least chance for argmax
+    # two epochs on 1,500 images mostly predict nv (balanced accuracy near 1/7), but the ranking has learned:
+    assert v["parts"]["test"]["macro_auc"] > 0.55
     assert set(v["leak_audit"]) == {"accuracy", "balanced_accuracy", "macro_f1", "macro_auc"}
     assert [(g["model"], g["strategy"]) for g in v["grid"]] == [("small_cnn", "S1"), ("small_cnn", "S4")]
     summary = record(out, "02_classifier")["summary"]
