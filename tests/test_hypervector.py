@@ -221,3 +221,16 @@ def test_learns_synthetic_colours(colours, tmp_path, loss, kind, augment):
         assert mem2.classes == mem.classes and np.array_equal(mem2.templates, mem.templates)
         assert meta["loss"] == "mse" and hist2["best_epoch"] == hist["best_epoch"]
         assert np.allclose(hv.hypervector_outputs(model2, xte[:5]), out[:5], atol=1e-5)
+
+
+def test_hamming_and_cosine_agree_on_bipolar_vectors():
+    """For bipolar vectors, Hamming similarity is an affine map of cosine: 1 - d/D = (1 + cos) / 2, so both
+    rank the templates identically and nearest-template predictions coincide."""
+    mem = hv.Memory.random(5, 256, "bipolar", seed=3)
+    rng = np.random.default_rng(0)
+    outputs = np.sign(rng.standard_normal((40, 256))).astype(np.float32)
+    outputs[outputs == 0] = 1
+    ham = hv.hamming_scores(outputs, mem.templates, "bipolar")
+    cos = hv.cosine_scores(outputs, mem.templates)
+    np.testing.assert_allclose(ham, (1 + cos) / 2, atol=1e-6)
+    np.testing.assert_array_equal(hv.predict(outputs, mem, "hamming"), hv.predict(outputs, mem, "cosine"))
