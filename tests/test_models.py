@@ -35,9 +35,20 @@ def test_trainable_options():
     assert {l.name for l in frozen.layers if l.trainable_weights} == head
     last = transfer_model("mobilenetv2", (32, 32, 3), weights=None, trainable=10)
     tl = [l for l in last.layers if l.trainable_weights and l.name not in head]
-    assert 0 < len(tl) <= 10 and not any(type(l).__name__ == "BatchNormalization" for l in tl)
+    # trained from random init, BatchNorm layers learn too
+    assert 0 < len(tl) <= 10 and any(type(l).__name__ == "BatchNormalization" for l in tl)
     full = transfer_model("mobilenetv2", (32, 32, 3), weights=None, trainable="all")
     assert len(full.trainable_weights) > len(last.trainable_weights) > len(frozen.trainable_weights)
+
+
+def test_pretrained_batchnorm_stays_frozen_when_fine_tuning(tmp_path):
+    import keras
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    f = tmp_path / "mnv2.weights.h5"
+    base.save_weights(f)
+    m = transfer_model("mobilenetv2", (32, 32, 3), weights=f, trainable=10)
+    tl = [l for l in m.layers if l.trainable_weights and l.name not in {"head_dense", "head_bn", "predictions"}]
+    assert 0 < len(tl) <= 10 and not any(type(l).__name__ == "BatchNormalization" for l in tl)
 
 
 def test_weights_from_a_local_file(tmp_path):
