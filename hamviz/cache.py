@@ -81,6 +81,16 @@ def decode_mask(path, size, mode="stretch") -> np.ndarray:
     return np.asarray(m) > 127
 
 
+def publish(tmp: Path, folder: Path, index: dict) -> None:
+    """Finish a cache entry built in ``tmp``: write its index last, then rename it to ``folder`` in one step,
+    so a reader never sees a partial entry. If another process published the same entry first, use theirs."""
+    (tmp / "index.json").write_text(json.dumps(index))
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _digest(arr: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr).view(np.uint8).reshape(-1)).hexdigest()[:16]
 
@@ -223,11 +233,7 @@ def build_cache(ds: Dataset, size=64, *, mode: str = "stretch", masks: bool | No
             "masks_sha": _digest(mks) if masks else None,
         }
         del images, mks
-        (tmp / "index.json").write_text(json.dumps(index))
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process finished the same entry first: use theirs
-            shutil.rmtree(tmp, ignore_errors=True)
+        publish(tmp, folder, index)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, features
 
-from .cache import _digest
+from .cache import _digest, publish
 from .config import cache_dir
 
 JPEG_SETS_VERSION = 1
@@ -416,11 +416,7 @@ def jpeg_test_sets(cache, rows, qualities=DEFAULT_QUALITIES, *, subsampling: int
             index["sha"][str(q)] = _digest(outs[q])
             index["bytes"][str(q)] = sizes[q].tolist()
         del outs
-        (tmp / "index.json").write_text(json.dumps(index))
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process finished the same entry first: use theirs
-            shutil.rmtree(tmp, ignore_errors=True)
+        publish(tmp, folder, index)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
