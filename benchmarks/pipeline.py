@@ -17,6 +17,10 @@ Measured side by side in one process, in alternating rounds (the figure is the m
              thread and on os.cpu_count() threads: the ceiling of any pipeline without a cache.
 (d) model    small_cnn at 128x128, train_on_batch on a fixed batch of 32: if (a) is faster than (d), the
              input pipeline is not the bottleneck.
+(e) end to end, at every input size the profiles train at (32, 64, 128): small_cnn ``fit`` on the cached
+             pipeline with the chapters' augmentation vs without, alternating in rounds. On a 2-core machine
+             the augmentation shares the cores with the training step even when prefetch overlaps them, so
+             their ratio is what augmentation costs training; the pipeline alone at that size is beside it.
 
 The JPEG files are read once before timing, so every figure is from the OS page cache (not the disk).
 """
@@ -39,10 +43,16 @@ BATCH = 32
 N_CLASSES = 7
 
 
+FIT_SIZES = (32, 64, 128)
+
+
 def _settings(quick: bool) -> dict:
     if quick:
-        return {"n_images": 160, "batches": 8, "warmup": 4, "rounds": 2, "model_steps": 3}
-    return {"n_images": 2048, "batches": 64, "warmup": 8, "rounds": 3, "model_steps": 12}
+        return {"n_images": 160, "batches": 8, "warmup": 4, "rounds": 2, "model_steps": 3,
+                "fit_images": {32: 64, 64: 64, 128: 64}}
+    # images per timed fit: about 5-10 s each on 2 cores
+    return {"n_images": 2048, "batches": 64, "warmup": 8, "rounds": 3, "model_steps": 12,
+            "fit_images": {32: 2048, 64: 1024, 128: 512}}
 
 
 def _tf_keras_generator():
@@ -119,6 +129,39 @@ def _decode_rate(paths, threads: int) -> float:
             for _ in pool.map(lambda p: decode(p, SIZE), paths, chunksize=16):
                 pass
     return len(paths) / (time.perf_counter() - t)
+
+
+def end_to_end(sub, ids, labels, s: dict, cache_root: str) -> dict:
+    """(e) small_cnn ``fit`` images/s with and without augmentation, and the augmented pipeline alone, per size."""
+    from hamviz.cache import build_cache
+    from hamviz.models import keras, small_cnn
+    from hamviz.pipeline import make_dataset
+    out = {}
+    for size in FIT_SIZES:
+        cache = build_cache(sub, size, cache_root=cache_root, masks=False)
+        images = np.asarray(cache.images)[cache.rows(ids)]
+        data = {k: make_dataset(images, labels, batch_size=BATCH, shuffle=True, augment=aug, n_classes=N_CLASSES,
+                                repeat=True) for k, aug in (("aug", True), ("no_aug", None))}
+        steps = max(2, s["fit_images"][size] // BATCH)
+        model = small_cnn((size, size, 3), N_CLASSES)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
+        for d in data.values():  # compile the train function and fill both pipelines
+            model.fit(d, steps_per_epoch=2, epochs=1, verbose=0)
+        rounds = []
+        for _ in range(s["rounds"]):
+            r = {}
+            for k, d in data.items():
+                t = time.perf_counter()
+                model.fit(d, steps_per_epoch=steps, epochs=1, verbose=0)
+                r[f"fit_{k}"] = steps * BATCH / (time.perf_counter() - t)
+            r["pipeline_aug"] = _rate(_fresh_iterator(data["aug"], s["warmup"]), s["batches"])
+            r["fit_aug_over_fit_no_aug"] = r["fit_aug"] / r["fit_no_aug"]
+            rounds.append(r)
+        med = {k: round(common.median([r[k] for r in rounds]), 2) for k in rounds[0]}
+        med["pipeline_over_fit_no_aug"] = round(med["pipeline_aug"] / med["fit_no_aug"], 2)
+        med["steps"] = steps
+        out[str(size)] = med
+    return out
 
 
 def run(quick: bool = False) -> dict:
@@ -214,6 +257,8 @@ def run(quick: bool = False) -> dict:
             "cached": "model" if med["cached"] > med["model_step"] else "input pipeline",
             "reference_style": "model" if med["reference_style"] > med["model_step"] else "input pipeline",
         }
+        del images, cached
+        out["end_to_end"] = end_to_end(sub, ids, labels, s, tmp.name)
     finally:
         tmp.cleanup()
     return out
@@ -244,5 +289,15 @@ def table(result: dict) -> str:
         f"one-off cache build: {result['cache_build_s']} s for {s['n_images']} images "
         f"({result['cache_build_images_per_s']} images/s); source images {s['source_image_wxh']} (w x h)",
     ]
-    return common.render(("pipeline @128x128", "images/s", "note"), rows,
+    text = common.render(("pipeline @128x128", "images/s", "note"), rows,
                          title="pipeline: training-batch throughput", notes=notes)
+    e2e = result.get("end_to_end")
+    if not e2e:
+        return text
+    rows = [(f"{size}x{size}", e["fit_no_aug"], e["fit_aug"], e["fit_aug_over_fit_no_aug"], e["pipeline_aug"],
+             e["pipeline_over_fit_no_aug"]) for size, e in e2e.items()]
+    return text + "\n\n" + common.render(
+        ("size", "fit, no aug", "fit, aug", "aug / no aug", "pipeline alone (aug)", "pipeline / fit"), rows,
+        title="(e) small_cnn fit images/s on the cached pipeline, with and without the chapters' augmentation",
+        notes=[f"median of {s['rounds']} alternating rounds; aug / no aug below 1 is what augmentation costs "
+               "training on these cores; pipeline / fit above 1: the pipeline alone outruns training"])
