@@ -58,6 +58,14 @@ class JointConfig:
         return f"joint {self.ratio:g}x ({self.init}, recon weight {self.recon_weight:g})"
 
 
+def config_from_params(P: dict, ratio: float) -> JointConfig:
+    """The JointConfig of the joint chapter's parameters ``P`` (flat) for one autoencoder ratio."""
+    return JointConfig(ratio=ratio, image_size=P["image_size"], init=P["init"], recon_weight=P["recon_weight"],
+                       train_autoencoder=P["train_autoencoder"], train_classifier=P["train_classifier"],
+                       learning_rate=P["learning_rate"], epochs=P["epochs"], patience=P["patience"],
+                       train_limit=P["train_limit"], seed=P["seed"])
+
+
 def joint_model(autoencoder, classifier, *, recon_weight: float = 0.0, train_autoencoder: bool = True,
                 train_classifier: bool = True):
     """Stack ``autoencoder`` (image -> image in [0, 255]) and ``classifier`` (image -> class probabilities).

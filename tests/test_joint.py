@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from hamviz.joint import (JointConfig, band_share, boundary_band, boundary_energy, contrast_verdict,
-                          error_by_bins, joint_model)
+from hamviz.joint import (JointConfig, band_share, boundary_band, boundary_energy, config_from_params,
+                          contrast_verdict, error_by_bins, joint_model)
 from hamviz.models import autoencoder, small_cnn
 from hamviz.train import TrainingError
 
@@ -27,6 +27,16 @@ def test_joint_model_shapes_trainability_and_loss_weights():
 def test_bad_joint_config(bad):
     with pytest.raises(TrainingError):
         JointConfig(**bad)
+
+
+@pytest.mark.parametrize("profile", ["tiny", "cpu", "paper"])
+def test_config_from_every_profile(profile):
+    from hamviz.params import chapter_params, load_profile
+    P = chapter_params(load_profile(profile), "joint")
+    cfgs = [config_from_params(P, r) for r in P["ratios"]]
+    assert [c.ratio for c in cfgs] == list(P["ratios"])
+    assert all(c.image_size == P["image_size"] and c.epochs == P["epochs"] and c.seed == P["seed"]
+               and c.recon_weight == P["recon_weight"] and c.init == P["init"] for c in cfgs)
 
 
 def disc(size=32, r=8):
