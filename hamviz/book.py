@@ -7,6 +7,7 @@ Layout of the output folder::
     book.json                  the same, machine-readable
     chapters/<nb>/             a complete chapter: <nb>.ipynb (executed), <nb>.html, <nb>.json (record),
                                done.json (its key, times)
+    assets/plotly-<v>.min.js   plotly.js, once for every chapter page (each page would otherwise embed ~5 MB)
     failed/<nb>/               the last failed run of a chapter: the partly executed notebook and why
     .work/                     chapters being built (never read as results)
 
@@ -168,7 +169,7 @@ def run_chapter(spec_path: Path, profile_path: Path, data_dir: str | None, out: 
         # widget state in the metadata nbconvert's template loads the widget renderer from unpkg.com.
         executed.metadata.pop("widgets", None)
         html_text, _ = exporter.from_notebook_node(executed, resources={"metadata": {"name": spec_path.stem}})
-        html_text = strip_remote_scripts(html_text)
+        html_text = share_plotly_js(strip_remote_scripts(html_text), out)
         (work / f"{stem}.html").write_text(html_text, encoding="utf-8")
     record = _read_json(record_path) or {}
     if error is None and not record.get("complete"):
@@ -202,8 +203,35 @@ _REMOTE_SCRIPT = re.compile(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</scrip
 
 def strip_remote_scripts(page: str) -> str:
     """Drop ``<script src="https://...">`` tags (require.js and MathJax from CDNs, added by nbconvert's
-    template and plotly's notebook renderer): the book must work offline, and plotly.js is embedded."""
+    template and plotly's notebook renderer): the book must work offline; plotly.js is in the book's assets."""
     return _REMOTE_SCRIPT.sub("", page)
+
+
+# plotly's notebook renderer embeds the whole library once per page, in a script that starts with its banner
+_PLOTLY_JS = re.compile(r"<script[^>]*>\s*/\*\*\s*\*\s*plotly\.js v(?P<version>[0-9][0-9A-Za-z.+-]*)\b.*?</script>",
+                        re.S)
+ASSETS = "assets"
+
+
+def share_plotly_js(page: str, out: Path, depth: int = 2) -> str:
+    """Move the plotly.js a chapter page embeds into ``out/assets/plotly-<version>.min.js`` (written once,
+    atomically, for every page of that version) and load it from there: the book stays offline-readable
+    without a 5 MB copy of the library in every page. ``depth``: how many folders the page sits below
+    ``out`` (chapters/<nb>/ and failed/<nb>/: 2). A page without an embedded plotly.js is returned as is."""
+    m = _PLOTLY_JS.search(page)
+    if not m:
+        return page
+    name = f"plotly-{m['version']}.min.js"
+    target = Path(out) / ASSETS / name
+    body = m.group(0)
+    js = body[body.index(">") + 1:-len("</script>")]
+    if not target.is_file() or target.stat().st_size != len(js.encode()):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{name}.tmp{os.getpid()}")
+        tmp.write_text(js, encoding="utf-8")
+        tmp.replace(target)
+    src = "../" * depth + f"{ASSETS}/{name}"
+    return page[:m.start()] + f'<script src="{src}"></script>' + page[m.end():]
 
 
 @dataclass

@@ -173,12 +173,27 @@ def test_book_html_is_complete_and_offline(tiny_book):
     assert "fingerprint" in index and "image_size: 32" in index  # provenance and params
     page = (out / "chapters" / "01_eda" / "01_eda.html").read_text()
     assert page.count("Plotly.newPlot") >= 8  # every figure is in the page
-    assert "plotly.js v" in page  # plotly.js itself is embedded: figures render offline
+    shared = re.findall(r'<script src="\.\./\.\./(assets/plotly-[^"]+\.min\.js)"></script>', page)
+    assert len(shared) == 1 and "plotly.js v" not in page  # plotly.js once in the book, not in every page
+    assert (out / shared[0]).read_text()[:40].lstrip("/* \n").startswith("plotly.js v")  # figures render offline
     assert not re.search(r'<script[^>]*src="https?://', page)  # nothing fetched from the network
     nb = nbformat.read(out / "chapters" / "01_eda" / "01_eda.ipynb", as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+
+
+def test_share_plotly_js_writes_the_library_once(tmp_path):
+    from hamviz.book import share_plotly_js
+    lib = "/**\n* plotly.js v9.8.7\n* banner\n*/\nwindow.Plotly = {};"
+    page = f"<p>a</p><script>{lib}</script><div>figure</div><script>Plotly.newPlot()</script>"
+    first = share_plotly_js(page, tmp_path)
+    assert first == ('<p>a</p><script src="../../assets/plotly-9.8.7.min.js"></script><div>figure</div>'
+                     "<script>Plotly.newPlot()</script>")
+    assert (tmp_path / "assets" / "plotly-9.8.7.min.js").read_text() == lib
+    assert share_plotly_js(page.replace("a</p>", "b</p>"), tmp_path).startswith("<p>b</p>")
+    assert [p.name for p in (tmp_path / "assets").iterdir()] == ["plotly-9.8.7.min.js"]  # no temp files left
+    assert share_plotly_js("<p>no figures</p>", tmp_path) == "<p>no figures</p>"
 
 
 def test_unchanged_book_is_not_rerun(tiny_book):
