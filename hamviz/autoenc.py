@@ -60,18 +60,16 @@ class TrainedAE:
 def fit_autoencoder(cfg: AEConfig, images: np.ndarray, train_rows, val_rows, verbose: int = 0):
     """Train an autoencoder (MAE on [0, 255] images) with early stopping on validation MAE."""
     from .models import autoencoder, keras
-    from .pipeline import augmentation, make_dataset
+    from .pipeline import make_dataset
     from .train import _nan_guard
 
     keras.utils.set_random_seed(cfg.seed)
     model = autoencoder((cfg.image_size, cfg.image_size, 3), cfg.ratio, cfg.filters)
     model.compile(optimizer=make_optimizer(cfg.optimizer, cfg.learning_rate), loss="mae")
-    aug = augmentation(seed=cfg.seed, **cfg.augment) if cfg.augment else None
     # target = input: augment first, then pair each augmented image with itself
-    base = make_dataset(images[train_rows], batch_size=cfg.batch_size, shuffle=True, augment=aug,
-                        seed=cfg.seed, repeat=True)
-    train_ds = base.map(lambda x: (x, x))
-    val_ds = make_dataset(images[val_rows], batch_size=128).map(lambda x: (x, x))
+    train_ds = make_dataset(images[train_rows], batch_size=cfg.batch_size, shuffle=True, augment=cfg.augment,
+                            seed=cfg.seed, repeat=True, pack=lambda x: (x, x))
+    val_ds = make_dataset(images[val_rows], batch_size=128, pack=lambda x: (x, x))
     guard = _nan_guard()
     hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, shuffle=False,
                      steps_per_epoch=math.ceil(len(train_rows) / cfg.batch_size), verbose=verbose,

@@ -111,7 +111,7 @@ def hd_model(s, sub: Subset, P: dict, loss: str, memory: hv.Memory, exclude=(), 
 def softmax_twin(s, sub: Subset, P: dict, log=print):
     """The same backbone with a softmax head, trained on the same rows (categorical cross-entropy)."""
     from .models import keras
-    from .pipeline import augmentation, make_dataset
+    from .pipeline import make_dataset
     from .train import load_artefact, make_optimizer, save_artefact
     key = _key({"kind": "softmax", "P": _train_params(P),
                 "classes": sub.classes, "data": s.data.fingerprint, "split": s.split_id})
@@ -126,10 +126,9 @@ def softmax_twin(s, sub: Subset, P: dict, log=print):
     model = _build(P, images.shape[1:], k, softmax=True)
     model.compile(optimizer=make_optimizer(P["optimizer"], P["learning_rate"]),
                   loss="categorical_crossentropy", metrics=["accuracy"])
-    aug = augmentation(seed=P["seed"], **P["augment"]) if P["augment"] else None
     t = time.time()
     hist = model.fit(make_dataset(images[tr], sub.labels[tr], batch_size=P["batch_size"], shuffle=True,
-                                  augment=aug, n_classes=k, seed=P["seed"]),
+                                  augment=P["augment"], n_classes=k, seed=P["seed"]),
                      validation_data=make_dataset(images[va], sub.labels[va], batch_size=128, n_classes=k),
                      epochs=P["epochs"], verbose=0, shuffle=False,
                      callbacks=[keras.callbacks.EarlyStopping(patience=P["patience"], restore_best_weights=True)])

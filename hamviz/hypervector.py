@@ -444,34 +444,6 @@ def hypervector_outputs(model, images, batch_size: int = 256) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- training
-def _hd_dataset(images, targets, *, batch_size, shuffle, augment, seed):
-    """(x, target) batches: float32 images in [0, 255], optionally augmented. hamviz.pipeline.make_dataset
-    casts labels to int64, so it cannot carry float key targets; this mirrors it for any target array."""
-    from .pipeline import _tf, augmentation
-    tf = _tf()
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be (N, H, W, 3), got shape {images.shape}")
-    if len(images) != len(targets):
-        raise ValueError(f"{len(images)} images but {len(targets)} labels")
-    ds = tf.data.Dataset.from_tensor_slices((images, targets))
-    if shuffle:
-        ds = ds.shuffle(min(len(images), 20000), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    if augment is True:
-        augment = augmentation(seed=seed)
-    elif isinstance(augment, dict):
-        augment = augmentation(seed=seed, **augment)
-
-    def prep(x, y):
-        x = tf.cast(x, tf.float32)
-        if augment:
-            x = augment(x, training=True)
-        return x, y
-
-    return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
 def fit_hd(model, memory: Memory, images, labels, val_images=None, val_labels=None, *, loss: str = "mse",
            optimizer: str = "adamw", learning_rate: float = 1e-3, epochs: int = 10, batch_size: int = 32,
            patience: int = 3, augment=None, seed: int = 0, scale: float = 10.0, clipnorm=None,
@@ -490,6 +462,7 @@ def fit_hd(model, memory: Memory, images, labels, val_images=None, val_labels=No
     ``val_`` versions, ``best_epoch``, ``seconds``. Raises TrainingError when the loss becomes NaN.
     """
     from .models import keras
+    from .pipeline import make_dataset
     from .train import TrainingError, _nan_guard, make_optimizer
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}: one of {', '.join(LOSSES)}")
@@ -501,12 +474,11 @@ def fit_hd(model, memory: Memory, images, labels, val_images=None, val_labels=No
     keras.utils.set_random_seed(seed)
     model.compile(optimizer=make_optimizer(optimizer, learning_rate, clipnorm),
                   loss=hd_loss(loss, memory, scale), metrics=[_accuracy_metric(memory, loss)])
-    train_ds = _hd_dataset(images, targets_for(labels, memory, loss), batch_size=batch_size, shuffle=True,
-                           augment=augment, seed=seed)
+    train_ds = make_dataset(images, targets=targets_for(labels, memory, loss), batch_size=batch_size,
+                            shuffle=True, augment=augment, seed=seed)
     val_ds = None
     if val_images is not None:
-        val_ds = _hd_dataset(val_images, targets_for(val_labels, memory, loss), batch_size=128,
-                             shuffle=False, augment=None, seed=seed)
+        val_ds = make_dataset(val_images, targets=targets_for(val_labels, memory, loss), batch_size=128)
     monitor = "val_loss" if val_ds is not None else "loss"
     guard = _nan_guard()
     t = time.time()

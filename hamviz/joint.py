@@ -85,26 +85,17 @@ def joint_model(autoencoder, classifier, *, recon_weight: float = 0.0, train_aut
 
 
 def _datasets(images, labels, rows, cfg, n_classes):
-    from ._tf import import_tf
-    from .pipeline import augmentation
-    tf = import_tf()
-    aug = augmentation(seed=cfg.seed, **cfg.augment) if cfg.augment else None
-    eye = np.eye(n_classes, dtype=np.float32)
+    """(train, val) datasets of (image, {"class": one-hot, "reconstruction": image / 255}); the reconstruction
+    target is the augmented image itself."""
+    from .pipeline import make_dataset
+
+    def pack(x, y):
+        return x, {"class": y, "reconstruction": x / 255.0}
 
     def build(r, train):
-        x = images[r]
-        y = eye[labels[r]]
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
-        if train:
-            ds = ds.shuffle(len(r), seed=cfg.seed).repeat()
-        ds = ds.batch(cfg.batch_size if train else 128)
-
-        def prep(xb, yb):
-            xb = tf.cast(xb, tf.float32)
-            if train and aug is not None:
-                xb = aug(xb, training=True)
-            return xb, {"class": yb, "reconstruction": xb / 255.0}
-        return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        return make_dataset(images[r], labels[r], batch_size=cfg.batch_size if train else 128, shuffle=train,
+                            augment=cfg.augment if train else None, n_classes=n_classes, seed=cfg.seed,
+                            repeat=train, pack=pack)
 
     return build(rows["train"], True), build(rows["val"], False)
 

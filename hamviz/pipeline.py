@@ -64,27 +64,41 @@ def augmentation(*, rot90: bool = True, flip: bool = True, zoom: float = 0.1, sh
 
 def make_dataset(images, labels=None, *, batch_size: int = 32, shuffle: bool = False,
                  augment=None, n_classes: int | None = None, seed: int = 0,
-                 repeat: bool = False, scale: bool = False, sample_weight=None):
+                 repeat: bool = False, scale: bool = False, sample_weight=None, targets=None, pack=None):
     """A batched, prefetched ``tf.data.Dataset`` of (image, label) from in-memory uint8 images.
 
+    Every training input of hamviz goes through here, so that augmentation is applied one way everywhere
+    (in order: see below) and a seed gives the same batches and augmentations every run.
+
     images: uint8 array (N, H, W, 3), e.g. ``cache.images[rows]``; labels: ints (N,) or None.
-    augment: None / False, True (the default :func:`augmentation`), or a Keras layer / Sequential.
+    augment: None / False, True (the default :func:`augmentation`), a dict of :func:`augmentation` options,
+      or a Keras layer / Sequential.
     n_classes: one-hot encode the labels (for categorical cross-entropy).
+    targets: instead of labels, any per-image array (N, ...) passed on as float32 (e.g. hypervector keys).
     scale: divide by 255 to float32 in [0, 1]; otherwise images stay float32 in [0, 255]
       (Keras application models bring their own preprocessing).
+    pack: a function of the augmented batch ``(x, *labels_or_targets, *sample_weight)`` returning the
+      element to yield, for models whose targets depend on the augmented image (an autoencoder's target is
+      its input).
     """
     tf = _tf()
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"images must be (N, H, W, 3), got shape {images.shape}")
+    if labels is not None and targets is not None:
+        raise ValueError("give labels or targets, not both")
     if labels is not None and len(labels) != len(images):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    if targets is not None and len(targets) != len(images):
+        raise ValueError(f"{len(images)} images but {len(targets)} targets")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     tensors = [images]
     if labels is not None:
         y = np.asarray(labels, dtype=np.int64)
         tensors.append(np.eye(n_classes, dtype=np.float32)[y] if n_classes else y)
+    if targets is not None:
+        tensors.append(np.asarray(targets, dtype=np.float32))
     if sample_weight is not None:
         tensors.append(np.asarray(sample_weight, dtype=np.float32))
     ds = tf.data.Dataset.from_tensor_slices(tuple(tensors) if len(tensors) > 1 else tensors[0])
@@ -95,6 +109,8 @@ def make_dataset(images, labels=None, *, batch_size: int = 32, shuffle: bool = F
     ds = ds.batch(batch_size)
     if augment is True:
         augment = augmentation(seed=seed)
+    elif isinstance(augment, dict):
+        augment = augmentation(seed=seed, **augment) if augment else None
     factor = 1 / 255.0 if scale else 1.0
 
     def prep(x, *rest):
@@ -102,6 +118,8 @@ def make_dataset(images, labels=None, *, batch_size: int = 32, shuffle: bool = F
         if augment:
             x = augment(x, training=True)
         x = x * factor
+        if pack is not None:
+            return pack(x, *rest)
         return (x, *rest) if rest else x
 
     # Keras' random layers draw from a shared, stateful generator: mapped in parallel, which batch gets which

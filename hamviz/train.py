@@ -171,7 +171,7 @@ def fit(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, parts: dict, n
 
     Returns (model, history dict). Raises TrainingError when the loss becomes NaN."""
     from .models import build_model, keras
-    from .pipeline import augmentation, make_dataset
+    from .pipeline import make_dataset
 
     keras.utils.set_random_seed(cfg.seed)
     shape = (*images.shape[1:3], 3)
@@ -183,9 +183,8 @@ def fit(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, parts: dict, n
                             seed=cfg.seed)
     rows = tr[idx]
     steps = math.ceil(len(tr) / cfg.batch_size)
-    aug = augmentation(seed=cfg.seed, **cfg.augment) if cfg.augment else None
     train_ds = make_dataset(images[rows], labels[rows], batch_size=cfg.batch_size, shuffle=True,
-                            augment=aug, n_classes=n_classes, seed=cfg.seed, repeat=True)
+                            augment=cfg.augment, n_classes=n_classes, seed=cfg.seed, repeat=True)
     val_ds = make_dataset(images[parts["val"]], labels[parts["val"]], batch_size=128,
                           n_classes=n_classes)
     guard = _nan_guard()

@@ -22,6 +22,27 @@ def test_augmented_batches_differ_but_keep_shape():
     assert a.shape == (8, 16, 16, 3) and not np.allclose(a, x)
 
 
+def test_targets_and_pack_see_the_augmented_batch():
+    """Float targets pass through unchanged; pack builds the element from the *augmented* images (an
+    autoencoder's or a joint model's reconstruction target), so input and target always match."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    keys = rng.normal(size=(8, 5)).astype("float32")
+    xb, tb = next(iter(make_dataset(x, targets=keys, batch_size=8)))
+    np.testing.assert_array_equal(tb.numpy(), keys)
+    flips = {"rot90": False, "flip": True, "zoom": 0.0, "shift": 0.0}
+    ds = make_dataset(x, np.arange(8) % 7, batch_size=8, n_classes=7, augment=flips, seed=1,
+                      pack=lambda a, y: (a, {"class": y, "reconstruction": a / 255.0}))
+    a, y = next(iter(ds))
+    assert not np.array_equal(a.numpy(), x)  # augmented (a dict of augmentation options works)
+    np.testing.assert_allclose(y["reconstruction"].numpy() * 255.0, a.numpy(), rtol=1e-6)
+    assert y["class"].shape == (8, 7)
+    with pytest.raises(ValueError, match="labels or targets"):
+        make_dataset(x, np.zeros(8), targets=keys)
+    with pytest.raises(ValueError, match="8 images but 3 targets"):
+        make_dataset(x, targets=keys[:3])
+
+
 def test_rot90_rotates_by_quarter_turns():
     x = np.random.default_rng(2).random((64, 8, 8, 3)).astype("float32")
     out = random_rot90_layer()(seed=0)(x, training=True).numpy()
