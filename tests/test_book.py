@@ -235,6 +235,30 @@ def test_failed_chapter_is_reported_not_published(tmp_path):
     assert build("tiny", out, notebooks_dir=nbs, log=lambda *_: None)["chapters"][0]["status"] == "failed"
 
 
+NAN_CHAPTER = """\
+import numpy as np
+from hamviz.train import TrainConfig, fit
+x = np.random.default_rng(0).integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
+y = np.arange(64) % 7
+cfg = TrainConfig(model="small_cnn", image_size=16, epochs=2, learning_rate=1e30, optimizer="sgd",
+                  schedule="none", augment={})
+fit(cfg, x, y, {"train": np.arange(48), "val": np.arange(48, 64)}, 7)
+ch.finish()"""
+
+
+def test_nan_loss_is_recorded_in_the_book(tmp_path):
+    """A chapter whose training diverges fails with the NaN message, and the index shows that message."""
+    nbs, out = tmp_path / "nbs", tmp_path / "out"
+    write_nb(nbs, "01_eda", NAN_CHAPTER)
+    entry = build("tiny", out, notebooks_dir=nbs, log=lambda *_: None)["chapters"][0]
+    assert entry["status"] == "failed"
+    assert "loss became NaN" in entry["note"] and "Lower learning_rate" in entry["note"]
+    assert not (out / "chapters" / "01_eda").exists()  # nothing published that looks complete
+    failure = json.loads((out / "failed" / "01_eda" / "failure.json").read_text())
+    assert "loss became NaN" in json.dumps(failure)
+    assert "loss became NaN" in (out / "index.html").read_text()
+
+
 def test_dependents_of_a_failed_chapter_are_skipped(tmp_path, monkeypatch):
     from hamviz.params import CHAPTER_SCHEMAS
     monkeypatch.setitem(CHAPTER_SCHEMAS, "later", CHAPTER_SCHEMAS["eda"])
