@@ -10,6 +10,9 @@ Per chapter: the seconds from book.json's ``chapters`` (the chapter's own run ti
 --profile (default tiny): the profile to build; the cpu profile takes far too long for a 2-core machine.
 --quick: only the eda chapter, on a temporary 30-images-per-class copy of the data (real files), to check
 the script; its numbers are not results.
+--keep DIR: move the built book (DIR/book) and the models the cold build trained (DIR/models) there
+instead of deleting them, so a long cold build is not wasted: install DIR/models into ~/.cache/hamviz/models
+and DIR/book is the book those models give.
 """
 from __future__ import annotations
 
@@ -46,7 +49,8 @@ def _folder_mb(path: Path) -> float:
     return round(sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2 ** 20, 1)
 
 
-def run(quick: bool = False, profile: str = "tiny", jobs: int | None = None) -> dict:
+def run(quick: bool = False, profile: str = "tiny", jobs: int | None = None,
+        keep: Path | None = None) -> dict:
     from hamviz.book import build
     only = ("eda",) if quick else None
     logs: list[str] = []
@@ -84,6 +88,14 @@ def run(quick: bool = False, profile: str = "tiny", jobs: int | None = None) -> 
         res["warm_rebuilt"] = sorted(runs["warm"]["this_run"])  # must be empty: nothing changed
         res["cold_over_warm"] = round(runs["cold"]["wall_s"] / runs["warm"]["wall_s"], 1)
         res["log"] = logs
+        if keep is not None:
+            keep = Path(keep)
+            keep.mkdir(parents=True, exist_ok=True)
+            for name, src in (("book", out), ("models", cache / "models")):
+                if src.exists():
+                    shutil.rmtree(keep / name, ignore_errors=True)
+                    shutil.move(str(src), str(keep / name))
+            res["kept"] = str(keep)
     finally:
         if old_cache is None:
             os.environ.pop("HAMVIZ_CACHE", None)

@@ -54,6 +54,8 @@ def main(argv=None) -> int:
                     help="JSON file (default benchmarks/results.json; results-quick.json with --quick)")
     ap.add_argument("--profile", default="tiny", help="book_build: the profile to build (default tiny)")
     ap.add_argument("--jobs", type=int, default=None, help="book_build: parallel chapters")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="book_build: move the built book and trained models to this folder instead of deleting them")
     args = ap.parse_args(argv)
     names = args.names or list(NAMES)
     unknown = [n for n in names if n not in NAMES]
@@ -65,7 +67,7 @@ def main(argv=None) -> int:
     except (OSError, json.JSONDecodeError):
         saved = {}
     saved.setdefault("benchmarks", {})
-    options = {"profile": args.profile, "jobs": args.jobs}
+    options = {"profile": args.profile, "jobs": args.jobs, "keep": args.keep}
     failed = []
     for name in names:
         mod = importlib.import_module(f"benchmarks.{name}")
