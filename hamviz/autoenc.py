@@ -2,23 +2,18 @@
 and what their latents cost in bits.
 
 The reference trained each autoencoder with Adam and mean absolute error for 50 epochs. Models are stored
-like classifiers (:func:`hamviz.train.save_artefact`), keyed by their config, the data and the split, with
+like every model (:func:`hamviz.training.train_or_load`), keyed by their config, the data and the split, with
 the test reconstructions' per-image MAE saved beside them.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from .config import cache_dir
-from .train import TRAINING_VERSION, TrainingError, limit_rows, load_artefact, make_optimizer, save_artefact
+from .training import Artefact, TrainingError, fit, limit_rows, make_optimizer, rows_digest, train_or_load
 
 
 @dataclass
@@ -45,23 +40,11 @@ class AEConfig:
         return d
 
 
-@dataclass
-class TrainedAE:
-    model: object
-    history: dict
-    config: AEConfig
-    key: str
-    path: Path
-    test_mae: np.ndarray   # per test image, pixel units (0..255)
-    seconds: float
-    loaded: bool
-
-
 def fit_autoencoder(cfg: AEConfig, images: np.ndarray, train_rows, val_rows, verbose: int = 0):
-    """Train an autoencoder (MAE on [0, 255] images) with early stopping on validation MAE."""
+    """Build and train an autoencoder (mean absolute error on [0, 255] images, Adam as in the reference) with
+    early stopping on the validation MAE. Returns (model, history)."""
     from .models import autoencoder, keras
     from .pipeline import make_dataset
-    from .train import _nan_guard
 
     keras.utils.set_random_seed(cfg.seed)
     model = autoencoder((cfg.image_size, cfg.image_size, 3), cfg.ratio, cfg.filters)
@@ -70,54 +53,42 @@ def fit_autoencoder(cfg: AEConfig, images: np.ndarray, train_rows, val_rows, ver
     train_ds = make_dataset(images[train_rows], batch_size=cfg.batch_size, shuffle=True, augment=cfg.augment,
                             seed=cfg.seed, repeat=True, pack=lambda x: (x, x))
     val_ds = make_dataset(images[val_rows], batch_size=128, pack=lambda x: (x, x))
-    guard = _nan_guard()
-    hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, shuffle=False,
-                     steps_per_epoch=math.ceil(len(train_rows) / cfg.batch_size), verbose=verbose,
-                     callbacks=[guard, keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
-                                                                     restore_best_weights=True)])
-    if guard.where is not None:
-        raise TrainingError(f"Training {cfg.label} stopped: the loss became NaN in epoch {guard.where[0]}. "
-                            f"Lower learning_rate (now {cfg.learning_rate}).")
-    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    history["best_epoch"] = int(np.argmin(history["val_loss"])) + 1
+    history = fit(model, train_ds, val_ds, epochs=cfg.epochs, patience=cfg.patience, label=cfg.label,
+                  learning_rate=cfg.learning_rate, steps_per_epoch=math.ceil(len(train_rows) / cfg.batch_size),
+                  verbose=verbose)
     return model, history
 
 
 def reconstruct(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Reconstructions as uint8 images (what a classifier downstream receives)."""
+    """Reconstructions (N, H, W, 3) as uint8 images (what a classifier downstream receives)."""
     from .pipeline import make_dataset
     out = model.predict(make_dataset(images, batch_size=batch_size), verbose=0)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def train_or_load_ae(cfg: AEConfig, cache, rows: dict, labels, fingerprint: str, split_id: str = "",
-                     cache_root=None, log=print) -> TrainedAE:
-    """The autoencoder for ``cfg``, trained on ``rows['train']`` (validated on ``rows['val']``) on first use."""
-    if tuple(cache.size) != (cfg.image_size, cfg.image_size):
-        raise TrainingError(f"cache holds {cache.size} images but the autoencoder config asks for "
-                            f"{cfg.image_size}")
-    train_rows = limit_rows(np.asarray(rows["train"]), np.asarray(labels)[rows["train"]], cfg.train_limit,
-                            cfg.seed)
-    raw = json.dumps({"cfg": cfg.to_dict(), "data": fingerprint, "split": split_id,
-                      "version": TRAINING_VERSION}, sort_keys=True)
-    key = hashlib.sha256(raw.encode()).hexdigest()[:16]
-    root = Path(cache_root) if cache_root else cache_dir()
-    folder = root / "models" / f"ae{cfg.ratio:g}x-{cfg.image_size}-{key}"
-    found = load_artefact(folder)
-    if found is not None:
-        model, history, meta, arrays = found
-        if len(arrays.get("test_mae", [])) == len(rows["test"]):
-            return TrainedAE(model, history, cfg, key, folder, arrays["test_mae"], meta["seconds"], True)
-    log(f"training {cfg.label} on {len(train_rows)} images for up to {cfg.epochs} epochs")
-    images = np.asarray(cache.images)
-    t = time.time()
-    model, history = fit_autoencoder(cfg, images, train_rows, rows["val"])
-    seconds = time.time() - t
-    rec = reconstruct(model, images[rows["test"]]).astype(np.float32)
-    test_mae = np.abs(rec - images[rows["test"]]).mean(axis=(1, 2, 3))
-    save_artefact(folder, model, history, {"config": cfg.to_dict(), "key": key, "fingerprint": fingerprint,
-                                           "split": split_id, "seconds": seconds}, {"test_mae": test_mae})
-    return TrainedAE(model, history, cfg, key, folder, test_mae, seconds, False)
+def train_autoencoder(cfg: AEConfig, view, *, rows: dict | None = None, cache_root=None, log=print) -> Artefact:
+    """The autoencoder for ``cfg`` on a :class:`hamviz.view.PreparedView`, trained on its training part
+    (validated on ``val``) on first use and stored with the per-image MAE of the test reconstructions
+    (``artefact.arrays["test_mae"]``, pixel units 0..255). ``rows``: the parts to use (default: the view's;
+    the training part is subsampled to cfg.train_limit)."""
+    if view.size != cfg.image_size:
+        raise TrainingError(f"the view holds {view.size}x{view.size} images but the autoencoder config asks "
+                            f"for {cfg.image_size}")
+    parents = (rows_digest(rows),) if rows is not None else ()
+    rows = dict(rows or view.rows)
+    rows["train"] = limit_rows(rows["train"], view.labels[rows["train"]], cfg.train_limit, cfg.seed)
+
+    def train():
+        log(f"training {cfg.label} on {len(rows['train'])} images for up to {cfg.epochs} epochs")
+        images = view.images
+        model, history = fit_autoencoder(cfg, images, rows["train"], rows["val"])
+        rec = reconstruct(model, images[rows["test"]]).astype(np.float32)
+        return model, history, {"test_mae": np.abs(rec - images[rows["test"]]).mean(axis=(1, 2, 3))}
+
+    return train_or_load("autoencoder", f"ae{cfg.ratio:g}x-{cfg.image_size}", cfg, train,
+                         fingerprint=view.fingerprint, split_id=view.split_id, rows=rows, parents=parents,
+                         accept=lambda s: len(s.arrays.get("test_mae", ())) == len(rows["test"]),
+                         cache_root=cache_root, log=log)
 
 
 def latent_rate(latents: np.ndarray, pixels_per_image: int, bits: int = 8) -> dict:
@@ -158,19 +129,3 @@ def dequantised(latents: np.ndarray, bits: int = 8) -> np.ndarray:
     lo, hi = z.min(axis=(0, 1, 2)), z.max(axis=(0, 1, 2))
     scale = np.where(hi > lo, (hi - lo) / (2 ** bits - 1), 1.0)
     return (np.rint((z - lo) / scale) * scale + lo).astype(np.float32)
-
-
-def config_from_params(P: dict, ratio: float) -> AEConfig:
-    """The AEConfig of the compression chapter's parameters ``P`` (flat) for one ratio."""
-    return AEConfig(ratio=ratio, image_size=P["image_size"], filters=tuple(P["ae_filters"]),
-                    epochs=P["ae_epochs"], patience=P["ae_patience"], learning_rate=P["ae_learning_rate"],
-                    train_limit=P["ae_train_limit"], seed=P["seed"])
-
-
-def chapter_autoencoders(profile: dict, s, rows: dict, log=print) -> dict:
-    """The compression chapter's autoencoders (ratio -> TrainedAE) for a profile: loaded from their
-    artefacts, trained if missing. ``s``: a hamviz.classify.Setup at the profile's image size."""
-    from .params import chapter_params
-    P = chapter_params(profile, "compression")
-    return {r: train_or_load_ae(config_from_params(P, r), s.cache, rows, s.labels, s.data.fingerprint,
-                                s.split_id, log=log) for r in P["ae_ratios"]}

@@ -37,11 +37,11 @@ import nbformat
 import yaml
 
 from .config import HamvizError, ParamsError
-from .notebook import _jsonable, provenance
+from .config import notebooks_dir
 from .params import CHAPTER_SCHEMAS, chapter_params, find_profile, load_profile
+from .record import jsonable as _jsonable, provenance
 
-REPO = Path(__file__).resolve().parents[1]
-NOTEBOOKS = REPO / "notebooks"
+NOTEBOOKS = notebooks_dir()
 #: Parameters every chapter notebook declares in its ``parameters`` cell (the book sets them).
 NOTEBOOK_PARAMETERS = ("profile", "params", "data_dir", "record_path")
 #: Keys that do not change a chapter's results (left out of its key).
@@ -83,7 +83,7 @@ def discover(notebooks_dir: Path = NOTEBOOKS) -> list[ChapterSpec]:
 def source_hash(paths) -> str:
     h = hashlib.sha256()
     for p in sorted(paths):
-        h.update(p.name.encode())
+        h.update(f"{p.parent.name}/{p.name}".encode())
         h.update(p.read_bytes())
     return h.hexdigest()
 
@@ -246,7 +246,7 @@ class Book:
 
 def chapter_keys(specs, params: dict, fingerprint: str) -> dict[str, str]:
     """Each chapter's key: what its results depend on (see the module docstring)."""
-    pkg = source_hash(Path(__file__).parent.glob("*.py"))
+    pkg = source_hash(Path(__file__).parent.rglob("*.py"))
     keys: dict[str, str] = {}
     by_name = {s.name: s for s in specs}
 

@@ -81,10 +81,12 @@ def decode_mask(path, size, mode="stretch") -> np.ndarray:
     return np.asarray(m) > 127
 
 
-def publish(tmp: Path, folder: Path, index: dict) -> None:
-    """Finish a cache entry built in ``tmp``: write its index last, then rename it to ``folder`` in one step,
-    so a reader never sees a partial entry. If another process published the same entry first, use theirs."""
-    (tmp / "index.json").write_text(json.dumps(index))
+def publish(tmp: Path, folder: Path, index: dict | None) -> None:
+    """Finish a cache entry built in ``tmp``: write its index (if any) last, then rename it to ``folder`` in one
+    step, so a reader never sees a partial entry. If another process published the same entry first, use
+    theirs."""
+    if index is not None:
+        (tmp / "index.json").write_text(json.dumps(index))
     try:
         os.replace(tmp, folder)
     except OSError:
@@ -147,33 +149,9 @@ def _read_entry(folder: Path, verify: bool) -> ImageCache | None:
                       index.get("skipped", {}))
 
 
-def build_cache(ds: Dataset, size=64, *, mode: str = "stretch", masks: bool | None = None,
-                on_corrupt: str = "error", cache_root=None, jobs: int | None = None,
-                verify: bool = True, progress: bool = False) -> ImageCache:
-    """Decoded, resized images of ``ds`` from the cache, building the entry on first use.
-
-    masks: also cache the lesion masks (default: when the dataset has them).
-    on_corrupt: "error" stops at the first image that does not decode, naming it; "skip" leaves such
-      images out and lists them in ``skipped`` (and in the entry's index.json).
-    verify: check the arrays' checksums on read (about a second per GB); a damaged entry is rebuilt.
-    """
-    if mode not in RESIZE_MODES:
-        raise ValueError(f"resize mode must be one of {RESIZE_MODES}, not {mode!r}")
-    if on_corrupt not in ("error", "skip"):
-        raise ValueError(f"on_corrupt must be 'error' or 'skip', not {on_corrupt!r}")
-    size = as_size(size)
-    if masks is None:
-        masks = ds.has_masks
-    elif masks and not ds.has_masks:
-        raise DataError(f"Masks requested for the cache but the dataset at {ds.root} has none.")
-    root = Path(cache_root) if cache_root else cache_dir()
-    folder = root / "images" / cache_key(ds, size, mode, masks)
-    if folder.exists():
-        entry = _read_entry(folder, verify)
-        if entry is not None and set(entry.image_ids) | set(entry.skipped) >= set(ds.meta["image_id"]):
-            return entry
-        shutil.rmtree(folder, ignore_errors=True)  # damaged or partial: rebuild
-
+def _build_entry(folder: Path, ds: Dataset, size, mode: str, masks: bool, on_corrupt: str, jobs, progress) -> None:
+    """Decode every image (and mask) of ``ds`` into a new cache entry at ``folder`` (built under a temporary
+    name, published in one step)."""
     paths = ds.meta["path"].tolist()
     ids = ds.meta["image_id"].tolist()
     mask_paths = ds.meta["mask_path"].tolist() if masks else [None] * len(ids)
@@ -237,6 +215,36 @@ def build_cache(ds: Dataset, size=64, *, mode: str = "stretch", masks: bool | No
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def build_cache(ds: Dataset, size=64, *, mode: str = "stretch", masks: bool | None = None,
+                on_corrupt: str = "error", cache_root=None, jobs: int | None = None,
+                verify: bool = True, progress: bool = False) -> ImageCache:
+    """Decoded, resized images of ``ds`` from the cache, building the entry on first use.
+
+    masks: also cache the lesion masks (default: when the dataset has them).
+    on_corrupt: "error" stops at the first image that does not decode, naming it; "skip" leaves such
+      images out and lists them in ``skipped`` (and in the entry's index.json).
+    verify: check the arrays' checksums on read (about a second per GB); a damaged entry is rebuilt.
+    """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize mode must be one of {RESIZE_MODES}, not {mode!r}")
+    if on_corrupt not in ("error", "skip"):
+        raise ValueError(f"on_corrupt must be 'error' or 'skip', not {on_corrupt!r}")
+    size = as_size(size)
+    if masks is None:
+        masks = ds.has_masks
+    elif masks and not ds.has_masks:
+        raise DataError(f"Masks requested for the cache but the dataset at {ds.root} has none.")
+    root = Path(cache_root) if cache_root else cache_dir()
+    folder = root / "images" / cache_key(ds, size, mode, masks)
+    if folder.exists():
+        entry = _read_entry(folder, verify)
+        if entry is not None and set(entry.image_ids) | set(entry.skipped) >= set(ds.meta["image_id"]):
+            return entry
+        shutil.rmtree(folder, ignore_errors=True)  # damaged or partial: rebuild
+
+    _build_entry(folder, ds, size, mode, masks, on_corrupt, jobs, progress)
     entry = _read_entry(folder, verify=False)
     entry.built = True
     return entry

@@ -13,7 +13,7 @@ keeps them on disk next to the decoded-image cache, so every chapter reads the s
 ``<cache>/jpeg/<key>/q{quality}.npy`` (uint8, N x H x W x 3) and ``index.json`` (image ids, qualities,
 bytes per image per quality, shapes and checksums). Entries are written to a temporary folder and renamed
 into place; an entry whose arrays do not match their recorded shape or checksum is rebuilt.
-:func:`psnr`, :func:`ssim` and :func:`quality_table` measure the distortion (scikit-image).
+:func:`psnr` and :func:`ssim` measure the distortion (scikit-image).
 
 Images are uint8 RGB arrays, (H, W, 3), or (N, H, W, 3) batches.
 """
@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from PIL import Image, features
 
 from .cache import _digest, publish
@@ -425,28 +424,6 @@ def jpeg_test_sets(cache, rows, qualities=DEFAULT_QUALITIES, *, subsampling: int
         raise OSError(f"JPEG test sets at {folder} could not be read back after building them")
     entry.built = True
     return entry
-
-
-def quality_table(original, sets: JpegSets, jobs: int | None = None) -> pd.DataFrame:
-    """Per quality (highest first): mean bytes, mean bits per pixel, mean PSNR (dB) and mean SSIM over
-    the images. ``original`` are the uncompressed images in the order of ``sets.image_ids`` (e.g.
-    ``cache.images[rows]``). A PSNR mean is ``inf`` only if some image came back unchanged."""
-    original = _check_batch(original, "original")
-    pool = ThreadPoolExecutor(max_workers=_workers(jobs))
-    records = []
-    with pool:
-        for q in sorted(sets.qualities, reverse=True):
-            comp = sets.images[q]
-            if comp.shape != original.shape:
-                raise ValueError(f"original images {original.shape} do not match the quality-{q} "
-                                 f"set {comp.shape}: pass the images the sets were built from")
-            pairs = [(original[i], np.asarray(comp[i])) for i in range(len(original))]
-            p = list(pool.map(lambda ab: psnr(*ab), pairs))
-            s = list(pool.map(lambda ab: ssim(*ab), pairs))
-            records.append({"quality": q, "bytes": float(np.mean(sets.n_bytes[q])),
-                            "bpp": float(bits_per_pixel(sets.n_bytes[q], comp.shape).mean()),
-                            "psnr": float(np.mean(p)), "ssim": float(np.mean(s))})
-    return pd.DataFrame.from_records(records, columns=["quality", "bytes", "bpp", "psnr", "ssim"])
 
 
 def jpeg_header_bytes(quality: int, shape, subsampling: int = 2) -> int:

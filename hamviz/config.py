@@ -8,7 +8,13 @@ The cache (decoded images, splits, trained models) lives in ``HAMVIZ_CACHE`` or 
 from __future__ import annotations
 
 import os
+from importlib.metadata import PackageNotFoundError, version as _version
 from pathlib import Path
+
+try:
+    __version__ = _version("hamviz")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+local"
 
 DATA_ENV = "HAMVIZ_DATA"
 CACHE_ENV = "HAMVIZ_CACHE"
@@ -54,3 +60,24 @@ def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
         path = Path(base) / "hamviz"
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve()
+
+
+def _shipped(inside: str, checkout: str) -> Path:
+    """A folder that ships inside the installed package (``hamviz/<inside>`` in the wheel), or the source
+    checkout's ``<checkout>`` folder when hamviz runs from a checkout (an editable install maps only the
+    ``hamviz`` folder)."""
+    here = Path(__file__).resolve().parent
+    installed = here / inside
+    return installed if installed.is_dir() else here.parent / checkout
+
+
+def notebooks_dir() -> Path:
+    """The chapter notebooks shipped with hamviz (``hamviz/notebooks`` in the wheel, ``notebooks/`` in a
+    checkout)."""
+    return _shipped("notebooks", "notebooks")
+
+
+def profiles_dir() -> Path:
+    """The parameter profiles shipped with hamviz (``hamviz/profiles`` in the wheel, ``params/`` in a
+    checkout)."""
+    return _shipped("profiles", "params")

@@ -17,19 +17,7 @@ import pandas as pd
 
 from .config import GET_DATA_HINT, DataError, data_dir as _resolve_data_dir
 
-#: The seven HAM10000 diagnoses in the official (alphabetical) order; label i is CLASSES[i].
-CLASSES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
-CLASS_NAMES = {
-    "akiec": "Actinic keratoses / intraepithelial carcinoma",
-    "bcc": "Basal cell carcinoma",
-    "bkl": "Benign keratosis-like lesions",
-    "df": "Dermatofibroma",
-    "mel": "Melanoma",
-    "nv": "Melanocytic nevi",
-    "vasc": "Vascular lesions",
-}
-#: Default benign-vs-malignant mapping (a parameter wherever it is used).
-MALIGNANT: tuple[str, ...] = ("mel", "bcc", "akiec")
+from .registry import CLASS_NAMES, CLASSES, MALIGNANT  # noqa: E402,F401  (re-exported)
 
 REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
 METADATA_NAMES = ("HAM10000_metadata.csv", "HAM10000_metadata.tab", "HAM10000_metadata")

@@ -3,13 +3,13 @@
 The reference (Bunu et al.) turns HAM10000 into a binary task -- malignant = mel, bcc, akiec (a parameter
 here), benign = the rest -- and combines four models by majority vote, mean probability and
 accuracy-weighted mean probability; adding a weak member made the ensemble worse. Its two small CNNs were
-chosen by a random search over the architecture and the optimiser.
+chosen by a random search over the architecture and the optimiser (:mod:`hamviz.search`, the CNN is
+:func:`hamviz.models.configurable_cnn`).
 
 Conventions used throughout:
 
 * A member's output is its **probability of malignant**, one number per image. Member outputs are stacked
-  as ``P`` with shape ``(M, N)``: M members, N images. A 7-class model's output becomes that with
-  :func:`malignant_probability`.
+  as ``P`` with shape ``(M, N)``: M members, N images.
 * An image is called malignant when ``p >= threshold`` (scikit-learn's ``roc_curve`` convention), in
   :func:`binary_report`, :func:`majority_vote` and :func:`threshold_for_sensitivity` alike.
 * **Everything fitted is fitted on VALIDATION predictions only**: the accuracy weights
@@ -20,26 +20,17 @@ Conventions used throughout:
 from __future__ import annotations
 
 import math
-import time
 import warnings
-from typing import Callable, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
                              precision_score, recall_score, roc_auc_score, roc_curve)
-from sklearn.model_selection import ParameterSampler
 
-from .config import HamvizError
-from .data import CLASSES
-
-MALIGNANT = ("mel", "bcc", "akiec")
-BINARY_CLASSES = ("benign", "malignant")
-COMBINERS = ("vote", "mean", "accuracy-weighted", "stacking")
+from .registry import BINARY_CLASSES, CLASSES, COMBINERS, MALIGNANT  # noqa: F401
 
 
 # --------------------------------------------------------------------------------------------- labels
@@ -65,20 +56,7 @@ def binary_labels(dx_or_labels, malignant: Sequence[str] = MALIGNANT,
     return np.isin(y, [classes.index(m) for m in malignant]).astype(np.int64)
 
 
-def malignant_probability(proba, malignant: Sequence[str] = MALIGNANT,
-                          classes: Sequence[str] = CLASSES) -> np.ndarray:
-    """P(malignant) (N,) from a multi-class model's probabilities (N, K): the sum of the malignant
-    classes' columns (K must equal ``len(classes)``). For a 2-class model pass
-    ``classes=BINARY_CLASSES, malignant=["malignant"]`` (column 1)."""
-    classes = list(classes)
-    malignant = _check_malignant(malignant, classes)
-    p = np.asarray(proba, dtype=np.float64)
-    if p.ndim != 2 or p.shape[1] != len(classes):
-        raise ValueError(f"proba must have shape (N, {len(classes)}) for classes {classes}, got {p.shape}")
-    return np.clip(p[:, [classes.index(m) for m in malignant]].sum(axis=1), 0.0, 1.0)
-
-
-def _check_binary(y, name: str = "y") -> np.ndarray:
+def check_binary(y, name: str = "y") -> np.ndarray:
     y = np.asarray(y)
     if y.ndim != 1 or len(y) == 0:
         raise ValueError(f"{name} must be a non-empty 1-D array of 0/1 labels, got shape {y.shape}")
@@ -88,7 +66,7 @@ def _check_binary(y, name: str = "y") -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _check_p(p, n: int | None = None, name: str = "p") -> np.ndarray:
+def check_probability(p, n: int | None = None, name: str = "p") -> np.ndarray:
     p = np.asarray(p, dtype=np.float64)
     if p.ndim != 1:
         raise ValueError(f"{name} must be 1-D (one probability per image), got shape {p.shape}")
@@ -99,7 +77,7 @@ def _check_p(p, n: int | None = None, name: str = "p") -> np.ndarray:
     return p
 
 
-def _check_P(P, name: str = "P") -> np.ndarray:
+def check_members(P, name: str = "P") -> np.ndarray:
     """Member probabilities as (M, N); a single member (N,) becomes (1, N)."""
     P = np.asarray(P, dtype=np.float64)
     if P.ndim == 1:
@@ -111,168 +89,6 @@ def _check_P(P, name: str = "P") -> np.ndarray:
     return P
 
 
-# --------------------------------------------------------------------------------------------- model
-#: the keyword arguments of :func:`configurable_cnn` (a search trial's other keys, e.g. optimizer and
-#: learning_rate, are for training)
-CNN_KEYS = ("conv_blocks", "filters", "kernel", "convs_per_block", "dense_layers", "dense_units", "dropout",
-            "pooling", "init")
-
-
-def configurable_cnn(input_shape=(64, 64, 3), n_classes: int = 2, *, conv_blocks: int = 2, filters: int = 32,
-                     kernel: int = 3, convs_per_block: int = 2, dense_layers: int = 1, dense_units: int = 128,
-                     dropout: float = 0.3, pooling: str = "max", init: str = "glorot_uniform",
-                     name: str = "configurable_cnn"):
-    """A small CNN whose shape is set by the arguments (the search space of the reference's random search).
-
-    One flat functional graph: image in [0, 255] -> ``ImagenetPreprocess("unit")`` (scale to [0, 1]) ->
-    ``conv_blocks`` blocks of [``convs_per_block`` x Conv2D(filters * 2**b, kernel, 'same', relu) -> 2x2
-    max or average pooling -> Dropout(dropout)] -> Flatten -> ``dense_layers`` x [Dense(dense_units, relu)
-    -> Dropout(dropout)] -> Dense(n_classes, softmax). ``init`` is the Keras kernel initializer of every
-    conv and dense layer (e.g. glorot_uniform, he_normal, he_uniform, lecun_normal).
-    Layer names: scale, conv{b}_{k}, pool{b}, drop{b}, flatten, dense{i}, drop_dense{i}, predictions.
-
-    Raises ModelError for impossible settings, e.g. an input too small for ``conv_blocks`` poolings
-    (each halves the size: 16x16 allows at most 4 blocks).
-    """
-    from .models import ImagenetPreprocess, ModelError, keras
-    layers = keras.layers
-    if len(input_shape) != 3 or input_shape[-1] != 3:
-        raise ModelError(f"configurable_cnn: input shape must be (height, width, 3), not {tuple(input_shape)}")
-    for key, value, low in (("conv_blocks", conv_blocks, 1), ("filters", filters, 1), ("kernel", kernel, 1),
-                            ("convs_per_block", convs_per_block, 1), ("dense_layers", dense_layers, 0),
-                            ("dense_units", dense_units, 1), ("n_classes", n_classes, 2)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-            raise ModelError(f"configurable_cnn: {key} must be an integer >= {low}, not {value!r}")
-    if not 0 <= float(dropout) < 1:
-        raise ModelError(f"configurable_cnn: dropout must be in [0, 1), not {dropout!r}")
-    pool_layer = {"max": layers.MaxPooling2D, "avg": layers.AveragePooling2D}.get(pooling)
-    if pool_layer is None:
-        raise ModelError(f"configurable_cnn: pooling must be 'max' or 'avg', not {pooling!r}")
-    try:
-        keras.initializers.get(init)
-    except (ValueError, TypeError):
-        raise ModelError(f"configurable_cnn: unknown weight initialisation {init!r} (a Keras initializer "
-                         f"name such as 'glorot_uniform', 'he_normal', 'he_uniform', 'lecun_normal')") from None
-    h, w = int(input_shape[0]), int(input_shape[1])
-    final = (h // 2 ** conv_blocks, w // 2 ** conv_blocks)
-    if min(final) < 1:
-        most = max(0, int(math.floor(math.log2(min(h, w))))) if min(h, w) >= 1 else 0
-        raise ModelError(f"configurable_cnn: a {h}x{w} input is too small for {conv_blocks} pooling blocks "
-                         f"(each halves the size; it would reach {final[0]}x{final[1]}). Use at most {most} "
-                         f"conv_blocks at this size, or images of at least {2 ** conv_blocks}x"
-                         f"{2 ** conv_blocks}.")
-    inputs = keras.Input(tuple(input_shape), name="image")
-    x = ImagenetPreprocess("unit", name="scale")(inputs)
-    for b in range(1, conv_blocks + 1):
-        for k in range(1, convs_per_block + 1):
-            x = layers.Conv2D(int(filters) * 2 ** (b - 1), int(kernel), padding="same", activation="relu",
-                              kernel_initializer=init, name=f"conv{b}_{k}")(x)
-        x = pool_layer(pool_size=2, name=f"pool{b}")(x)
-        x = layers.Dropout(float(dropout), name=f"drop{b}")(x)
-    x = layers.Flatten(name="flatten")(x)
-    for i in range(1, dense_layers + 1):
-        x = layers.Dense(int(dense_units), activation="relu", kernel_initializer=init, name=f"dense{i}")(x)
-        x = layers.Dropout(float(dropout), name=f"drop_dense{i}")(x)
-    outputs = layers.Dense(int(n_classes), activation="softmax", kernel_initializer=init,
-                           name="predictions")(x)
-    return keras.Model(inputs, outputs, name=name)
-
-
-# --------------------------------------------------------------------------------------------- search
-#: the default random-search space (every value list is sampled uniformly)
-SEARCH_SPACE = {
-    "conv_blocks": [1, 2, 3],
-    "filters": [16, 32, 64],
-    "kernel": [3, 5],
-    "dense_layers": [1, 2],
-    "dense_units": [64, 128, 256],
-    "dropout": [0.2, 0.3, 0.5],
-    "pooling": ["max", "avg"],
-    "init": ["glorot_uniform", "he_normal"],
-    "optimizer": ["adam", "nadam", "sgd", "rmsprop"],
-    "learning_rate": [1e-3, 3e-4],
-}
-
-
-def random_search(train_fn: Callable[[dict], Mapping[str, float]], space: Mapping = SEARCH_SPACE,
-                  n_trials: int = 8, seed: int = 0, sort_by: str | None = None) -> pd.DataFrame:
-    """Random search: ``n_trials`` settings drawn by scikit-learn ``ParameterSampler(space, n_trials,
-    random_state=seed)`` (same seed, same trials), each passed to ``train_fn(params) -> {score: value}``.
-
-    Every trial is recorded, one row each: ``trial`` (draw order), one column per key of ``space``, the
-    scores, ``seconds`` and ``error``. A trial whose ``train_fn`` raises a HamvizError (e.g. ModelError:
-    input too small for the drawn blocks) or ValueError is recorded with ``error`` = "Type: message" and
-    NaN scores, and the search goes on; other exceptions (bugs) propagate.
-
-    The table is sorted by ``sort_by`` -- default the FIRST key of the first score dict returned, so put
-    the score to maximise first -- descending, failed trials last, ties in draw order.
-    """
-    if int(n_trials) < 1:
-        raise ValueError(f"n_trials must be at least 1, got {n_trials}")
-    draws = list(ParameterSampler(dict(space), n_iter=int(n_trials), random_state=seed))
-    rows, score_keys = [], []
-    for i, params in enumerate(draws):
-        params = {k: params[k] for k in space}  # the space's key order
-        t0 = time.perf_counter()
-        error = None
-        try:
-            scores = train_fn(dict(params))
-        except (HamvizError, ValueError) as exc:
-            scores, error = {}, f"{type(exc).__name__}: {exc}"
-        if not isinstance(scores, Mapping):
-            raise TypeError(f"train_fn must return a dict of scores, got {type(scores).__name__}")
-        for k in scores:
-            if k not in score_keys:
-                score_keys.append(k)
-        clash = set(scores) & (set(space) | {"trial", "seconds", "error"})
-        if clash:
-            raise ValueError(f"train_fn returned score names that clash with columns: {sorted(clash)}")
-        rows.append({"trial": i, **params, **{k: float(v) for k, v in scores.items()},
-                     "seconds": time.perf_counter() - t0, "error": error})
-    table = pd.DataFrame(rows, columns=["trial", *space, *score_keys, "seconds", "error"])
-    key = sort_by or (score_keys[0] if score_keys else None)
-    if key is not None:
-        if key not in table.columns:
-            raise ValueError(f"sort_by {key!r} is not a score; scores are {score_keys}")
-        table = table.sort_values(key, ascending=False, na_position="last", kind="mergesort")
-    table = table.reset_index(drop=True)
-    table.attrs.update(sort_by=key, seed=seed, n_trials=int(n_trials))
-    return table
-
-
-def cnn_train_fn(x_train, y_train, x_val, y_val, *, epochs: int = 10, batch_size: int = 32, seed: int = 0,
-                 verbose: int = 0) -> Callable[[dict], dict]:
-    """A ``train_fn`` for :func:`random_search` that trains :func:`configurable_cnn` on binary labels.
-
-    Images (N, H, W, 3) in [0, 255], labels 0/1. Each call builds the model from the trial's
-    :data:`CNN_KEYS`, compiles it with ``hamviz.train.make_optimizer(optimizer, learning_rate)`` (defaults
-    adam, 1e-3), trains ``epochs`` epochs (no augmentation, no early stopping: every trial gets the same
-    budget, as in the reference's comparisons) and returns {val_auc, val_balanced_accuracy, val_accuracy}
-    (malignant probability, threshold 0.5) -- val_auc first, so random_search sorts by it.
-    """
-    y_train, y_val = _check_binary(y_train, "y_train"), _check_binary(y_val, "y_val")
-    x_train, x_val = np.asarray(x_train, dtype=np.float32), np.asarray(x_val, dtype=np.float32)
-
-    def train_fn(params: dict) -> dict:
-        from .models import keras
-        from .train import make_optimizer
-        keras.utils.set_random_seed(seed)
-        model = configurable_cnn(x_train.shape[1:], 2, **{k: params[k] for k in CNN_KEYS if k in params})
-        model.compile(optimizer=make_optimizer(params.get("optimizer", "adam"),
-                                               params.get("learning_rate", 1e-3)),
-                      loss="categorical_crossentropy", metrics=["accuracy"])
-        model.fit(x_train, keras.utils.to_categorical(y_train, 2), epochs=int(epochs),
-                  batch_size=int(batch_size), verbose=verbose, shuffle=True)
-        p = model.predict(x_val, batch_size=256, verbose=0)[:, 1].astype(np.float64)
-        if not np.isfinite(p).all():
-            raise ValueError("the model predicts NaN (training diverged)")
-        rep = binary_report(y_val, p)
-        return {"val_auc": rep["auc"], "val_balanced_accuracy": rep["balanced_accuracy"],
-                "val_accuracy": rep["accuracy"]}
-
-    return train_fn
-
-
 # --------------------------------------------------------------------------------------------- combiners
 def majority_vote(P, threshold: float = 0.5) -> np.ndarray:
     """The fraction of members voting malignant (member p >= threshold), per image: (N,) in [0, 1].
@@ -280,19 +96,19 @@ def majority_vote(P, threshold: float = 0.5) -> np.ndarray:
     Read at 0.5 this is the majority vote. With an even number of members a tie gives exactly 0.5, which
     the p >= threshold rule calls malignant: ties go to malignant, the cautious side for a screening task.
     """
-    P = _check_P(P)
+    P = check_members(P)
     return (P >= threshold).mean(axis=0)
 
 
 def mean_prob(P) -> np.ndarray:
     """The members' mean probability of malignant, per image (N,)."""
-    return _check_P(P).mean(axis=0)
+    return check_members(P).mean(axis=0)
 
 
 def weighted_mean(P, weights) -> np.ndarray:
     """Weighted mean probability (N,): weights (M,), non-negative, e.g. the members' VALIDATION accuracies;
     normalised to sum 1 here."""
-    P = _check_P(P)
+    P = check_members(P)
     w = np.asarray(weights, dtype=np.float64).ravel()
     if len(w) != len(P):
         raise ValueError(f"{len(P)} members but {len(w)} weights")
@@ -305,8 +121,8 @@ def fit_stacking(P_val, y_val, C: float = 1.0) -> LogisticRegression:
     """Stacking: a scikit-learn LogisticRegression (L2, inverse strength ``C``) on the members'
     probabilities as features, FITTED ON VALIDATION PREDICTIONS ONLY (never on test). Learns which
     members to trust; a noise member gets a weight near 0."""
-    P = _check_P(P_val, "P_val")
-    y = _check_binary(y_val, "y_val")
+    P = check_members(P_val, "P_val")
+    y = check_binary(y_val, "y_val")
     if len(y) != P.shape[1]:
         raise ValueError(f"shape mismatch: {len(y)} labels but {P.shape[1]} images in P_val")
     if len(np.unique(y)) < 2:
@@ -316,7 +132,7 @@ def fit_stacking(P_val, y_val, C: float = 1.0) -> LogisticRegression:
 
 def stacked(model: LogisticRegression, P) -> np.ndarray:
     """The stacking model's probability of malignant (N,) for member probabilities P (M, N)."""
-    P = _check_P(P)
+    P = check_members(P)
     if getattr(model, "n_features_in_", P.shape[0]) != P.shape[0]:
         raise ValueError(f"the stacking model was fitted on {model.n_features_in_} members, P has {P.shape[0]}")
     return model.predict_proba(P.T)[:, list(model.classes_).index(1)]
@@ -328,7 +144,7 @@ def fit_combiner(name: str, P_val, y_val, *, threshold: float = 0.5, C: float = 
     LogisticRegression; vote and mean -> None (nothing to fit)."""
     _check_name(name)
     if name == "accuracy-weighted":
-        P, y = _check_P(P_val, "P_val"), _check_binary(y_val, "y_val")
+        P, y = check_members(P_val, "P_val"), check_binary(y_val, "y_val")
         if len(y) != P.shape[1]:
             raise ValueError(f"shape mismatch: {len(y)} labels but {P.shape[1]} images in P_val")
         return ((P >= threshold) == y[None, :]).mean(axis=1)
@@ -365,8 +181,8 @@ def threshold_for_sensitivity(y_val, p_val, target: float = 0.95) -> float:
     ``target``: among scikit-learn ``roc_curve`` thresholds (every distinct score,
     ``drop_intermediate=False``) the first, from the top, reaching the target. The next higher candidate
     misses it. ValueError if ``y_val`` has no malignant image or target is not in (0, 1]."""
-    y = _check_binary(y_val, "y_val")
-    p = _check_p(p_val, len(y), "p_val")
+    y = check_binary(y_val, "y_val")
+    p = check_probability(p_val, len(y), "p_val")
     if not 0 < target <= 1:
         raise ValueError(f"target sensitivity must be in (0, 1], got {target}")
     if not y.any():
@@ -385,8 +201,8 @@ def binary_report(y, p, threshold: float = 0.5) -> dict:
     (= sensitivity), specificity, accuracy, balanced_accuracy, f1, auc. All scikit-learn
     (confusion_matrix, precision_score, recall_score, ...). Precision, recall, specificity and f1 are 0
     where undefined (zero_division=0); auc is NaN when ``y`` has one class only."""
-    y = _check_binary(y)
-    p = _check_p(p, len(y))
+    y = check_binary(y)
+    p = check_probability(p, len(y))
     pred = (p >= threshold).astype(np.int64)
     cm = confusion_matrix(y, pred, labels=[0, 1])
     tn, fp, fn, tp = (int(v) for v in cm.ravel())
@@ -424,8 +240,8 @@ def incremental(P_val, y_val, P_test, y_test, names: Sequence[str], combiner: st
     combiner gives only M + 1 distinct values, so its chosen threshold is coarse: with one member it is
     often 0, i.e. everything malignant, when the member's own vote misses the target.)
     """
-    Pv, Pt = _check_P(P_val, "P_val"), _check_P(P_test, "P_test")
-    yv, yt = _check_binary(y_val, "y_val"), _check_binary(y_test, "y_test")
+    Pv, Pt = check_members(P_val, "P_val"), check_members(P_test, "P_test")
+    yv, yt = check_binary(y_val, "y_val"), check_binary(y_test, "y_test")
     names = list(names)
     if not (len(names) == len(Pv) == len(Pt)):
         raise ValueError(f"{len(names)} names, {len(Pv)} validation and {len(Pt)} test members: must agree")
@@ -464,37 +280,3 @@ def incremental(P_val, y_val, P_test, y_test, names: Sequence[str], combiner: st
     table = pd.DataFrame(rows)
     table.attrs.update(combiner=combiner, target=target)
     return table
-
-
-# --------------------------------------------------------------------------------------------- plots
-def binary_roc(y, probs: Mapping[str, np.ndarray], title: str = "ROC: malignant vs benign") -> go.Figure:
-    """One ROC curve (scikit-learn ``roc_curve``) per member or ensemble in ``probs`` ({name: p}), AUC in
-    the legend, the chance diagonal, equal axes. ValueError if ``y`` lacks benign or malignant images."""
-    y = _check_binary(y)
-    if not 0 < y.sum() < len(y):
-        raise ValueError("a ROC curve needs both benign and malignant images in y")
-    colours = px.colors.qualitative.D3
-    fig = go.Figure()
-    for k, (name, p) in enumerate(probs.items()):
-        p = _check_p(p, len(y), f"probs[{name!r}]")
-        fpr, tpr, _ = roc_curve(y, p)
-        fig.add_scatter(x=fpr, y=tpr, mode="lines", name=f"{name} (AUC {roc_auc_score(y, p):.3f})",
-                        line_color=colours[k % len(colours)],
-                        hovertemplate=f"{name}: FPR %{{x:.3f}}, TPR %{{y:.3f}}<extra></extra>")
-    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", showlegend=False,
-                    line=dict(color="grey", dash="dash"), hoverinfo="skip")
-    fig.update_layout(title=title, xaxis_title="false positive rate (1 - specificity)",
-                      yaxis_title="true positive rate (sensitivity)", xaxis_range=[0, 1], yaxis_range=[0, 1.01],
-                      yaxis_scaleanchor="x", yaxis_scaleratio=1, height=500, width=640)
-    return fig
-
-
-def confusion_2x2(report: Mapping, title: str | None = None) -> go.Figure:
-    """The 2x2 confusion matrix of a :func:`binary_report` (rows true benign/malignant, columns
-    predicted), coloured by row share, each cell with its count and row percentage."""
-    from .plots import confusion_heatmap
-    cm = pd.DataFrame([[report["tn"], report["fp"]], [report["fn"], report["tp"]]],
-                      index=pd.Index(list(BINARY_CLASSES), name="true"),
-                      columns=pd.Index(list(BINARY_CLASSES), name="predicted"))
-    title = title or f"Benign vs malignant at threshold {report['threshold']:.3g}"
-    return confusion_heatmap(cm, title)

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from .config import DataError
-from .data import CLASSES, IMAGE_SUFFIXES, Dataset, _first_few, fingerprint_files, reconcile, scan_dirs
+from .registry import CLASSES
+from .data import IMAGE_SUFFIXES, Dataset, _first_few, fingerprint_files, reconcile, scan_dirs
 
 # --------------------------------------------------------------------------------------------------
 # ISIC 2018 Task 3

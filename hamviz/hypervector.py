@@ -1,5 +1,6 @@
-"""Hyperdimensional memory-augmented classification (HD-MANN): a network whose output is a d-dimensional
-vector, matched against one random key per class in an explicit memory.
+"""Hyperdimensional memory-augmented classification (HD-MANN; Karunaratne et al., Nature Electronics 2021, as
+applied to HAM10000 under JPEG by the Barros Everett reference): a network whose output is a d-dimensional
+vector (hypervector), matched against one random key per class in an explicit memory.
 
 The reference: a CNN (Rescaling, Conv2D 64 + MaxPool, Conv2D 128 + MaxPool, Dropout, Flatten, Dense 1000,
 Dense d) whose linear output is regressed (MSE, AdamW) onto its class's key, a random binary vector drawn
@@ -7,7 +8,7 @@ from U{0,1}^d (d = 500 typical; 500-10,000). Inference returns the class of the 
 
 Pieces:
 
-- :class:`Memory`: the class keys ("templates"), seeded, saved beside the model (JSON or npz). Binary
+- :class:`Memory`: the class keys ("templates"), seeded, saved beside the model (as JSON). Binary
   {0, 1} keys (the reference) or bipolar {-1, +1}. :meth:`Memory.add` adds a class *without retraining*.
 - Similarities: :func:`cosine_scores`, :func:`hamming_scores`, :func:`memory_scores`, :func:`predict`, and
   :func:`scores_to_proba` (a softmax over scores, for AUC-type metrics).
@@ -17,8 +18,8 @@ Pieces:
 - Models: :func:`hd_cnn` (the reference CNN) and :func:`hd_head` (a hypervector head on any hamviz
   classifier, so a backbone can be compared with its softmax head). Both flat functional graphs taking
   float images in [0, 255], like every hamviz model.
-- :func:`fit_hd` trains one; :func:`save_hd_artefact` / :func:`load_hd_artefact` store it with its memory.
-- :func:`class_subset`: the reference's four classes (mel, nv, bcc, bkl) or all seven.
+- :func:`fit_hd` trains one through the training core (:func:`hamviz.training.fit`); the hypervector chapter
+  stores it with its memory in the artefact store.
 
 **The centre of a memory.** Binary keys live in the cube {0, 1}^d, whose centre is 0.5; bipolar keys are
 centred at 0. About its centre, every random key has the same length (sqrt(d)/2, resp. sqrt(d)) and two
@@ -32,24 +33,18 @@ the Hamming match. ``cosine_scores(outputs, templates)`` without ``centre`` is t
 """
 from __future__ import annotations
 
-import json
 import math
-import time
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-KINDS = ("binary", "bipolar")
-MODES = ("cosine", "hamming")
-LOSSES = ("mse", "cosine")
+from .registry import HD_KINDS as KINDS, HD_LOSSES as LOSSES, HD_MODES as MODES  # noqa: F401
+
 #: default softmax temperatures of :func:`scores_to_proba`. Cosine scores lie in [-1, 1] and Hamming
 #: similarities in [0, 1] with hamming = (1 + cosine) / 2 on binarised vectors, so 0.05 for Hamming gives the
 #: same probabilities as 0.1 for cosine. 0.1 turns a cosine gap of 0.5 between the best and the next key
-#: into odds of e^5 ~ 150 : 1. Not calibrated (see :func:`fit_temperature`).
+#: into odds of e^5 ~ 150 : 1. Not calibrated.
 TEMPERATURES = {"cosine": 0.1, "hamming": 0.05}
-#: the reference's four classes
-REFERENCE_CLASSES = ("mel", "nv", "bcc", "bkl")
 
 
 def _centre_of(kind: str) -> float:
@@ -63,7 +58,7 @@ class Memory:
     """Class keys (templates) of an HD classifier: ``templates`` float32 (K, d), ``classes`` K names.
 
     ``kind``: "binary" ({0, 1} keys, the reference; centre 0.5) or "bipolar" ({-1, +1}; centre 0).
-    Build one with :meth:`random`; store it beside its model with :meth:`save` or :meth:`to_dict`.
+    Build one with :meth:`random`; store it beside its model with :meth:`to_dict` / :meth:`from_dict`.
     """
 
     def __init__(self, templates, classes: Sequence[str] | None = None, kind: str = "binary",
@@ -166,31 +161,6 @@ class Memory:
             raise ValueError(f"memory says dim={d['dim']} but its templates have {t.shape[-1]}")
         return cls(t, d["classes"], d.get("kind", "binary"), d.get("seed"))
 
-    def save(self, path) -> Path:
-        """Write to ``path``: ``.json`` (readable) or ``.npz`` (compact)."""
-        path = Path(path)
-        if path.suffix == ".json":
-            path.write_text(json.dumps(self.to_dict()))
-        elif path.suffix == ".npz":
-            np.savez_compressed(path, templates=self.templates, classes=np.array(self.classes),
-                                kind=np.array(self.kind),
-                                seed=np.array(-1 if self.seed is None else self.seed))
-        else:
-            raise ValueError(f"save a memory as .json or .npz, not {path.name!r}")
-        return path
-
-    @classmethod
-    def load(cls, path) -> "Memory":
-        path = Path(path)
-        if path.suffix == ".json":
-            return cls.from_dict(json.loads(path.read_text()))
-        if path.suffix == ".npz":
-            with np.load(path) as z:
-                seed = int(z["seed"])
-                return cls(z["templates"], [str(c) for c in z["classes"]], str(z["kind"]),
-                           None if seed < 0 else seed)
-        raise ValueError(f"load a memory from .json or .npz, not {path.name!r}")
-
 
 def prototype(outputs, kind: str = "binary") -> np.ndarray:
     """The template of a class from outputs (n, d) of its examples: their mean, rescaled about the centre
@@ -274,7 +244,7 @@ def scores_to_proba(scores, mode: str = "cosine", temperature: float | None = No
     A monotone map of the scores (argmax and every ranking kept), so AUC and the other hamviz metrics can
     use them; **not calibrated probabilities**: the temperature sets how peaked they are. Defaults
     (:data:`TEMPERATURES`): cosine 0.1, hamming 0.05, equivalent since hamming = (1 + cosine) / 2 on
-    binarised vectors. Fit one on validation data with :func:`fit_temperature` where calibration matters.
+    binarised vectors. Fit one on validation data (temperature scaling) where calibration matters.
     """
     if temperature is None:
         if mode not in TEMPERATURES:
@@ -294,21 +264,6 @@ def scores_to_proba(scores, mode: str = "cosine", temperature: float | None = No
 def predict_proba(outputs, memory: Memory, mode: str = "cosine", temperature: float | None = None):
     """:func:`scores_to_proba` of :func:`memory_scores`: what :func:`hamviz.metrics.evaluate` takes."""
     return scores_to_proba(memory_scores(outputs, memory, mode), mode, temperature)
-
-
-def fit_temperature(scores, labels, bounds=(1e-3, 10.0)) -> float:
-    """The temperature minimising the log-loss of ``scores_to_proba(scores, temperature=T)`` on labelled
-    (validation) data: temperature scaling, the usual post-hoc calibration."""
-    from scipy.optimize import minimize_scalar
-    s = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(labels, dtype=np.int64)
-
-    def nll(log_t):
-        p = scores_to_proba(s, temperature=math.exp(log_t))
-        return -np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-300, None)))
-
-    res = minimize_scalar(nll, bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded")
-    return float(math.exp(res.x))
 
 
 # --------------------------------------------------------------------------------------------- losses
@@ -451,7 +406,7 @@ def fit_hd(model, memory: Memory, images, labels, val_images=None, val_labels=No
     """Train an HD model (in place) on uint8 images (N, H, W, 3) with integer labels into ``memory``.
 
     loss: "mse" (the reference: output regressed onto its class key) or "cosine" (scaled-cosine
-    cross-entropy against every key, ``scale``). Optimizer: a :func:`hamviz.train.make_optimizer` name
+    cross-entropy against every key, ``scale``). Optimizer: a :func:`hamviz.training.make_optimizer` name
     (AdamW, the reference's, by default). Early stopping on the validation loss (the training loss without
     validation data) with ``patience``, best weights restored. augment: None/False, True (hamviz's default
     augmentation), a dict of :func:`hamviz.pipeline.augmentation` options, or a Keras layer.
@@ -459,11 +414,11 @@ def fit_hd(model, memory: Memory, images, labels, val_images=None, val_labels=No
     building the model for reproducible initial weights.
 
     Returns the history: per-epoch ``loss``, ``hd_accuracy`` (nearest key, centred cosine) and their
-    ``val_`` versions, ``best_epoch``, ``seconds``. Raises TrainingError when the loss becomes NaN.
+    ``val_`` versions, ``best_epoch``. Raises :class:`hamviz.training.TrainingError` when the loss becomes NaN.
     """
     from .models import keras
     from .pipeline import make_dataset
-    from .train import TrainingError, _nan_guard, make_optimizer
+    from .training import fit, make_optimizer
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}: one of {', '.join(LOSSES)}")
     out_dim = model.output.shape[-1]
@@ -479,67 +434,5 @@ def fit_hd(model, memory: Memory, images, labels, val_images=None, val_labels=No
     val_ds = None
     if val_images is not None:
         val_ds = make_dataset(val_images, targets=targets_for(val_labels, memory, loss), batch_size=128)
-    monitor = "val_loss" if val_ds is not None else "loss"
-    guard = _nan_guard()
-    t = time.time()
-    hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose, shuffle=False,
-                     callbacks=[guard, keras.callbacks.EarlyStopping(monitor=monitor, patience=patience,
-                                                                     restore_best_weights=True)])
-    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    if guard.where is not None:
-        raise TrainingError(f"HD training ({loss} loss) stopped: the loss became NaN in epoch {guard.where[0]}, "
-                            f"batch {guard.where[1]}. Lower learning_rate (now {learning_rate}) or set clipnorm.")
-    history["best_epoch"] = int(np.argmin(history[monitor])) + 1
-    history["seconds"] = time.time() - t
-    return history
-
-
-# --------------------------------------------------------------------------------------------- storage
-def save_hd_artefact(folder, model, memory: Memory, history: dict, meta: dict | None = None,
-                     arrays: dict | None = None) -> None:
-    """:func:`hamviz.train.save_artefact` with the memory stored in the metadata (``meta['memory']``)."""
-    from .train import save_artefact
-    save_artefact(Path(folder), model, history, {**(meta or {}), "memory": memory.to_dict()},
-                  dict(arrays or {}) or {"templates": memory.templates})
-
-
-def load_hd_artefact(folder):
-    """(model, memory, history, meta, arrays) saved by :func:`save_hd_artefact`, or None if absent or
-    damaged (see :func:`hamviz.train.load_artefact`)."""
-    from .train import load_artefact
-    found = load_artefact(Path(folder))
-    if found is None:
-        return None
-    model, history, meta, arrays = found
-    if "memory" not in meta:
-        return None
-    return model, Memory.from_dict(meta["memory"]), history, meta, arrays
-
-
-# --------------------------------------------------------------------------------------------- classes
-def class_subset(labels, classes_all: Sequence[str], keep: Sequence[str] | None = REFERENCE_CLASSES):
-    """(mask, new_labels, new_classes): the rows whose class is in ``keep`` and their labels renumbered so
-    that new label i means ``keep[i]`` (in the order given). ``keep=None``: every class, labels unchanged.
-    ``labels``: integers into ``classes_all`` or class names."""
-    classes_all = [str(c) for c in classes_all]
-    y = np.asarray(labels)
-    if y.dtype.kind in "OUS":
-        unknown = sorted(set(map(str, y)) - set(classes_all))
-        if unknown:
-            raise ValueError(f"unknown class names {unknown[:5]}; classes are {classes_all}")
-        y = np.array([classes_all.index(str(v)) for v in y], dtype=np.int64)
-    y = y.astype(np.int64)
-    if len(y) and (y.min() < 0 or y.max() >= len(classes_all)):
-        raise ValueError(f"labels must be in 0..{len(classes_all) - 1}")
-    if keep is None:
-        return np.ones(len(y), dtype=bool), y, tuple(classes_all)
-    keep = [str(k) for k in keep]
-    missing = [k for k in keep if k not in classes_all]
-    if missing or len(set(keep)) != len(keep) or not keep:
-        raise ValueError(f"keep must be distinct names among {classes_all}, got {keep}")
-    old_to_new = np.full(len(classes_all), -1, dtype=np.int64)
-    for new, k in enumerate(keep):
-        old_to_new[classes_all.index(k)] = new
-    new = old_to_new[y]
-    mask = new >= 0
-    return mask, new[mask], tuple(keep)
+    return fit(model, train_ds, val_ds, epochs=epochs, patience=patience, label=f"HD model ({loss} loss)",
+               learning_rate=learning_rate, verbose=verbose)

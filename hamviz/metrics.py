@@ -24,7 +24,7 @@ from scipy.stats import rankdata
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, classification_report,
                              confusion_matrix, f1_score, log_loss, roc_auc_score)
 
-from .data import CLASSES
+from .registry import CLASSES
 
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_auc", "log_loss", "ece")
 COMPARE = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "ece")
@@ -110,7 +110,9 @@ def calibration(y_true, proba, n_bins: int = 10) -> tuple[float, pd.DataFrame]:
     Confidence is the largest probability, "correct" whether its class is the true one. Confidences fall into
     ``n_bins`` equal-width bins of [0, 1] (bin edges as sklearn ``calibration_curve``, which this equals per
     bin, but which is binary and returns no counts); ECE = sum over bins of (count / N) * |accuracy - mean
-    confidence|. The table has one row per non-empty bin: bin_lower, bin_upper, confidence, accuracy, count.
+    confidence| (Naeini, Cooper & Hauskrecht, AAAI 2015; the top-label form of Guo et al., ICML 2017).
+    Returns (ECE in [0, 1], table): one row per non-empty bin: bin_lower, bin_upper, confidence, accuracy,
+    count. ``proba`` (N, K), ``y_true`` (N,).
     """
     p = np.asarray(proba, dtype=np.float64)
     y, p = check_inputs(y_true, p, [str(i) for i in range(p.shape[1] if p.ndim == 2 else 2)])
@@ -275,7 +277,8 @@ def bootstrap_ci(y_true, proba, metrics: Sequence[str] = ("accuracy", "balanced_
 
     groups: optional id per sample (e.g. ``lesion_id``). HAM10000 has up to 6 images of one lesion, which are
     not independent; resampling images would then understate the uncertainty. With ``groups`` whole groups
-    are resampled (cluster bootstrap), which is the honest interval for a lesion-grouped test set.
+    are resampled (the cluster bootstrap: Davison & Hinkley, *Bootstrap Methods and their Application*, 1997,
+    sec. 3.8), which is the honest interval for a lesion-grouped test set.
 
     A resample lacking a class that the full data has is skipped for the class-averaged metrics
     (balanced_accuracy, macro_f1, macro_auc); ``table.attrs['resamples']`` holds the number used per metric.

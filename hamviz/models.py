@@ -11,8 +11,11 @@ with a message saying how to get the file, instead of hanging on the download.
 """
 from __future__ import annotations
 
+import math
 import socket
 from pathlib import Path
+
+import numpy as np
 
 from ._tf import import_tf
 
@@ -20,8 +23,8 @@ import_tf()
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
-from .backbones import BACKBONES, MODEL_NAMES  # noqa: F401
-from .config import HamvizError
+from .config import HamvizError  # noqa: E402
+from .registry import AE_DOWNSAMPLE, AE_RATIOS, BACKBONES, MODEL_NAMES, latent_problem  # noqa: E402,F401
 
 #: Keras' published no-top ImageNet weight files (what "imagenet" downloads)
 _WEIGHT_FILES = {
@@ -178,10 +181,73 @@ def transfer_model(backbone: str, input_shape=(128, 128, 3), n_classes: int = 7,
     return keras.Model(inputs, outputs, name=name or key)
 
 
+#: the keyword arguments of :func:`configurable_cnn` (a search trial's other keys, e.g. optimizer and
+#: learning_rate, are for training)
+CNN_KEYS = ("conv_blocks", "filters", "kernel", "convs_per_block", "dense_layers", "dense_units", "dropout",
+            "pooling", "init")
+
+
+def configurable_cnn(input_shape=(64, 64, 3), n_classes: int = 2, *, conv_blocks: int = 2, filters: int = 32,
+                     kernel: int = 3, convs_per_block: int = 2, dense_layers: int = 1, dense_units: int = 128,
+                     dropout: float = 0.3, pooling: str = "max", init: str = "glorot_uniform",
+                     name: str = "configurable_cnn"):
+    """A small CNN whose shape is set by the arguments (the search space of the reference's random search).
+
+    One flat functional graph: image in [0, 255] -> ``ImagenetPreprocess("unit")`` (scale to [0, 1]) ->
+    ``conv_blocks`` blocks of [``convs_per_block`` x Conv2D(filters * 2**b, kernel, 'same', relu) -> 2x2
+    max or average pooling -> Dropout(dropout)] -> Flatten -> ``dense_layers`` x [Dense(dense_units, relu)
+    -> Dropout(dropout)] -> Dense(n_classes, softmax). ``init`` is the Keras kernel initializer of every
+    conv and dense layer (e.g. glorot_uniform, he_normal, he_uniform, lecun_normal).
+    Layer names: scale, conv{b}_{k}, pool{b}, drop{b}, flatten, dense{i}, drop_dense{i}, predictions.
+
+    Raises ModelError for impossible settings, e.g. an input too small for ``conv_blocks`` poolings
+    (each halves the size: 16x16 allows at most 4 blocks).
+    """
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ModelError(f"configurable_cnn: input shape must be (height, width, 3), not {tuple(input_shape)}")
+    for key, value, low in (("conv_blocks", conv_blocks, 1), ("filters", filters, 1), ("kernel", kernel, 1),
+                            ("convs_per_block", convs_per_block, 1), ("dense_layers", dense_layers, 0),
+                            ("dense_units", dense_units, 1), ("n_classes", n_classes, 2)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+            raise ModelError(f"configurable_cnn: {key} must be an integer >= {low}, not {value!r}")
+    if not 0 <= float(dropout) < 1:
+        raise ModelError(f"configurable_cnn: dropout must be in [0, 1), not {dropout!r}")
+    pool_layer = {"max": layers.MaxPooling2D, "avg": layers.AveragePooling2D}.get(pooling)
+    if pool_layer is None:
+        raise ModelError(f"configurable_cnn: pooling must be 'max' or 'avg', not {pooling!r}")
+    try:
+        keras.initializers.get(init)
+    except (ValueError, TypeError):
+        raise ModelError(f"configurable_cnn: unknown weight initialisation {init!r} (a Keras initializer "
+                         f"name such as 'glorot_uniform', 'he_normal', 'he_uniform', 'lecun_normal')") from None
+    h, w = int(input_shape[0]), int(input_shape[1])
+    final = (h // 2 ** conv_blocks, w // 2 ** conv_blocks)
+    if min(final) < 1:
+        most = max(0, int(math.floor(math.log2(min(h, w))))) if min(h, w) >= 1 else 0
+        raise ModelError(f"configurable_cnn: a {h}x{w} input is too small for {conv_blocks} pooling blocks "
+                         f"(each halves the size; it would reach {final[0]}x{final[1]}). Use at most {most} "
+                         f"conv_blocks at this size, or images of at least {2 ** conv_blocks}x"
+                         f"{2 ** conv_blocks}.")
+    inputs = keras.Input(tuple(input_shape), name="image")
+    x = ImagenetPreprocess("unit", name="scale")(inputs)
+    for b in range(1, conv_blocks + 1):
+        for k in range(1, convs_per_block + 1):
+            x = layers.Conv2D(int(filters) * 2 ** (b - 1), int(kernel), padding="same", activation="relu",
+                              kernel_initializer=init, name=f"conv{b}_{k}")(x)
+        x = pool_layer(pool_size=2, name=f"pool{b}")(x)
+        x = layers.Dropout(float(dropout), name=f"drop{b}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for i in range(1, dense_layers + 1):
+        x = layers.Dense(int(dense_units), activation="relu", kernel_initializer=init, name=f"dense{i}")(x)
+        x = layers.Dropout(float(dropout), name=f"drop_dense{i}")(x)
+    outputs = layers.Dense(int(n_classes), activation="softmax", kernel_initializer=init,
+                           name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
 def build_model(name: str, input_shape, n_classes: int = 7, **kw) -> keras.Model:
     """``small_cnn`` or a backbone name, with the keyword options of the matching builder."""
     if name == "configurable_cnn":  # the random-search CNN of the ensemble chapter
-        from .ensemble import configurable_cnn
         return configurable_cnn(input_shape, n_classes, **kw)
     if name == "small_cnn":
         allowed = {"l2", "dropout"}
@@ -201,28 +267,15 @@ def last_conv_layer(model: keras.Model) -> str:
     raise ModelError(f"model {model.name} has no convolutional layer")
 
 
-#: the reference autoencoder's latent ratios and its spatial downsampling (two 2x2 poolings)
-AE_RATIOS = (1.5, 3.0, 6.0)
-AE_DOWNSAMPLE = 4
-
-
 def latent_channels(input_shape, ratio: float) -> int:
     """Latent channels N giving a latent ``ratio`` times smaller than the input: H*W*3 / ratio =
-    (H/4)*(W/4)*N, so N = 48 / ratio. Raises ModelError for a ratio the shape cannot give."""
+    (H/4)*(W/4)*N, so N = 48 / ratio (:func:`hamviz.registry.latent_problem`). Raises ModelError for a ratio
+    the shape cannot give."""
     h, w, c = input_shape
-    if h % AE_DOWNSAMPLE or w % AE_DOWNSAMPLE:
-        raise ModelError(f"autoencoder input {h}x{w} must be divisible by {AE_DOWNSAMPLE} (two 2x2 poolings); "
-                         f"use an image_size that is a multiple of 4")
-    if not ratio > 0:
-        raise ModelError(f"autoencoder ratio must be positive, not {ratio}")
-    exact = c * AE_DOWNSAMPLE ** 2 / ratio
-    n = round(exact)
-    if ratio <= 0 or n < 1 or abs(exact - n) > 1e-9:
-        full = c * AE_DOWNSAMPLE ** 2
-        raise ModelError(f"an autoencoder latent {ratio:g}x smaller than the input would need {exact:g} "
-                         f"channels at {h // 4}x{w // 4}; the ratio must be {full}/N for a whole number N "
-                         f"of channels, e.g. 1.5 (N=32), 2 (24), 3 (16), 4 (12), 6 (8), 12 (4)")
-    return n
+    problem = latent_problem(h, ratio, c) or (latent_problem(w, ratio, c) if w != h else None)
+    if problem:
+        raise ModelError(problem)
+    return round(c * AE_DOWNSAMPLE ** 2 / ratio)
 
 
 def autoencoder(input_shape=(64, 64, 3), ratio: float = 3.0, filters=(32, 64), *,

@@ -17,8 +17,9 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator
 
-from .backbones import MODEL_NAMES, check_size
-from .config import ParamsError
+from .registry import (CLASSES, HD_BACKBONES, HD_KINDS, HD_LOSSES, MALIGNANT, MODEL_NAMES, OPTIMIZERS,
+                       SCHEDULES, STRATEGIES, check_size, latent_problem)
+from .config import ParamsError, profiles_dir
 
 PARAMS_ENV = "HAMVIZ_PARAMS"
 
@@ -55,11 +56,11 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "dense": {**_int, "minimum": 1, "default": 1024},
         "dropout": {"type": "number", "minimum": 0, "maximum": 0.9, "default": 0.5},
         "l2": {"type": "number", "minimum": 0, "default": 0.0},
-        "strategy": {"enum": ["S1", "S2", "S3", "S4", "S5"], "default": "S4"},
-        "optimizer": {"enum": ["adam", "adamw", "rmsprop", "nadam", "adamax", "sgd"], "default": "adam"},
+        "strategy": {"enum": list(STRATEGIES), "default": "S4"},
+        "optimizer": {"enum": list(OPTIMIZERS), "default": "adam"},
         "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1e-3},
         "clipnorm": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": None},
-        "schedule": {"enum": ["none", "plateau", "cosine"], "default": "plateau"},
+        "schedule": {"enum": list(SCHEDULES), "default": "plateau"},
         "epochs": {**_int, "minimum": 1, "maximum": 1000, "default": 10},
         "patience": {**_int, "minimum": 1, "default": 4},
         "batch_size": {**_int, "minimum": 1, "maximum": 4096, "default": 32},
@@ -72,11 +73,11 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "leak_audit": {**_bool, "default": True},
         "grid": {**_obj({
             "models": {"type": "array", "items": {"enum": list(MODEL_NAMES)}, "uniqueItems": True},
-            "strategies": {"type": "array", "items": {"enum": ["S1", "S2", "S3", "S4", "S5"]},
+            "strategies": {"type": "array", "items": {"enum": list(STRATEGIES)},
                            "uniqueItems": True},
             "image_size": {**_int, "minimum": 16, "maximum": 1024},
             "epochs": {**_int, "minimum": 1, "maximum": 1000},
-        }), "default": {"models": ["small_cnn"], "strategies": ["S1", "S2", "S3", "S4", "S5"]},
+        }), "default": {"models": ["small_cnn"], "strategies": list(STRATEGIES)},
             "description": "strategy x model table; image_size and epochs default to the main model's"},
         "external_test": {"type": ["string", "null"], "default": None,
                           "description": "ISIC 2018 Task 3 folder evaluated as an external test set"},
@@ -122,19 +123,19 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "gallery_per_class": {**_int, "minimum": 1, "maximum": 5, "default": 1},
     }),
     "hypervector": _obj({
-        "classes": {"type": ["array", "null"], "items": {"enum": ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]},
+        "classes": {"type": ["array", "null"], "items": {"enum": list(CLASSES)},
                     "uniqueItems": True, "minItems": 2, "default": ["mel", "nv", "bcc", "bkl"],
                     "description": "class subset (the reference's four), or null for all seven"},
         "image_size": {"type": ["integer", "null"], "minimum": 16, "maximum": 1024, "default": None,
                        "description": "input edge for this chapter; null: the profile's image_size"},
         "dim": {**_int, "minimum": 8, "maximum": 100000, "default": 500},
-        "template": {"enum": ["binary", "bipolar"], "default": "binary"},
-        "losses": {"type": "array", "items": {"enum": ["mse", "cosine"]}, "minItems": 1, "uniqueItems": True,
+        "template": {"enum": list(HD_KINDS), "default": "binary"},
+        "losses": {"type": "array", "items": {"enum": list(HD_LOSSES)}, "minItems": 1, "uniqueItems": True,
                    "default": ["mse", "cosine"]},
-        "backbone": {"enum": ["hd_cnn", *MODEL_NAMES], "default": "hd_cnn"},
+        "backbone": {"enum": list(HD_BACKBONES), "default": "hd_cnn"},
         "dense": {**_int, "minimum": 1, "default": 1000},
         "dropout": {"type": "number", "minimum": 0, "maximum": 0.9, "default": 0.5},
-        "optimizer": {"enum": ["adam", "adamw", "rmsprop", "nadam", "sgd"], "default": "adamw"},
+        "optimizer": {"enum": list(OPTIMIZERS), "default": "adamw"},
         "learning_rate": {"type": "number", "exclusiveMinimum": 0, "default": 1e-3},
         "epochs": {**_int, "minimum": 1, "maximum": 1000, "default": 10},
         "patience": {**_int, "minimum": 1, "default": 3},
@@ -151,9 +152,9 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                           "description": "class added to the memory without retraining (demo); null: skip"},
     }),
     "explain": _obj({
-        "malignant": {"type": "array", "items": {"enum": ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]},
-                      "minItems": 1, "uniqueItems": True, "default": ["mel", "bcc", "akiec"]},
-        "optimizer": {"enum": ["adam", "adamw", "rmsprop", "nadam", "adamax", "sgd"], "default": "adam"},
+        "malignant": {"type": "array", "items": {"enum": list(CLASSES)},
+                      "minItems": 1, "uniqueItems": True, "default": list(MALIGNANT)},
+        "optimizer": {"enum": list(OPTIMIZERS), "default": "adam"},
         "learning_rate": {"type": "number", "exclusiveMinimum": 0, "default": 3e-4},
         "clipnorm": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": 1.0},
         "member_epochs": {**_int, "minimum": 1, "maximum": 1000, "default": 8},
@@ -170,7 +171,7 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "weak_member": {**_bool, "default": True,
                         "description": "add a deliberately under-trained member (1 epoch) to show its effect"},
         "target_sensitivity": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.95},
-        "optimizers": {"type": "array", "items": {"enum": ["adam", "adamw", "rmsprop", "nadam", "adamax", "sgd"]},
+        "optimizers": {"type": "array", "items": {"enum": list(OPTIMIZERS)},
                        "default": ["sgd", "adam", "adamax", "nadam"]},
         "optimizer_epochs": {**_int, "minimum": 1, "maximum": 100, "default": 3},
         "cam_images": {**_int, "minimum": 4, "maximum": 5000, "default": 200},
@@ -217,8 +218,7 @@ def params_dirs() -> list[Path]:
     dirs = []
     if os.environ.get(PARAMS_ENV):
         dirs.append(Path(os.environ[PARAMS_ENV]))
-    dirs += [Path(__file__).resolve().parents[1] / "params", Path.cwd() / "params",
-             Path.cwd().parent / "params"]
+    dirs += [profiles_dir(), Path.cwd() / "params", Path.cwd().parent / "params"]
     return dirs
 
 
@@ -315,12 +315,12 @@ def _model_size_problems(params: dict) -> list[str]:
             out.append(f"chapters.classifier.model: {msg} (image_size is {size})")
     comp = (params.get("chapters") or {}).get("compression") or {}
     if size:
-        for r in comp.get("ae_ratios", []) + (params.get("chapters", {}).get("joint") or {}).get("ratios", []):
-            n = 48 / r if r else 0
-            if size % 4 or abs(n - round(n)) > 1e-9 or round(n) < 1:
-                out.append(f"chapters.compression.ae_ratios: a latent {r:g}x smaller than {size}x{size}x3 "
-                           f"needs 48/{r:g} = {n:g} channels at {size // 4}x{size // 4}; use 48/N for whole N "
-                           f"(1.5, 2, 3, 4, 6, 12, ...) and an image_size divisible by 4")
+        for where, ratios in (("compression.ae_ratios", comp.get("ae_ratios", [])),
+                              ("joint.ratios", (params.get("chapters", {}).get("joint") or {}).get("ratios", []))):
+            for r in ratios:
+                problem = latent_problem(size, r)
+                if problem:
+                    out.append(f"chapters.{where}: {problem}")
     grid = clf.get("grid") or {}
     gsize = grid.get("image_size") or size
     for m in grid.get("models", []) if gsize else []:

@@ -13,8 +13,10 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from PIL import Image
+from sklearn.metrics import roc_auc_score, roc_curve
 
-from .data import CLASSES
+from .ensemble import check_binary, check_probability
+from .registry import BINARY_CLASSES, CLASSES
 
 CLASS_COLOURS = dict(zip(CLASSES, px.colors.qualitative.D3))
 SPLIT_COLOURS = {"train": "#4C78A8", "val": "#F58518", "test": "#54A24B"}
@@ -174,7 +176,6 @@ def confusion_heatmap(cm_counts: pd.DataFrame, title: str = "Confusion matrix",
 def roc_curves(y_true, proba, classes=CLASSES, title: str = "ROC, one-vs-rest") -> go.Figure:
     """One-vs-rest ROC curve (sklearn ``roc_curve``) per class present in ``y_true``, AUC in the legend,
     the chance diagonal for reference, equal axes."""
-    from sklearn.metrics import roc_auc_score, roc_curve
     from .metrics import check_inputs
     y, p = check_inputs(y_true, proba, classes)
     fig = go.Figure()
@@ -283,3 +284,36 @@ def rate_figure(table: pd.DataFrame, metrics=("balanced_accuracy", "accuracy"), 
     fig.update_xaxes(type="log", title_text="bits per pixel (log scale)")
     fig.update_layout(title=title, height=480, legend=dict(orientation="h", y=-0.25))
     return fig
+
+
+# ------------------------------------------------------------------ benign vs malignant
+def binary_roc(y, probs: Mapping[str, np.ndarray], title: str = "ROC: malignant vs benign") -> go.Figure:
+    """One ROC curve (scikit-learn ``roc_curve``) per member or ensemble in ``probs`` ({name: p}), AUC in
+    the legend, the chance diagonal, equal axes. ValueError if ``y`` lacks benign or malignant images."""
+    y = check_binary(y)
+    if not 0 < y.sum() < len(y):
+        raise ValueError("a ROC curve needs both benign and malignant images in y")
+    colours = px.colors.qualitative.D3
+    fig = go.Figure()
+    for k, (name, p) in enumerate(probs.items()):
+        p = check_probability(p, len(y), f"probs[{name!r}]")
+        fpr, tpr, _ = roc_curve(y, p)
+        fig.add_scatter(x=fpr, y=tpr, mode="lines", name=f"{name} (AUC {roc_auc_score(y, p):.3f})",
+                        line_color=colours[k % len(colours)],
+                        hovertemplate=f"{name}: FPR %{{x:.3f}}, TPR %{{y:.3f}}<extra></extra>")
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", showlegend=False,
+                    line=dict(color="grey", dash="dash"), hoverinfo="skip")
+    fig.update_layout(title=title, xaxis_title="false positive rate (1 - specificity)",
+                      yaxis_title="true positive rate (sensitivity)", xaxis_range=[0, 1], yaxis_range=[0, 1.01],
+                      yaxis_scaleanchor="x", yaxis_scaleratio=1, height=500, width=640)
+    return fig
+
+
+def confusion_2x2(report: Mapping, title: str | None = None) -> go.Figure:
+    """The 2x2 confusion matrix of a :func:`binary_report` (rows true benign/malignant, columns
+    predicted), coloured by row share, each cell with its count and row percentage."""
+    cm = pd.DataFrame([[report["tn"], report["fp"]], [report["fn"], report["tp"]]],
+                      index=pd.Index(list(BINARY_CLASSES), name="true"),
+                      columns=pd.Index(list(BINARY_CLASSES), name="predicted"))
+    title = title or f"Benign vs malignant at threshold {report['threshold']:.3g}"
+    return confusion_heatmap(cm, title)

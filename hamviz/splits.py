@@ -19,9 +19,9 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from .config import cache_dir
-from .data import CLASSES, Dataset
+from .data import Dataset
+from .registry import CLASSES, SPLITS
 
-SPLITS = ("train", "val", "test")
 
 
 def folds_for(fractions) -> tuple[int, list[int]]:
@@ -113,9 +113,3 @@ def split_summary(meta: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
     table.loc["total"] = table.sum()
     table["total"] = table.sum(axis=1)
     return table
-
-
-def split_indices(meta: pd.DataFrame, split: pd.Series) -> dict[str, np.ndarray]:
-    """Row positions in ``meta`` of each part."""
-    parts = split.reindex(meta["image_id"]).to_numpy()
-    return {p: np.flatnonzero(parts == p) for p in SPLITS}

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .compress import bits_per_pixel, jpeg_roundtrip, psnr, ssim
-from .data import CLASSES
+from .registry import CLASSES
 
 
 def _png(img: np.ndarray, scale: int = 1) -> bytes:

@@ -2,9 +2,8 @@
 import numpy as np
 import pytest
 
-from hamviz.autoenc import AEConfig, dequantised, latent_rate, reconstruct, train_or_load_ae
-from hamviz.cache import build_cache
-from hamviz.splits import get_split, split_indices
+from hamviz.autoenc import AEConfig, dequantised, latent_rate, reconstruct, train_autoencoder
+from hamviz.view import prepare
 
 
 def test_latent_rate_known_answers():
@@ -20,17 +19,20 @@ def test_latent_rate_known_answers():
 
 
 def test_train_and_reload_autoencoder(ham, tmp_path):
-    cache = build_cache(ham, 16)
-    split = get_split(ham, seed=2)
-    rows = split_indices(ham.meta.set_index("image_id").loc[cache.image_ids].reset_index(), split)
-    labels = ham.meta.set_index("image_id").loc[cache.image_ids, "label"].to_numpy()
+    view = prepare(ham, 16, seed=2)
     cfg = AEConfig(ratio=3, image_size=16, filters=(8, 16), epochs=1, train_limit=300, seed=1)
-    ae = train_or_load_ae(cfg, cache, rows, labels, ham.fingerprint, cache_root=tmp_path, log=lambda *_: None)
-    assert not ae.loaded and len(ae.test_mae) == len(rows["test"]) and np.isfinite(ae.test_mae).all()
-    assert 0 < ae.test_mae.mean() < 128
-    again = train_or_load_ae(cfg, cache, rows, labels, ham.fingerprint, cache_root=tmp_path)
+    ae = train_autoencoder(cfg, view, cache_root=tmp_path, log=lambda *_: None)
+    mae = ae.arrays["test_mae"]
+    assert not ae.loaded and len(mae) == len(view.rows["test"]) and np.isfinite(mae).all()
+    again = train_autoencoder(cfg, view, cache_root=tmp_path)
     assert again.loaded and again.key == ae.key
-    rec = reconstruct(again.model, np.asarray(cache.images[rows["test"][:4]]))
-    assert rec.dtype == np.uint8 and rec.shape == (4, 16, 16, 3)
-    with pytest.raises(Exception, match="cache holds"):
-        train_or_load_ae(AEConfig(image_size=32), cache, rows, labels, ham.fingerprint, cache_root=tmp_path)
+    test = np.asarray(view.cache.images[view.rows["test"]])
+    rec = reconstruct(again.model, test)
+    assert rec.dtype == np.uint8 and rec.shape == test.shape
+    # the stored per-image MAE is the reloaded model's error on exactly the test part
+    np.testing.assert_allclose(np.abs(rec.astype(np.float32) - test).mean(axis=(1, 2, 3)), mae, atol=0.51)
+    # the rows it was trained on are part of its key: other rows, another model
+    rows = dict(view.rows, train=view.rows["train"][::2])
+    assert train_autoencoder(cfg, view, rows=rows, cache_root=tmp_path, log=lambda *_: None).key != ae.key
+    with pytest.raises(Exception, match="view holds 16x16"):
+        train_autoencoder(AEConfig(image_size=32), view, cache_root=tmp_path)

@@ -16,7 +16,7 @@ from conftest import make_subset
 from hamviz import load_ham10000
 from hamviz.cache import build_cache
 from hamviz.compress import (DEFAULT_QUALITIES, JpegSets, bits_per_pixel, jpeg_batch, jpeg_roundtrip,
-                             jpeg_test_sets, kmeans_batch, kmeans_quantise, psnr, quality_table, ssim)
+                             jpeg_test_sets, kmeans_batch, kmeans_quantise, psnr, ssim)
 
 DATA = Path(os.environ.get("HAMVIZ_DATA") or Path(__file__).resolve().parents[1].parent / "shared/data/ham10000")
 QUALITIES = (95, 50, 20, 10, 5, 3, 1)
@@ -236,19 +236,3 @@ def test_jpeg_test_sets_bad_qualities_before_any_work(small_cache, tmp_path):
     with pytest.raises(ValueError, match="empty"):
         jpeg_test_sets(small_cache, [], cache_root=tmp_path)
     assert list(tmp_path.iterdir()) == []
-
-
-def test_quality_table(small_cache, tmp_path):
-    rows = np.arange(len(small_cache))
-    sets = jpeg_test_sets(small_cache, rows, qualities=(10, 95, 50), cache_root=tmp_path)
-    assert sets.qualities == (95, 50, 10)
-    table = quality_table(small_cache.images[rows], sets)
-    assert isinstance(table, pd.DataFrame)
-    assert list(table.columns) == ["quality", "bytes", "bpp", "psnr", "ssim"]
-    assert table["quality"].tolist() == [95, 50, 10]
-    assert table["bpp"].tolist() == pytest.approx([sets.bpp[q] for q in (95, 50, 10)])
-    assert table["psnr"].is_monotonic_decreasing and table["bpp"].is_monotonic_decreasing
-    assert table["ssim"].is_monotonic_decreasing and table["ssim"].between(0, 1).all()
-    assert np.isfinite(table["psnr"]).all()
-    with pytest.raises(ValueError, match="do not match"):
-        quality_table(small_cache.images[rows[:3]], sets)

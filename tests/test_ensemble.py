@@ -1,4 +1,5 @@
-"""hamviz.ensemble: binary labels, the configurable CNN, random search, combiners, thresholds, reports."""
+"""hamviz.ensemble, hamviz.search and their model and plots: binary labels, the configurable CNN, random search,
+combiners, thresholds, reports."""
 import json
 import math
 
@@ -7,7 +8,8 @@ import pandas as pd
 import pytest
 
 from hamviz import ensemble as E
-from hamviz.data import CLASSES
+from hamviz import plots
+from hamviz.search import SEARCH_SPACE, random_search
 
 
 # --------------------------------------------------------------------------------------------- labels
@@ -29,32 +31,26 @@ def test_binary_labels_errors():
         E.binary_labels([7])
 
 
-def test_malignant_probability():
-    p = np.zeros((2, 7))
-    p[0, CLASSES.index("mel")], p[0, CLASSES.index("nv")] = 0.3, 0.7
-    p[1, CLASSES.index("bcc")], p[1, CLASSES.index("akiec")] = 0.5, 0.5
-    assert E.malignant_probability(p) == pytest.approx([0.3, 1.0])
-
-
 # --------------------------------------------------------------------------------------------- model
 def test_configurable_cnn_shapes_and_limits():
+    from hamviz.models import configurable_cnn
     from hamviz.models import ModelError, keras
-    m = E.configurable_cnn((16, 16, 3), 2, conv_blocks=3, filters=4, dense_units=8, convs_per_block=1)
+    m = configurable_cnn((16, 16, 3), 2, conv_blocks=3, filters=4, dense_units=8, convs_per_block=1)
     out = m.predict(np.random.default_rng(0).uniform(0, 255, (5, 16, 16, 3)).astype("float32"), verbose=0)
     assert out.shape == (5, 2)
     assert np.allclose(out.sum(axis=1), 1, atol=1e-5)
     assert [l.filters for l in m.layers if isinstance(l, keras.layers.Conv2D)] == [4, 8, 16]
     with pytest.raises(ModelError, match="too small"):
-        E.configurable_cnn((16, 16, 3), conv_blocks=5)
-    avg = E.configurable_cnn((16, 16, 3), conv_blocks=2, filters=4, dense_layers=2, dense_units=8,
+        configurable_cnn((16, 16, 3), conv_blocks=5)
+    avg = configurable_cnn((16, 16, 3), conv_blocks=2, filters=4, dense_layers=2, dense_units=8,
                              pooling="avg", init="he_normal")
     kinds = [type(l) for l in avg.layers]
     assert keras.layers.AveragePooling2D in kinds and keras.layers.MaxPooling2D not in kinds
     assert sum(k is keras.layers.Dense for k in kinds) == 3
     with pytest.raises(ModelError, match="pooling"):
-        E.configurable_cnn((16, 16, 3), pooling="median")
+        configurable_cnn((16, 16, 3), pooling="median")
     with pytest.raises(ModelError, match="initiali"):
-        E.configurable_cnn((16, 16, 3), init="nonsense_init")
+        configurable_cnn((16, 16, 3), init="nonsense_init")
 
 
 # --------------------------------------------------------------------------------------------- search
@@ -64,17 +60,17 @@ def _fake(params):
 
 
 def test_random_search_records_every_trial_sorted():
-    table = E.random_search(_fake, n_trials=6, seed=1)
+    table = random_search(_fake, n_trials=6, seed=1)
     assert len(table) == 6
-    for k in E.SEARCH_SPACE:
+    for k in SEARCH_SPACE:
         assert k in table.columns
     assert {"trial", "val_auc", "val_loss", "seconds", "error"} <= set(table.columns)
     assert table["val_auc"].is_monotonic_decreasing
     assert table["error"].isna().all()
     assert sorted(table["trial"]) == list(range(6))
-    again = E.random_search(_fake, n_trials=6, seed=1)
+    again = random_search(_fake, n_trials=6, seed=1)
     pd.testing.assert_frame_equal(table.drop(columns="seconds"), again.drop(columns="seconds"))
-    other = E.random_search(_fake, n_trials=6, seed=2)
+    other = random_search(_fake, n_trials=6, seed=2)
     assert not table.drop(columns="seconds").equals(other.drop(columns="seconds"))
 
 
@@ -88,7 +84,7 @@ def test_random_search_failed_trials_are_recorded():
             raise ModelError("too small")
         return _fake(params)
 
-    table = E.random_search(train_fn, n_trials=10, seed=0)
+    table = random_search(train_fn, n_trials=10, seed=0)
     assert len(table) == 10
     model_errors = table.loc[(table["conv_blocks"] == 1) & (table["pooling"] == "max"), "error"]
     assert len(model_errors) and (model_errors == "ModelError: too small").all()
@@ -105,19 +101,7 @@ def test_random_search_other_exceptions_propagate():
     def buggy(params):
         raise KeyError("bug")
     with pytest.raises(KeyError):
-        E.random_search(buggy, n_trials=2)
-
-
-def test_cnn_train_fn_tiny():
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (24, 8, 8, 3)).astype("float32")
-    y = np.array([0, 1] * 12)
-    fn = E.cnn_train_fn(x[:16], y[:16], x[16:], y[16:], epochs=1, batch_size=8)
-    scores = fn({"conv_blocks": 1, "filters": 4, "kernel": 3, "dense_layers": 1, "dense_units": 8,
-                 "dropout": 0.2, "pooling": "max", "init": "he_normal", "optimizer": "sgd",
-                 "learning_rate": 1e-3})
-    assert list(scores)[0] == "val_auc"
-    assert 0 <= scores["val_auc"] <= 1 and 0 <= scores["val_accuracy"] <= 1
+        random_search(buggy, n_trials=2)
 
 
 # --------------------------------------------------------------------------------------------- combiners
@@ -219,10 +203,10 @@ def test_incremental_weak_member_makes_it_worse():
 def test_plots():
     y = np.array([0, 1, 0, 1, 1, 0])
     p = np.array([0.1, 0.8, 0.4, 0.6, 0.3, 0.2])
-    fig = E.binary_roc(y, {"a": p, "ensemble": 1 - p})
+    fig = plots.binary_roc(y, {"a": p, "ensemble": 1 - p})
     assert len(fig.data) == 3 and "AUC" in fig.data[0].name
     r = E.binary_report(y, p)
-    cm = E.confusion_2x2(r)
+    cm = plots.confusion_2x2(r)
     assert list(cm.data[0].y) == ["benign", "malignant"]
     assert np.asarray(cm.data[0].z).shape == (2, 2)
     assert str(r["tp"]) in cm.data[0].text[1][1]

@@ -1,11 +1,13 @@
-"""hamviz.joint: the joint-model builder, and the contrast / boundary measures on synthetic images."""
+"""hamviz.joint and hamviz.contrast: the joint-model builder, its config from every profile, and the contrast /
+boundary measures on synthetic images."""
 import numpy as np
 import pytest
 
-from hamviz.joint import (JointConfig, band_share, boundary_band, boundary_energy, config_from_params,
-                          contrast_verdict, error_by_bins, joint_model)
+from hamviz.chapters.joint import config as config_from_params
+from hamviz.contrast import band_share, boundary_band, boundary_energy, contrast_verdict, error_by_bins
+from hamviz.joint import JointConfig, joint_model
 from hamviz.models import autoencoder, small_cnn
-from hamviz.train import TrainingError
+from hamviz.training import TrainingError
 
 
 def test_joint_model_shapes_trainability_and_loss_weights():
@@ -69,4 +71,5 @@ def test_error_by_bins_and_contrast_verdict():
     verdict, lines = contrast_verdict(contrast, errors, labels, ["a", "b", "c"])
     assert verdict.loc["contrast-driven", "Mann-Whitney p (errors lower)"] < 1e-6
     assert verdict.loc["random", "Mann-Whitney p (errors lower)"] > 0.01
-    assert "supports" in lines[0] and "does not support" in lines[1]
+    assert "supports 'low contrast" in lines[0] and "does not support" not in lines[0]
+    assert "does not support 'low contrast" in lines[1]

@@ -3,7 +3,7 @@
 :data:`BAD_INPUTS` lists each bad input once: an id, a callable that produces the error (from a small
 temporary copy of the real data, a profile override or a direct call), the exception type, the words that
 name the *problem* and the words that name the *fix*. One parametrized test runs them all and also checks
-that the error comes before any training starts (``hamviz.train.fit`` is watched: only the NaN-loss row,
+that the error comes before any training starts (``hamviz.training.fit`` is watched: only the NaN-loss row,
 whose error can only come from training, may reach it). Many of these are tested in more detail elsewhere
 in tests/; this module is the single list of them, kept fast (the whole file runs in well under a minute).
 
@@ -28,7 +28,8 @@ from conftest import DATA, make_subset
 from hamviz import DataError, ParamsError, load_ham10000
 from hamviz.cache import build_cache
 from hamviz.splits import make_split
-from hamviz.train import TrainConfig, TrainingError, train_or_load
+from hamviz.training import TrainConfig, TrainingError, train_classifier
+from hamviz.view import prepare
 
 
 class Env:
@@ -167,8 +168,7 @@ def _nan_loss(env):
     cfg = TrainConfig(model="small_cnn", image_size=16, epochs=1, learning_rate=1e30, optimizer="sgd",
                       train_limit=300, schedule="none", augment={})
     env.vars["models"] = str(env.tmp / "models")
-    return train_or_load(cfg, t.cache, t.labels, t.split, t.ds.fingerprint, cache_root=env.tmp,
-                         log=lambda *_: None)
+    return train_classifier(cfg, t, cache_root=env.tmp, log=lambda *_: None)
 
 
 def _train_config_string_lr(env):
@@ -240,7 +240,7 @@ BAD_INPUTS = [
          ("latent 5x smaller", "9.6 channels"), ("48/N for a whole number N", "e.g. 1.5 (N=32)")),
     _bad("params-autoencoder-ratio", _profile({"chapters": {"compression": {"ae_ratios": [3, 5]}}}),
          ParamsError, ("chapters.compression.ae_ratios", "48/5 = 9.6 channels"),
-         ("use 48/N for whole N", "(1.5, 2, 3, 4, 6, 12")),
+         ("48/N for a whole number N", "e.g. 1.5 (N=32), 2 (24)")),
     _bad("backbone-unknown", _unknown_backbone, _model_error,
          ("Unknown backbone 'resnet51'",), ("choose one of inceptionv3, densenet201, resnet50",)),
     _bad("params-backbone-unknown", _profile({"chapters": {"classifier": {"model": "resnet51"}}}),
@@ -267,27 +267,25 @@ BAD_INPUTS = [
 
 @pytest.fixture(scope="module")
 def tiny16(ham, tmp_path_factory):
-    """A 700-image stratified part of the real data decoded at 16x16 into a temporary cache, its grouped
-    split and labels: enough for train_limit 300 and for two quick trainings, in a couple of seconds."""
+    """A 700-image stratified part of the real data decoded at 16x16 into a temporary cache, as a prepared view
+    with its grouped split: enough for train_limit 300 and for two quick trainings, in a couple of seconds."""
     ids = ham.meta.groupby("dx").head(100)["image_id"].tolist()
     ds = dataclasses.replace(ham.subset(ids), fingerprint=f"{ham.fingerprint}-reliability-700")
-    cache = build_cache(ds, 16, cache_root=tmp_path_factory.mktemp("cache16"), masks=False)
-    labels = ds.meta.set_index("image_id").loc[cache.image_ids, "label"].to_numpy()
-    return SimpleNamespace(ds=ds, cache=cache, split=make_split(ds.meta, seed=0), labels=labels)
+    return prepare(ds, 16, seed=0, masks=False, cache_root=tmp_path_factory.mktemp("cache16"))
 
 
 @pytest.fixture
 def watch_training(monkeypatch):
-    """Counts calls of hamviz.train.fit (every classifier training goes through it)."""
-    import hamviz.train as train
+    """Counts calls of hamviz.training.fit (every training goes through it)."""
+    import hamviz.training as training
     calls = []
-    real = train.fit
+    real = training.fit
 
     def fit(*args, **kw):
-        calls.append(args[0])
+        calls.append(kw.get("label"))
         return real(*args, **kw)
 
-    monkeypatch.setattr(train, "fit", fit)
+    monkeypatch.setattr(training, "fit", fit)
     return calls
 
 
@@ -353,8 +351,7 @@ def test_training_is_reproducible(tiny16, tmp_path, augment):
     t = tiny16
     cfg = TrainConfig(model="small_cnn", image_size=16, epochs=1, train_limit=200, seed=7, schedule="none",
                       augment=augment)
-    runs = [train_or_load(cfg, t.cache, t.labels, t.split, t.ds.fingerprint, cache_root=tmp_path / f"r{k}",
-                          log=lambda *_: None) for k in (1, 2)]
+    runs = [train_classifier(cfg, t, cache_root=tmp_path / f"r{k}", log=lambda *_: None) for k in (1, 2)]
     assert not runs[0].loaded and not runs[1].loaded  # both really trained (separate cache roots)
     assert runs[0].key == runs[1].key
     np.testing.assert_array_equal(runs[0].rows["train"], runs[1].rows["train"])
@@ -363,16 +360,11 @@ def test_training_is_reproducible(tiny16, tmp_path, augment):
     np.testing.assert_allclose(a, b, rtol=0, atol=PROBA_ATOL)
 
 
-def _parts(t):
-    parts_of = t.split.reindex(t.cache.image_ids).to_numpy()
-    return {p: np.flatnonzero(parts_of == p) for p in ("train", "val", "test")}
-
-
 def _train_hd(t, tmp_path):
     """hamviz.hypervector.fit_hd with augmentation on, from the same seed; the output vectors of test images."""
     from hamviz import hypervector as hv
     from hamviz.models import keras
-    rows, images = _parts(t), np.asarray(t.cache.images)
+    rows, images = t.rows, t.images
     tr = rows["train"][:256]
     memory = hv.Memory.random(7, 64, "bipolar", seed=0)
     keras.utils.set_random_seed(3)
@@ -383,14 +375,14 @@ def _train_hd(t, tmp_path):
 
 
 def _train_joint(t, tmp_path):
-    """hamviz.joint.train_or_load_joint (autoencoder + classifier, augmentation on), trained afresh."""
-    from hamviz.joint import JointConfig, train_or_load_joint
+    """hamviz.joint.train_joint (autoencoder + classifier, augmentation on), trained afresh."""
+    from hamviz.joint import JointConfig, train_joint
     from hamviz.models import autoencoder, keras, small_cnn
     keras.utils.set_random_seed(0)
-    ae, clf = autoencoder((16, 16, 3), 3, (8, 16)), small_cnn((16, 16, 3))
+    ae = SimpleNamespace(model=autoencoder((16, 16, 3), 3, (8, 16)), key="ae")
+    clf = SimpleNamespace(model=small_cnn((16, 16, 3)), key="clf")
     cfg = JointConfig(image_size=16, epochs=1, train_limit=200, seed=5, recon_weight=0.5)
-    j = train_or_load_joint(cfg, ae, clf, t.cache, _parts(t), t.labels, t.ds.fingerprint,
-                            cache_root=tmp_path, log=lambda *_: None)
+    j = train_joint(cfg, ae, clf, t, cache_root=tmp_path, log=lambda *_: None)
     assert not j.loaded
     return j.proba["test"]
 
@@ -398,7 +390,7 @@ def _train_joint(t, tmp_path):
 def _train_autoencoder(t, tmp_path):
     """hamviz.autoenc.fit_autoencoder (rot90 and flips), trained afresh; reconstructions of test images."""
     from hamviz.autoenc import AEConfig, fit_autoencoder, reconstruct
-    rows, images = _parts(t), np.asarray(t.cache.images)
+    rows, images = t.rows, t.images
     cfg = AEConfig(ratio=3, image_size=16, filters=(8, 16), epochs=1, seed=2)
     model, _ = fit_autoencoder(cfg, images, rows["train"][:200], rows["val"])
     return reconstruct(model, images[rows["test"]]).astype(np.float32) / 255

@@ -1,4 +1,4 @@
-"""hamviz.explain: layer lookup, activation maps, Grad-CAM (with a known answer), overlays, map shifts.
+"""hamviz.gradcam: layer lookup, activation maps, Grad-CAM (with a known answer), overlays, map shifts.
 
 Tiny models only (small_cnn and MobileNetV2 at 32x32, random weights): the whole file runs in seconds.
 """
@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
-from hamviz import explain as ex
+from hamviz import gradcam as ex
 from hamviz.models import keras, last_conv_layer, small_cnn, transfer_model
 
 SIZE = 32
@@ -113,22 +113,6 @@ def test_activations_shapes(mnet, real_images):
 def test_activations_wrong_size(small):
     with pytest.raises(ValueError, match="shape"):
         ex.activations(small, np.zeros((64, 64, 3), np.uint8), ["conv1_1"])
-
-
-def test_activation_grid():
-    rng = np.random.default_rng(0)
-    maps = rng.normal(size=(8, 8, 64)).astype(np.float32)
-    maps[..., 1] = 3.0  # a constant channel
-    grid = ex.activation_grid(maps, max_channels=16)
-    assert grid.dtype == np.uint8 and grid.shape == (4 * 8 + 3, 4 * 8 + 3)
-    first = grid[:8, :8]
-    assert first.min() == 0 and first.max() == 255
-    assert (grid[:8, 9:17] == 0).all()  # constant channel -> 0
-    assert (grid[8, :] == 255).all()  # padding
-    assert ex.activation_grid(maps, 5, pad=0).shape == (2 * 8, 3 * 8)  # near-square: 3 columns, 2 rows
-    maps[..., 40] += 10.0  # strongest by mean: shown first
-    strong = ex.activation_grid(maps, 4, order="strongest", pad=0)
-    np.testing.assert_array_equal(strong[:8, :8], ex.activation_grid(maps[..., 40:41], 1))
 
 
 def test_activation_figure(small, real_images):
@@ -245,14 +229,14 @@ def blob(cy, cx, size=48, sigma=4.0):
 
 def test_cam_shift_identical():
     a = blob(20, 20)
-    s = ex.cam_shift(a, a)
+    s = ex.cam_shift_batch(a[None], a[None]).iloc[0]
     assert s["correlation"] == pytest.approx(1.0)
     assert s["iou"] == 1.0 and s["com_distance"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_cam_shift_moved_blob():
     a, b = blob(20, 18), blob(23, 22)  # moved by (3, 4): 5 px
-    s = ex.cam_shift(a, b)
+    s = ex.cam_shift_batch(a[None], b[None]).iloc[0]
     assert s["com_distance"] == pytest.approx(5.0, abs=1.0)
     assert s["com_dy"] == pytest.approx(3.0, abs=1.0) and s["com_dx"] == pytest.approx(4.0, abs=1.0)
     assert s["iou"] < 1 and s["correlation"] < 1
@@ -266,7 +250,7 @@ def test_cam_shift_batch():
     assert list(df.columns) == ["correlation", "iou", "com_distance", "com_dy", "com_dx"]
     assert df.loc[0, "iou"] == 1.0 and df.loc[1, "com_distance"] == pytest.approx(6.0, abs=1.0)
     assert df.loc[2].isna().all()  # two all-zero maps: nothing to compare
-    one = ex.cam_shift(a[1], b[1])
-    assert one == pytest.approx(df.loc[1].to_dict())
+    one = ex.cam_shift_batch(a[1:2], b[1:2]).iloc[0]
+    assert one.to_dict() == pytest.approx(df.loc[1].to_dict())
     with pytest.raises(ValueError):
         ex.cam_shift_batch(a, b[:2])

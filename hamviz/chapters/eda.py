@@ -1,16 +1,16 @@
-"""Exploratory statistics of HAM10000: class balance, repeat shots, demographics, colour, lesion contrast.
+"""The EDA chapter (``01_eda``): class balance, repeat shots, demographics, colour statistics, sample images.
 
-Pure functions of the metadata table and the cached image/mask arrays; figures live in :mod:`hamviz.plots`.
+Pure functions of the metadata table and the cached image arrays; lesion contrast is :mod:`hamviz.contrast`,
+figures are :mod:`hamviz.plots`.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from PIL import Image
-from scipy import ndimage
-from skimage.color import deltaE_ciede2000, rgb2lab
 
-from .data import CLASSES
+from ..contrast import to_lab
+from ..registry import CLASSES
 
 
 def class_counts(meta: pd.DataFrame) -> pd.DataFrame:
@@ -48,14 +48,6 @@ def by_class(meta: pd.DataFrame, column: str, normalize: bool = True, top: int |
     return table
 
 
-def to_lab(images: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    """CIELAB (float32) of uint8 RGB images (N, H, W, 3), in chunks to bound memory."""
-    out = np.empty(images.shape, dtype=np.float32)
-    for s in range(0, len(images), chunk):
-        out[s:s + chunk] = rgb2lab(np.asarray(images[s:s + chunk]))
-    return out
-
-
 def colour_stats(images: np.ndarray, labels, lab: np.ndarray | None = None) -> pd.DataFrame:
     """Per-image mean R, G, B and L*, a*, b* (one row per image, with its class)."""
     lab = to_lab(images) if lab is None else lab
@@ -64,53 +56,6 @@ def colour_stats(images: np.ndarray, labels, lab: np.ndarray | None = None) -> p
     return pd.DataFrame({"dx": np.asarray(CLASSES)[np.asarray(labels)],
                          "R": rgb[:, 0], "G": rgb[:, 1], "B": rgb[:, 2],
                          "L*": labm[:, 0], "a*": labm[:, 1], "b*": labm[:, 2]})
-
-
-def ring_mask(mask: np.ndarray, width: int) -> np.ndarray:
-    """The band of skin ``width`` pixels wide around a lesion mask (outside the lesion)."""
-    grown = ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool), iterations=width)
-    return grown & ~mask
-
-
-def lesion_contrast(images: np.ndarray, masks: np.ndarray, labels=None, ring: float = 0.1,
-                    lab: np.ndarray | None = None) -> pd.DataFrame:
-    """Lesion-vs-skin colour contrast per image, from the lesion masks.
-
-    For each image: the lesion's area fraction; the mean CIELAB colour inside the mask and in a ring of
-    skin around it (``ring`` x image edge wide); their colour difference as CIEDE2000 (``dE2000``) and
-    CIE76 (``dE76``, Euclidean in Lab); and the lightness difference ``dL`` (skin minus lesion, > 0 for
-    a lesion darker than its skin). Images whose mask is empty, or leaves no skin ring, get NaN.
-    """
-    images, masks = np.asarray(images), np.asarray(masks, dtype=bool)
-    if images.shape[:3] != masks.shape:
-        raise ValueError(f"images {images.shape[:3]} and masks {masks.shape} differ in shape")
-    lab = to_lab(images) if lab is None else lab
-    width = max(1, int(round(ring * max(masks.shape[1:]))))
-    n = len(images)
-    lesion_lab = np.full((n, 3), np.nan, np.float32)
-    skin_lab = np.full((n, 3), np.nan, np.float32)
-    area = masks.mean(axis=(1, 2))
-    for i in range(n):
-        m = masks[i]
-        if not m.any():
-            continue
-        r = ring_mask(m, width)
-        if not r.any():
-            continue
-        lesion_lab[i] = lab[i][m].mean(axis=0)
-        skin_lab[i] = lab[i][r].mean(axis=0)
-    ok = ~np.isnan(lesion_lab[:, 0])
-    de2000 = np.full(n, np.nan, np.float32)
-    de2000[ok] = deltaE_ciede2000(lesion_lab[ok], skin_lab[ok])
-    out = pd.DataFrame({
-        "area": area, "dE2000": de2000,
-        "dE76": np.linalg.norm(lesion_lab - skin_lab, axis=1),
-        "dL": skin_lab[:, 0] - lesion_lab[:, 0],
-        "lesion_L": lesion_lab[:, 0], "skin_L": skin_lab[:, 0],
-    })
-    if labels is not None:
-        out.insert(0, "dx", np.asarray(CLASSES)[np.asarray(labels)])
-    return out
 
 
 def summarise_by_class(table: pd.DataFrame, columns) -> pd.DataFrame:
@@ -137,7 +82,7 @@ def sample_ids(meta: pd.DataFrame, per_class: int, seed: int = 0) -> dict[str, l
 
 def gallery_images(meta: pd.DataFrame, samples: dict[str, list[str]], width: int = 150) -> dict:
     """Decoded sample images ``width`` pixels wide, keeping each image's aspect ratio."""
-    from .cache import decode
+    from ..cache import decode
     paths = meta.set_index("image_id")["path"]
     out = {}
     for c, ids in samples.items():

@@ -1,23 +1,19 @@
-"""The hypervector chapter's steps: HD models (and a softmax twin on the same backbone) trained once and stored,
-scored on the parallel JPEG test sets, their output geometry measured, embedded with t-SNE and UMAP, and a class
-added to the memory without retraining.
+"""The hypervector chapter (``05_hypervector``): HD-MANN models (Barros Everett; MSE and cosine losses) and a
+softmax twin on the same backbone, trained once and stored, scored on the parallel JPEG test sets, their output
+geometry measured, embedded with t-SNE and UMAP, and a class added to the memory without retraining.
+
+Every step takes the chapter's class subset of the prepared view (:meth:`hamviz.view.PreparedView.subset`):
+labels renumbered 0..K-1 in the order of ``classes``, rows of other classes left out of every part.
 """
 from __future__ import annotations
-
-import hashlib
-import json
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import hypervector as hv
-from .balance import oversample
-from .config import cache_dir
-from .metrics import evaluate
-from .train import TRAINING_VERSION, limit_rows
+from .. import hypervector as hv
+from ..balance import oversample
+from ..metrics import evaluate
+from ..training import Artefact, limit_rows, predict, train_or_load
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 #: parameters that change a trained HD (or softmax twin) model
@@ -30,32 +26,7 @@ def _train_params(P: dict) -> dict:
     return {k: P.get(k) for k in TRAIN_KEYS}
 
 
-@dataclass
-class Subset:
-    """The chapter's classes: rows per split part (into the cache) and labels renumbered 0..K-1."""
-
-    rows: dict
-    labels: np.ndarray   # per cache row, -1 for rows of other classes
-    classes: tuple
-
-
-def subset(s, classes) -> Subset:
-    """Rows of ``classes`` (None: all seven) in each part of the split of setup ``s``."""
-    from .data import CLASSES
-    mask, new, names = hv.class_subset(s.labels, CLASSES, classes)
-    labels = np.full(len(s.labels), -1, dtype=np.int64)
-    labels[mask] = new
-    parts = s.split.reindex(s.cache.image_ids).to_numpy()
-    rows = {p: np.flatnonzero((parts == p) & mask) for p in ("train", "val", "test")}
-    return Subset(rows, labels, tuple(names))
-
-
-def _key(d: dict) -> str:
-    return hashlib.sha256(json.dumps({**d, "version": TRAINING_VERSION}, sort_keys=True, default=str)
-                          .encode()).hexdigest()[:16]
-
-
-def _train_rows(sub: Subset, P: dict, exclude=()) -> np.ndarray:
+def _train_rows(sub, P: dict, exclude=()) -> np.ndarray:
     rows = sub.rows["train"]
     if exclude:
         rows = rows[~np.isin(sub.labels[rows], exclude)]
@@ -66,7 +37,7 @@ def _train_rows(sub: Subset, P: dict, exclude=()) -> np.ndarray:
 
 
 def _build(P: dict, shape, n_out: int, softmax: bool):
-    from .models import build_model, keras
+    from ..models import build_model, keras
     keras.utils.set_random_seed(P["seed"])
     if P["backbone"] == "hd_cnn":
         m = hv.hd_cnn(shape, dim=P["dim"], dense=P["dense"], dropout=P["dropout"])
@@ -79,69 +50,60 @@ def _build(P: dict, shape, n_out: int, softmax: bool):
     return base if softmax else hv.hd_head(base, P["dim"], copy=False)
 
 
-def hd_model(s, sub: Subset, P: dict, loss: str, memory: hv.Memory, exclude=(), log=print):
-    """(model, history, seconds, loaded) of the HD model for ``loss``, trained on the subset's training part
-    (without the classes in ``exclude``) and stored under the cache."""
-    from .models import keras  # noqa: F401  (TensorFlow imported quietly)
-    key = _key({"kind": "hd", "loss": loss, "P": _train_params(P),
-                "memory": memory.to_dict(), "exclude": list(exclude), "data": s.data.fingerprint,
-                "split": s.split_id})
-    folder = cache_dir() / "models" / f"hd-{loss}-{P['image_size']}-{key}"
-    found = hv.load_hd_artefact(folder)
-    if found is not None:
-        model, _, history, meta, _ = found
-        return model, history, meta["seconds"], True
-    images = np.asarray(s.cache.images)
-    tr = _train_rows(sub, P, exclude)
-    va = sub.rows["val"][~np.isin(sub.labels[sub.rows["val"]], exclude)]
-    log(f"training HD ({loss}) on {len(tr)} images for up to {P['epochs']} epochs")
-    model = _build(P, images.shape[1:], memory.dim, softmax=False)
-    # without the excluded classes, the remaining ones are renumbered 0..K'-1 in their order
-    keep = [i for i in range(len(sub.classes)) if i not in exclude]
-    remap = np.full(len(sub.classes), -1)
-    remap[keep] = np.arange(len(keep))
-    history = hv.fit_hd(model, memory, images[tr], remap[sub.labels[tr]], images[va], remap[sub.labels[va]], loss=loss,
-                        optimizer=P["optimizer"], learning_rate=P["learning_rate"], epochs=P["epochs"],
-                        batch_size=P["batch_size"], patience=P["patience"], augment=P["augment"],
-                        seed=P["seed"])
-    hv.save_hd_artefact(folder, model, memory, history, {"seconds": history["seconds"], "key": key})
-    return model, history, history["seconds"], False
+def hd_model(sub, P: dict, loss: str, memory: hv.Memory, exclude=(), log=print) -> Artefact:
+    """The HD model for ``loss`` over ``memory``, trained on the subset view's training part (without the
+    classes in ``exclude``, whose labels are then renumbered) and stored; ``artefact.meta["memory"]`` is its
+    memory."""
+    config = {"loss": loss, "P": _train_params(P), "memory": memory.to_dict(), "exclude": list(exclude)}
+
+    def train():
+        images = sub.images
+        tr = _train_rows(sub, P, exclude)
+        va = sub.rows["val"][~np.isin(sub.labels[sub.rows["val"]], exclude)]
+        log(f"training HD ({loss}) on {len(tr)} images for up to {P['epochs']} epochs")
+        model = _build(P, images.shape[1:], memory.dim, softmax=False)
+        # without the excluded classes, the remaining ones are renumbered 0..K'-1 in their order
+        keep = [i for i in range(len(sub.classes)) if i not in exclude]
+        remap = np.full(len(sub.classes), -1)
+        remap[keep] = np.arange(len(keep))
+        history = hv.fit_hd(model, memory, images[tr], remap[sub.labels[tr]], images[va], remap[sub.labels[va]],
+                            loss=loss, optimizer=P["optimizer"], learning_rate=P["learning_rate"],
+                            epochs=P["epochs"], batch_size=P["batch_size"], patience=P["patience"],
+                            augment=P["augment"], seed=P["seed"])
+        return model, history, {"templates": memory.templates}
+
+    return train_or_load("hd", f"hd-{loss}-{P['image_size']}", config, train, fingerprint=sub.fingerprint,
+                         split_id=sub.split_id, rows=sub.rows, meta={"memory": memory.to_dict()}, log=log)
 
 
-def softmax_twin(s, sub: Subset, P: dict, log=print):
-    """The same backbone with a softmax head, trained on the same rows (categorical cross-entropy)."""
-    from .models import keras
-    from .pipeline import make_dataset
-    from .train import load_artefact, make_optimizer, save_artefact
-    key = _key({"kind": "softmax", "P": _train_params(P),
-                "classes": sub.classes, "data": s.data.fingerprint, "split": s.split_id})
-    folder = cache_dir() / "models" / f"hd-softmax-{P['image_size']}-{key}"
-    found = load_artefact(folder)
-    if found is not None:
-        model, history, meta, _ = found
-        return model, history, meta["seconds"], True
-    images = np.asarray(s.cache.images)
-    tr, va, k = _train_rows(sub, P), sub.rows["val"], len(sub.classes)
-    log(f"training the softmax twin on {len(tr)} images for up to {P['epochs']} epochs")
-    model = _build(P, images.shape[1:], k, softmax=True)
-    model.compile(optimizer=make_optimizer(P["optimizer"], P["learning_rate"]),
-                  loss="categorical_crossentropy", metrics=["accuracy"])
-    t = time.time()
-    hist = model.fit(make_dataset(images[tr], sub.labels[tr], batch_size=P["batch_size"], shuffle=True,
-                                  augment=P["augment"], n_classes=k, seed=P["seed"]),
-                     validation_data=make_dataset(images[va], sub.labels[va], batch_size=128, n_classes=k),
-                     epochs=P["epochs"], verbose=0, shuffle=False,
-                     callbacks=[keras.callbacks.EarlyStopping(patience=P["patience"], restore_best_weights=True)])
-    history = {k2: [float(v) for v in vals] for k2, vals in hist.history.items()}
-    seconds = time.time() - t
-    save_artefact(folder, model, history, {"seconds": seconds, "key": key}, {"classes": np.array(sub.classes)})
-    return model, history, seconds, False
+def softmax_twin(sub, P: dict, log=print) -> Artefact:
+    """The same backbone with a softmax head, trained on the same rows (categorical cross-entropy) and stored."""
+    from ..models import keras  # noqa: F401  (TensorFlow imported quietly)
+    from ..pipeline import make_dataset
+    from ..training import fit, make_optimizer
+    config = {"P": _train_params(P), "classes": list(sub.classes)}
+
+    def train():
+        images = sub.images
+        tr, va, k = _train_rows(sub, P), sub.rows["val"], len(sub.classes)
+        log(f"training the softmax twin on {len(tr)} images for up to {P['epochs']} epochs")
+        model = _build(P, images.shape[1:], k, softmax=True)
+        model.compile(optimizer=make_optimizer(P["optimizer"], P["learning_rate"]),
+                      loss="categorical_crossentropy", metrics=["accuracy"])
+        train_ds = make_dataset(images[tr], sub.labels[tr], batch_size=P["batch_size"], shuffle=True,
+                                augment=P["augment"], n_classes=k, seed=P["seed"])
+        val_ds = make_dataset(images[va], sub.labels[va], batch_size=128, n_classes=k)
+        history = fit(model, train_ds, val_ds, epochs=P["epochs"], patience=P["patience"],
+                      label="softmax twin", learning_rate=P["learning_rate"])
+        return model, history, {"classes": np.array(sub.classes)}
+
+    return train_or_load("softmax_twin", f"hd-softmax-{P['image_size']}", config, train,
+                         fingerprint=sub.fingerprint, split_id=sub.split_id, rows=sub.rows, log=log)
 
 
 def quality_sweep(models: dict, memory: hv.Memory, images_by_quality: dict, labels, classes) -> pd.DataFrame:
     """Metrics per quality (rows) for HD-cosine, HD-Hamming (per HD model) and softmax models.
     ``models``: name -> (model, "hd" | "softmax"); images_by_quality: "clean" / quality -> uint8 images."""
-    from .train import predict
     rows = []
     for q, imgs in images_by_quality.items():
         for name, (model, kind) in models.items():
@@ -207,15 +169,14 @@ def embed(outputs_by_quality: dict, labels, memory: hv.Memory, method: str = "um
     return pd.concat(frames, ignore_index=True)
 
 
-def add_class_demo(s, sub: Subset, P: dict, memory_full: hv.Memory, holdout: str, log=print) -> dict:
+def add_class_demo(sub, P: dict, memory_full: hv.Memory, holdout: str, log=print) -> dict:
     """Train an HD model without ``holdout``, then add it to the memory as the prototype of the network's
     outputs for its training images, and score every test image (all classes, holdout included)."""
-    from .data import CLASSES  # noqa: F401
     k = sub.classes.index(holdout)
     others = [c for c in sub.classes if c != holdout]
     mem = hv.Memory(memory_full.templates[[sub.classes.index(c) for c in others]], others, memory_full.kind)
-    model, _, _, _ = hd_model(s, sub, {**P, "losses": ["mse"]}, "mse", mem, exclude=(k,), log=log)
-    images = np.asarray(s.cache.images)
+    model = hd_model(sub, {**P, "losses": ["mse"]}, "mse", mem, exclude=(k,), log=log).model
+    images = sub.images
     tr_hold = sub.rows["train"][sub.labels[sub.rows["train"]] == k]
     mem.add(holdout, hv.hypervector_outputs(model, images[tr_hold]))
     # memory order is others + holdout: map the test labels into it

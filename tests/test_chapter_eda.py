@@ -1,8 +1,10 @@
-"""hamviz.eda: statistics checked on synthetic images with known answers and on the real data."""
+"""hamviz.chapters.eda and hamviz.contrast: statistics checked on synthetic images with known answers and on the
+real data."""
 import numpy as np
 import pandas as pd
 
-from hamviz import eda
+from hamviz import contrast
+from hamviz.chapters import eda
 
 
 def disc_image(lesion_rgb, skin_rgb, size=32, radius=8):
@@ -19,7 +21,7 @@ def test_lesion_contrast_known_answers():
     faint, _ = disc_image((220, 185, 168), (230, 190, 170))
     images = np.stack([dark, faint, dark])
     masks = np.stack([m, m, np.zeros_like(m)])
-    out = eda.lesion_contrast(images, masks, labels=[4, 3, 5], ring=0.1)
+    out = contrast.lesion_contrast(images, masks, labels=[4, 3, 5], ring=0.1)
     assert out["dx"].tolist() == ["mel", "df", "nv"]
     assert out.loc[0, "dE2000"] > 30 and out.loc[1, "dE2000"] < 5  # dark lesion >> faint lesion
     assert out.loc[0, "dL"] > 0  # lesion darker than skin
@@ -29,7 +31,7 @@ def test_lesion_contrast_known_answers():
 
 def test_ring_is_outside_lesion():
     _, m = disc_image((0, 0, 0), (255, 255, 255))
-    r = eda.ring_mask(m, 2)
+    r = contrast.ring_mask(m, 2)
     assert r.any() and not (r & m).any()
 
 

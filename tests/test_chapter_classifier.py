@@ -1,14 +1,14 @@
-"""hamviz.classify: configs from params, the leak table, and the external test set path."""
+"""hamviz.chapters.classifier: configs from params, the leak table, and the external test set path."""
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from hamviz.classify import config, external, leak_audit
+from hamviz.chapters.classifier import config, external, leak_audit
 from hamviz.models import small_cnn
 from hamviz.params import chapter_params, load_profile
-from hamviz.train import TrainConfig
+from hamviz.training import TrainConfig
 
 
 def test_config_from_profiles():

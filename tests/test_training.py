@@ -1,13 +1,15 @@
-"""hamviz.train: strategies, configs, NaN handling and the artefact store (real data, tiny sizes)."""
+"""hamviz.training and hamviz.store: strategies, configs, the fit loop's NaN handling, train-or-load over the
+artefact store, and damaged artefacts (real data, tiny sizes)."""
 import json
 
 import numpy as np
 import pytest
 
-from hamviz.cache import build_cache
-from hamviz.splits import get_split
-from hamviz.train import (STRATEGIES, TrainConfig, TrainingError, limit_rows, strategy_plan,
-                          train_or_load)
+from hamviz import store
+from hamviz.registry import STRATEGIES
+from hamviz.training import (TrainConfig, TrainingError, artefact_key, limit_rows, strategy_plan,
+                             train_classifier)
+from hamviz.view import prepare
 
 
 def test_strategies_counts():
@@ -42,23 +44,20 @@ def test_limit_rows_keeps_every_class():
 
 @pytest.fixture(scope="module")
 def small(ham):
-    cache = build_cache(ham, 16)
-    split = get_split(ham, seed=1)
-    labels = ham.meta.set_index("image_id").loc[cache.image_ids, "label"].to_numpy()
-    return cache, split, labels
+    return prepare(ham, 16, seed=1)
 
 
 def test_train_saves_and_reloads(small, ham, tmp_path):
-    cache, split, labels = small
+    split, cache = small.split, small.cache
     cfg = TrainConfig(model="small_cnn", image_size=16, strategy="S4", epochs=2, train_limit=400, seed=3)
-    first = train_or_load(cfg, cache, labels, split, ham.fingerprint, cache_root=tmp_path, log=lambda *_: None)
+    first = train_classifier(cfg, small, cache_root=tmp_path, log=lambda *_: None)
     assert not first.loaded and len(first.history["loss"]) <= 2
     assert {p: len(v) for p, v in first.proba.items()} == {"train": 400, "val": (split == "val").sum(),
                                                            "test": (split == "test").sum()}
     assert np.allclose(first.proba["test"].sum(1), 1, atol=1e-4)
     # test rows are exactly the test part of the split
     assert set(np.asarray(cache.image_ids)[first.rows["test"]]) == set(split.index[split == "test"])
-    again = train_or_load(cfg, cache, labels, split, ham.fingerprint, cache_root=tmp_path)
+    again = train_classifier(cfg, small, cache_root=tmp_path)
     assert again.loaded and again.key == first.key
     np.testing.assert_allclose(again.proba["test"], first.proba["test"])
     x = np.asarray(cache.images[first.rows["test"][:8]], np.float32)
@@ -66,14 +65,24 @@ def test_train_saves_and_reloads(small, ham, tmp_path):
     saved = json.loads((first.path / "config.json").read_text())
     assert saved["config"]["strategy"] == "S4" and saved["fingerprint"] == ham.fingerprint
     other = TrainConfig(**{**cfg.to_dict(), "strategy": "S1"})
-    assert train_or_load(other, cache, labels, split, ham.fingerprint, cache_root=tmp_path,
-                         log=lambda *_: None).key != first.key
+    assert artefact_key("classifier", other, ham.fingerprint, small.split_id) != first.key
+    assert first.key == artefact_key("classifier", cfg, ham.fingerprint, small.split_id)
+    # a damaged artefact is named, removed and trained again (never loaded)
+    model_file = first.path / "model.keras"
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model_file.write_bytes(bytes(data))
+    said = []
+    assert "SHA-256" in store.damage(first.path)
+    third = train_classifier(cfg, small, cache_root=tmp_path, log=said.append)
+    assert not third.loaded and any("damaged" in m and "model.keras" in m for m in said)
+    np.testing.assert_allclose(third.proba["test"], first.proba["test"], atol=1e-5)  # same seed, same model
+    assert store.damage(third.path) is None
 
 
 def test_nan_loss_stops_with_a_clear_message(small, ham, tmp_path):
-    cache, split, labels = small
     cfg = TrainConfig(model="small_cnn", image_size=16, epochs=3, learning_rate=1e30, optimizer="sgd",
                       train_limit=300, schedule="none", augment={})
     with pytest.raises(TrainingError, match="NaN.*Lower learning_rate.*clipnorm"):
-        train_or_load(cfg, cache, labels, split, ham.fingerprint, cache_root=tmp_path, log=lambda *_: None)
-    assert not list((tmp_path / "models").glob("*")) if (tmp_path / "models").exists() else True
+        train_classifier(cfg, small, cache_root=tmp_path, log=lambda *_: None)
+    assert not (tmp_path / "models").exists() or not list((tmp_path / "models").glob("*"))

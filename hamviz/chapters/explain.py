@@ -1,60 +1,64 @@
-"""The Grad-CAM and ensemble chapter's steps: binary benign/malignant members (a reference CNN, the best CNNs
-of a recorded random search, optionally ImageNet backbones), combiners fitted on validation only, the
-operating threshold for a target sensitivity, an optimiser comparison at equal budget, and how far Grad-CAM
-maps move as JPEG quality drops.
+"""The Grad-CAM and ensemble chapter (``06_explain``): binary benign/malignant members (a reference CNN, the best
+CNNs of a recorded random search, optionally ImageNet backbones; Bunu et al.), combiners fitted on validation
+only, the operating threshold for a target sensitivity, an optimiser comparison at equal budget, and how far
+Grad-CAM maps (Selvaraju et al. 2017) move as JPEG quality drops.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from . import ensemble as ens
-from . import explain
-from .train import TrainConfig, train_or_load
-
-BINARY = ens.BINARY_CLASSES
-
-
-def binary_targets(s, malignant) -> tuple[np.ndarray, str]:
-    """0/1 labels per cache row (1 = malignant) and a split id that keys binary models apart."""
-    from .data import CLASSES
-    y = ens.binary_labels(s.labels, malignant, CLASSES)
-    return y, f"{s.split_id}|binary:{','.join(sorted(malignant))}"
+from .. import ensemble as ens
+from .. import gradcam
+from ..registry import BINARY_CLASSES
+from ..search import SEARCH_SPACE, random_search
+from ..training import Artefact, TrainConfig, train_classifier
+from ..view import PreparedView
 
 
-def member(s, y, split_id, model: str, options: dict, P: dict, *, epochs=None, optimizer=None, seed=None,
-           log=print):
-    """One binary member, trained once (class weights, the chapter's augmentation) and stored."""
-    cfg = TrainConfig(model=model, model_options=dict(options), image_size=s.cache.size[0], strategy="S4",
+def binary_view(s: PreparedView, malignant) -> PreparedView:
+    """The view with 0/1 labels (1 = malignant: the classes in ``malignant``); its split id keys binary models
+    apart from the 7-class ones."""
+    y = ens.binary_labels(s.labels, malignant, s.classes)
+    return s.relabel(y, f"binary:{','.join(sorted(malignant))}", BINARY_CLASSES)
+
+
+def member(b: PreparedView, model: str, options: dict, P: dict, *, epochs=None, optimizer=None, seed=None,
+           log=print) -> Artefact:
+    """One binary member on the binary view ``b``, trained once (class weights, the chapter's augmentation)
+    and stored."""
+    cfg = TrainConfig(model=model, model_options=dict(options), image_size=b.size, strategy="S4",
                       optimizer=optimizer or P["optimizer"], learning_rate=P["learning_rate"],
                       clipnorm=P["clipnorm"], epochs=epochs or P["member_epochs"], patience=P["patience"],
                       batch_size=P["batch_size"], train_limit=P["train_limit"], seed=P["seed"] if seed is None else seed)
-    return train_or_load(cfg, s.cache, y, s.split, s.data.fingerprint, n_classes=2, split_id=split_id, log=log)
+    return train_classifier(cfg, b, log=log)
 
 
-def search(s, y, split_id, P: dict, log=print) -> pd.DataFrame:
+def search(b: PreparedView, P: dict, log=print) -> pd.DataFrame:
     """The recorded random search over configurable CNNs (short training, scored on validation AUC)."""
     from sklearn.metrics import roc_auc_score
-    space = dict(ens.SEARCH_SPACE)
+
+    from ..models import CNN_KEYS
+    space = dict(SEARCH_SPACE)
     space["optimizer"] = sorted(set(space["optimizer"]) | {"adamax"})
 
     def train_fn(params):
-        opts = {k: params[k] for k in ens.CNN_KEYS if k in params}
-        t = member(s, y, split_id, "configurable_cnn", opts,
-                   {**P, "learning_rate": params["learning_rate"]}, epochs=P["search_epochs"],
-                   optimizer=params["optimizer"], log=log)
-        yv = y[t.rows["val"]]
+        opts = {k: params[k] for k in CNN_KEYS if k in params}
+        t = member(b, "configurable_cnn", opts, {**P, "learning_rate": params["learning_rate"]},
+                   epochs=P["search_epochs"], optimizer=params["optimizer"], log=log)
+        yv = b.labels[t.rows["val"]]
         return {"val_auc": float(roc_auc_score(yv, t.proba["val"][:, 1])),
                 "val_accuracy": float(((t.proba["val"][:, 1] >= 0.5) == yv).mean())}
 
-    return ens.random_search(train_fn, space, n_trials=P["search_trials"], seed=P["seed"])
+    return random_search(train_fn, space, n_trials=P["search_trials"], seed=P["seed"])
 
 
 def member_options(row: pd.Series) -> tuple[dict, str, float]:
     """(configurable_cnn options, optimizer, learning rate) of one random-search trial."""
+    from ..models import CNN_KEYS
     ints = ("conv_blocks", "filters", "kernel", "convs_per_block", "dense_layers", "dense_units")
     opts = {}
-    for k in ens.CNN_KEYS:
+    for k in CNN_KEYS:
         if k in row and not (isinstance(row[k], float) and np.isnan(row[k])):
             opts[k] = int(row[k]) if k in ints else (float(row[k]) if k == "dropout" else str(row[k]))
     return opts, str(row["optimizer"]), float(row["learning_rate"])
@@ -101,13 +105,13 @@ def report_table(reports: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
-def optimizer_comparison(s, y, split_id, P: dict, log=print) -> pd.DataFrame:
+def optimizer_comparison(b: PreparedView, P: dict, log=print) -> pd.DataFrame:
     """The same binary small CNN trained with each optimiser for the same number of epochs."""
     from sklearn.metrics import roc_auc_score
     rows = []
     for opt in P["optimizers"]:
-        t = member(s, y, split_id, "small_cnn", {}, P, epochs=P["optimizer_epochs"], optimizer=opt, log=log)
-        yv, yt = y[t.rows["val"]], y[t.rows["test"]]
+        t = member(b, "small_cnn", {}, P, epochs=P["optimizer_epochs"], optimizer=opt, log=log)
+        yv, yt = b.labels[t.rows["val"]], b.labels[t.rows["test"]]
         rows.append({"optimizer": opt, "epochs": len(t.history["loss"]),
                      "final train loss": t.history["loss"][-1], "best val loss": min(t.history["val_loss"]),
                      "val AUC": float(roc_auc_score(yv, t.proba["val"][:, 1])),
@@ -119,18 +123,18 @@ def cam_under_jpeg(model, cache, rows, qualities, n: int = 200, seed: int = 0, l
     """Grad-CAM (for the class predicted on the clean image) on ``n`` test images at every JPEG quality,
     and how far each map moved from the clean one: per-quality means of correlation, top-20% IoU and
     centre-of-mass distance (pixels), and the share of predictions that changed."""
-    from .compress import jpeg_test_sets
+    from ..compress import jpeg_test_sets
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(rows), size=min(n, len(rows)), replace=False))
     sets = jpeg_test_sets(cache, rows, qualities)
     clean = np.asarray(cache.images[rows[pick]])
-    cam0, p0 = explain.predict_with_cam(model, clean, layer=layer)
+    cam0, p0 = gradcam.predict_with_cam(model, clean, layer=layer)
     cls = p0.argmax(1)
     table, cams = [], {"clean": cam0}
     for q in sets.qualities:
         imgs = np.asarray(sets.images[q])[pick]
-        camq, pq = explain.predict_with_cam(model, imgs, class_index=cls, layer=layer)
-        shift = explain.cam_shift_batch(cam0, camq)
+        camq, pq = gradcam.predict_with_cam(model, imgs, class_index=cls, layer=layer)
+        shift = gradcam.cam_shift_batch(cam0, camq)
         table.append({"quality": q, "correlation": float(shift["correlation"].mean()),
                       "top-20% IoU": float(shift["iou"].mean()),
                       "centre shift (px)": float(shift["com_distance"].mean()),

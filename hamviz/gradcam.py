@@ -5,10 +5,10 @@ preprocessing inside, so any layer can be addressed by name or index and read wi
 ``keras.Model(model.input, [...])``; nothing here preprocesses.
 
 - :func:`conv_layers`, :func:`default_layers`, :func:`resolve_layer`: which layers have feature maps.
-- :func:`activations`, :func:`activation_grid`, :func:`activation_figure`: feature maps of one image.
+- :func:`activations`, :func:`activation_figure`: feature maps of one image.
 - :func:`grad_cam`, :func:`predict_with_cam`, :func:`default_cam_layer`: Grad-CAM (Selvaraju et al., 2017).
 - :func:`overlay`, :func:`cam_gallery`: heat maps over the images.
-- :func:`cam_shift`, :func:`cam_shift_batch`: how far a Grad-CAM map moved between two models or inputs.
+- :func:`cam_shift_batch`: how far Grad-CAM maps moved between two models or inputs.
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from .models import ImagenetPreprocess, keras, last_conv_layer
 import tensorflow as tf  # noqa: E402  (after .models, which imports it quietly)
 
 __all__ = ["ExplainError", "conv_layers", "default_layers", "resolve_layer", "default_cam_layer",
-           "activations", "activation_grid", "activation_figure", "grad_cam", "predict_with_cam",
-           "overlay", "colormap_lut", "cam_shift", "cam_shift_batch", "cam_gallery"]
+           "activations", "activation_figure", "grad_cam", "predict_with_cam",
+           "overlay", "colormap_lut", "cam_shift_batch", "cam_gallery"]
 
 
 class ExplainError(HamvizError, ValueError):
@@ -176,24 +176,11 @@ def _tile(maps, max_channels, order, pad):
     return grid, chans, ncols
 
 
-def activation_grid(maps: np.ndarray, max_channels: int = 16, order: str = "first", pad: int = 1,
-                    pad_value: int = 255) -> np.ndarray:
-    """``max_channels`` channels of (H, W, C) feature maps tiled left to right, top to bottom in a near-square
-    grid (ceil(sqrt(k)) columns), each channel min-max normalised on its own to [0, 255] (a constant channel
-    is all 0), as a uint8 image; ``pad`` pixels of ``pad_value`` between the tiles.
-
-    order: ``"first"`` (default) shows channels 0..max_channels-1 (the same channels for every image, so
-    images can be compared); ``"strongest"`` the channels with the highest mean activation, strongest first.
-    """
-    grid, _, _ = _tile(maps, max_channels, order, pad)
-    return np.where(np.isnan(grid), pad_value, np.round(grid)).astype(np.uint8)
-
-
 def activation_figure(acts: dict, max_channels: int = 16, title: str = "Activation maps",
                       order: str = "first", ncols: int | None = None,
                       colorscale: str = "Viridis") -> go.Figure:
     """One heat-map panel per layer of ``acts`` (from :func:`activations`), each the tiled
-    :func:`activation_grid` of its first (or strongest, see ``order``) ``max_channels`` channels; the panel
+    tiled grid of its first (or strongest, see ``order``) ``max_channels`` channels; the panel
     title gives the layer name, its map shape h x w x c and how many channels are shown. Panels go
     ``ncols`` per row (default: up to 3)."""
     if not acts:
@@ -431,13 +418,3 @@ def cam_shift_batch(cams_a, cams_b, top: float = 0.2) -> pd.DataFrame:
     dy, dx = yb - ya, xb - xa
     return pd.DataFrame({"correlation": corr, "iou": iou, "com_distance": np.hypot(dy, dx),
                          "com_dy": dy, "com_dx": dx})
-
-
-def cam_shift(cam_a, cam_b, top: float = 0.2) -> dict:
-    """:func:`cam_shift_batch` for one pair of (H, W) maps, as a dict of floats (correlation, iou,
-    com_distance, com_dy, com_dx)."""
-    a, b = np.asarray(cam_a), np.asarray(cam_b)
-    if a.ndim != 2 or a.shape != b.shape:
-        raise ExplainError(f"cam_shift() takes two (H, W) maps of the same shape; got {a.shape} and {b.shape}")
-    row = cam_shift_batch(a[None], b[None], top=top).iloc[0]
-    return {k: float(v) for k, v in row.items()}

@@ -1,5 +1,5 @@
-"""The compression chapter's steps: a trained classifier scored on JPEG, K-means and autoencoder versions of
-the same test images, with every method's rate in bits per pixel, so that all of them sit on one
+"""The compression chapter (``03_compression``): the main classifier scored on JPEG, K-means and autoencoder
+versions of the same test images, with every method's rate in bits per pixel, so that all of them sit on one
 rate-accuracy axis.
 
 Each study returns rows of one table (``method``, ``setting``, ``bpp``, ``rate_kind``, fidelity, metrics),
@@ -10,9 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import compress
-from .data import CLASSES
-from .metrics import evaluate
+from .. import compress
+from ..autoenc import AEConfig, dequantised, latent_rate, reconstruct, train_autoencoder
+from ..metrics import evaluate
+from ..registry import CLASSES
+from ..training import Artefact, predict
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
 
@@ -31,7 +33,6 @@ def _row(method, setting, bpp, rate_kind, ev, fidelity) -> dict:
 
 def score(model, images, labels, groups=None, n_boot=0, seed=0) -> dict:
     """evaluate() of ``model`` on uint8 ``images`` (the classifier's own preprocessing applies)."""
-    from .train import predict
     return evaluate(labels, predict(model, np.asarray(images)), CLASSES, groups=groups, n_boot=n_boot,
                     seed=seed)
 
@@ -75,10 +76,8 @@ def kmeans_study(model, images, labels, ks, groups=None, n_boot=0, seed=0):
 
 def autoencoder_study(model, autoencoders: dict, images, labels, groups=None, n_boot=0, seed=0):
     """Rows per ratio: reconstructions from the float32 latent, and from the 8-bit quantised latent at its
-    float32, 8-bit fixed-length and entropy-coded rates. ``autoencoders``: ratio -> TrainedAE."""
-    from .autoenc import dequantised, latent_rate, reconstruct
-    from .models import decoder_of, encoder_of
-    from .train import predict
+    float32, 8-bit fixed-length and entropy-coded rates. ``autoencoders``: ratio -> Artefact."""
+    from ..models import decoder_of, encoder_of
     table, evals, recons = [], {}, {}
     pixels = images.shape[1] * images.shape[2]
     for ratio, ae in autoencoders.items():
@@ -100,6 +99,20 @@ def autoencoder_study(model, autoencoders: dict, images, labels, groups=None, n_
         evals[f"autoencoder {name} (8-bit latent)"] = ev_q
         recons[ratio] = (rec, rec_q, rate["entropy_coded_bpp"] * pixels)
     return table, evals, recons
+
+
+def ae_config(P: dict, ratio: float) -> AEConfig:
+    """The AEConfig of the compression chapter's parameters ``P`` (flat) for one ratio."""
+    return AEConfig(ratio=ratio, image_size=P["image_size"], filters=tuple(P["ae_filters"]),
+                    epochs=P["ae_epochs"], patience=P["ae_patience"], learning_rate=P["ae_learning_rate"],
+                    train_limit=P["ae_train_limit"], seed=P["seed"])
+
+
+def autoencoders(ch, view, rows: dict, log=print) -> dict[float, Artefact]:
+    """The compression chapter's autoencoders (ratio -> Artefact, ``arrays["test_mae"]``) for the profile of
+    the running chapter ``ch``: loaded from the store, trained if missing, on ``rows`` of ``view``."""
+    P = ch.section("compression")
+    return {r: train_autoencoder(ae_config(P, r), view, rows=rows, log=log) for r in P["ae_ratios"]}
 
 
 def gallery(images_by_setting: dict[str, np.ndarray], labels, per_class: int = 1, seed: int = 0):

@@ -1,46 +1,18 @@
-"""The classifier chapter's steps as functions: data setup, configs from params, train-or-load, honest
-evaluation (test part only for test numbers), the strategy x model grid, the leak audit, the gallery of
-mistakes and the external test set. Other chapters reuse :func:`setup` and :func:`main_model`.
+"""The classifier chapter (``02_classifier``): configs from the profile, the main model, honest evaluation (test
+part only for test numbers, lesion-grouped bootstrap intervals), the strategy x model grid (Zhang's Table 4), the
+leak audit, the gallery of mistakes and the external test set. Other chapters reuse :func:`main_model`.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .data import CLASSES
-from .metrics import evaluate
-from .splits import get_split, split_path
-from .train import TrainConfig, Trained, train_or_load
+from ..metrics import evaluate
+from ..registry import CLASSES
+from ..training import Artefact, TrainConfig, train_classifier
+from ..view import PreparedView
 
 TRANSFER_OPTIONS = ("weights", "trainable", "head", "dense", "dropout", "l2")
-
-
-@dataclass
-class Setup:
-    """Images at one size with their labels, lesion ids and one split (grouped or image-level)."""
-
-    data: object
-    cache: object
-    labels: np.ndarray
-    groups: np.ndarray
-    split: pd.Series
-    split_id: str
-    grouped: bool
-
-
-def setup(ch, image_size: int | None = None, grouped: bool | None = None) -> Setup:
-    """Cache, labels and split for a chapter (``ch`` from hamviz.notebook.start)."""
-    P = ch.params
-    size = image_size or P["image_size"]
-    cache = ch.cache(size)
-    meta = ch.data.meta.set_index("image_id").loc[cache.image_ids]
-    grouped = P["split"]["grouped"] if grouped is None else grouped
-    split = get_split(ch.data, P["split"]["fractions"], P["seed"], grouped)
-    sid = split_path(ch.data, P["split"]["fractions"], P["seed"], grouped).stem
-    return Setup(ch.data, cache, meta["label"].to_numpy(), meta["lesion_id"].to_numpy(), split, sid,
-                 grouped)
 
 
 def config(P: dict, **over) -> TrainConfig:
@@ -58,12 +30,7 @@ def config(P: dict, **over) -> TrainConfig:
     return TrainConfig(**cfg)
 
 
-def train(s: Setup, cfg: TrainConfig, **kw) -> Trained:
-    return train_or_load(cfg, s.cache, s.labels, s.split, s.data.fingerprint, split_id=s.split_id,
-                         n_classes=len(CLASSES), **kw)
-
-
-def evaluate_parts(s: Setup, t: Trained, n_boot: int = 1000, seed: int = 0) -> dict:
+def evaluate_parts(s: PreparedView, t: Artefact, n_boot: int = 1000, seed: int = 0) -> dict:
     """Metrics of every split part; confidence intervals (lesion-grouped bootstrap) on the test part."""
     out = {}
     for part in ("train", "val", "test"):
@@ -79,25 +46,25 @@ def parts_table(evals: dict) -> pd.DataFrame:
     return pd.DataFrame({p: {c: e["headline"].get(c) for c in cols} for p, e in evals.items()}).T
 
 
-def main_model(ch, s: Setup | None = None, log=print):
-    """The chapter's main model (trained once, then loaded) and its setup: what other chapters use."""
-    from .params import chapter_params
-    P = chapter_params(ch.profile, "classifier")
-    s = s or setup(ch, P["image_size"])
-    return train(s, config(P), log=log), s
+def main_model(ch, log=print) -> tuple[Artefact, PreparedView]:
+    """The classifier chapter's main model (trained once, then loaded from the store) and its view: what the
+    later chapters analyse. ``ch``: any running chapter (its profile's classifier section is used)."""
+    P = ch.section("classifier")
+    s = ch.view(P["image_size"])
+    return train_classifier(config(P), s, log=log), s
 
 
 def grid(ch, P: dict, log=print) -> pd.DataFrame:
     """Test metrics of every (model, strategy) of ``P['grid']``: the reference Table 4."""
     g = P["grid"]
     size = g.get("image_size") or P["image_size"]
-    s = setup(ch, size)
+    s = ch.view(size)
     rows = []
     for model in g.get("models", [P["model"]]):
         for strategy in g.get("strategies", ["S1"]):
             cfg = config(P, model=model, strategy=strategy, image_size=size,
                          epochs=g.get("epochs") or P["epochs"])
-            t = train(s, cfg, log=log)
+            t = train_classifier(cfg, s, log=log)
             ev = evaluate(s.labels[t.rows["test"]], t.proba["test"], CLASSES, n_boot=0)
             h = ev["headline"]
             rows.append({"model": model, "strategy": strategy, "image_size": size,
@@ -118,7 +85,7 @@ def leak_audit(grouped: dict, image_level: dict) -> pd.DataFrame:
     return table
 
 
-def misclassified(s: Setup, t: Trained, n: int = 16):
+def misclassified(s: PreparedView, t: Artefact, n: int = 16):
     """The ``n`` most confident mistakes on the test part: (images, captions)."""
     rows = t.rows["test"]
     proba = t.proba["test"]
@@ -131,11 +98,11 @@ def misclassified(s: Setup, t: Trained, n: int = 16):
     return images, captions
 
 
-def external(P: dict, t: Trained, n_boot: int = 1000):
+def external(P: dict, t: Artefact, n_boot: int = 1000):
     """Every metric on the external test set named by ``P['external_test']`` (ISIC 2018 layout)."""
-    from .cache import build_cache
-    from .external import load_isic2018
-    from .train import predict
+    from ..cache import build_cache
+    from ..external import load_isic2018
+    from ..training import predict
     ds = load_isic2018(P["external_test"])
     cache = build_cache(ds, t.config.image_size, mode=P["resize"], on_corrupt=P["on_corrupt"], masks=False)
     labels = ds.meta.set_index("image_id").loc[cache.image_ids, "label"].to_numpy()

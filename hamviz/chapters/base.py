@@ -1,0 +1,121 @@
+"""What every chapter notebook does first, in one call: :func:`start`.
+
+It loads and validates the parameter profile, seeds the random generators, makes plotly figures render in
+static, offline HTML, loads the data set (checking it before any expensive work), and opens the chapter's
+*record*: a small JSON file of the numbers the chapter measured, which the book's index and the tests read
+(never scraped from HTML). :meth:`Chapter.view` gives the :class:`hamviz.view.PreparedView` every step works on.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..params import chapter_params, load_profile
+from ..record import jsonable, provenance
+from ..view import PreparedView, prepare
+
+RECORD_ENV = "HAMVIZ_RECORD_DIR"
+
+
+def set_seeds(seed: int) -> None:
+    """Seed Python, NumPy and (if imported) TensorFlow/Keras."""
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    if "keras" in sys.modules or "tensorflow" in sys.modules:
+        import keras
+        keras.utils.set_random_seed(seed)
+
+
+def offline_plotly() -> None:
+    """Figures render in static HTML opened offline (the book stores plotly.js once) and keep the JupyterLab
+    mimetype for live use."""
+    import plotly.io as pio
+    pio.renderers.default = "notebook+plotly_mimetype"
+
+
+@dataclass
+class Chapter:
+    """A running chapter: its flat parameters (shared settings + its own section), the whole validated
+    profile, its data set and its record."""
+
+    name: str
+    params: dict
+    record_path: Path
+    record: dict = field(default_factory=dict)
+    data: object = None
+    profile: dict = field(default_factory=dict)
+    _views: dict = field(default_factory=dict, repr=False)
+
+    def log(self, summary: bool = False, **values) -> None:
+        """Record measured values (and write the record file at once). ``summary=True`` also puts
+        them in the book's index table."""
+        values = jsonable(values)
+        self.record.setdefault("values", {}).update(values)
+        if summary:
+            self.record.setdefault("summary", {}).update(values)
+        self.save()
+
+    def save(self) -> None:
+        self.record_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.record_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.record, indent=1, sort_keys=False))
+        tmp.replace(self.record_path)
+
+    def finish(self) -> None:
+        """Mark the record complete (the book checks for it)."""
+        self.record["complete"] = True
+        self.save()
+
+    def params_table(self):
+        import pandas as pd
+        rows = [(k, json.dumps(v) if isinstance(v, (dict, list)) else v)
+                for k, v in self.params.items() if not k.startswith("_")]
+        return pd.DataFrame(rows, columns=["parameter", "value"]).set_index("parameter")
+
+    def section(self, chapter: str) -> dict:
+        """Another chapter's flat parameters from the same profile (e.g. the compression chapter's qualities)."""
+        return chapter_params(self.profile, chapter)
+
+    def view(self, size: int | None = None, grouped: bool | None = None) -> PreparedView:
+        """The :class:`~hamviz.view.PreparedView` of this chapter's data at ``size`` (default: image_size) with
+        the profile's split (``grouped=False``: the image-level split, for the leak audit only); built once."""
+        P = self.params
+        size = int(size or P["image_size"])
+        grouped = P["split"]["grouped"] if grouped is None else grouped
+        if (size, grouped) not in self._views:
+            self._views[(size, grouped)] = prepare(self.data, size, resize=P["resize"], on_corrupt=P["on_corrupt"],
+                                                   fractions=P["split"]["fractions"], seed=P["seed"],
+                                                   grouped=grouped)
+        return self._views[(size, grouped)]
+
+
+def start(chapter: str, profile: str = "cpu", params: dict | None = None, data_dir=None,
+          record_path=None, load_data: bool = True) -> Chapter:
+    """Set up a chapter notebook. ``params`` overrides profile keys (same nesting as the YAML);
+    ``data_dir`` overrides the profile's (which defaults to $HAMVIZ_DATA)."""
+    from ..data import load_ham10000
+    overrides = dict(params or {})
+    if data_dir:
+        overrides["data_dir"] = str(data_dir)
+    full = load_profile(profile, overrides)
+    flat = chapter_params(full, chapter)
+    set_seeds(flat["seed"])
+    offline_plotly()
+    if record_path is None:
+        rec_dir = Path(os.environ.get(RECORD_ENV, "records"))
+        record_path = rec_dir / f"{chapter}.json"
+    ch = Chapter(chapter, flat, Path(record_path), profile=full)
+    if load_data:
+        ch.data = load_ham10000(flat["data_dir"], masks=flat["masks"], on_missing=flat["on_missing"])
+    ch.record = {"chapter": chapter, "profile": flat["profile"], "complete": False,
+                 "provenance": provenance(flat, ch.data.fingerprint if ch.data is not None else None),
+                 "summary": {}, "values": {}}
+    ch.save()
+    return ch

@@ -1,0 +1,29 @@
+"""The joint-training chapter (``04_joint``, Doctor's study): each of the compression chapter's autoencoders
+trained end to end with the main classifier, scored beside the classifier alone and the autoencoder followed
+by the untouched classifier; the contrast hypothesis is tested with :mod:`hamviz.contrast`.
+"""
+from __future__ import annotations
+
+from ..joint import JointConfig, train_joint
+from ..training import Artefact
+from ..view import PreparedView
+
+
+def config(P: dict, ratio: float) -> JointConfig:
+    """The JointConfig of the joint chapter's parameters ``P`` (flat) for one autoencoder ratio."""
+    return JointConfig(ratio=ratio, image_size=P["image_size"], init=P["init"], recon_weight=P["recon_weight"],
+                       train_autoencoder=P["train_autoencoder"], train_classifier=P["train_classifier"],
+                       learning_rate=P["learning_rate"], epochs=P["epochs"], patience=P["patience"],
+                       train_limit=P["train_limit"], seed=P["seed"])
+
+
+def joint_models(P: dict, autoencoders: dict, classifier: Artefact, view: PreparedView,
+                 log=print) -> dict[float, Artefact]:
+    """ratio -> the joint model of that autoencoder and ``classifier`` (trained once, then loaded), on the
+    rows the classifier was trained on."""
+    missing = [r for r in P["ratios"] if r not in autoencoders]
+    if missing:
+        raise ValueError(f"joint ratios {missing} are not among the compression chapter's autoencoders "
+                         f"{list(autoencoders)}: add them to chapters.compression.ae_ratios")
+    return {r: train_joint(config(P, r), autoencoders[r], classifier, view, rows=classifier.rows,
+                           n_classes=len(view.classes), log=log) for r in P["ratios"]}

@@ -1,0 +1,111 @@
+"""The one artefact store: every trained model hamviz keeps (classifiers, autoencoders, joint, hypervector and
+softmax-twin models, ensemble members, random-search trials) lives in one folder per artefact under
+``<cache>/models/``, named ``<name>-<key>``.
+
+An artefact folder holds ``model.keras``, ``history.json`` (per-epoch metrics), ``config.json`` (what made it:
+config, key, data fingerprint, split, seconds, ...), ``arrays.npz`` (e.g. the class probabilities of every split
+part) and ``manifest.json``, written last, with every file's size and SHA-256. Folders are built under a
+temporary name and renamed into place in one step (:func:`hamviz.cache.publish`), so a reader never sees a
+partial artefact; a reader that finds a file whose size or checksum differs from the manifest removes the
+folder and reports it, and the artefact is trained again.
+
+What the key covers is decided by :func:`hamviz.training.artefact_key`; this module only stores.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cache import publish
+from .config import cache_dir
+
+FILES = ("model.keras", "history.json", "config.json", "arrays.npz")
+
+
+@dataclass
+class Stored:
+    """What :func:`load` returns: the model and what was saved beside it."""
+
+    model: object
+    history: dict
+    meta: dict
+    arrays: dict
+
+
+def folder(name: str, key: str, cache_root=None) -> Path:
+    """The folder of artefact ``name`` with ``key`` (``<cache>/models/<name>-<key>``)."""
+    root = Path(cache_root) if cache_root else cache_dir()
+    return root / "models" / f"{name}-{key}"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save(path: Path, model, history: dict, meta: dict, arrays: dict) -> None:
+    """Store a trained ``model`` with its ``history``, ``meta`` (JSON-able) and ``arrays`` (name -> ndarray)
+    at ``path``, atomically; an existing artefact there is replaced."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save(tmp / "model.keras")
+    (tmp / "history.json").write_text(json.dumps(history))
+    (tmp / "config.json").write_text(json.dumps(meta, default=str))
+    np.savez_compressed(tmp / "arrays.npz", **arrays)
+    manifest = {f: {"bytes": (tmp / f).stat().st_size, "sha256": _sha256(tmp / f)} for f in FILES}
+    shutil.rmtree(path, ignore_errors=True)
+    # the manifest is written last: a folder without it was never finished
+    (tmp / "manifest.json").write_text(json.dumps(manifest))
+    publish(tmp, path, None)
+
+
+def damage(path: Path) -> str | None:
+    """Why the artefact at ``path`` cannot be trusted (a file missing, or its size or checksum not what the
+    manifest recorded), or None when it is intact."""
+    try:
+        manifest = json.loads((Path(path) / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return "manifest.json is missing or unreadable (the artefact was never finished)"
+    for name, want in manifest.items():
+        f = Path(path) / name
+        if not f.is_file():
+            return f"{name} is missing"
+        if f.stat().st_size != want["bytes"]:
+            return f"{name} has {f.stat().st_size} bytes, {want['bytes']} were written"
+        if _sha256(f) != want["sha256"]:
+            return f"{name} does not match its recorded SHA-256"
+    return None
+
+
+def load(path: Path, log=print) -> Stored | None:
+    """The artefact at ``path``, or None if there is none. A damaged one (see :func:`damage`) is named through
+    ``log``, removed, and None is returned, so the caller trains it again."""
+    from .models import keras
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    problem = damage(path)
+    if problem is None:
+        try:
+            model = keras.models.load_model(path / "model.keras", compile=False)
+            history = json.loads((path / "history.json").read_text())
+            meta = json.loads((path / "config.json").read_text())
+            with np.load(path / "arrays.npz") as z:
+                arrays = {k: z[k] for k in z.files}
+            return Stored(model, history, meta, arrays)
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            problem = f"it does not load ({type(exc).__name__}: {exc})"
+    log(f"stored model {path} is damaged: {problem}; removing it and training it again")
+    shutil.rmtree(path, ignore_errors=True)
+    return None

@@ -1,0 +1,303 @@
+"""The one training core: one fit loop and one train-or-load over the artefact store, for every model hamviz
+trains (classifiers and ensemble members here; autoencoders, joint, hypervector and softmax-twin models in
+their own modules, through these two functions).
+
+- :func:`fit` trains a compiled Keras model: a NaN guard that stops at the first non-finite loss and names
+  the fix, early stopping with the best epoch's weights restored, an optional learning-rate schedule, and the
+  history as plain floats with ``best_epoch``.
+- :func:`train_or_load` returns the stored artefact for a config, training and storing it on first use. Its
+  key (:func:`artefact_key`) covers the config dataclass, the data fingerprint, the split id, the keys of any
+  parent artefacts and :data:`TRAINING_VERSION`, in one place.
+
+Classifiers: a :class:`TrainConfig` says everything that determines one; :func:`train_classifier` trains it
+with one of the five imbalance strategies of the reference study (Zhang; :data:`hamviz.registry.STRATEGIES`).
+One epoch is always ``ceil(n_train / batch_size)`` steps whatever the strategy, so strategies get the same
+compute.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import store
+from .balance import class_weights, oversample
+from .config import HamvizError
+from .registry import OPTIMIZERS, SCHEDULES, SPLITS, STRATEGIES
+
+#: Part of every trained model's key. Bump it when a change to the code alters what training produces
+#: (architecture, preprocessing, augmentation, sampling, optimiser set-up), so stale models are not loaded.
+TRAINING_VERSION = 3
+
+
+class TrainingError(HamvizError):
+    """Training could not go on (NaN loss, impossible settings)."""
+
+
+def make_optimizer(name: str, learning_rate, clipnorm=None):
+    """A Keras optimiser by name (:data:`hamviz.registry.OPTIMIZERS`); SGD with momentum 0.9; ``clipnorm``
+    clips each gradient's norm."""
+    from .models import keras
+    if name.lower() not in OPTIMIZERS:
+        raise TrainingError(f"Unknown optimizer {name!r}: one of {', '.join(OPTIMIZERS)}")
+    kw = {"learning_rate": learning_rate}
+    if clipnorm:
+        kw["clipnorm"] = float(clipnorm)
+    cls = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+           "rmsprop": keras.optimizers.RMSprop, "nadam": keras.optimizers.Nadam,
+           "adamax": keras.optimizers.Adamax, "sgd": keras.optimizers.SGD}[name.lower()]
+    if name.lower() == "sgd":
+        kw["momentum"] = 0.9
+    return cls(**kw)
+
+
+def limit_rows(rows: np.ndarray, labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """A stratified subsample of ``rows`` of at most ``limit`` (every class kept), sorted."""
+    rows = np.asarray(rows)
+    if not limit or limit >= len(rows):
+        return rows
+    from sklearn.model_selection import train_test_split
+    keep, _ = train_test_split(rows, train_size=limit, stratify=labels, random_state=seed)
+    return np.sort(keep)
+
+
+def strategy_plan(strategy: str, labels, n_classes: int, *, min_size: int = 1000, seed: int = 0):
+    """(training row indices into ``labels``, class_weight or None) for an imbalance strategy S1-S5."""
+    mode, weighted = STRATEGIES[strategy]
+    idx = oversample(labels, mode, min_size=min_size, seed=seed)
+    return idx, (class_weights(labels, n_classes) if weighted else None)
+
+
+# ------------------------------------------------------------------------------------------------ the fit loop
+def nan_guard():
+    """A Keras callback that stops training at the first batch whose loss is NaN or infinite and remembers
+    where (``where`` = (epoch, batch), 1-based)."""
+    from .models import keras
+
+    class NanGuard(keras.callbacks.Callback):
+        where = None
+        epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                self.where = (self.epoch + 1, batch + 1)
+                self.model.stop_training = True
+
+    return NanGuard()
+
+
+def fit(model, train, val=None, *, epochs: int, patience: int, label: str, learning_rate: float,
+        steps_per_epoch: int | None = None, class_weight: dict | None = None, schedule: str = "none",
+        verbose: int = 0) -> dict:
+    """Train the compiled ``model`` on dataset ``train`` (validating on ``val``), in place.
+
+    Early stopping on the validation loss (the training loss without ``val``) with ``patience`` epochs, the
+    best epoch's weights restored; ``schedule``: "none", "plateau" (halve the learning rate after
+    patience // 2 epochs without progress, down to learning_rate / 64) or "cosine" (over ``epochs``).
+    Returns the history: per-epoch metrics as floats and ``best_epoch`` (1-based). Raises
+    :class:`TrainingError` naming the epoch, the batch and the fix when the loss becomes NaN.
+    """
+    from .models import keras
+    if schedule not in SCHEDULES:
+        raise TrainingError(f"Unknown schedule {schedule!r}: one of {', '.join(SCHEDULES)}")
+    monitor = "val_loss" if val is not None else "loss"
+    guard = nan_guard()
+    callbacks = [guard, keras.callbacks.EarlyStopping(monitor=monitor, patience=patience,
+                                                      restore_best_weights=True)]
+    if schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
+                                                           patience=max(1, patience // 2),
+                                                           min_lr=learning_rate / 64))
+    elif schedule == "cosine":
+        callbacks.append(keras.callbacks.LearningRateScheduler(
+            lambda e: learning_rate * 0.5 * (1 + math.cos(math.pi * e / epochs))))
+    hist = model.fit(train, validation_data=val, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                     class_weight=class_weight, callbacks=callbacks, verbose=verbose,
+                     shuffle=False)  # the dataset shuffles
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    if guard.where is not None:
+        raise TrainingError(
+            f"Training {label} stopped: the loss became NaN in epoch {guard.where[0]}, batch "
+            f"{guard.where[1]}. Lower learning_rate (now {learning_rate}), set clipnorm (gradient "
+            f"clipping, e.g. 1.0), or add L2.")
+    history["best_epoch"] = int(np.argmin(history[monitor])) + 1 if history.get(monitor) else len(history["loss"])
+    return history
+
+
+def predict(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The model's outputs for uint8 images (N, H, W, 3), batched through :func:`hamviz.pipeline.make_dataset`."""
+    from .pipeline import make_dataset
+    return model.predict(make_dataset(images, batch_size=batch_size), verbose=0)
+
+
+# ------------------------------------------------------------------------------------------------ train or load
+def rows_digest(rows: dict) -> str:
+    """A short digest of row numbers per part: part of a key when a model is trained on rows chosen elsewhere."""
+    h = hashlib.sha256()
+    for part in sorted(rows):
+        h.update(part.encode())
+        h.update(np.asarray(rows[part], dtype=np.int64).tobytes())
+    return "rows:" + h.hexdigest()[:16]
+
+
+def artefact_key(kind: str, config, fingerprint: str, split_id: str, parents=()) -> str:
+    """The key of a trained artefact: its kind, its config (a dataclass or a dict), the data fingerprint, the
+    split id, the keys of the artefacts it starts from, and :data:`TRAINING_VERSION`."""
+    cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    raw = json.dumps({"kind": kind, "cfg": cfg, "data": fingerprint, "split": split_id,
+                      "parents": list(parents), "version": TRAINING_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Artefact:
+    """A trained model from the store, with its history, saved arrays and the rows it was trained and
+    scored on (part -> row numbers into the view's cache)."""
+
+    model: object
+    history: dict
+    config: object
+    key: str
+    path: Path
+    arrays: dict
+    rows: dict
+    seconds: float
+    loaded: bool
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def proba(self) -> dict:
+        """part -> the model's outputs on that part, for artefacts that store them (classifiers, joint)."""
+        return {p: self.arrays[p] for p in SPLITS if p in self.arrays}
+
+
+def train_or_load(kind: str, name: str, config, train: Callable[[], tuple], *, fingerprint: str,
+                  split_id: str, rows: dict | None = None, parents=(), meta: dict | None = None,
+                  accept: Callable[[store.Stored], bool] | None = None, cache_root=None, retrain: bool = False,
+                  log=print) -> Artefact:
+    """The artefact for ``config`` from the store, trained on first use.
+
+    ``train()`` returns (model, history, arrays) and is called only when the store has no intact artefact for
+    the key (or ``retrain``); ``accept(stored)`` may reject a stored one (e.g. arrays of another length).
+    ``name`` prefixes the folder; ``meta`` is saved beside the config."""
+    key = artefact_key(kind, config, fingerprint, split_id, parents)
+    path = store.folder(name, key, cache_root)
+    found = None if retrain else store.load(path, log=log)
+    if found is not None and (accept is None or accept(found)):
+        return Artefact(found.model, found.history, config, key, path, found.arrays, dict(rows or {}),
+                        found.meta.get("seconds", 0.0), True, found.meta)
+    t = time.time()
+    model, history, arrays = train()
+    seconds = time.time() - t
+    cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    info = {"kind": kind, "config": cfg, "key": key, "fingerprint": fingerprint, "split": split_id,
+            "parents": list(parents), "seconds": seconds, **(meta or {})}
+    store.save(path, model, history, info, arrays)
+    return Artefact(model, history, config, key, path, arrays, dict(rows or {}), seconds, False, info)
+
+
+# ------------------------------------------------------------------------------------------------ classifiers
+@dataclass
+class TrainConfig:
+    """Everything that determines a trained classifier. ``model``: a name of
+    :func:`hamviz.models.build_model` with ``model_options``; ``strategy``: S1-S5; ``train_limit``: a stratified
+    subsample of the training part (tiny profile)."""
+
+    model: str = "small_cnn"
+    model_options: dict = field(default_factory=dict)  # weights, trainable, head, dense, dropout, l2
+    image_size: int = 64
+    strategy: str = "S1"
+    oversample_min: int = 1000
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    clipnorm: float | None = None
+    schedule: str = "plateau"
+    epochs: int = 10
+    patience: int = 4
+    batch_size: int = 32
+    augment: dict = field(default_factory=lambda: {"rot90": True, "flip": True, "zoom": 0.1,
+                                                  "shift": 0.1})
+    train_limit: int | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        for name, kind in (("epochs", int), ("patience", int), ("batch_size", int), ("image_size", int),
+                           ("oversample_min", int), ("seed", int), ("learning_rate", (int, float)),
+                           ("train_limit", (int, type(None))), ("clipnorm", (int, float, type(None)))):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, kind):
+                raise TrainingError(f"TrainConfig.{name} must be {getattr(kind, '__name__', 'a number')}, "
+                                    f"not {v!r} ({type(v).__name__}); fix it in the profile")
+        if self.strategy not in STRATEGIES:
+            raise TrainingError(f"Unknown imbalance strategy {self.strategy!r}: one of {', '.join(STRATEGIES)}")
+        if self.optimizer.lower() not in OPTIMIZERS:
+            raise TrainingError(f"Unknown optimizer {self.optimizer!r}: one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise TrainingError(f"Unknown schedule {self.schedule!r}: one of {', '.join(SCHEDULES)}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise TrainingError("epochs and batch_size must be at least 1")
+        if not self.learning_rate > 0:
+            raise TrainingError(f"learning_rate must be positive, not {self.learning_rate}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}@{self.image_size} {self.strategy}"
+
+
+def fit_classifier(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, parts: dict, n_classes: int,
+                   verbose: int = 0):
+    """Build ``cfg``'s model and train it on ``images[parts['train']]`` with its imbalance strategy, validating
+    on ``parts['val']``. Images uint8 (N, H, W, 3), labels int (N,). Returns (model, history)."""
+    from .models import build_model, keras
+    from .pipeline import make_dataset
+    keras.utils.set_random_seed(cfg.seed)
+    model = build_model(cfg.model, (*images.shape[1:3], 3), n_classes, **cfg.model_options)
+    model.compile(optimizer=make_optimizer(cfg.optimizer, cfg.learning_rate, cfg.clipnorm),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    tr = parts["train"]
+    idx, cw = strategy_plan(cfg.strategy, labels[tr], n_classes, min_size=cfg.oversample_min, seed=cfg.seed)
+    rows = tr[idx]
+    train_ds = make_dataset(images[rows], labels[rows], batch_size=cfg.batch_size, shuffle=True,
+                            augment=cfg.augment, n_classes=n_classes, seed=cfg.seed, repeat=True)
+    val_ds = make_dataset(images[parts["val"]], labels[parts["val"]], batch_size=128, n_classes=n_classes)
+    history = fit(model, train_ds, val_ds, epochs=cfg.epochs, patience=cfg.patience, label=cfg.label,
+                  learning_rate=cfg.learning_rate, steps_per_epoch=math.ceil(len(tr) / cfg.batch_size),
+                  class_weight=cw, schedule=cfg.schedule, verbose=verbose)
+    return model, history
+
+
+def train_classifier(cfg: TrainConfig, view, *, cache_root=None, retrain: bool = False, verbose: int = 0,
+                     log=print) -> Artefact:
+    """The classifier for ``cfg`` on a :class:`hamviz.view.PreparedView` (its labels and split), trained once
+    and stored with the class probabilities of every split part (``artefact.proba``)."""
+    if view.size != cfg.image_size:
+        raise TrainingError(f"the view holds {view.size}x{view.size} images but the config asks for "
+                            f"{cfg.image_size}")
+    rows = dict(view.rows)
+    rows["train"] = limit_rows(rows["train"], view.labels[rows["train"]], cfg.train_limit, cfg.seed)
+    n_classes = len(view.classes)
+
+    def train():
+        log(f"training {cfg.label} on {len(rows['train'])} images for up to {cfg.epochs} epochs")
+        images = view.images
+        model, history = fit_classifier(cfg, images, view.labels, rows, n_classes, verbose=verbose)
+        return model, history, {p: predict(model, images[rows[p]]) for p in SPLITS}
+
+    return train_or_load("classifier", f"{cfg.model}-{cfg.image_size}-{cfg.strategy}", cfg, train,
+                         fingerprint=view.fingerprint, split_id=view.split_id, rows=rows,
+                         accept=lambda s: all(len(s.arrays.get(p, ())) == len(rows[p]) for p in SPLITS),
+                         cache_root=cache_root, retrain=retrain, log=log)

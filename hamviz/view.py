@@ -1,0 +1,98 @@
+"""The prepared view every chapter works on: images at one size with their labels, lesion groups and one split,
+aligned row for row, built once per (data set, image size, split).
+
+Row ``i`` of every array is image ``image_ids[i]`` of the decoded-image cache; ``rows[part]`` are the row
+numbers of a split part. Nothing downstream re-aligns labels or rows: a chapter takes a :class:`PreparedView`,
+a binary task is :meth:`PreparedView.relabel`, a class subset is :meth:`PreparedView.subset`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from .registry import CLASSES, SPLITS
+
+
+@dataclass(frozen=True)
+class PreparedView:
+    """Images, labels, lesion groups and split parts of one data set at one size.
+
+    data: the :class:`hamviz.data.Dataset`; cache: its :class:`hamviz.cache.ImageCache` (``cache.images``
+    uint8 (N, H, W, 3)); labels: int64 (N,), index into ``classes``, -1 for rows outside a subset; groups:
+    lesion ids (N,); split: image_id -> part; split_id: names the split (and any relabelling) in model keys;
+    rows: part -> int64 row numbers into the cache; classes: the label names.
+    """
+
+    data: object
+    cache: object
+    labels: np.ndarray
+    groups: np.ndarray
+    split: pd.Series
+    split_id: str
+    grouped: bool
+    rows: dict
+    classes: tuple = CLASSES
+
+    @property
+    def fingerprint(self) -> str:
+        return self.data.fingerprint
+
+    @property
+    def image_ids(self) -> list[str]:
+        return self.cache.image_ids
+
+    @property
+    def size(self) -> int:
+        return int(self.cache.size[0])
+
+    @property
+    def images(self) -> np.ndarray:
+        """Every cached image (N, H, W, 3) uint8, in memory."""
+        return np.asarray(self.cache.images)
+
+    def part(self, part: str):
+        """(images, labels, groups) of one split part."""
+        r = self.rows[part]
+        return np.asarray(self.cache.images[r]), self.labels[r], self.groups[r]
+
+    def relabel(self, labels, tag: str, classes) -> "PreparedView":
+        """The same images and split with other labels (e.g. benign/malignant); ``tag`` joins the split id so
+        that models trained on the new labels get keys of their own."""
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.shape != self.labels.shape:
+            raise ValueError(f"relabel needs {len(self.labels)} labels, got {labels.shape}")
+        return replace(self, labels=labels, split_id=f"{self.split_id}|{tag}", classes=tuple(classes))
+
+    def subset(self, keep) -> "PreparedView":
+        """Only the rows of the classes in ``keep`` (names; None: all), labels renumbered 0..K-1 in the
+        order given (-1 for other rows, which leave every part)."""
+        if keep is None:
+            return self
+        keep = [str(k) for k in keep]
+        unknown = [k for k in keep if k not in self.classes]
+        if unknown or len(set(keep)) != len(keep) or not keep:
+            raise ValueError(f"keep must be distinct names among {list(self.classes)}, got {keep}")
+        new_of_old = np.full(len(self.classes), -1, dtype=np.int64)
+        for new, k in enumerate(keep):
+            new_of_old[self.classes.index(k)] = new
+        labels = np.where(self.labels >= 0, new_of_old[np.clip(self.labels, 0, None)], -1)
+        rows = {p: r[labels[r] >= 0] for p, r in self.rows.items()}
+        return replace(self, labels=labels, rows=rows, classes=tuple(keep))
+
+
+def prepare(data, size: int, *, resize: str = "stretch", on_corrupt: str = "error", fractions=(0.7, 0.2, 0.1),
+            seed: int = 0, grouped: bool = True, masks=None, cache_root=None) -> PreparedView:
+    """The :class:`PreparedView` of data set ``data`` at ``size`` x ``size`` (decoded once into the image cache)
+    with its saved split (made on first use, see :func:`hamviz.splits.get_split`)."""
+    from .cache import build_cache
+    from .splits import get_split, split_path
+    cache = build_cache(data, size, mode=resize, on_corrupt=on_corrupt, masks=masks, cache_root=cache_root)
+    meta = data.meta.set_index("image_id").loc[cache.image_ids]
+    split = get_split(data, fractions, seed, grouped, cache_root)
+    sid = split_path(data, fractions, seed, grouped, cache_root).stem
+    parts = split.reindex(cache.image_ids).to_numpy()
+    rows = {p: np.flatnonzero(parts == p) for p in SPLITS}
+    return PreparedView(data, cache, meta["label"].to_numpy().astype(np.int64), meta["lesion_id"].to_numpy(),
+                        split, sid, grouped, rows, tuple(data.classes))
