@@ -32,6 +32,11 @@ if intra: tf.config.threading.set_intra_op_parallelism_threads(intra)
 if inter: tf.config.threading.set_inter_op_parallelism_threads(inter)
 from hamviz.models import small_cnn, keras
 out = {}
+try:  # whether TensorFlow's oneDNN graph rewrites are on in this process (TF decides from the CPU unless told)
+    from tensorflow.python.util import _pywrap_util_port
+    out["onednn_enabled"] = bool(_pywrap_util_port.IsMklEnabled())
+except Exception:
+    out["onednn_enabled"] = None
 a = tf.random.uniform((1024, 1024)); b = tf.random.uniform((1024, 1024))
 tf.linalg.matmul(a, b).numpy()
 t = time.perf_counter(); n = 0
@@ -126,7 +131,8 @@ def main(argv=None) -> int:
         print(f"{row['setting']:<40} {row.get('images_per_s', float('nan')):8.1f} img/s  "
               f"TF matmul {row.get('tf_matmul_gflops', float('nan')):6.1f} GFLOP/s  "
               f"NumPy matmul {row.get('numpy_matmul_gflops', float('nan')):6.1f} GFLOP/s  "
-              f"oneDNN ISA: {row['onednn_isa'][:60]}  ({time.time() - t:.0f} s)", flush=True)
+              f"oneDNN on: {row.get('onednn_enabled')}  ISA: {row['onednn_isa'][:40]}  ({time.time() - t:.0f} s)",
+              flush=True)
     Path(args.out).write_text(json.dumps({"machine": info, "rows": rows,
                                           "date": time.strftime("%Y-%m-%d %H:%M")}, indent=1))
     return 0

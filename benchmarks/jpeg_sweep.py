@@ -4,9 +4,9 @@ The test part is the cpu profile's: the grouped 70/20/10 split with seed 42 (1,0
 first 200). Its images are decoded at 64x64 into an empty temporary cache first (not timed here; see the
 pipeline benchmark for decoding rates), so nothing under $HAMVIZ_CACHE is read or written.
 
-1. ``hamviz.compress.jpeg_batch`` per quality with jobs=1 and jobs=os.cpu_count(), alternating, in rounds:
+1. ``hamviz.codecs.jpeg_batch`` per quality with jobs=1 and jobs=os.cpu_count(), alternating, in rounds:
    images/s of each and the speed-up (median of the per-round ratios).
-2. ``hamviz.compress.jpeg_test_sets`` cold (an empty temporary cache_root: encodes every quality and writes
+2. ``hamviz.cache.jpeg_test_sets`` cold (an empty temporary cache_root: encodes every quality and writes
    the arrays) and warm (the same call again: reads and, by default, verifies the checksums; also timed with
    verify=False, which only memory-maps the arrays).
 """
@@ -36,7 +36,8 @@ def run(quick: bool = False) -> dict:
     s = _settings(quick)
     from hamviz import load_ham10000
     from hamviz.cache import build_cache
-    from hamviz.compress import jpeg_batch, jpeg_test_sets
+    from hamviz.cache import jpeg_test_sets
+    from hamviz.codecs import jpeg_batch
     from hamviz.splits import make_split
 
     ds = load_ham10000(common.data_dir(), masks=False)

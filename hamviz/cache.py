@@ -1,4 +1,5 @@
-"""Decode and resize every image once into an on-disk cache; later runs memory-map it.
+"""The on-disk image caches: every image decoded and resized once (later runs memory-map it), and the parallel
+JPEG test sets (:func:`jpeg_test_sets`: the same images at every quality, encoded once).
 
 A cache entry is a folder ``<cache>/images/<key>/`` holding ``images.npy`` (uint8, N x H x W x 3),
 optionally ``masks.npy`` (bool, N x H x W) and ``index.json`` (image ids in row order, skipped files,
@@ -19,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError, features
 
+from .codecs import (DEFAULT_QUALITIES, SUBSAMPLINGS, bits_per_pixel, check_jobs, check_qualities,
+                     check_subsampling, jpeg_batch)
 from .config import DataError, cache_dir
 from .data import Dataset
 
@@ -246,5 +249,146 @@ def build_cache(ds: Dataset, size=64, *, mode: str = "stretch", masks: bool | No
 
     _build_entry(folder, ds, size, mode, masks, on_corrupt, jobs, progress)
     entry = _read_entry(folder, verify=False)
+    entry.built = True
+    return entry
+
+
+# ------------------------------------------------------------------------------ parallel JPEG test sets
+#: Part of the key of every JPEG test-set entry: bump it when the way the sets are made changes.
+JPEG_SETS_VERSION = 1
+_CHUNK = 2048  # images per block when building the test sets (bounds memory at large sizes)
+
+
+@dataclass
+class JpegSets:
+    """The same images JPEG-compressed at several qualities. ``images[q][i]`` is ``image_ids[i]`` at
+    quality ``q`` (uint8, memory-mapped when read from disk); ``n_bytes[q][i]`` its JPEG size;
+    ``bpp[q]`` the mean bits per pixel at ``q``."""
+
+    image_ids: list[str]
+    qualities: tuple[int, ...]
+    images: dict[int, np.ndarray]
+    n_bytes: dict[int, np.ndarray]
+    bpp: dict[int, float]
+    path: Path
+    subsampling: int = 2
+    built: bool = False  # True when this call encoded the images, False when it read them from disk
+
+    def __len__(self):
+        return len(self.image_ids)
+
+
+def _codec() -> str:
+    """The JPEG library that produced the bytes (recorded in the key: another codec, other bytes)."""
+    turbo = features.version("libjpeg_turbo") if features.check("libjpeg_turbo") else None
+    return f"pillow-{Image.__version__}|jpeg-{features.version('jpg')}|turbo-{turbo}"
+
+
+def jpeg_sets_key(cache, image_ids, qualities, subsampling: int) -> str:
+    """Folder name of a test-set entry: the image cache entry's name (data fingerprint, size, mode),
+    a hash of the image ids (in order), the qualities, the subsampling and the codec version."""
+    ids_sha = hashlib.sha256("\n".join(image_ids).encode()).hexdigest()[:12]
+    raw = (f"v{JPEG_SETS_VERSION}|{Path(cache.path).name}|{ids_sha}|"
+           f"q={','.join(map(str, qualities))}|s={subsampling}|{_codec()}")
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:12]
+    return f"{Path(cache.path).name}-n{len(image_ids)}-{ids_sha}-s{subsampling}-{digest}"
+
+
+def _read_sets(folder: Path, image_ids, qualities, subsampling, verify: bool) -> JpegSets | None:
+    """The entry in ``folder``, or None when absent, incomplete, damaged or not the one asked for."""
+    try:
+        index = json.loads((folder / "index.json").read_text())
+        if (index["image_ids"] != list(image_ids) or index["qualities"] != list(qualities)
+                or index["subsampling"] != subsampling):
+            return None
+        images, n_bytes, bpp = {}, {}, {}
+        for q in qualities:
+            arr = np.load(folder / f"q{q}.npy", mmap_mode="r")
+            if list(arr.shape) != index["shapes"][str(q)] or arr.dtype != np.uint8:
+                return None
+            if verify and _digest(arr) != index["sha"][str(q)]:
+                return None
+            nb = np.asarray(index["bytes"][str(q)], dtype=np.int64)
+            if len(nb) != len(arr):
+                return None
+            images[q], n_bytes[q] = arr, nb
+            bpp[q] = float(bits_per_pixel(nb, arr.shape).mean())
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+        return None
+    return JpegSets(list(index["image_ids"]), tuple(qualities), images, n_bytes, bpp, folder,
+                    subsampling)
+
+
+def jpeg_test_sets(cache, rows, qualities=DEFAULT_QUALITIES, *, subsampling: int = 2, cache_root=None,
+                   jobs: int | None = None, verify: bool = True) -> JpegSets:
+    """The images ``cache.images[rows]`` JPEG-compressed at every quality, built once and kept on disk.
+
+    cache: an :class:`hamviz.cache.ImageCache`; rows: row numbers into it (e.g. the test part of the
+      split; a boolean mask over the cache also works). The order of ``rows`` is kept.
+    qualities: integers in 1..100 (checked before any work; ValueError lists the bad ones); stored
+      highest first, duplicates dropped.
+    cache_root: where ``jpeg/<key>/`` goes (default :func:`hamviz.config.cache_dir`).
+    verify: check the arrays' checksums on read; a damaged entry is rebuilt.
+    """
+    qualities = check_qualities(qualities)
+    subsampling = check_subsampling(subsampling)
+    check_jobs(jobs)
+    rows = np.asarray(rows)
+    if rows.dtype == bool:
+        if rows.shape != (len(cache.image_ids),):
+            raise ValueError(f"a boolean row mask must have one entry per cached image "
+                             f"({len(cache.image_ids)}), not shape {rows.shape}")
+        rows = np.flatnonzero(rows)
+    if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
+        raise ValueError(f"rows must be a 1-d sequence of row numbers, not {rows.dtype} {rows.shape}")
+    if rows.size == 0:
+        raise ValueError("rows is empty: no image to compress")
+    n_cache = len(cache.image_ids)
+    if rows.min() < 0 or rows.max() >= n_cache:
+        bad = rows[(rows < 0) | (rows >= n_cache)]
+        raise IndexError(f"row(s) {bad[:5].tolist()} out of range for the image cache {cache.path} "
+                         f"({n_cache} images)")
+    rows = rows.astype(np.int64)
+    image_ids = [cache.image_ids[r] for r in rows]
+
+    root = Path(cache_root) if cache_root else cache_dir()
+    folder = root / "jpeg" / jpeg_sets_key(cache, image_ids, qualities, subsampling)
+    if folder.exists():
+        entry = _read_sets(folder, image_ids, qualities, subsampling, verify)
+        if entry is not None:
+            return entry
+        shutil.rmtree(folder, ignore_errors=True)  # damaged or partial: rebuild
+
+    src = cache.images
+    n, (h, w) = len(rows), src.shape[1:3]
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{time.time_ns()}")
+    tmp.mkdir(parents=True)
+    try:
+        index = {"version": JPEG_SETS_VERSION, "cache_entry": Path(cache.path).name,
+                 "image_ids": image_ids, "qualities": list(qualities), "subsampling": subsampling,
+                 "subsampling_name": SUBSAMPLINGS[subsampling], "codec": _codec(),
+                 "shapes": {}, "sha": {}, "bytes": {}}
+        outs = {q: np.lib.format.open_memmap(tmp / f"q{q}.npy", mode="w+", dtype=np.uint8,
+                                             shape=(n, h, w, 3)) for q in qualities}
+        sizes = {q: np.empty(n, dtype=np.int64) for q in qualities}
+        for start in range(0, n, _CHUNK):  # each block of originals is read once for all qualities
+            block = np.asarray(src[rows[start:start + _CHUNK]])
+            for q in qualities:
+                dec, nb = jpeg_batch(block, q, subsampling, jobs)
+                outs[q][start:start + len(block)] = dec
+                sizes[q][start:start + len(block)] = nb
+        for q in qualities:
+            outs[q].flush()
+            index["shapes"][str(q)] = [n, h, w, 3]
+            index["sha"][str(q)] = _digest(outs[q])
+            index["bytes"][str(q)] = sizes[q].tolist()
+        del outs
+        publish(tmp, folder, index)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    entry = _read_sets(folder, image_ids, qualities, subsampling, verify=False)
+    if entry is None:  # pragma: no cover - only if the folder vanished between rename and read
+        raise OSError(f"JPEG test sets at {folder} could not be read back after building them")
     entry.built = True
     return entry

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import Mapping
 
 import numpy as np
 import pandas as pd

@@ -11,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from .compress import bits_per_pixel, jpeg_roundtrip, psnr, ssim
+from .codecs import bits_per_pixel, jpeg_roundtrip, psnr, ssim
 from .registry import CLASSES
 
 

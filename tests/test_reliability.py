@@ -126,7 +126,7 @@ def _book_prepare_small_inception(env):
 
 def _jpeg_quality(q):
     def produce(env):
-        from hamviz.compress import jpeg_roundtrip
+        from hamviz.codecs import jpeg_roundtrip
         return jpeg_roundtrip(np.zeros((16, 16, 3), np.uint8), q)
     return produce
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import compress
+from .. import codecs
+from ..cache import jpeg_test_sets
 from ..autoenc import AEConfig, dequantised, latent_rate, reconstruct, train_autoencoder
 from ..metrics import evaluate
 from ..registry import CLASSES
@@ -20,8 +21,8 @@ METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
 
 
 def _fidelity(original: np.ndarray, coded: np.ndarray) -> dict:
-    ps = np.array([compress.psnr(a, b) for a, b in zip(original, coded)])
-    ss = np.array([compress.ssim(a, b) for a, b in zip(original, coded)])
+    ps = np.array([codecs.psnr(a, b) for a, b in zip(original, coded)])
+    ss = np.array([codecs.ssim(a, b) for a, b in zip(original, coded)])
     return {"psnr": float(np.mean(ps[np.isfinite(ps)])) if np.isfinite(ps).any() else float("inf"),
             "ssim": float(np.mean(ss))}
 
@@ -45,16 +46,16 @@ def reference(model, images, labels, groups=None, n_boot=0, seed=0):
 
 def jpeg_study(model, cache, rows, labels, qualities, groups=None, n_boot=0, seed=0):
     """Rows per quality, twice: the whole JPEG file, and its payload without the (shared) headers."""
-    sets = compress.jpeg_test_sets(cache, rows, qualities)
+    sets = jpeg_test_sets(cache, rows, qualities)
     original = np.asarray(cache.images[rows])
     table, evals = [], {}
     for q in sets.qualities:
         coded = np.asarray(sets.images[q])
         ev = score(model, coded, labels, groups, n_boot, seed)
         fid = _fidelity(original, coded)
-        header = compress.jpeg_header_bytes(q, original.shape[1:3])
-        file_bpp = float(compress.bits_per_pixel(sets.n_bytes[q], original.shape).mean())
-        payload_bpp = float(compress.bits_per_pixel(sets.n_bytes[q] - header, original.shape).mean())
+        header = codecs.jpeg_header_bytes(q, original.shape[1:3])
+        file_bpp = float(codecs.bits_per_pixel(sets.n_bytes[q], original.shape).mean())
+        payload_bpp = float(codecs.bits_per_pixel(sets.n_bytes[q] - header, original.shape).mean())
         table.append(_row("JPEG", f"q{q}", file_bpp, "JPEG file", ev, fid))
         table.append(_row("JPEG payload", f"q{q}", payload_bpp, "JPEG without headers", ev, fid))
         evals[f"JPEG q{q}"] = ev
@@ -65,9 +66,9 @@ def kmeans_study(model, images, labels, ks, groups=None, n_boot=0, seed=0):
     """Rows per K: each image quantised to its own K-colour palette (index bits + 24-bit palette)."""
     table, evals, coded_by_k = [], {}, {}
     for k in ks:
-        coded, bits = compress.kmeans_batch(images, k, seed=seed)
+        coded, bits = codecs.kmeans_batch(images, k, seed=seed)
         ev = score(model, coded, labels, groups, n_boot, seed)
-        bpp = float(compress.bits_per_pixel(bits / 8, images.shape).mean())
+        bpp = float(codecs.bits_per_pixel(bits / 8, images.shape).mean())
         table.append(_row("K-means", f"K={k}", bpp, "palette indices + palette", ev, _fidelity(images, coded)))
         evals[f"K-means K={k}"] = ev
         coded_by_k[k] = (coded, np.asarray(bits))

@@ -123,7 +123,7 @@ def cam_under_jpeg(model, cache, rows, qualities, n: int = 200, seed: int = 0, l
     """Grad-CAM (for the class predicted on the clean image) on ``n`` test images at every JPEG quality,
     and how far each map moved from the clean one: per-quality means of correlation, top-20% IoU and
     centre-of-mass distance (pixels), and the share of predictions that changed."""
-    from ..compress import jpeg_test_sets
+    from ..cache import jpeg_test_sets
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(rows), size=min(n, len(rows)), replace=False))
     sets = jpeg_test_sets(cache, rows, qualities)

@@ -1,4 +1,4 @@
-"""hamviz.compress: JPEG and K-means compression, PSNR/SSIM, and the cached parallel JPEG test sets.
+"""hamviz.codecs and hamviz.cache.jpeg_test_sets: JPEG and K-means compression, PSNR/SSIM, and the cached parallel JPEG test sets.
 
 All images are real HAM10000 images (read-only), resized small so the tests stay fast.
 """
@@ -14,9 +14,9 @@ from PIL import Image
 
 from conftest import make_subset
 from hamviz import load_ham10000
-from hamviz.cache import build_cache
-from hamviz.compress import (DEFAULT_QUALITIES, JpegSets, bits_per_pixel, jpeg_batch, jpeg_roundtrip,
-                             jpeg_test_sets, kmeans_batch, kmeans_quantise, psnr, ssim)
+from hamviz.cache import JpegSets, build_cache, jpeg_test_sets
+from hamviz.codecs import (DEFAULT_QUALITIES, bits_per_pixel, jpeg_batch, jpeg_roundtrip, kmeans_batch,
+                           kmeans_quantise, psnr, ssim)
 
 DATA = Path(os.environ.get("HAMVIZ_DATA") or Path(__file__).resolve().parents[1].parent / "shared/data/ham10000")
 QUALITIES = (95, 50, 20, 10, 5, 3, 1)

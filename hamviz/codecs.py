@@ -1,4 +1,4 @@
-"""Image compression helpers for the "compression vs classification" chapter.
+"""The codecs of the "compression vs classification" chapter, and their distortion measures.
 
 Two codecs, each with its size in bits so that accuracy can be plotted against bits per pixel:
 
@@ -8,42 +8,28 @@ Two codecs, each with its size in bits so that accuracy can be plotted against b
 - **Colour quantisation** with scikit-learn K-means (:func:`kmeans_quantise` / :func:`kmeans_batch`): each
   image keeps ``k`` colours; its size is the palette index per pixel plus the palette.
 
-:func:`jpeg_test_sets` builds the parallel JPEG test sets (the same images at every quality) once and
-keeps them on disk next to the decoded-image cache, so every chapter reads the same arrays:
-``<cache>/jpeg/<key>/q{quality}.npy`` (uint8, N x H x W x 3) and ``index.json`` (image ids, qualities,
-bytes per image per quality, shapes and checksums). Entries are written to a temporary folder and renamed
-into place; an entry whose arrays do not match their recorded shape or checksum is rebuilt.
+The parallel JPEG test sets built from these codecs (the same images at every quality, kept on disk) are
+:func:`hamviz.cache.jpeg_test_sets`.
 :func:`psnr` and :func:`ssim` measure the distortion (scikit-image).
 
 Images are uint8 RGB arrays, (H, W, 3), or (N, H, W, 3) batches.
 """
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import os
-import shutil
-import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, features
+from PIL import Image
 
-from .cache import _digest, publish
-from .config import cache_dir
-
-JPEG_SETS_VERSION = 1
 #: The qualities of the parallel JPEG test sets unless a profile says otherwise.
 DEFAULT_QUALITIES = (95, 50, 20, 10, 5, 3, 1)
 QUALITY_RANGE = (1, 100)
 #: Pillow's ``subsampling``: 0 = 4:4:4 (none), 1 = 4:2:2, 2 = 4:2:0 (the libjpeg default).
 SUBSAMPLINGS = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
 K_RANGE = (2, 256)
-_CHUNK = 2048  # images per block when building the test sets (bounds memory at large sizes)
 
 
 # --------------------------------------------------------------------------------------------- checks
@@ -58,7 +44,7 @@ def _check_quality(quality) -> int:
     return int(quality)
 
 
-def _check_qualities(qualities) -> tuple[int, ...]:
+def check_qualities(qualities) -> tuple[int, ...]:
     """Unique qualities, highest first; ValueError listing every bad one."""
     if _is_int(qualities):
         qualities = (qualities,)
@@ -73,7 +59,7 @@ def _check_qualities(qualities) -> tuple[int, ...]:
     return tuple(sorted({int(q) for q in qualities}, reverse=True))
 
 
-def _check_subsampling(subsampling) -> int:
+def check_subsampling(subsampling) -> int:
     if not _is_int(subsampling) or int(subsampling) not in SUBSAMPLINGS:
         choices = ", ".join(f"{k} ({v})" for k, v in SUBSAMPLINGS.items())
         raise ValueError(f"JPEG chroma subsampling must be one of {choices}, not {subsampling!r}")
@@ -96,7 +82,7 @@ def _check_batch(images, name: str = "images") -> np.ndarray:
     return images
 
 
-def _workers(jobs) -> int:
+def check_jobs(jobs) -> int:
     if jobs is None:
         return os.cpu_count() or 1
     if not _is_int(jobs) or jobs < 1:
@@ -106,7 +92,7 @@ def _workers(jobs) -> int:
 
 def _map_rows(fn, n: int, jobs) -> None:
     """Call ``fn(i)`` for i in range(n), on ``jobs`` threads (serially when one thread is enough)."""
-    workers = min(_workers(jobs), n)
+    workers = min(check_jobs(jobs), n)
     if workers <= 1:
         for i in range(n):
             fn(i)
@@ -137,7 +123,7 @@ def jpeg_roundtrip(img, quality: int, subsampling: int = 2) -> tuple[np.ndarray,
     Returns the decoded uint8 image and the byte count of the JPEG stream (headers included).
     """
     quality = _check_quality(quality)
-    subsampling = _check_subsampling(subsampling)
+    subsampling = check_subsampling(subsampling)
     return _jpeg(_check_image(img), quality, subsampling)
 
 
@@ -161,7 +147,7 @@ def jpeg_batch(images, quality: int, subsampling: int = 2, jobs: int | None = No
 
     Returns the decoded batch (N, H, W, 3) uint8 and the bytes of each image (N,) int64."""
     quality = _check_quality(quality)
-    subsampling = _check_subsampling(subsampling)
+    subsampling = check_subsampling(subsampling)
     images = _check_batch(images)
     out = np.empty_like(images)
     n_bytes = np.empty(len(images), dtype=np.int64)
@@ -290,149 +276,13 @@ def ssim(a, b) -> float:
                                        channel_axis=-1 if a.ndim == 3 else None))
 
 
-# ------------------------------------------------------------------------------ parallel JPEG test sets
-@dataclass
-class JpegSets:
-    """The same images JPEG-compressed at several qualities. ``images[q][i]`` is ``image_ids[i]`` at
-    quality ``q`` (uint8, memory-mapped when read from disk); ``n_bytes[q][i]`` its JPEG size;
-    ``bpp[q]`` the mean bits per pixel at ``q``."""
-
-    image_ids: list[str]
-    qualities: tuple[int, ...]
-    images: dict[int, np.ndarray]
-    n_bytes: dict[int, np.ndarray]
-    bpp: dict[int, float]
-    path: Path
-    subsampling: int = 2
-    built: bool = False  # True when this call encoded the images, False when it read them from disk
-
-    def __len__(self):
-        return len(self.image_ids)
-
-
-def _codec() -> str:
-    """The JPEG library that produced the bytes (recorded in the key: another codec, other bytes)."""
-    turbo = features.version("libjpeg_turbo") if features.check("libjpeg_turbo") else None
-    return f"pillow-{Image.__version__}|jpeg-{features.version('jpg')}|turbo-{turbo}"
-
-
-def jpeg_sets_key(cache, image_ids, qualities, subsampling: int) -> str:
-    """Folder name of a test-set entry: the image cache entry's name (data fingerprint, size, mode),
-    a hash of the image ids (in order), the qualities, the subsampling and the codec version."""
-    ids_sha = hashlib.sha256("\n".join(image_ids).encode()).hexdigest()[:12]
-    raw = (f"v{JPEG_SETS_VERSION}|{Path(cache.path).name}|{ids_sha}|"
-           f"q={','.join(map(str, qualities))}|s={subsampling}|{_codec()}")
-    digest = hashlib.sha256(raw.encode()).hexdigest()[:12]
-    return f"{Path(cache.path).name}-n{len(image_ids)}-{ids_sha}-s{subsampling}-{digest}"
-
-
-def _read_sets(folder: Path, image_ids, qualities, subsampling, verify: bool) -> JpegSets | None:
-    """The entry in ``folder``, or None when absent, incomplete, damaged or not the one asked for."""
-    try:
-        index = json.loads((folder / "index.json").read_text())
-        if (index["image_ids"] != list(image_ids) or index["qualities"] != list(qualities)
-                or index["subsampling"] != subsampling):
-            return None
-        images, n_bytes, bpp = {}, {}, {}
-        for q in qualities:
-            arr = np.load(folder / f"q{q}.npy", mmap_mode="r")
-            if list(arr.shape) != index["shapes"][str(q)] or arr.dtype != np.uint8:
-                return None
-            if verify and _digest(arr) != index["sha"][str(q)]:
-                return None
-            nb = np.asarray(index["bytes"][str(q)], dtype=np.int64)
-            if len(nb) != len(arr):
-                return None
-            images[q], n_bytes[q] = arr, nb
-            bpp[q] = float(bits_per_pixel(nb, arr.shape).mean())
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
-        return None
-    return JpegSets(list(index["image_ids"]), tuple(qualities), images, n_bytes, bpp, folder,
-                    subsampling)
-
-
-def jpeg_test_sets(cache, rows, qualities=DEFAULT_QUALITIES, *, subsampling: int = 2, cache_root=None,
-                   jobs: int | None = None, verify: bool = True) -> JpegSets:
-    """The images ``cache.images[rows]`` JPEG-compressed at every quality, built once and kept on disk.
-
-    cache: an :class:`hamviz.cache.ImageCache`; rows: row numbers into it (e.g. the test part of the
-      split; a boolean mask over the cache also works). The order of ``rows`` is kept.
-    qualities: integers in 1..100 (checked before any work; ValueError lists the bad ones); stored
-      highest first, duplicates dropped.
-    cache_root: where ``jpeg/<key>/`` goes (default :func:`hamviz.config.cache_dir`).
-    verify: check the arrays' checksums on read; a damaged entry is rebuilt.
-    """
-    qualities = _check_qualities(qualities)
-    subsampling = _check_subsampling(subsampling)
-    _workers(jobs)
-    rows = np.asarray(rows)
-    if rows.dtype == bool:
-        if rows.shape != (len(cache.image_ids),):
-            raise ValueError(f"a boolean row mask must have one entry per cached image "
-                             f"({len(cache.image_ids)}), not shape {rows.shape}")
-        rows = np.flatnonzero(rows)
-    if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
-        raise ValueError(f"rows must be a 1-d sequence of row numbers, not {rows.dtype} {rows.shape}")
-    if rows.size == 0:
-        raise ValueError("rows is empty: no image to compress")
-    n_cache = len(cache.image_ids)
-    if rows.min() < 0 or rows.max() >= n_cache:
-        bad = rows[(rows < 0) | (rows >= n_cache)]
-        raise IndexError(f"row(s) {bad[:5].tolist()} out of range for the image cache {cache.path} "
-                         f"({n_cache} images)")
-    rows = rows.astype(np.int64)
-    image_ids = [cache.image_ids[r] for r in rows]
-
-    root = Path(cache_root) if cache_root else cache_dir()
-    folder = root / "jpeg" / jpeg_sets_key(cache, image_ids, qualities, subsampling)
-    if folder.exists():
-        entry = _read_sets(folder, image_ids, qualities, subsampling, verify)
-        if entry is not None:
-            return entry
-        shutil.rmtree(folder, ignore_errors=True)  # damaged or partial: rebuild
-
-    src = cache.images
-    n, (h, w) = len(rows), src.shape[1:3]
-    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{time.time_ns()}")
-    tmp.mkdir(parents=True)
-    try:
-        index = {"version": JPEG_SETS_VERSION, "cache_entry": Path(cache.path).name,
-                 "image_ids": image_ids, "qualities": list(qualities), "subsampling": subsampling,
-                 "subsampling_name": SUBSAMPLINGS[subsampling], "codec": _codec(),
-                 "shapes": {}, "sha": {}, "bytes": {}}
-        outs = {q: np.lib.format.open_memmap(tmp / f"q{q}.npy", mode="w+", dtype=np.uint8,
-                                             shape=(n, h, w, 3)) for q in qualities}
-        sizes = {q: np.empty(n, dtype=np.int64) for q in qualities}
-        for start in range(0, n, _CHUNK):  # each block of originals is read once for all qualities
-            block = np.asarray(src[rows[start:start + _CHUNK]])
-            for q in qualities:
-                dec, nb = jpeg_batch(block, q, subsampling, jobs)
-                outs[q][start:start + len(block)] = dec
-                sizes[q][start:start + len(block)] = nb
-        for q in qualities:
-            outs[q].flush()
-            index["shapes"][str(q)] = [n, h, w, 3]
-            index["sha"][str(q)] = _digest(outs[q])
-            index["bytes"][str(q)] = sizes[q].tolist()
-        del outs
-        publish(tmp, folder, index)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    entry = _read_sets(folder, image_ids, qualities, subsampling, verify=False)
-    if entry is None:  # pragma: no cover - only if the folder vanished between rename and read
-        raise OSError(f"JPEG test sets at {folder} could not be read back after building them")
-    entry.built = True
-    return entry
-
-
 def jpeg_header_bytes(quality: int, shape, subsampling: int = 2) -> int:
     """Bytes of a JPEG file before its entropy-coded data, plus the 2-byte end marker.
 
     With fixed settings (baseline, standard Huffman tables, no metadata) the headers are the same for every
     image of one size and quality, and at 64x64 they are most of the file (about 600 of 700 bytes at quality
     1). ``n_bytes - jpeg_header_bytes(...)`` is the payload: what a codec sharing its tables would store."""
-    q, sub = _check_quality(quality), _check_subsampling(subsampling)
+    q, sub = _check_quality(quality), check_subsampling(subsampling)
     h, w = shape[:2]
     buf = io.BytesIO()
     Image.new("RGB", (w, h), (128, 128, 128)).save(buf, format="JPEG", quality=q, subsampling=sub,
