@@ -8,6 +8,9 @@ JOBS ?=
 # Where the HAM10000 data lives: your download (official layout) or a flat images/ folder.
 HAMVIZ_DATA ?= $(abspath ../shared/data/ham10000)
 export HAMVIZ_DATA
+# Where pretrained weights live (Keras-Hub preset folders, e.g. efficientnet_lite0_imagenet/).
+HAMVIZ_WEIGHTS ?= $(abspath ../shared/weights)
+export HAMVIZ_WEIGHTS
 
 # The browser tests (tests/test_browser.py) drive this Chromium; `make test` installs Debian's where it is missing.
 CHROMIUM ?= /usr/bin/chromium

@@ -33,6 +33,18 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_vector_flags() -> list[str]:
+    """The CPU's SIMD extensions that matter to TensorFlow (from /proc/cpuinfo)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in have]
+    except OSError:
+        pass
+    return []
+
+
 def machine() -> dict:
     """What the numbers were measured on (and how busy the machine was when the run started)."""
     info = {
@@ -40,6 +52,9 @@ def machine() -> dict:
         "python": sys.version.split()[0],
         "cpu_count": os.cpu_count(),
         "cpu_model": cpu_model(),
+        # "AMD EPYC" names several generations here: the vector extensions tell them apart, and TensorFlow
+        # turns its oneDNN kernels on by default only where AVX512_VNNI / AVX512_BF16 / AMX exist
+        "cpu_vector_flags": cpu_vector_flags(),
     }
     try:
         info["sched_affinity"] = len(os.sched_getaffinity(0))

@@ -17,6 +17,7 @@ from . import cache  # noqa: E402,F401
 
 
 def load_model(path):
-    """A Keras model saved by hamviz (``model.keras``), with hamviz's custom layers registered."""
-    from .models import keras
-    return keras.models.load_model(path, compile=False)
+    """A Keras model saved by hamviz (``model.keras``), uncompiled, with hamviz's (and Keras-Hub's) layers
+    registered: see :func:`hamviz.models.load`."""
+    from .models import load
+    return load(path)

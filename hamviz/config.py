@@ -18,6 +18,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 DATA_ENV = "HAMVIZ_DATA"
 CACHE_ENV = "HAMVIZ_CACHE"
+WEIGHTS_ENV = "HAMVIZ_WEIGHTS"
 
 GET_DATA_HINT = (
     "Get HAM10000 with `hamviz download --dest DIR` (or by hand from "
@@ -60,6 +61,15 @@ def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
         path = Path(base) / "hamviz"
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve()
+
+
+def weights_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """Where pretrained weights live (Keras-Hub preset folders such as ``efficientnet_lite0_imagenet/``):
+    ``explicit``, else ``$HAMVIZ_WEIGHTS``, else ``<cache>/weights``. Not created: it may be read-only."""
+    value = explicit or os.environ.get(WEIGHTS_ENV)
+    if value:
+        return Path(value).expanduser().resolve()
+    return cache_dir() / "weights"
 
 
 def _shipped(inside: str, checkout: str) -> Path:

@@ -138,7 +138,7 @@ def activations(model, image, layers=None) -> dict[str, np.ndarray]:
     elif isinstance(layers, (str, int, np.integer)):
         layers = [layers]
     names = list(dict.fromkeys(resolve_layer(model, l) for l in layers))
-    sub = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    sub = keras.Model(model.input, [layer_output(model, n) for n in names])
     out = sub(tf.convert_to_tensor(x, tf.float32), training=False)
     if not isinstance(out, (list, tuple)):
         out = [out]
@@ -234,6 +234,23 @@ def _score_head(model, score: str):
     raise ExplainError(f"score must be 'logit' or 'proba', not {score!r}")
 
 
+def layer_output(model, name: str):
+    """The output tensor of layer ``name`` in ``model``'s own graph. For an ordinary layer that is
+    ``layer.output``; a nested model (a Keras-Hub backbone, a wrapped application) answers ``output`` with the
+    output of its inner graph, so its call in ``model`` is found among its nodes instead."""
+    layer = model.get_layer(name)
+    candidates = [layer.output] if not isinstance(layer, keras.Model) else []
+    for node in getattr(layer, "_inbound_nodes", []):
+        candidates += list(node.output_tensors)
+    for t in candidates:
+        try:
+            keras.Model(model.input, t)
+            return t
+        except ValueError:
+            continue
+    raise ExplainError(f"layer {name!r} of {model.name} is not connected to the model's input")
+
+
 def _class_indices(class_index, proba: np.ndarray) -> np.ndarray:
     n, k = proba.shape
     if class_index is None:
@@ -269,7 +286,7 @@ def predict_with_cam(model, images, class_index=None, layer=None, batch_size: in
     x = _as_batch(model, images)
     name = default_cam_layer(model) if layer is None else resolve_layer(model, layer)
     head_in, to_scores = _score_head(model, score)
-    sub = keras.Model(model.input, [model.get_layer(name).output, head_in, model.output])
+    sub = keras.Model(model.input, [layer_output(model, name), head_in, model.output])
     size = tuple(int(s) for s in x.shape[1:3])
     n = len(x)
     if n == 0:

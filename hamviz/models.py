@@ -1,8 +1,10 @@
-"""Classifier builders: the reference small CNN and transfer models over Keras applications.
+"""Model builders: the reference small CNN, transfer models over Keras applications and Keras-Hub presets, the
+random-search CNN and the compression autoencoders.
 
-Every model is one flat functional graph (the backbone's layers inlined, not nested as a sub-model), so
-Grad-CAM and activation maps can address any layer by name. Inputs are float images in [0, 255]; each
-backbone's ImageNet preprocessing is a layer inside the model, so callers never preprocess.
+Keras-application models are one flat functional graph (the backbone's layers inlined), so Grad-CAM and
+activation maps can address any layer by name; a Keras-Hub backbone is one nested layer named "backbone"
+(:func:`hub_model`). Inputs are float images in [0, 255]; each backbone's preprocessing is a layer inside the
+model, so callers never preprocess.
 
 ``weights``: ``"imagenet"`` (needs the Keras weights file: downloaded, or already in ``~/.keras/models``),
 ``None`` (random init), or a path to a weights file (Keras ``.weights.h5`` of the same backbone without top,
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import math
 import socket
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +27,9 @@ import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 from .config import HamvizError  # noqa: E402
-from .registry import AE_DOWNSAMPLE, AE_RATIOS, BACKBONES, MODEL_NAMES, latent_problem  # noqa: E402,F401
+from .weights import preset_source  # noqa: E402
+from .registry import (AE_DOWNSAMPLE, AE_RATIOS, BACKBONES, HUB_BACKBONES, MODEL_NAMES,  # noqa: E402,F401
+                       latent_problem)
 
 #: Keras' published no-top ImageNet weight files (what "imagenet" downloads)
 _WEIGHT_FILES = {
@@ -135,6 +140,40 @@ def weights_source(backbone: str, weights, input_size: int | None = None):
     return "imagenet"
 
 
+def _check_transfer_options(trainable, head, heads=("reference", "simple")) -> None:
+    if head not in heads:
+        raise ModelError(f"Unknown head {head!r}: one of {', '.join(map(repr, heads))}")
+    if not (trainable in ("frozen", "all") or (isinstance(trainable, int) and not isinstance(trainable, bool)
+                                               and trainable >= 0)):
+        raise ModelError(f"trainable must be 'frozen', 'all' or a number of last layers, not {trainable!r}")
+
+
+def set_trainable(base_layers, trainable, pretrained: bool) -> None:
+    """The backbone's trainability: "frozen" (only the head trains), "all", or an int N (the last N layers of
+    ``base_layers``). Fine-tuning pretrained weights keeps every BatchNorm layer frozen (its statistics come from
+    ImageNet; Keras then runs it in inference mode); a network trained from random initialisation needs its
+    BatchNorm layers to learn."""
+    n_trainable = {"frozen": 0, "all": len(base_layers)}.get(trainable, trainable)
+    for i, layer in enumerate(base_layers):
+        layer.trainable = i >= len(base_layers) - n_trainable and not (
+            pretrained and isinstance(layer, layers.BatchNormalization))
+
+
+def classification_head(features, n_classes: int, head: str, dense: int, dropout: float, l2: float):
+    """The classification head on a (N, h, w, c) feature map. "reference": GlobalAveragePooling -
+    Dense(dense, relu) - Dropout - BatchNorm - Dense(n, softmax) (the imbalance-strategy study); "simple":
+    GlobalAveragePooling - Dropout - Dense(n, softmax). ``l2``: L2 penalty on the head's dense layers."""
+    reg = _regulariser(l2)
+    y = layers.GlobalAveragePooling2D(name="head_pool")(features)
+    if head == "reference":
+        y = layers.Dense(dense, activation="relu", kernel_regularizer=reg, name="head_dense")(y)
+        y = layers.Dropout(dropout, name="head_dropout")(y)
+        y = layers.BatchNormalization(name="head_bn")(y)
+    else:
+        y = layers.Dropout(dropout, name="head_dropout")(y)
+    return layers.Dense(n_classes, activation="softmax", kernel_regularizer=reg, name="predictions")(y)
+
+
 def transfer_model(backbone: str, input_shape=(128, 128, 3), n_classes: int = 7, *,
                    weights="imagenet", trainable="frozen", head: str = "reference",
                    dense: int = 1024, dropout: float = 0.5, l2: float = 0.0,
@@ -142,10 +181,7 @@ def transfer_model(backbone: str, input_shape=(128, 128, 3), n_classes: int = 7,
     """A Keras application backbone with a classification head, as one flat functional graph.
 
     trainable: "frozen" (only the head trains), "all", or an int N: the last N backbone layers train
-      (BatchNorm layers stay frozen, the usual fine-tuning practice).
-    head: "reference": GlobalAveragePooling - Dense(dense, relu) - Dropout - BatchNorm - Dense(n, softmax)
-      (the imbalance-strategy study); "simple": GlobalAveragePooling - Dropout - Dense(n, softmax).
-    l2: L2 penalty on the head's dense layers.
+      (see :func:`set_trainable` for BatchNorm). head: see :func:`classification_head`.
     """
     key = backbone.lower()
     if key not in BACKBONES:
@@ -153,31 +189,105 @@ def transfer_model(backbone: str, input_shape=(128, 128, 3), n_classes: int = 7,
                          f"(or 'small_cnn').")
     ctor, mode, minimum = BACKBONES[key]
     _check_shape(input_shape, minimum, backbone)
-    if head not in ("reference", "simple"):
-        raise ModelError(f"Unknown head {head!r}: 'reference' or 'simple'")
-    if not (trainable in ("frozen", "all") or (isinstance(trainable, int) and trainable >= 0)):
-        raise ModelError(f"trainable must be 'frozen', 'all' or a number of last layers, not {trainable!r}")
+    _check_transfer_options(trainable, head)
     src = weights_source(key, weights, input_shape[0])
     inputs = keras.Input(input_shape, name="image")
     x = ImagenetPreprocess(mode, name="preprocess")(inputs)
     base = getattr(keras.applications, ctor)(include_top=False, weights=src, input_tensor=x)
-    base_layers = [l for l in base.layers if not isinstance(l, layers.InputLayer)]
-    n_trainable = {"frozen": 0, "all": len(base_layers)}.get(trainable, trainable)
-    # Fine-tuning pretrained weights keeps BatchNorm frozen (its statistics come from ImageNet); a network
-    # trained from random initialisation needs its BatchNorm layers to learn.
-    keep_bn_frozen = src is not None
-    for i, layer in enumerate(base_layers):
-        layer.trainable = i >= len(base_layers) - n_trainable and not (
-            keep_bn_frozen and isinstance(layer, layers.BatchNormalization))
-    reg = _regulariser(l2)
-    y = layers.GlobalAveragePooling2D(name="head_pool")(base.output)
-    if head == "reference":
-        y = layers.Dense(dense, activation="relu", kernel_regularizer=reg, name="head_dense")(y)
-        y = layers.Dropout(dropout, name="head_dropout")(y)
-        y = layers.BatchNormalization(name="head_bn")(y)
+    set_trainable([l for l in base.layers if not isinstance(l, layers.InputLayer)], trainable, src is not None)
+    outputs = classification_head(base.output, n_classes, head, dense, dropout, l2)
+    return keras.Model(inputs, outputs, name=name or key)
+
+
+# ------------------------------------------------------------------------------------------------ Keras-Hub
+@keras.saving.register_keras_serializable(package="hamviz")
+class ScaleOffset(layers.Layer):
+    """``x * scale + offset`` per channel: a Keras-Hub preset's pixel scaling (its image converter's), applied
+    to float images in [0, 255]."""
+
+    def __init__(self, scale=(1.0, 1.0, 1.0), offset=(0.0, 0.0, 0.0), **kwargs):
+        super().__init__(**kwargs)
+        self.scale = [float(v) for v in scale]
+        self.offset = [float(v) for v in offset]
+
+    def call(self, x):
+        ops = keras.ops
+        return x * ops.convert_to_tensor(self.scale, dtype=x.dtype) + ops.convert_to_tensor(self.offset,
+                                                                                           dtype=x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
+def _keras_hub():
+    try:
+        import keras_hub
+    except ImportError as exc:  # pragma: no cover - a dependency
+        raise ModelError(f"Keras-Hub backbones need the keras-hub package ({exc}): pip install keras-hub "
+                         f"safetensors") from None
+    return keras_hub
+
+
+def load(path) -> keras.Model:
+    """A Keras model saved by hamviz (``model.keras``), uncompiled. hamviz's own layers are registered by this
+    module; Keras-Hub's are registered by importing keras_hub, done here when the file needs it."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as z:
+            needs_hub = b"keras_hub" in z.read("config.json")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        needs_hub = False  # keras reports the damage itself
+    if needs_hub:
+        _keras_hub()
+    return keras.models.load_model(path, compile=False)
+
+
+def _load_preset(what: str, preset: str, **kw):
+    """``keras_hub.models.<what>.from_preset(preset)``, with a damaged or incomplete preset named."""
+    hub = _keras_hub()
+    try:
+        if what == "ImageConverter":
+            return hub.layers.ImageConverter.from_preset(preset)
+        return getattr(hub.models, what).from_preset(preset, **kw)
+    except Exception as exc:  # keras-hub raises many kinds for a damaged preset
+        raise ModelError(f"The Keras-Hub preset {preset} could not be loaded ({type(exc).__name__}: "
+                         f"{str(exc)[:300]}). Copy the preset folder again (config.json and model.safetensors; "
+                         f"compare their SHA-256 with the provider's) or point {what} at another one.") from None
+
+
+def hub_model(backbone: str, input_shape=(224, 224, 3), n_classes: int = 7, *, weights="imagenet",
+              trainable="frozen", head: str = "reference", dense: int = 1024, dropout: float = 0.5,
+              l2: float = 0.0, name: str | None = None) -> keras.Model:
+    """A Keras-Hub backbone (:data:`hamviz.registry.HUB_BACKBONES`, e.g. EfficientNet-Lite0, Tan & Le 2019)
+    with a classification head. Input: float images (N, H, W, 3) in [0, 255]; the preset's own pixel scaling
+    (:class:`ScaleOffset`, from its image converter) is the model's first layer; the backbone is one nested
+    layer named "backbone" whose (N, H/32, W/32, C) output is the Grad-CAM target. ``weights``: see
+    :func:`preset_source`. ``trainable``: see :func:`set_trainable` (the backbone's layers). ``head``:
+    "reference" or "simple" (:func:`classification_head`), or "preset": the preset's own classifier (pooling
+    and its ``n_classes`` = 1000 ImageNet logits), to check the weights. Raises ModelError for an unknown
+    backbone or an input too small, :class:`hamviz.weights.WeightsError` for weights that are not there."""
+    key = backbone.lower()
+    if key not in HUB_BACKBONES:
+        raise ModelError(f"Unknown Keras-Hub backbone {backbone!r}; choose one of {', '.join(HUB_BACKBONES)}")
+    _check_shape(input_shape, HUB_BACKBONES[key][2], backbone)
+    _check_transfer_options(trainable, head, ("reference", "simple", "preset"))
+    preset, load = preset_source(key, weights)  # WeightsError (before anything is built) when it is not there
+    converter = _load_preset("ImageConverter", preset)
+    inputs = keras.Input(input_shape, name="image")
+    x = ScaleOffset(converter.scale, converter.offset, name="preprocess")(inputs)
+    if head == "preset":
+        clf = _load_preset("ImageClassifier", preset, load_weights=load)
+        if clf.num_classes != n_classes:
+            raise ModelError(f"head='preset' gives the preset's {clf.num_classes} classes, not {n_classes}")
+        base = clf.backbone
+        base.name = "backbone"  # one name whatever the preset calls it: the Grad-CAM target
+        y = clf.get_layer("pooler")(base(x))
+        outputs = clf.get_layer("predictions")(y)
     else:
-        y = layers.Dropout(dropout, name="head_dropout")(y)
-    outputs = layers.Dense(n_classes, activation="softmax", kernel_regularizer=reg, name="predictions")(y)
+        base = _load_preset("Backbone", preset, load_weights=load)
+        base.name = "backbone"
+        outputs = classification_head(base(x), n_classes, head, dense, dropout, l2)
+    set_trainable(base.layers, trainable, load)
     return keras.Model(inputs, outputs, name=name or key)
 
 
@@ -255,6 +365,8 @@ def build_model(name: str, input_shape, n_classes: int = 7, **kw) -> keras.Model
         if bad:
             raise ModelError(f"small_cnn does not take {sorted(bad)}; it takes {sorted(allowed)}")
         return small_cnn(input_shape, n_classes, **kw)
+    if name in HUB_BACKBONES:
+        return hub_model(name, input_shape, n_classes, **kw)
     return transfer_model(name, input_shape, n_classes, **kw)
 
 

@@ -48,7 +48,8 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                   "description": "small_cnn or a backbone: inceptionv3, densenet201, resnet50, vgg19, "
                                  "mobilenetv2"},
         "weights": {"type": ["string", "null"], "default": None,
-                    "description": "imagenet | null (random init) | path to a weights file"},
+                    "description": "imagenet | null (random init) | a weights file (Keras applications) | a "
+                                   "Keras-Hub preset folder or handle (hf://..., kaggle://...)"},
         "trainable": {"anyOf": [{"enum": ["frozen", "all"]}, {"type": "integer", "minimum": 0}],
                       "default": "all", "description": "backbone layers that train: frozen, all, or "
                                                        "the last N"},
@@ -291,6 +292,8 @@ def validate(params: dict, source: str = "params", partial: bool = False) -> dic
             problems.append(f"{where}: {err.message}")
     if not problems:
         problems += _model_size_problems(params)
+        if not partial and "chapters" in params:
+            problems += _weights_problems(params)
         fr = (params.get("split") or {}).get("fractions")
         if fr is not None:
             from .splits import folds_for
@@ -302,6 +305,28 @@ def validate(params: dict, source: str = "params", partial: bool = False) -> dic
         raise ParamsError(f"Invalid parameters in {source}:\n  - " + "\n  - ".join(problems)
                           + "\nFix these keys in the profile (see params/cpu.yaml for a complete one).")
     return params
+
+
+def _weights_problems(params: dict) -> list[str]:
+    """Pretrained weights a chapter will ask for that are not on this machine (Keras-Hub presets; checked
+    without loading TensorFlow), so the error comes before any training."""
+    from .weights import check
+    clf = chapter_params(params, "classifier")
+    wanted = [("chapters.classifier", clf["model"], clf["weights"])]
+    wanted += [("chapters.classifier.grid", m, clf["weights"]) for m in (clf.get("grid") or {}).get("models", [])]
+    for spec in chapter_params(params, "explain")["transfer_members"]:
+        if isinstance(spec, dict) and "model" in spec:
+            wanted.append(("chapters.explain.transfer_members", spec["model"], spec.get("weights", "imagenet")))
+    wanted.append(("chapters.hypervector.backbone", chapter_params(params, "hypervector")["backbone"], "imagenet"))
+    out, seen = [], set()
+    for where, model, weights in wanted:
+        if (model, weights) in seen:
+            continue
+        seen.add((model, weights))
+        problem = check(model, weights)
+        if problem:
+            out.append(f"{where}: {problem}")
+    return out
 
 
 def _model_size_problems(params: dict) -> list[str]:

@@ -37,13 +37,18 @@ BACKBONES = {
     "vgg19": ("VGG19", "caffe", 32),
     "mobilenetv2": ("MobileNetV2", "tf", 32),
 }
+#: Keras-Hub backbones -> (preset folder name under the weights folder, hub handle, minimum input edge). "imagenet"
+#: loads ``$HAMVIZ_WEIGHTS/<preset folder>`` when it is there, else the handle (which needs internet).
+HUB_BACKBONES = {
+    "efficientnet_lite0": ("efficientnet_lite0_imagenet", "hf://timm/efficientnet_lite0.ra_in1k", 32),
+}
 #: models a classifier chapter can name
-MODEL_NAMES: tuple[str, ...] = ("small_cnn", *BACKBONES)
+MODEL_NAMES: tuple[str, ...] = ("small_cnn", *BACKBONES, *HUB_BACKBONES)
 #: models built by name that are not classifier-chapter choices (their builders check their own sizes)
 OTHER_MODELS: tuple[str, ...] = ("configurable_cnn",)
 #: the hypervector chapter's backbones: the reference HD-MANN CNN or any classifier model
 HD_BACKBONES: tuple[str, ...] = ("hd_cnn", *MODEL_NAMES)
-MIN_SIZE = {"small_cnn": 8, **{k: v[2] for k, v in BACKBONES.items()}}
+MIN_SIZE = {"small_cnn": 8, **{k: v[2] for k, v in BACKBONES.items()}, **{k: v[2] for k, v in HUB_BACKBONES.items()}}
 
 
 def check_size(model: str, size: int) -> str | None:

@@ -91,14 +91,14 @@ def damage(path: Path) -> str | None:
 def load(path: Path, log=print) -> Stored | None:
     """The artefact at ``path``, or None if there is none. A damaged one (see :func:`damage`) is named through
     ``log``, removed, and None is returned, so the caller trains it again."""
-    from .models import keras
+    from . import models
     path = Path(path)
     if not path.is_dir():
         return None
     problem = damage(path)
     if problem is None:
         try:
-            model = keras.models.load_model(path / "model.keras", compile=False)
+            model = models.load(path / "model.keras")
             history = json.loads((path / "history.json").read_text())
             meta = json.loads((path / "config.json").read_text())
             with np.load(path / "arrays.npz") as z:

@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("HAMVIZ_DATA") or REPO.parent / "shared" / "data" / "ham10000")
 os.environ["HAMVIZ_DATA"] = str(DATA)
 os.environ.setdefault("HAMVIZ_CACHE", str(REPO / ".hamviz-cache" / "tests"))
+# pretrained presets (read-only): the shared EfficientNet-Lite0 preset beside the repository
+os.environ.setdefault("HAMVIZ_WEIGHTS", str(REPO.parent / "shared" / "weights"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
