@@ -96,7 +96,8 @@ def publish(tmp: Path, folder: Path, index: dict | None) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _digest(arr: np.ndarray) -> str:
+def array_digest(arr: np.ndarray) -> str:
+    """A short SHA-256 of an array's bytes (recorded when an entry is published, compared when it is read)."""
     return hashlib.sha256(np.ascontiguousarray(arr).view(np.uint8).reshape(-1)).hexdigest()[:16]
 
 
@@ -143,8 +144,8 @@ def _read_entry(folder: Path, verify: bool) -> ImageCache | None:
             masks = np.load(folder / "masks.npy", mmap_mode="r")
             if list(masks.shape) != index["masks_shape"]:
                 return None
-        if verify and (_digest(images) != index["images_sha"] or
-                       (masks is not None and _digest(masks) != index["masks_sha"])):
+        if verify and (array_digest(images) != index["images_sha"] or
+                       (masks is not None and array_digest(masks) != index["masks_sha"])):
             return None
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
         return None
@@ -209,9 +210,9 @@ def _build_entry(folder: Path, ds: Dataset, size, mode: str, masks: bool, on_cor
         index = {
             "version": CACHE_VERSION, "source": ds.source, "fingerprint": ds.fingerprint,
             "size": list(size), "mode": mode, "image_ids": [ids[i] for i in keep],
-            "skipped": skipped, "images_shape": [n, *size, 3], "images_sha": _digest(images),
+            "skipped": skipped, "images_shape": [n, *size, 3], "images_sha": array_digest(images),
             "masks_shape": [n, *size] if masks else None,
-            "masks_sha": _digest(mks) if masks else None,
+            "masks_sha": array_digest(mks) if masks else None,
         }
         del images, mks
         publish(tmp, folder, index)
@@ -306,7 +307,7 @@ def _read_sets(folder: Path, image_ids, qualities, subsampling, verify: bool) ->
             arr = np.load(folder / f"q{q}.npy", mmap_mode="r")
             if list(arr.shape) != index["shapes"][str(q)] or arr.dtype != np.uint8:
                 return None
-            if verify and _digest(arr) != index["sha"][str(q)]:
+            if verify and array_digest(arr) != index["sha"][str(q)]:
                 return None
             nb = np.asarray(index["bytes"][str(q)], dtype=np.int64)
             if len(nb) != len(arr):
@@ -380,7 +381,7 @@ def jpeg_test_sets(cache, rows, qualities=DEFAULT_QUALITIES, *, subsampling: int
         for q in qualities:
             outs[q].flush()
             index["shapes"][str(q)] = [n, h, w, 3]
-            index["sha"][str(q)] = _digest(outs[q])
+            index["sha"][str(q)] = array_digest(outs[q])
             index["bytes"][str(q)] = sizes[q].tolist()
         del outs
         publish(tmp, folder, index)

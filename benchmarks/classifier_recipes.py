@@ -1,0 +1,85 @@
+"""Recipes for the cpu profile's main classifier on a pretrained backbone, measured on this machine: each recipe's
+validation and test metrics (lesion-grouped split, seed 42) and its minutes, so the profile's choice is made by
+measurement (by validation balanced accuracy; test numbers are reported, never used to choose).
+
+Recipes on frozen features (hamviz.features: computed once per size and flip setting, then cached):
+  ``lr@S``: scikit-learn logistic regression with balanced class weights on the pooled features at SxS, its
+  inverse regularisation C chosen on validation; ``lr@S+flips``: the same on features averaged over the image
+  and its two mirror images.
+
+Run: ``.venv/bin/python benchmarks/classifier_recipes.py [--sizes 128 224] [--flips]``; prints a table, writes
+``benchmarks/classifier_recipes.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+try:
+    from . import common
+except ImportError:  # run as a script from benchmarks/
+    import common
+
+
+def evaluate_lr(feats, view, log=print) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from hamviz.metrics import evaluate
+    tr, va, te = (view.rows[p] for p in ("train", "val", "test"))
+    scaler = StandardScaler().fit(feats[tr])
+    x = scaler.transform(feats)
+    best = None
+    for C in (0.01, 0.03, 0.1, 0.3, 1.0):
+        t = time.time()
+        clf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced").fit(x[tr], view.labels[tr])
+        val = evaluate(view.labels[va], clf.predict_proba(x[va]), n_boot=0)["headline"]
+        log(f"  C={C}: val balanced accuracy {val['balanced_accuracy']:.3f} ({time.time() - t:.0f} s)")
+        if best is None or val["balanced_accuracy"] > best[1]["balanced_accuracy"]:
+            best = (C, val, clf)
+    C, val, clf = best
+    test = evaluate(view.labels[te], clf.predict_proba(x[te]), groups=view.groups[te], n_boot=200, seed=0)
+    return {"C": C, "val": val, "test": test["headline"], "test_ci": test["ci"]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[224])
+    ap.add_argument("--flips", action="store_true", help="also the flip-averaged features")
+    ap.add_argument("--out", default=str(Path(__file__).with_name("classifier_recipes.json")))
+    args = ap.parse_args(argv)
+    from hamviz import load_ham10000
+    from hamviz.features import backbone_features
+    from hamviz.view import prepare
+    ham = load_ham10000(common.data_dir())
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else {"machine": common.machine(), "recipes": {}}
+    for size in args.sizes:
+        t = time.time()
+        view = prepare(ham, size, seed=42)
+        print(f"{size}x{size}: images ready in {time.time() - t:.0f} s", flush=True)
+        for flips in (("none", "hv") if args.flips else ("none",)):
+            t = time.time()
+            feats = backbone_features(view, "efficientnet_lite0", "imagenet", flips=flips)
+            feat_min = (time.time() - t) / 60
+            t = time.time()
+            r = evaluate_lr(feats, view)
+            name = f"lr@{size}" + ("+flips" if flips == "hv" else "")
+            results["recipes"][name] = {**r, "feature_minutes": round(feat_min, 1),
+                                        "fit_minutes": round((time.time() - t) / 60, 1)}
+            h = r["test"]
+            print(f"{name}: val bal.acc {r['val']['balanced_accuracy']:.3f}; test bal.acc "
+                  f"{h['balanced_accuracy']:.3f}, macro-F1 {h['macro_f1']:.3f}, macro AUC {h['macro_auc']:.3f} "
+                  f"(features {feat_min:.1f} min, fit {(time.time() - t) / 60:.1f} min)", flush=True)
+    results["machine"] = common.machine()
+    out.write_text(json.dumps(results, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
