@@ -7,8 +7,14 @@ Recipes on frozen features (hamviz.features: computed once per size and flip set
   inverse regularisation C chosen on validation; ``lr@S+flips``: the same on features averaged over the image
   and its two mirror images.
 
-Run: ``.venv/bin/python benchmarks/classifier_recipes.py [--sizes 128 224] [--flips]``; prints a table, writes
-``benchmarks/classifier_recipes.json``.
+Recipes that fine-tune (through hamviz's training core, :func:`hamviz.training.train_classifier`, S4 class
+weights, rot90 and flips):
+  ``ft@S-topN-eE``: the last N backbone layers and a simple head (dropout 0.2) trained together for E epochs
+  at SxS, Adam with a cosine schedule from ``--lr``; ``-warmW``: first W epochs of the head alone on the cached
+  frozen features (two-stage); ``+flips``: probabilities averaged over flips.
+
+Run: ``.venv/bin/python benchmarks/classifier_recipes.py [--sizes 128 224] [--flips] [--finetune 160:60:3 ...]``;
+prints a table, writes ``benchmarks/classifier_recipes.json``.
 """
 from __future__ import annotations
 
@@ -17,8 +23,6 @@ import json
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 try:
     from . import common
@@ -35,7 +39,7 @@ def evaluate_lr(feats, view, log=print) -> dict:
     scaler = StandardScaler().fit(feats[tr])
     x = scaler.transform(feats)
     best = None
-    for C in (0.01, 0.03, 0.1, 0.3, 1.0):
+    for C in (0.001, 0.003, 0.01, 0.03, 0.1, 1.0):
         t = time.time()
         clf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced").fit(x[tr], view.labels[tr])
         val = evaluate(view.labels[va], clf.predict_proba(x[va]), n_boot=0)["headline"]
@@ -47,10 +51,33 @@ def evaluate_lr(feats, view, log=print) -> dict:
     return {"C": C, "val": val, "test": test["headline"], "test_ci": test["ci"]}
 
 
+def finetune(ham, size: int, top: int, epochs: int, lr: float, warmup: int = 0, tta: bool = False) -> dict:
+    from hamviz.metrics import evaluate
+    from hamviz.training import TrainConfig, train_classifier
+    from hamviz.view import prepare
+    view = prepare(ham, size, seed=42)
+    cfg = TrainConfig(model="efficientnet_lite0", image_size=size, strategy="S4", optimizer="adam",
+                      model_options={"weights": "imagenet", "trainable": top, "head": "simple", "dropout": 0.2},
+                      learning_rate=lr, schedule="cosine", epochs=epochs, patience=epochs, batch_size=32,
+                      augment={"rot90": True, "flip": True, "zoom": 0.0, "shift": 0.0}, seed=42,
+                      head_warmup=warmup, tta_flips=tta)
+    t = train_classifier(cfg, view)
+    ev = {p: evaluate(view.labels[t.rows[p]], t.proba[p], groups=view.groups[t.rows[p]],
+                      n_boot=200 if p == "test" else 0, seed=0) for p in ("val", "test")}
+    return {"val": ev["val"]["headline"], "test": ev["test"]["headline"], "test_ci": ev["test"]["ci"],
+            "train_minutes": round(t.seconds / 60, 1), "epochs_run": len(t.history["loss"]),
+            "history": t.history, "config": cfg.to_dict()}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[224])
     ap.add_argument("--flips", action="store_true", help="also the flip-averaged features")
+    ap.add_argument("--finetune", nargs="*", default=[], metavar="SIZE:TOP:EPOCHS[:WARMUP]",
+                    help="fine-tuning recipes, e.g. 160:60:3 (size, last layers trained, epochs) or 160:60:3:10")
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--tta", action="store_true", help="fine-tuned recipes score the mean over flips")
+    ap.add_argument("--skip-lr", action="store_true", help="only the fine-tuning recipes")
     ap.add_argument("--out", default=str(Path(__file__).with_name("classifier_recipes.json")))
     args = ap.parse_args(argv)
     from hamviz import load_ham10000
@@ -59,7 +86,18 @@ def main(argv=None) -> int:
     ham = load_ham10000(common.data_dir())
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {"machine": common.machine(), "recipes": {}}
-    for size in args.sizes:
+    for spec in args.finetune:
+        size, top, epochs, *warm = (int(v) for v in spec.split(":"))
+        warmup = warm[0] if warm else 0
+        name = (f"ft@{size}-top{top}-e{epochs}-lr{args.lr:g}" + (f"-warm{warmup}" if warmup else "")
+                + ("+flips" if args.tta else ""))
+        results["recipes"][name] = finetune(ham, size, top, epochs, args.lr, warmup, args.tta)
+        r = results["recipes"][name]
+        print(f"{name}: val bal.acc {r['val']['balanced_accuracy']:.3f}; test bal.acc {r['test']['balanced_accuracy']:.3f}, "
+              f"macro-F1 {r['test']['macro_f1']:.3f}, macro AUC {r['test']['macro_auc']:.3f} "
+              f"({r['train_minutes']:.1f} min training, {r['epochs_run']} epochs)", flush=True)
+        out.write_text(json.dumps({**results, "machine": common.machine()}, indent=1, default=float))
+    for size in ([] if args.skip_lr else args.sizes):
         t = time.time()
         view = prepare(ham, size, seed=42)
         print(f"{size}x{size}: images ready in {time.time() - t:.0f} s", flush=True)

@@ -60,6 +60,12 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "strategy": {"enum": list(STRATEGIES), "default": "S4"},
         "optimizer": {"enum": list(OPTIMIZERS), "default": "adam"},
         "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1e-3},
+        "head_warmup": {**_int, "minimum": 0, "maximum": 1000, "default": 0,
+                        "description": "epochs of the head alone on cached frozen-backbone features before "
+                                       "fine-tuning (pretrained backbone, head: simple); 0: none"},
+        "head_learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1e-3},
+        "tta_flips": {**_bool, "default": False,
+                      "description": "score the mean over each image and its two mirror images"},
         "clipnorm": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": None},
         "schedule": {"enum": list(SCHEDULES), "default": "plateau"},
         "epochs": {**_int, "minimum": 1, "maximum": 1000, "default": 10},

@@ -70,7 +70,8 @@ def make_dataset(images, labels=None, *, batch_size: int = 32, shuffle: bool = F
     Every training input of hamviz goes through here, so that augmentation is applied one way everywhere
     (in order: see below) and a seed gives the same batches and augmentations every run.
 
-    images: uint8 array (N, H, W, 3), e.g. ``cache.images[rows]``; labels: ints (N,) or None.
+    images: uint8 array (N, H, W, 3), e.g. ``cache.images[rows]``, or float feature vectors (N, C) (no
+      augmentation); labels: ints (N,) or None.
     augment: None / False, True (the default :func:`augmentation`), a dict of :func:`augmentation` options,
       or a Keras layer / Sequential.
     n_classes: one-hot encode the labels (for categorical cross-entropy).
@@ -83,8 +84,10 @@ def make_dataset(images, labels=None, *, batch_size: int = 32, shuffle: bool = F
     """
     tf = _tf()
     images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be (N, H, W, 3), got shape {images.shape}")
+    vectors = images.ndim == 2 and not augment  # feature vectors (N, C), e.g. cached backbone features
+    if not vectors and (images.ndim != 4 or images.shape[-1] != 3):
+        raise ValueError(f"images must be (N, H, W, 3) (or feature vectors (N, C) without augmentation), "
+                         f"got shape {images.shape}")
     if labels is not None and targets is not None:
         raise ValueError("give labels or targets, not both")
     if labels is not None and len(labels) != len(images):

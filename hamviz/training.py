@@ -135,10 +135,14 @@ def fit(model, train, val=None, *, epochs: int, patience: int, label: str, learn
     return history
 
 
-def predict(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """The model's outputs for uint8 images (N, H, W, 3), batched through :func:`hamviz.pipeline.make_dataset`."""
+def predict(model, images: np.ndarray, batch_size: int = 256, flips: bool = False) -> np.ndarray:
+    """The model's outputs for uint8 images (N, H, W, 3), batched through :func:`hamviz.pipeline.make_dataset`;
+    ``flips``: the mean over the images and their horizontal and vertical mirror images (test-time
+    augmentation)."""
     from .pipeline import make_dataset
-    return model.predict(make_dataset(images, batch_size=batch_size), verbose=0)
+    images = np.asarray(images)
+    variants = [images, images[:, :, ::-1], images[:, ::-1]] if flips else [images]
+    return sum(model.predict(make_dataset(v, batch_size=batch_size), verbose=0) for v in variants) / len(variants)
 
 
 # ------------------------------------------------------------------------------------------------ train or load
@@ -212,7 +216,11 @@ def train_or_load(kind: str, name: str, config, train: Callable[[], tuple], *, f
 class TrainConfig:
     """Everything that determines a trained classifier. ``model``: a name of
     :func:`hamviz.models.build_model` with ``model_options``; ``strategy``: S1-S5; ``train_limit``: a stratified
-    subsample of the training part (tiny profile)."""
+    subsample of the training part (tiny profile). Two-stage transfer learning: ``head_warmup`` > 0 first trains
+    the head alone for that many epochs (at ``head_learning_rate``) on the backbone's cached frozen features
+    (:func:`hamviz.features.backbone_features`; pretrained backbones with ``head: simple``), then fine-tunes the
+    trainable layers and the head together. ``tta_flips``: the stored probabilities average the image and its
+    horizontal and vertical mirror images."""
 
     model: str = "small_cnn"
     model_options: dict = field(default_factory=dict)  # weights, trainable, head, dense, dropout, l2
@@ -230,15 +238,23 @@ class TrainConfig:
                                                   "shift": 0.1})
     train_limit: int | None = None
     seed: int = 0
+    head_warmup: int = 0          # epochs of the head alone on cached frozen features, before fine-tuning
+    head_learning_rate: float = 1e-3
+    tta_flips: bool = False       # stored probabilities: the mean over the image and its two mirror images
 
     def __post_init__(self):
         for name, kind in (("epochs", int), ("patience", int), ("batch_size", int), ("image_size", int),
+                           ("head_warmup", int), ("head_learning_rate", (int, float)),
                            ("oversample_min", int), ("seed", int), ("learning_rate", (int, float)),
                            ("train_limit", (int, type(None))), ("clipnorm", (int, float, type(None)))):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, kind):
                 raise TrainingError(f"TrainConfig.{name} must be {getattr(kind, '__name__', 'a number')}, "
                                     f"not {v!r} ({type(v).__name__}); fix it in the profile")
+        if not isinstance(self.tta_flips, bool):
+            raise TrainingError(f"TrainConfig.tta_flips must be true or false, not {self.tta_flips!r}")
+        if self.head_warmup < 0 or not self.head_learning_rate > 0:
+            raise TrainingError("head_warmup must be >= 0 and head_learning_rate positive")
         if self.strategy not in STRATEGIES:
             raise TrainingError(f"Unknown imbalance strategy {self.strategy!r}: one of {', '.join(STRATEGIES)}")
         if self.optimizer.lower() not in OPTIMIZERS:
@@ -258,14 +274,59 @@ class TrainConfig:
         return f"{self.model}@{self.image_size} {self.strategy}"
 
 
+def train_head(cfg: TrainConfig, features: np.ndarray, labels: np.ndarray, parts: dict, n_classes: int,
+               epochs: int, verbose: int = 0):
+    """A linear softmax head (dropout, then a Dense layer named "predictions") trained on frozen-backbone
+    ``features`` (N, C) of ``parts['train']`` for ``epochs`` epochs with ``cfg``'s imbalance strategy, optimiser
+    and ``head_learning_rate``, validated on ``parts['val']``. Returns (head model, history)."""
+    from .models import keras
+    from .pipeline import make_dataset
+    keras.utils.set_random_seed(cfg.seed)
+    inputs = keras.Input((features.shape[1],), name="features")
+    x = keras.layers.Dropout(cfg.model_options.get("dropout", 0.5), name="head_dropout")(inputs)
+    head = keras.Model(inputs, keras.layers.Dense(n_classes, activation="softmax", name="predictions")(x))
+    head.compile(optimizer=make_optimizer(cfg.optimizer, cfg.head_learning_rate, cfg.clipnorm),
+                 loss="categorical_crossentropy", metrics=["accuracy"])
+    tr = parts["train"]
+    idx, cw = strategy_plan(cfg.strategy, labels[tr], n_classes, min_size=cfg.oversample_min, seed=cfg.seed)
+    rows = tr[idx]
+    train_ds = make_dataset(features[rows], labels[rows], batch_size=cfg.batch_size, shuffle=True,
+                            n_classes=n_classes, seed=cfg.seed, repeat=True)
+    val_ds = make_dataset(features[parts["val"]], labels[parts["val"]], batch_size=256, n_classes=n_classes)
+    history = fit(head, train_ds, val_ds, epochs=epochs, patience=epochs, label=f"{cfg.label} head",
+                  learning_rate=cfg.head_learning_rate, steps_per_epoch=math.ceil(len(tr) / cfg.batch_size),
+                  class_weight=cw, verbose=verbose)
+    return head, history
+
+
+def warm_head(model, cfg: TrainConfig, features: np.ndarray, labels: np.ndarray, parts: dict, n_classes: int,
+              verbose: int = 0) -> dict:
+    """Stage one of two-stage transfer learning: train ``model``'s head alone on cached frozen-backbone
+    ``features`` for ``cfg.head_warmup`` epochs (:func:`train_head`) and copy its weights into ``model``.
+    Returns the head's history. Raises TrainingError unless the model's head is "simple"."""
+    if cfg.model_options.get("head", "reference") != "simple":
+        raise TrainingError(f"head_warmup needs head: simple (pooled features -> dropout -> predictions), not "
+                            f"{cfg.model_options.get('head', 'reference')!r}")
+    head, history = train_head(cfg, features, labels, parts, n_classes, cfg.head_warmup, verbose)
+    model.get_layer("predictions").set_weights(head.get_layer("predictions").get_weights())
+    return history
+
+
 def fit_classifier(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, parts: dict, n_classes: int,
-                   verbose: int = 0):
+                   verbose: int = 0, features: np.ndarray | None = None):
     """Build ``cfg``'s model and train it on ``images[parts['train']]`` with its imbalance strategy, validating
-    on ``parts['val']``. Images uint8 (N, H, W, 3), labels int (N,). Returns (model, history)."""
+    on ``parts['val']``. Images uint8 (N, H, W, 3), labels int (N,); ``features`` (N, C): the frozen backbone's
+    pooled features of the same rows, for ``cfg.head_warmup``. Returns (model, history); with a warm-up the
+    history holds the head's epochs as ``head_loss`` / ``head_val_loss`` too."""
     from .models import build_model, keras
     from .pipeline import make_dataset
     keras.utils.set_random_seed(cfg.seed)
     model = build_model(cfg.model, (*images.shape[1:3], 3), n_classes, **cfg.model_options)
+    head_history = {}
+    if cfg.head_warmup:
+        if features is None:
+            raise TrainingError("head_warmup needs the backbone's cached features (train_classifier passes them)")
+        head_history = warm_head(model, cfg, features, labels, parts, n_classes, verbose)
     model.compile(optimizer=make_optimizer(cfg.optimizer, cfg.learning_rate, cfg.clipnorm),
                   loss="categorical_crossentropy", metrics=["accuracy"])
     tr = parts["train"]
@@ -277,6 +338,7 @@ def fit_classifier(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, par
     history = fit(model, train_ds, val_ds, epochs=cfg.epochs, patience=cfg.patience, label=cfg.label,
                   learning_rate=cfg.learning_rate, steps_per_epoch=math.ceil(len(tr) / cfg.batch_size),
                   class_weight=cw, schedule=cfg.schedule, verbose=verbose)
+    history.update({f"head_{k}": v for k, v in head_history.items() if k in ("loss", "val_loss")})
     return model, history
 
 
@@ -292,10 +354,16 @@ def train_classifier(cfg: TrainConfig, view, *, cache_root=None, retrain: bool =
     n_classes = len(view.classes)
 
     def train():
+        features = None
+        if cfg.head_warmup:
+            from .features import backbone_features
+            features = backbone_features(view, cfg.model, cfg.model_options.get("weights"), cache_root=cache_root,
+                                         log=log)
         log(f"training {cfg.label} on {len(rows['train'])} images for up to {cfg.epochs} epochs")
         images = view.images
-        model, history = fit_classifier(cfg, images, view.labels, rows, n_classes, verbose=verbose)
-        return model, history, {p: predict(model, images[rows[p]]) for p in SPLITS}
+        model, history = fit_classifier(cfg, images, view.labels, rows, n_classes, verbose=verbose,
+                                        features=features)
+        return model, history, {p: predict(model, images[rows[p]], flips=cfg.tta_flips) for p in SPLITS}
 
     return train_or_load("classifier", f"{cfg.model}-{cfg.image_size}-{cfg.strategy}", cfg, train,
                          fingerprint=view.fingerprint, split_id=view.split_id, rows=rows,

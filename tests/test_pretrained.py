@@ -154,3 +154,24 @@ def test_damaged_preset_is_named(tmp_path, damage):
     with pytest.raises(ModelError) as err:
         build_model("efficientnet_lite0", (64, 64, 3), 7, weights=str(folder))
     assert str(folder) in str(err.value) and "Copy the preset folder again" in str(err.value)
+
+
+def test_two_stage_training_warms_the_head_on_cached_features_and_scores_with_flips(ham, tmp_path):
+    from hamviz.training import TrainConfig, TrainingError, train_classifier
+    from hamviz.view import prepare
+    ids = ham.meta.groupby("dx").head(12)["image_id"].tolist()
+    ds = dataclasses.replace(ham.subset(ids), fingerprint=f"{ham.fingerprint}-two-stage-84")
+    view = prepare(ds, 32, seed=0, masks=False, cache_root=tmp_path)
+    options = {"weights": "imagenet", "trainable": 10, "head": "simple", "dropout": 0.2}
+    cfg = TrainConfig(model="efficientnet_lite0", model_options=options, image_size=32, strategy="S4", epochs=1,
+                      head_warmup=2, tta_flips=True, augment={}, schedule="none", seed=1)
+    said = []
+    t = train_classifier(cfg, view, cache_root=tmp_path, log=said.append)
+    assert len(t.history["head_loss"]) == 2 and len(t.history["loss"]) == 1
+    assert any("features" in m for m in said) and (tmp_path / "features").is_dir()  # warmed on cached features
+    test = view.images[t.rows["test"]]
+    by_hand = np.mean([t.model.predict(v, verbose=0) for v in (test, test[:, :, ::-1], test[:, ::-1])], axis=0)
+    np.testing.assert_allclose(t.proba["test"], by_hand, atol=1e-5)  # stored probabilities average the flips
+    with pytest.raises(TrainingError, match="head: simple"):
+        train_classifier(dataclasses.replace(cfg, model_options={**options, "head": "reference"}), view,
+                         cache_root=tmp_path, log=lambda *_: None)

@@ -25,7 +25,8 @@ def config(P: dict, **over) -> TrainConfig:
                optimizer=P["optimizer"], learning_rate=P["learning_rate"], clipnorm=P["clipnorm"],
                schedule=P["schedule"], epochs=P["epochs"], patience=P["patience"],
                batch_size=P["batch_size"], augment=P["augment"], train_limit=P["train_limit"],
-               seed=P["seed"])
+               seed=P["seed"], head_warmup=P["head_warmup"], head_learning_rate=P["head_learning_rate"],
+               tta_flips=P["tta_flips"])
     cfg.update(over)
     return TrainConfig(**cfg)
 
@@ -106,5 +107,5 @@ def external(P: dict, t: Artefact, n_boot: int = 1000):
     ds = load_isic2018(P["external_test"])
     cache = build_cache(ds, t.config.image_size, mode=P["resize"], on_corrupt=P["on_corrupt"], masks=False)
     labels = ds.meta.set_index("image_id").loc[cache.image_ids, "label"].to_numpy()
-    proba = predict(t.model, np.asarray(cache.images))
+    proba = predict(t.model, np.asarray(cache.images), flips=t.config.tta_flips)
     return evaluate(labels, proba, CLASSES, n_boot=n_boot, seed=P["seed"]), ds
