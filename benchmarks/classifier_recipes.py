@@ -11,7 +11,8 @@ Recipes that fine-tune (through hamviz's training core, :func:`hamviz.training.t
 weights, rot90 and flips):
   ``ft@S-topN-eE``: the last N backbone layers and a simple head (dropout 0.2) trained together for E epochs
   at SxS, Adam with a cosine schedule from ``--lr``; ``-warmW``: first W epochs of the head alone on the cached
-  frozen features (two-stage); ``+flips``: probabilities averaged over flips.
+  frozen features (two-stage); ``+flips``: probabilities averaged over flips; ``-balsel``: the kept epoch chosen
+  on the class-weighted validation loss.
 
 Run: ``.venv/bin/python benchmarks/classifier_recipes.py [--sizes 128 224] [--flips] [--finetune 160:60:3 ...]``;
 prints a table, writes ``benchmarks/classifier_recipes.json``.
@@ -51,7 +52,8 @@ def evaluate_lr(feats, view, log=print) -> dict:
     return {"C": C, "val": val, "test": test["headline"], "test_ci": test["ci"]}
 
 
-def finetune(ham, size: int, top: int, epochs: int, lr: float, warmup: int = 0, tta: bool = False) -> dict:
+def finetune(ham, size: int, top: int, epochs: int, lr: float, warmup: int = 0, tta: bool = False,
+             select_on: str = "val_loss") -> dict:
     from hamviz.metrics import evaluate
     from hamviz.training import TrainConfig, train_classifier
     from hamviz.view import prepare
@@ -60,7 +62,7 @@ def finetune(ham, size: int, top: int, epochs: int, lr: float, warmup: int = 0, 
                       model_options={"weights": "imagenet", "trainable": top, "head": "simple", "dropout": 0.2},
                       learning_rate=lr, schedule="cosine", epochs=epochs, patience=epochs, batch_size=32,
                       augment={"rot90": True, "flip": True, "zoom": 0.0, "shift": 0.0}, seed=42,
-                      head_warmup=warmup, tta_flips=tta)
+                      head_warmup=warmup, tta_flips=tta, select_on=select_on)
     t = train_classifier(cfg, view)
     ev = {p: evaluate(view.labels[t.rows[p]], t.proba[p], groups=view.groups[t.rows[p]],
                       n_boot=200 if p == "test" else 0, seed=0) for p in ("val", "test")}
@@ -77,6 +79,8 @@ def main(argv=None) -> int:
                     help="fine-tuning recipes, e.g. 160:60:3 (size, last layers trained, epochs) or 160:60:3:10")
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--tta", action="store_true", help="fine-tuned recipes score the mean over flips")
+    ap.add_argument("--balanced-selection", action="store_true",
+                    help="early stopping and the kept epoch on the class-weighted validation loss")
     ap.add_argument("--skip-lr", action="store_true", help="only the fine-tuning recipes")
     ap.add_argument("--out", default=str(Path(__file__).with_name("classifier_recipes.json")))
     args = ap.parse_args(argv)
@@ -91,7 +95,9 @@ def main(argv=None) -> int:
         warmup = warm[0] if warm else 0
         name = (f"ft@{size}-top{top}-e{epochs}-lr{args.lr:g}" + (f"-warm{warmup}" if warmup else "")
                 + ("+flips" if args.tta else ""))
-        results["recipes"][name] = finetune(ham, size, top, epochs, args.lr, warmup, args.tta)
+        name += "-balsel" if args.balanced_selection else ""
+        results["recipes"][name] = finetune(ham, size, top, epochs, args.lr, warmup, args.tta,
+                                            "balanced_val_loss" if args.balanced_selection else "val_loss")
         r = results["recipes"][name]
         print(f"{name}: val bal.acc {r['val']['balanced_accuracy']:.3f}; test bal.acc {r['test']['balanced_accuracy']:.3f}, "
               f"macro-F1 {r['test']['macro_f1']:.3f}, macro AUC {r['test']['macro_auc']:.3f} "

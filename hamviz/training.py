@@ -32,6 +32,9 @@ from .balance import class_weights, oversample
 from .config import HamvizError
 from .registry import OPTIMIZERS, SCHEDULES, SPLITS, STRATEGIES
 
+#: what a classifier's early stopping and kept epoch are chosen on (see :class:`TrainConfig`)
+SELECT_ON = ("val_loss", "balanced_val_loss")
+
 #: Part of every trained model's key. Bump it when a change to the code alters what training produces
 #: (architecture, preprocessing, augmentation, sampling, optimiser set-up), so stale models are not loaded.
 TRAINING_VERSION = 3
@@ -220,7 +223,10 @@ class TrainConfig:
     the head alone for that many epochs (at ``head_learning_rate``) on the backbone's cached frozen features
     (:func:`hamviz.features.backbone_features`; pretrained backbones with ``head: simple``), then fine-tunes the
     trainable layers and the head together. ``tta_flips``: the stored probabilities average the image and its
-    horizontal and vertical mirror images."""
+    horizontal and vertical mirror images. ``select_on``: what early stopping watches and which epoch's weights
+    are kept: "val_loss" (the plain validation loss), or "balanced_val_loss" (each validation image weighted by
+    its class's balanced weight from the training part, so that the kept epoch is the one that does best over
+    all classes rather than on the 67 % of nv)."""
 
     model: str = "small_cnn"
     model_options: dict = field(default_factory=dict)  # weights, trainable, head, dense, dropout, l2
@@ -241,6 +247,7 @@ class TrainConfig:
     head_warmup: int = 0          # epochs of the head alone on cached frozen features, before fine-tuning
     head_learning_rate: float = 1e-3
     tta_flips: bool = False       # stored probabilities: the mean over the image and its two mirror images
+    select_on: str = "val_loss"   # or "balanced_val_loss": early stopping and the restored epoch by class-weighted val loss
 
     def __post_init__(self):
         for name, kind in (("epochs", int), ("patience", int), ("batch_size", int), ("image_size", int),
@@ -253,6 +260,8 @@ class TrainConfig:
                                     f"not {v!r} ({type(v).__name__}); fix it in the profile")
         if not isinstance(self.tta_flips, bool):
             raise TrainingError(f"TrainConfig.tta_flips must be true or false, not {self.tta_flips!r}")
+        if self.select_on not in SELECT_ON:
+            raise TrainingError(f"select_on must be one of {', '.join(SELECT_ON)}, not {self.select_on!r}")
         if self.head_warmup < 0 or not self.head_learning_rate > 0:
             raise TrainingError("head_warmup must be >= 0 and head_learning_rate positive")
         if self.strategy not in STRATEGIES:
@@ -274,6 +283,18 @@ class TrainConfig:
         return f"{self.model}@{self.image_size} {self.strategy}"
 
 
+def _validation(cfg: TrainConfig, x: np.ndarray, labels: np.ndarray, parts: dict, n_classes: int, batch_size: int):
+    """The validation dataset of ``parts['val']``; with ``select_on: balanced_val_loss`` each image carries its
+    class's balanced weight from the training part, so the validation loss weighs every class alike."""
+    from .pipeline import make_dataset
+    va = parts["val"]
+    weights = None
+    if cfg.select_on == "balanced_val_loss":
+        cw = class_weights(labels[parts["train"]], n_classes)
+        weights = np.array([cw[int(k)] for k in labels[va]], dtype=np.float32)
+    return make_dataset(x[va], labels[va], batch_size=batch_size, n_classes=n_classes, sample_weight=weights)
+
+
 def train_head(cfg: TrainConfig, features: np.ndarray, labels: np.ndarray, parts: dict, n_classes: int,
                epochs: int, verbose: int = 0):
     """A linear softmax head (dropout, then a Dense layer named "predictions") trained on frozen-backbone
@@ -292,7 +313,7 @@ def train_head(cfg: TrainConfig, features: np.ndarray, labels: np.ndarray, parts
     rows = tr[idx]
     train_ds = make_dataset(features[rows], labels[rows], batch_size=cfg.batch_size, shuffle=True,
                             n_classes=n_classes, seed=cfg.seed, repeat=True)
-    val_ds = make_dataset(features[parts["val"]], labels[parts["val"]], batch_size=256, n_classes=n_classes)
+    val_ds = _validation(cfg, features, labels, parts, n_classes, batch_size=256)
     history = fit(head, train_ds, val_ds, epochs=epochs, patience=epochs, label=f"{cfg.label} head",
                   learning_rate=cfg.head_learning_rate, steps_per_epoch=math.ceil(len(tr) / cfg.batch_size),
                   class_weight=cw, verbose=verbose)
@@ -334,7 +355,7 @@ def fit_classifier(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, par
     rows = tr[idx]
     train_ds = make_dataset(images[rows], labels[rows], batch_size=cfg.batch_size, shuffle=True,
                             augment=cfg.augment, n_classes=n_classes, seed=cfg.seed, repeat=True)
-    val_ds = make_dataset(images[parts["val"]], labels[parts["val"]], batch_size=128, n_classes=n_classes)
+    val_ds = _validation(cfg, images, labels, parts, n_classes, batch_size=128)
     history = fit(model, train_ds, val_ds, epochs=cfg.epochs, patience=cfg.patience, label=cfg.label,
                   learning_rate=cfg.learning_rate, steps_per_epoch=math.ceil(len(tr) / cfg.batch_size),
                   class_weight=cw, schedule=cfg.schedule, verbose=verbose)

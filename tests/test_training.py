@@ -86,3 +86,20 @@ def test_nan_loss_stops_with_a_clear_message(small, ham, tmp_path):
     with pytest.raises(TrainingError, match="NaN.*Lower learning_rate.*clipnorm"):
         train_classifier(cfg, small, cache_root=tmp_path, log=lambda *_: None)
     assert not (tmp_path / "models").exists() or not list((tmp_path / "models").glob("*"))
+
+
+def test_balanced_selection_weighs_each_validation_image_by_its_class():
+    """select_on: balanced_val_loss -> the validation set carries, per image, its class's balanced weight from
+    the training part (n_train / (K * count)); the plain setting carries none."""
+    from hamviz.training import _validation
+    labels = np.array([0] * 80 + [1] * 15 + [2] * 5 + [0, 1, 2, 2])
+    parts = {"train": np.arange(100), "val": np.arange(100, 104)}
+    x = np.zeros((104, 8), np.float32)
+    cfg = TrainConfig(select_on="balanced_val_loss")
+    (xb, yb, wb), = list(_validation(cfg, x, labels, parts, 3, batch_size=8).as_numpy_iterator())
+    np.testing.assert_allclose(wb, [100 / (3 * 80), 100 / (3 * 15), 100 / (3 * 5), 100 / (3 * 5)], rtol=1e-6)
+    assert yb.shape == (4, 3)
+    plain = list(_validation(TrainConfig(), x, labels, parts, 3, batch_size=8).as_numpy_iterator())[0]
+    assert len(plain) == 2  # (x, y): no weights
+    with pytest.raises(TrainingError, match="select_on"):
+        TrainConfig(select_on="val_accuracy")

@@ -26,7 +26,7 @@ def config(P: dict, **over) -> TrainConfig:
                schedule=P["schedule"], epochs=P["epochs"], patience=P["patience"],
                batch_size=P["batch_size"], augment=P["augment"], train_limit=P["train_limit"],
                seed=P["seed"], head_warmup=P["head_warmup"], head_learning_rate=P["head_learning_rate"],
-               tta_flips=P["tta_flips"])
+               tta_flips=P["tta_flips"], select_on=P["select_on"])
     cfg.update(over)
     return TrainConfig(**cfg)
 
