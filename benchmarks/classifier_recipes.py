@@ -12,7 +12,7 @@ weights, rot90 and flips):
   ``ft@S-topN-eE``: the last N backbone layers and a simple head (dropout 0.2) trained together for E epochs
   at SxS, Adam with a cosine schedule from ``--lr``; ``-warmW``: first W epochs of the head alone on the cached
   frozen features (two-stage); ``+flips``: probabilities averaged over flips; ``-balsel``: the kept epoch chosen
-  on the class-weighted validation loss.
+  on the class-weighted validation loss; ``-zoomshiftF``: random zoom and shift of F besides rot90 and flips.
 
 Run: ``.venv/bin/python benchmarks/classifier_recipes.py [--sizes 128 224] [--flips] [--finetune 160:60:3 ...]``;
 prints a table, writes ``benchmarks/classifier_recipes.json``.
@@ -53,7 +53,7 @@ def evaluate_lr(feats, view, log=print) -> dict:
 
 
 def finetune(ham, size: int, top: int, epochs: int, lr: float, warmup: int = 0, tta: bool = False,
-             select_on: str = "val_loss") -> dict:
+             select_on: str = "val_loss", zoom_shift: float = 0.0) -> dict:
     from hamviz.metrics import evaluate
     from hamviz.training import TrainConfig, train_classifier
     from hamviz.view import prepare
@@ -61,7 +61,7 @@ def finetune(ham, size: int, top: int, epochs: int, lr: float, warmup: int = 0, 
     cfg = TrainConfig(model="efficientnet_lite0", image_size=size, strategy="S4", optimizer="adam",
                       model_options={"weights": "imagenet", "trainable": top, "head": "simple", "dropout": 0.2},
                       learning_rate=lr, schedule="cosine", epochs=epochs, patience=epochs, batch_size=32,
-                      augment={"rot90": True, "flip": True, "zoom": 0.0, "shift": 0.0}, seed=42,
+                      augment={"rot90": True, "flip": True, "zoom": zoom_shift, "shift": zoom_shift}, seed=42,
                       head_warmup=warmup, tta_flips=tta, select_on=select_on)
     t = train_classifier(cfg, view)
     ev = {p: evaluate(view.labels[t.rows[p]], t.proba[p], groups=view.groups[t.rows[p]],
@@ -79,6 +79,8 @@ def main(argv=None) -> int:
                     help="fine-tuning recipes, e.g. 160:60:3 (size, last layers trained, epochs) or 160:60:3:10")
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--tta", action="store_true", help="fine-tuned recipes score the mean over flips")
+    ap.add_argument("--zoom-shift", type=float, default=0.0,
+                    help="random zoom and shift (fraction) besides rot90 and flips")
     ap.add_argument("--balanced-selection", action="store_true",
                     help="early stopping and the kept epoch on the class-weighted validation loss")
     ap.add_argument("--skip-lr", action="store_true", help="only the fine-tuning recipes")
@@ -95,9 +97,11 @@ def main(argv=None) -> int:
         warmup = warm[0] if warm else 0
         name = (f"ft@{size}-top{top}-e{epochs}-lr{args.lr:g}" + (f"-warm{warmup}" if warmup else "")
                 + ("+flips" if args.tta else ""))
-        name += "-balsel" if args.balanced_selection else ""
+        name += ("-balsel" if args.balanced_selection else "") + (f"-zoomshift{args.zoom_shift:g}"
+                                                                     if args.zoom_shift else "")
         results["recipes"][name] = finetune(ham, size, top, epochs, args.lr, warmup, args.tta,
-                                            "balanced_val_loss" if args.balanced_selection else "val_loss")
+                                            "balanced_val_loss" if args.balanced_selection else "val_loss",
+                                            args.zoom_shift)
         r = results["recipes"][name]
         print(f"{name}: val bal.acc {r['val']['balanced_accuracy']:.3f}; test bal.acc {r['test']['balanced_accuracy']:.3f}, "
               f"macro-F1 {r['test']['macro_f1']:.3f}, macro AUC {r['test']['macro_auc']:.3f} "
