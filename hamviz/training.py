@@ -283,6 +283,18 @@ class TrainConfig:
         return f"{self.model}@{self.image_size} {self.strategy}"
 
 
+def _training_set(cfg: TrainConfig, x: np.ndarray, labels: np.ndarray, parts: dict, n_classes: int, augment):
+    """(repeating, shuffled training dataset of ``parts['train']`` sampled by cfg's imbalance strategy, its class
+    weights or None, steps per epoch = ceil(n_train / batch_size) whatever the strategy)."""
+    from .pipeline import make_dataset
+    tr = parts["train"]
+    idx, cw = strategy_plan(cfg.strategy, labels[tr], n_classes, min_size=cfg.oversample_min, seed=cfg.seed)
+    rows = tr[idx]
+    ds = make_dataset(x[rows], labels[rows], batch_size=cfg.batch_size, shuffle=True, augment=augment,
+                      n_classes=n_classes, seed=cfg.seed, repeat=True)
+    return ds, cw, math.ceil(len(tr) / cfg.batch_size)
+
+
 def _validation(cfg: TrainConfig, x: np.ndarray, labels: np.ndarray, parts: dict, n_classes: int, batch_size: int):
     """The validation dataset of ``parts['val']``; with ``select_on: balanced_val_loss`` each image carries its
     class's balanced weight from the training part, so the validation loss weighs every class alike."""
@@ -301,22 +313,16 @@ def train_head(cfg: TrainConfig, features: np.ndarray, labels: np.ndarray, parts
     ``features`` (N, C) of ``parts['train']`` for ``epochs`` epochs with ``cfg``'s imbalance strategy, optimiser
     and ``head_learning_rate``, validated on ``parts['val']``. Returns (head model, history)."""
     from .models import keras
-    from .pipeline import make_dataset
     keras.utils.set_random_seed(cfg.seed)
     inputs = keras.Input((features.shape[1],), name="features")
     x = keras.layers.Dropout(cfg.model_options.get("dropout", 0.5), name="head_dropout")(inputs)
     head = keras.Model(inputs, keras.layers.Dense(n_classes, activation="softmax", name="predictions")(x))
     head.compile(optimizer=make_optimizer(cfg.optimizer, cfg.head_learning_rate, cfg.clipnorm),
                  loss="categorical_crossentropy", metrics=["accuracy"])
-    tr = parts["train"]
-    idx, cw = strategy_plan(cfg.strategy, labels[tr], n_classes, min_size=cfg.oversample_min, seed=cfg.seed)
-    rows = tr[idx]
-    train_ds = make_dataset(features[rows], labels[rows], batch_size=cfg.batch_size, shuffle=True,
-                            n_classes=n_classes, seed=cfg.seed, repeat=True)
+    train_ds, cw, steps = _training_set(cfg, features, labels, parts, n_classes, augment=None)
     val_ds = _validation(cfg, features, labels, parts, n_classes, batch_size=256)
     history = fit(head, train_ds, val_ds, epochs=epochs, patience=epochs, label=f"{cfg.label} head",
-                  learning_rate=cfg.head_learning_rate, steps_per_epoch=math.ceil(len(tr) / cfg.batch_size),
-                  class_weight=cw, verbose=verbose)
+                  learning_rate=cfg.head_learning_rate, steps_per_epoch=steps, class_weight=cw, verbose=verbose)
     return head, history
 
 
@@ -340,7 +346,6 @@ def fit_classifier(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, par
     pooled features of the same rows, for ``cfg.head_warmup``. Returns (model, history); with a warm-up the
     history holds the head's epochs as ``head_loss`` / ``head_val_loss`` too."""
     from .models import build_model, keras
-    from .pipeline import make_dataset
     keras.utils.set_random_seed(cfg.seed)
     model = build_model(cfg.model, (*images.shape[1:3], 3), n_classes, **cfg.model_options)
     head_history = {}
@@ -350,14 +355,10 @@ def fit_classifier(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, par
         head_history = warm_head(model, cfg, features, labels, parts, n_classes, verbose)
     model.compile(optimizer=make_optimizer(cfg.optimizer, cfg.learning_rate, cfg.clipnorm),
                   loss="categorical_crossentropy", metrics=["accuracy"])
-    tr = parts["train"]
-    idx, cw = strategy_plan(cfg.strategy, labels[tr], n_classes, min_size=cfg.oversample_min, seed=cfg.seed)
-    rows = tr[idx]
-    train_ds = make_dataset(images[rows], labels[rows], batch_size=cfg.batch_size, shuffle=True,
-                            augment=cfg.augment, n_classes=n_classes, seed=cfg.seed, repeat=True)
+    train_ds, cw, steps = _training_set(cfg, images, labels, parts, n_classes, augment=cfg.augment)
     val_ds = _validation(cfg, images, labels, parts, n_classes, batch_size=128)
     history = fit(model, train_ds, val_ds, epochs=cfg.epochs, patience=cfg.patience, label=cfg.label,
-                  learning_rate=cfg.learning_rate, steps_per_epoch=math.ceil(len(tr) / cfg.batch_size),
+                  learning_rate=cfg.learning_rate, steps_per_epoch=steps,
                   class_weight=cw, schedule=cfg.schedule, verbose=verbose)
     history.update({f"head_{k}": v for k, v in head_history.items() if k in ("loss", "val_loss")})
     return model, history
