@@ -85,13 +85,13 @@ def backbone_features(view, model: str = "efficientnet_lite0", weights="imagenet
         return found
     shutil.rmtree(folder, ignore_errors=True)
     from .models import build_model, keras
-    from .pipeline import make_dataset
+    from .pipeline import flip_variants, make_dataset
     net = build_model(model, (view.size, view.size, 3), 2, weights=weights, trainable="frozen")
     extractor = keras.Model(net.input, net.get_layer("head_pool").output)
     log(f"computing {model} features of {len(cache.image_ids)} images at {view.size}x{view.size} (flips: {flips})")
     t = time.time()
     images = view.images
-    variants = [images] if flips == "none" else [images, images[:, :, ::-1], images[:, ::-1]]
+    variants = [images] if flips == "none" else flip_variants(images)
     feats = sum(extractor.predict(make_dataset(v, batch_size=batch_size), verbose=0) for v in variants)
     feats = (feats / len(variants)).astype(np.float32)
     tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{time.time_ns()}")

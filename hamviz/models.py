@@ -14,7 +14,6 @@ with a message saying how to get the file, instead of hanging on the download.
 from __future__ import annotations
 
 import math
-import socket
 import zipfile
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 from .config import HamvizError  # noqa: E402
-from .weights import preset_source  # noqa: E402
+from .weights import preset_source, reachable  # noqa: E402
 from .registry import (AE_DOWNSAMPLE, AE_RATIOS, BACKBONES, HUB_BACKBONES, MODEL_NAMES,  # noqa: E402,F401
                        latent_problem)
 
@@ -129,14 +128,12 @@ def weights_source(backbone: str, weights, input_size: int | None = None):
                   Path.home() / ".keras") / "models" / fname
     if cached.is_file():
         return "imagenet"
-    try:
-        socket.create_connection(("storage.googleapis.com", 443), timeout=3).close()
-    except OSError:
+    if not reachable("storage.googleapis.com"):
         raise ModelError(
             f"ImageNet weights for {backbone} are not on this machine ({cached}) and cannot be downloaded "
             f"(no connection to storage.googleapis.com). Copy {fname} from a machine with internet "
             f"(https://storage.googleapis.com/tensorflow/keras-applications/) into {cached.parent}, or pass "
-            f"weights=None (random init) or weights='<path to a weights file>'.") from None
+            f"weights=None (random init) or weights='<path to a weights file>'.")
     return "imagenet"
 
 

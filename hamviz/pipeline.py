@@ -130,3 +130,10 @@ def make_dataset(images, labels=None, *, batch_size: int = 32, shuffle: bool = F
     # (prefetch still overlaps it with the training step); without it, batches map in parallel.
     ds = ds.map(prep, num_parallel_calls=None if augment else tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def flip_variants(images) -> list:
+    """The images (N, H, W, C) and their horizontal and vertical mirror images: the test-time augmentation that
+    :func:`hamviz.training.predict` and :func:`hamviz.features.backbone_features` average over."""
+    images = np.asarray(images)
+    return [images, images[:, :, ::-1], images[:, ::-1]]

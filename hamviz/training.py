@@ -142,9 +142,8 @@ def predict(model, images: np.ndarray, batch_size: int = 256, flips: bool = Fals
     """The model's outputs for uint8 images (N, H, W, 3), batched through :func:`hamviz.pipeline.make_dataset`;
     ``flips``: the mean over the images and their horizontal and vertical mirror images (test-time
     augmentation)."""
-    from .pipeline import make_dataset
-    images = np.asarray(images)
-    variants = [images, images[:, :, ::-1], images[:, ::-1]] if flips else [images]
+    from .pipeline import flip_variants, make_dataset
+    variants = flip_variants(images) if flips else [np.asarray(images)]
     return sum(model.predict(make_dataset(v, batch_size=batch_size), verbose=0) for v in variants) / len(variants)
 
 

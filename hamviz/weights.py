@@ -23,7 +23,8 @@ class WeightsError(HamvizError):
 HUB_HOSTS = {"hf://": "huggingface.co", "kaggle://": "www.kaggle.com"}
 
 
-def _reachable(host: str) -> bool:
+def reachable(host: str) -> bool:
+    """Whether ``host`` answers on port 443 within 3 s (a download could start)."""
     try:
         socket.create_connection((host, 443), timeout=3).close()
         return True
@@ -51,14 +52,14 @@ def preset_source(backbone: str, weights) -> tuple[str, bool]:
         if _is_preset_folder(folder):
             return str(folder), weights is not None
         host = HUB_HOSTS[handle.split("//")[0] + "//"]
-        if _reachable(host):
+        if reachable(host):
             return handle, weights is not None
         raise WeightsError(f"No {backbone} preset: {folder} does not exist (or has no config.json) and {handle} "
                          f"cannot be downloaded (no connection to {host}). {fix}.")
     w = str(weights)
     for prefix, host in HUB_HOSTS.items():
         if w.startswith(prefix):
-            if _reachable(host):
+            if reachable(host):
                 return w, True
             raise WeightsError(f"The {backbone} weights {w} cannot be downloaded (no connection to {host}). {fix}.")
     path = Path(w).expanduser()

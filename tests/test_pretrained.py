@@ -31,7 +31,7 @@ EGYPTIAN_CAT, TIGER_CAT, TABBY = 285, 282, 281
 def offline(monkeypatch):
     """No hub can be reached (as on the development machines), whatever the machine running the tests has."""
     import hamviz.weights as w
-    monkeypatch.setattr(w, "_reachable", lambda host: False)
+    monkeypatch.setattr(w, "reachable", lambda host: False)
 
 
 def test_imagenet_answer_on_a_natural_image():
