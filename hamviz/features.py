@@ -9,6 +9,9 @@ An entry ``<cache>/features/<key>.npy`` (float32, N x C, row i = image ``cache.i
 ``index.json`` beside it; the key covers the image cache entry (data fingerprint, size, resize mode), the model
 and its weights (the preset's files by size and SHA-256, or the handle), the flips averaged over, and
 :data:`FEATURES_VERSION`. Entries are published in one step and verified on read (shape and checksum).
+
+Images that are not in the image cache (the JPEG-coded test sets) go through :func:`image_features`: the same
+backbone and preprocessing, nothing kept on disk.
 """
 from __future__ import annotations
 
@@ -68,6 +71,23 @@ def _read(folder: Path, n: int):
         return None
 
 
+def _extractor(model: str, weights, size: int):
+    """The frozen backbone ``model`` with ``weights`` at ``size`` x ``size``, up to its global average pooling
+    ("head_pool"): the classifier hamviz builds (:func:`hamviz.models.build_model`, with its preprocessing as
+    the first layer) cut before its head."""
+    from .models import build_model, keras
+    net = build_model(model, (size, size, 3), 2, weights=weights, trainable="frozen")
+    return keras.Model(net.input, net.get_layer("head_pool").output)
+
+
+def _pooled(extractor, images, flips: str, batch_size: int) -> np.ndarray:
+    """(N, C) float32 pooled features of uint8 ``images`` (N, H, W, 3), averaged over the flips."""
+    from .pipeline import flip_variants, make_dataset
+    variants = [np.asarray(images)] if flips == "none" else flip_variants(images)
+    feats = sum(extractor.predict(make_dataset(v, batch_size=batch_size), verbose=0) for v in variants)
+    return (feats / len(variants)).astype(np.float32)
+
+
 def backbone_features(view, model: str = "efficientnet_lite0", weights="imagenet", *, flips: str = "none",
                       batch_size: int = 64, cache_root=None, log=print) -> np.ndarray:
     """Pooled features (N, C) float32 of every image of ``view`` (a :class:`hamviz.view.PreparedView`; row i =
@@ -84,16 +104,10 @@ def backbone_features(view, model: str = "efficientnet_lite0", weights="imagenet
     if found is not None:
         return found
     shutil.rmtree(folder, ignore_errors=True)
-    from .models import build_model, keras
-    from .pipeline import flip_variants, make_dataset
-    net = build_model(model, (view.size, view.size, 3), 2, weights=weights, trainable="frozen")
-    extractor = keras.Model(net.input, net.get_layer("head_pool").output)
+    extractor = _extractor(model, weights, view.size)
     log(f"computing {model} features of {len(cache.image_ids)} images at {view.size}x{view.size} (flips: {flips})")
     t = time.time()
-    images = view.images
-    variants = [images] if flips == "none" else flip_variants(images)
-    feats = sum(extractor.predict(make_dataset(v, batch_size=batch_size), verbose=0) for v in variants)
-    feats = (feats / len(variants)).astype(np.float32)
+    feats = _pooled(extractor, view.images, flips, batch_size)
     tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{time.time_ns()}")
     tmp.mkdir(parents=True)
     try:
@@ -105,3 +119,30 @@ def backbone_features(view, model: str = "efficientnet_lite0", weights="imagenet
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return feats
+
+
+def image_features(images, model: str = "efficientnet_lite0", weights="imagenet", *, flips: str = "none",
+                   batch_size: int = 64):
+    """Pooled features (N, C) float32 of arbitrary uint8 images (N, H, W, 3), H = W, under the frozen backbone
+    ``model`` with ``weights`` (Tan & Le 2019 for EfficientNet-Lite0), built and preprocessed exactly as
+    :func:`backbone_features` does at that size, but **not cached**: for images outside the image cache, e.g.
+    the JPEG-coded test sets of :func:`hamviz.cache.jpeg_test_sets`. ``images`` may also be a mapping
+    key -> such arrays, all of one size: the backbone is then built once and a dict with the same keys comes
+    back. C = 1280 for EfficientNet-Lite0.
+
+    Raises ValueError for an unknown ``flips``, images that are not (N, S, S, 3) uint8 or of mixed sizes,
+    :class:`hamviz.models.ModelError` for an input smaller than the model takes and
+    :class:`hamviz.weights.WeightsError` for missing weights."""
+    if flips not in FLIPS:
+        raise ValueError(f"flips must be one of {FLIPS}, not {flips!r}")
+    arrays = dict(images) if isinstance(images, dict) else {None: images}
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    shapes = {v.shape[1:] for v in arrays.values()}
+    bad = [k for k, v in arrays.items() if v.ndim != 4 or v.shape[-1] != 3 or v.shape[1] != v.shape[2]
+           or v.dtype != np.uint8]
+    if bad or len(shapes) > 1 or not arrays:
+        raise ValueError(f"images must be uint8 (N, S, S, 3) arrays of one size S, got "
+                         f"{[(str(v.dtype), v.shape) for v in arrays.values()]}")
+    extractor = _extractor(model, weights, next(iter(shapes))[0])
+    out = {k: _pooled(extractor, v, flips, batch_size) for k, v in arrays.items()}
+    return out if isinstance(images, dict) else out[None]

@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .config import HamvizError
-from .models import ImagenetPreprocess, keras, last_conv_layer
+from .models import ImagenetPreprocess, ScaleOffset, keras, last_conv_layer
 
 import tensorflow as tf  # noqa: E402  (after .models, which imports it quietly)
 
@@ -36,7 +36,7 @@ class ExplainError(HamvizError, ValueError):
 
 # ------------------------------------------------------------------------------------------------- layers
 def _is_preprocessing(layer) -> bool:
-    return (isinstance(layer, (keras.layers.InputLayer, ImagenetPreprocess))
+    return (isinstance(layer, (keras.layers.InputLayer, ImagenetPreprocess, ScaleOffset))
             or ".preprocessing." in type(layer).__module__)
 
 
@@ -47,16 +47,29 @@ def _is_4d(layer) -> bool:
         return False
 
 
-def conv_layers(model) -> list[str]:
+def conv_layers(model, nested: bool = False) -> list[str]:
     """Names of the layers whose output is 4-D (N, H, W, C), in graph order, without the input and the
-    preprocessing layers (ImagenetPreprocess, Keras Rescaling/Normalization...)."""
-    return [l.name for l in model.layers if _is_4d(l) and not _is_preprocessing(l)]
+    preprocessing layers (ImagenetPreprocess, ScaleOffset, Keras Rescaling/Normalization...). ``nested=True``:
+    a nested model among them (a Keras-Hub backbone, whose output is its last feature map) is replaced by its
+    own such layers, named ``"outer/inner"`` (e.g. ``"backbone/stack6_block1_project_bn"``), for
+    :func:`activations`."""
+    out = []
+    for layer in model.layers:
+        if not _is_4d(layer) or _is_preprocessing(layer):
+            continue
+        if nested and isinstance(layer, keras.Model):
+            out += [f"{layer.name}/{n}" for n in conv_layers(layer)  # its padding layers' borders are not image
+                    if not isinstance(layer.get_layer(n), keras.layers.ZeroPadding2D)]
+        else:
+            out.append(layer.name)
+    return out
 
 
 def default_layers(model, n: int = 5) -> list[str]:
-    """``n`` layers of :func:`conv_layers` spread evenly from the first to the last (both included), in
-    graph order; fewer when the model has fewer than ``n`` such layers."""
-    names = conv_layers(model)
+    """``n`` layers of :func:`conv_layers` (nested models' layers included, as ``"outer/inner"``) spread evenly
+    from the first to the last (both included), in graph order; fewer when the model has fewer than ``n`` such
+    layers."""
+    names = conv_layers(model, nested=True)
     if not names:
         raise ExplainError(f"model {model.name} has no layer with a 4-D (N, H, W, C) output")
     if n < 1:
@@ -77,6 +90,13 @@ def resolve_layer(model, layer) -> str:
             raise ExplainError(f"layer index {layer} out of range: model {model.name} has {n} layers "
                                f"(0..{n - 1}, or -{n}..-1)")
         obj = model.layers[int(layer)]
+    elif isinstance(layer, str) and "/" in layer:
+        outer, inner = layer.split("/", 1)
+        nested = model.get_layer(outer) if outer in [l.name for l in model.layers] else None
+        if not isinstance(nested, keras.Model):
+            raise ExplainError(f"{layer!r}: model {model.name} has no nested model {outer!r}; "
+                               f"conv_layers(model, nested=True) lists the layers with feature maps.")
+        return f"{outer}/{resolve_layer(nested, inner)}"
     elif isinstance(layer, str):
         names = [l.name for l in model.layers]
         if layer not in names:
@@ -138,11 +158,20 @@ def activations(model, image, layers=None) -> dict[str, np.ndarray]:
     elif isinstance(layers, (str, int, np.integer)):
         layers = [layers]
     names = list(dict.fromkeys(resolve_layer(model, l) for l in layers))
-    sub = keras.Model(model.input, [layer_output(model, n) for n in names])
-    out = sub(tf.convert_to_tensor(x, tf.float32), training=False)
-    if not isinstance(out, (list, tuple)):
-        out = [out]
-    return {n: np.asarray(o)[0] for n, o in zip(names, out)}
+    x = tf.convert_to_tensor(x, tf.float32)
+    found = {}
+    top = [n for n in names if "/" not in n]
+    if top:
+        out = keras.Model(model.input, [layer_output(model, n) for n in top])(x, training=False)
+        found.update(zip(top, out if isinstance(out, (list, tuple)) else [out]))
+    for outer in dict.fromkeys(n.split("/", 1)[0] for n in names if "/" in n):
+        inner = [n for n in names if n.startswith(outer + "/")]
+        nested = model.get_layer(outer)
+        feed = keras.Model(model.input, _layer_input(model, outer))(x, training=False)
+        sub = keras.Model(nested.input, [nested.get_layer(n.split("/", 1)[1]).output for n in inner])
+        out = sub(feed, training=False)
+        found.update(zip(inner, out if isinstance(out, (list, tuple)) else [out]))
+    return {n: np.asarray(found[n])[0] for n in names}
 
 
 def _channel_order(maps: np.ndarray, max_channels: int, order: str) -> np.ndarray:
@@ -242,6 +271,17 @@ def layer_output(model, name: str):
     candidates = [layer.output] if not isinstance(layer, keras.Model) else []
     for node in getattr(layer, "_inbound_nodes", []):
         candidates += list(node.output_tensors)
+    return _connected(model, name, candidates)
+
+
+def _layer_input(model, name: str):
+    """The tensor that feeds layer ``name`` in ``model``'s own graph (for a nested model: its input there)."""
+    nodes = getattr(model.get_layer(name), "_inbound_nodes", [])
+    return _connected(model, name, [t for node in nodes for t in node.input_tensors])
+
+
+def _connected(model, name: str, candidates):
+    """The first of ``candidates`` (tensors around layer ``name``) that ``model``'s input computes."""
     for t in candidates:
         try:
             keras.Model(model.input, t)

@@ -17,7 +17,8 @@ Pieces:
   labels). :func:`targets_for` says what the dataset must yield for each.
 - Models: :func:`hd_cnn` (the reference CNN) and :func:`hd_head` (a hypervector head on any hamviz
   classifier, so a backbone can be compared with its softmax head). Both flat functional graphs taking
-  float images in [0, 255], like every hamviz model.
+  float images in [0, 255], like every hamviz model. :func:`hd_feature_head`: the reference's layers after
+  its convolutions on a frozen backbone's pooled features (hamviz's addition, not in the reference).
 - :func:`fit_hd` trains one through the training core (:func:`hamviz.training.fit`); the hypervector chapter
   stores it with its memory in the artefact store.
 
@@ -392,8 +393,33 @@ def hd_head(backbone_model, dim: int = 500, *, copy: bool = True, name: str | No
     return keras.Model(src.input, outputs, name=name or f"{backbone_model.name}_hd")
 
 
+def hd_feature_head(n_features: int, dim: int = 500, dense: int | None = 1000, dropout: float = 0.5, *,
+                    name: str = "hd_feature_head"):
+    """The reference HD-MANN's layers after its convolutions, on pooled backbone features: Dropout, Dense(dense,
+    relu) (left out for ``dense`` None or 0), Dense(dim, linear) named "hypervector" (Barros Everett's head
+    of :func:`hd_cnn` without Flatten, which a pooled vector does not need).
+
+    Input: float feature vectors (N, n_features), e.g. the frozen EfficientNet-Lite0 (Tan & Le 2019) pooled
+    features of :func:`hamviz.features.backbone_features` (n_features = 1280); output (N, dim). Train it with
+    :func:`fit_hd` on the features (no augmentation). Raises ValueError for n_features, dim < 1, dense < 0 or
+    dropout outside [0, 1)."""
+    from .models import keras
+    layers = keras.layers
+    dense = dense or 0
+    if n_features < 1 or dim < 1 or dense < 0 or not 0 <= dropout < 1:
+        raise ValueError(f"hd_feature_head needs n_features, dim >= 1, dense >= 0 (0: no hidden layer) and dropout "
+                         f"in [0, 1), got {n_features}, {dim}, {dense}, {dropout}")
+    inputs = keras.Input((n_features,), name="features")
+    x = layers.Dropout(dropout, name="dropout")(inputs)
+    if dense:
+        x = layers.Dense(dense, activation="relu", name="dense")(x)
+    outputs = layers.Dense(dim, name="hypervector")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
 def hypervector_outputs(model, images, batch_size: int = 256) -> np.ndarray:
-    """The model's output vectors (N, d) for uint8 images (N, H, W, 3)."""
+    """The model's output vectors (N, d) for uint8 images (N, H, W, 3), or for float feature vectors (N, C)
+    when the model is an :func:`hd_feature_head`."""
     from .pipeline import make_dataset
     return np.asarray(model.predict(make_dataset(images, batch_size=batch_size), verbose=0), dtype=np.float32)
 
@@ -403,7 +429,8 @@ def fit_hd(model, memory: Memory, images, labels, val_images=None, val_labels=No
            optimizer: str = "adamw", learning_rate: float = 1e-3, epochs: int = 10, batch_size: int = 32,
            patience: int = 3, augment=None, seed: int = 0, scale: float = 10.0, clipnorm=None,
            verbose: int = 0) -> dict:
-    """Train an HD model (in place) on uint8 images (N, H, W, 3) with integer labels into ``memory``.
+    """Train an HD model (in place) on uint8 images (N, H, W, 3) with integer labels into ``memory``; or an
+    :func:`hd_feature_head` on float feature vectors (N, C) (then ``augment`` must be off: ValueError otherwise).
 
     loss: "mse" (the reference: output regressed onto its class key) or "cosine" (scaled-cosine
     cross-entropy against every key, ``scale``). Optimizer: a :func:`hamviz.training.make_optimizer` name
@@ -426,6 +453,9 @@ def fit_hd(model, memory: Memory, images, labels, val_images=None, val_labels=No
         raise ValueError(f"the model outputs {out_dim} dims but the memory's keys have {memory.dim}")
     if epochs < 1 or batch_size < 1:
         raise ValueError("epochs and batch_size must be at least 1")
+    if np.ndim(images) == 2 and augment:
+        raise ValueError("feature vectors (N, C) cannot be augmented: pass augment=None (augmentation acts on "
+                         "images, before the backbone)")
     keras.utils.set_random_seed(seed)
     model.compile(optimizer=make_optimizer(optimizer, learning_rate, clipnorm),
                   loss=hd_loss(loss, memory, scale), metrics=[_accuracy_metric(memory, loss)])

@@ -55,10 +55,15 @@ def joint_model(autoencoder, classifier, *, recon_weight: float = 0.0, train_aut
 
     Returns a model with outputs ``{"class": probabilities, "reconstruction": image}`` and the loss weights
     to compile it with; the reconstruction loss is divided by 255 so that 1.0 weighs a mean error of one
-    full intensity step as much as one nat of cross-entropy."""
+    full intensity step as much as one nat of cross-entropy. A part that trains keeps the per-layer trainability
+    it was trained with (e.g. a fine-tuned backbone's frozen lower layers and BatchNorm layers)."""
     from .models import keras
-    autoencoder.trainable = train_autoencoder
-    classifier.trainable = train_classifier
+    # only ever switch a part off: setting trainable = True would recurse into every sub-layer and undo what the
+    # part's own training froze (a pretrained backbone's lower layers and its BatchNorm layers)
+    if not train_autoencoder:
+        autoencoder.trainable = False
+    if not train_classifier:
+        classifier.trainable = False
     inp = keras.Input(autoencoder.input.shape[1:], name="image")
     rec = autoencoder(inp)
     rec_out = keras.layers.Rescaling(1 / 255.0, name="reconstruction")(rec)

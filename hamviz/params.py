@@ -18,7 +18,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from .registry import (CLASSES, HD_BACKBONES, HD_KINDS, HD_LOSSES, MALIGNANT, MODEL_NAMES, OPTIMIZERS,
-                       SCHEDULES, STRATEGIES, check_size, latent_problem)
+                       PRETRAINED_BACKBONES, SCHEDULES, STRATEGIES, check_size, latent_problem)
 from .config import ParamsError, profiles_dir
 
 PARAMS_ENV = "HAMVIZ_PARAMS"
@@ -47,6 +47,9 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "model": {"enum": list(MODEL_NAMES), "default": "small_cnn",
                   "description": "small_cnn or a backbone: inceptionv3, densenet201, resnet50, vgg19, "
                                  "mobilenetv2"},
+        "image_size": {"type": ["integer", "null"], "minimum": 16, "maximum": 1024, "default": None,
+                       "description": "input edge of the main model (and of the chapters that analyse it: "
+                                      "compression, joint, Grad-CAM); null: the profile's image_size"},
         "weights": {"type": ["string", "null"], "default": None,
                     "description": "imagenet | null (random init) | a weights file (Keras applications) | a "
                                    "Keras-Hub preset folder or handle (hf://..., kaggle://...)"},
@@ -79,13 +82,19 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                     "default": {"rot90": True, "flip": True, "zoom": 0.1, "shift": 0.1}},
         "train_limit": {"type": ["integer", "null"], "minimum": 50, "default": None,
                         "description": "stratified subsample of the training part (tiny profile)"},
-        "leak_audit": {**_bool, "default": True},
+        "leak_audit": {"enum": [True, False, "frozen_head"], "default": True,
+                       "description": "train on the image-level split too and show the inflation: true (the "
+                                      "main model again), frozen_head (its head alone on cached frozen "
+                                      "features: minutes less for a pretrained backbone), false"},
         "grid": {**_obj({
             "models": {"type": "array", "items": {"enum": list(MODEL_NAMES)}, "uniqueItems": True},
             "strategies": {"type": "array", "items": {"enum": list(STRATEGIES)},
                            "uniqueItems": True},
             "image_size": {**_int, "minimum": 16, "maximum": 1024},
             "epochs": {**_int, "minimum": 1, "maximum": 1000},
+            "frozen_head": {**_bool, "description": "also each strategy on the main model's head alone over "
+                                                    "its backbone's cached frozen features (pretrained "
+                                                    "backbone, head: simple; head_warmup epochs)"},
         }), "default": {"models": ["small_cnn"], "strategies": list(STRATEGIES)},
             "description": "strategy x model table; image_size and epochs default to the main model's"},
         "external_test": {"type": ["string", "null"], "default": None,
@@ -98,6 +107,9 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                       "uniqueItems": True, "default": [95, 50, 20, 10, 5, 3, 1]},
         "kmeans_k": {"type": "array", "items": {**_int, "minimum": 2, "maximum": 256}, "uniqueItems": True,
                      "default": [2, 4, 8, 16, 32, 64]},
+        "test_limit": {"type": ["integer", "null"], "minimum": 10, "default": None,
+                       "description": "score every coding on this many test images (stratified by class, the "
+                                      "uncompressed reference on the same ones); null: the whole test part"},
         "kmeans_limit": {"type": ["integer", "null"], "minimum": 10, "default": None,
                          "description": "K-means on this many test images (stratified); null: all"},
         "ae_ratios": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "uniqueItems": True,
@@ -159,6 +171,20 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "perplexity": {"type": "number", "exclusiveMinimum": 1, "default": 30},
         "holdout_class": {"type": ["string", "null"], "default": "bcc",
                           "description": "class added to the memory without retraining (demo); null: skip"},
+        "pretrained_head": {
+            **_obj({
+                "model": {"enum": list(PRETRAINED_BACKBONES),
+                          "description": "the frozen pretrained backbone, e.g. efficientnet_lite0"},
+                "weights": {"type": "string", "minLength": 1,
+                            "description": "imagenet | a Keras-Hub preset folder or handle | a weights file "
+                                           "(random weights make no pretrained row: use null to skip it)"},
+                "image_size": {**_int, "minimum": 16, "maximum": 1024,
+                               "description": "the backbone's input edge; the test images are JPEG-coded at "
+                                              "this size for this row"},
+            }, required=("model", "weights", "image_size")),
+            "type": ["object", "null"], "default": None,
+            "description": "second row (hamviz's addition, not in the reference): the same HD classifier as a "
+                           "head on the backbone's cached frozen pooled features; null: skip the row"},
     }),
     "explain": _obj({
         "malignant": {"type": "array", "items": {"enum": list(CLASSES)},
@@ -301,6 +327,7 @@ def validate(params: dict, source: str = "params", partial: bool = False) -> dic
     if not problems:
         problems += _model_size_problems(params)
         if not partial and "chapters" in params:
+            problems += _frozen_head_problems(params)
             problems += _weights_problems(params)
         fr = (params.get("split") or {}).get("fractions")
         if fr is not None:
@@ -315,6 +342,23 @@ def validate(params: dict, source: str = "params", partial: bool = False) -> dic
     return params
 
 
+def _frozen_head_problems(params: dict) -> list[str]:
+    """Classifier-chapter keys that train the main model's head alone on frozen features, set for a main model
+    that has no such head."""
+    clf = chapter_params(params, "classifier")
+    if clf["head"] == "simple" and clf["weights"] and clf["model"] != "small_cnn":
+        return []
+    fix = "set the main model to a pretrained backbone (weights, head: simple) or turn the key off"
+    out = []
+    if (clf.get("grid") or {}).get("frozen_head"):
+        out.append(f"chapters.classifier.grid.frozen_head needs a pretrained main model with head: simple; {fix} "
+                   "(frozen_head: false)")
+    if clf["leak_audit"] == "frozen_head":
+        out.append(f"chapters.classifier.leak_audit: frozen_head needs a pretrained main model with head: simple; "
+                   f"{fix} (leak_audit: true)")
+    return out
+
+
 def _weights_problems(params: dict) -> list[str]:
     """Pretrained weights a chapter will ask for that are not on this machine (Keras-Hub presets; checked
     without loading TensorFlow), so the error comes before any training."""
@@ -325,7 +369,11 @@ def _weights_problems(params: dict) -> list[str]:
     for spec in chapter_params(params, "explain")["transfer_members"]:
         if isinstance(spec, dict) and "model" in spec:
             wanted.append(("chapters.explain.transfer_members", spec["model"], spec.get("weights", "imagenet")))
-    wanted.append(("chapters.hypervector.backbone", chapter_params(params, "hypervector")["backbone"], "imagenet"))
+    hd = chapter_params(params, "hypervector")
+    wanted.append(("chapters.hypervector.backbone", hd["backbone"], "imagenet"))
+    if hd.get("pretrained_head"):
+        wanted.append(("chapters.hypervector.pretrained_head", hd["pretrained_head"]["model"],
+                       hd["pretrained_head"]["weights"]))
     out, seen = [], set()
     for where, model, weights in wanted:
         if (model, weights) in seen:
@@ -333,15 +381,17 @@ def _weights_problems(params: dict) -> list[str]:
         seen.add((model, weights))
         problem = check(model, weights)
         if problem:
-            out.append(f"{where}: {problem}")
+            skip = " Or set it to null to skip the pretrained row." if where.endswith("pretrained_head") else ""
+            out.append(f"{where}: {problem}{skip}")
     return out
 
 
 def _model_size_problems(params: dict) -> list[str]:
     """Models that cannot take the image size they are given (caught here, before any training)."""
     out = []
-    size = params.get("image_size")
     clf = (params.get("chapters") or {}).get("classifier") or {}
+    # the main model's size: also the compression and joint chapters' (they analyse that model)
+    size = clf.get("image_size") or params.get("image_size")
     if size and clf.get("model"):
         msg = check_size(clf["model"], size)
         if msg:
@@ -354,8 +404,14 @@ def _model_size_problems(params: dict) -> list[str]:
                 problem = latent_problem(size, r)
                 if problem:
                     out.append(f"chapters.{where}: {problem}")
+    head = ((params.get("chapters") or {}).get("hypervector") or {}).get("pretrained_head") or {}
+    if head.get("model") and head.get("image_size"):
+        msg = check_size(head["model"], head["image_size"])
+        if msg:
+            out.append(f"chapters.hypervector.pretrained_head: {msg} (its image_size is {head['image_size']})")
     grid = clf.get("grid") or {}
     gsize = grid.get("image_size") or size
+
     for m in grid.get("models", []) if gsize else []:
         msg = check_size(m, gsize)
         if msg:

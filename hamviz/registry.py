@@ -48,6 +48,9 @@ MODEL_NAMES: tuple[str, ...] = ("small_cnn", *BACKBONES, *HUB_BACKBONES)
 OTHER_MODELS: tuple[str, ...] = ("configurable_cnn",)
 #: the hypervector chapter's backbones: the reference HD-MANN CNN or any classifier model
 HD_BACKBONES: tuple[str, ...] = ("hd_cnn", *MODEL_NAMES)
+#: backbones with pretrained weights whose frozen pooled features hamviz caches (:mod:`hamviz.features`); the
+#: hypervector chapter's second row (``pretrained_head``) trains its HD head on them
+PRETRAINED_BACKBONES: tuple[str, ...] = (*BACKBONES, *HUB_BACKBONES)
 MIN_SIZE = {"small_cnn": 8, **{k: v[2] for k, v in BACKBONES.items()}, **{k: v[2] for k, v in HUB_BACKBONES.items()}}
 
 

@@ -390,3 +390,37 @@ def train_classifier(cfg: TrainConfig, view, *, cache_root=None, retrain: bool =
                          fingerprint=view.fingerprint, split_id=view.split_id, rows=rows,
                          accept=lambda s: all(len(s.arrays.get(p, ())) == len(rows[p]) for p in SPLITS),
                          cache_root=cache_root, retrain=retrain, log=log)
+
+
+def train_frozen_head(cfg: TrainConfig, view, *, cache_root=None, retrain: bool = False, verbose: int = 0,
+                      log=print) -> Artefact:
+    """``cfg``'s head alone (dropout, then a softmax Dense layer) on the frozen pretrained backbone: trained for
+    ``cfg.head_warmup`` epochs on the backbone's pooled features of ``view`` (cached on disk by
+    :func:`hamviz.features.backbone_features`, so every strategy and split reuses one feature pass), with
+    ``cfg``'s imbalance strategy and ``head_learning_rate``; the stage one of two-stage transfer learning, kept as
+    a model of its own (the strategy table, the leak audit). Stored like a classifier; ``artefact.model`` takes
+    features (N, C), ``artefact.proba`` holds every part's class probabilities. Raises TrainingError unless
+    ``cfg`` names a pretrained backbone with ``head: simple`` and ``head_warmup`` >= 1."""
+    if cfg.model_options.get("head") != "simple" or not cfg.model_options.get("weights") or cfg.head_warmup < 1:
+        raise TrainingError(f"a frozen-feature head needs a pretrained backbone with head: simple and head_warmup "
+                            f">= 1 (epochs of the head); {cfg.label} has head "
+                            f"{cfg.model_options.get('head')!r}, weights {cfg.model_options.get('weights')!r}, "
+                            f"head_warmup {cfg.head_warmup}")
+    if view.size != cfg.image_size:
+        raise TrainingError(f"the view holds {view.size}x{view.size} images but the config asks for {cfg.image_size}")
+    rows = dict(view.rows)
+    rows["train"] = limit_rows(rows["train"], view.labels[rows["train"]], cfg.train_limit, cfg.seed)
+    n_classes = len(view.classes)
+
+    def train():
+        from .features import backbone_features
+        features = backbone_features(view, cfg.model, cfg.model_options["weights"], cache_root=cache_root, log=log)
+        log(f"training the {cfg.label} head on frozen features of {len(rows['train'])} images for "
+            f"{cfg.head_warmup} epochs")
+        head, history = train_head(cfg, features, view.labels, rows, n_classes, cfg.head_warmup, verbose)
+        return head, history, {p: head.predict(features[rows[p]], batch_size=1024, verbose=0) for p in SPLITS}
+
+    return train_or_load("frozen_head", f"{cfg.model}-{cfg.image_size}-{cfg.strategy}-head", cfg, train,
+                         fingerprint=view.fingerprint, split_id=view.split_id, rows=rows,
+                         accept=lambda s: all(len(s.arrays.get(p, ())) == len(rows[p]) for p in SPLITS),
+                         cache_root=cache_root, retrain=retrain, log=log)

@@ -33,8 +33,9 @@ class CompressionExplorer:
     """
 
     def __init__(self, image, model=None, alternatives: dict | None = None, classes=CLASSES,
-                 quality: int = 50, scale: int = 4, true_label: str | None = None):
+                 quality: int = 50, scale: int = 4, true_label: str | None = None, flips: bool = False):
         import ipywidgets as w
+        self.flips = flips
         self.image = np.asarray(image, dtype=np.uint8)
         self.model = model
         self.classes = tuple(classes)
@@ -75,7 +76,8 @@ class CompressionExplorer:
               "bits": bits, "n_bytes": bits / 8, "bpp": bits_per_pixel(bits / 8, coded.shape),
               "psnr": psnr(self.image, coded), "ssim": ssim(self.image, coded), "image": coded}
         if self.model is not None:
-            p = self.model.predict(coded[None].astype(np.float32), verbose=0)[0]
+            from .training import predict
+            p = predict(self.model, coded[None], flips=self.flips)[0]
             st["probabilities"] = {c: float(v) for c, v in zip(self.classes, p)}
             st["predicted"] = self.classes[int(np.argmax(p))]
         self.state = st
@@ -94,9 +96,12 @@ class CompressionExplorer:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
-def static_jpeg_slider(image, qualities, model=None, classes=CLASSES, title: str = "JPEG quality"):
+def static_jpeg_slider(image, qualities, model=None, classes=CLASSES, title: str = "JPEG quality",
+                       flips: bool = False):
     """A plotly figure with a slider over ``qualities``: the re-encoded image, its bytes, bpp, PSNR and the
-    classifier's probabilities at each step. Works in static HTML (no kernel)."""
+    classifier's probabilities at each step (``flips``: averaged over the image and its mirror images, as the
+    model's test numbers). Works in static HTML (no kernel)."""
+    from .training import predict
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -104,8 +109,7 @@ def static_jpeg_slider(image, qualities, model=None, classes=CLASSES, title: str
     image = np.asarray(image, dtype=np.uint8)
     qualities = sorted(qualities, reverse=True)
     coded = [jpeg_roundtrip(image, q) for q in qualities]
-    probs = (model.predict(np.stack([c[0] for c in coded]).astype(np.float32), verbose=0)
-             if model is not None else None)
+    probs = predict(model, np.stack([c[0] for c in coded]), flips=flips) if model is not None else None
     fig = make_subplots(rows=1, cols=3, column_widths=[0.3, 0.3, 0.4],
                         subplot_titles=("original", "JPEG", "class probabilities"))
     fig.add_trace(go.Image(source=png_data_uri(image)), row=1, col=1)

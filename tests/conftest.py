@@ -3,6 +3,7 @@
 HAMVIZ_DATA defaults to ../shared/data/ham10000 beside the repository; HAMVIZ_CACHE to
 <repo>/.hamviz-cache/tests (kept between runs, so the decoded-image cache is built once).
 """
+import json
 import os
 import shutil
 import time
@@ -31,14 +32,44 @@ def data_dir() -> Path:
     return DATA
 
 
+def write_isic2018(dest: Path, images: Path, meta: pd.DataFrame) -> None:
+    """An ISIC 2018 Task 3 test folder in ``dest``: the images of ``meta`` (HAM-style: image_id, dx) copied from
+    ``images`` into ISIC2018_Task3_Test_Input/, and the one-hot ground-truth CSV beside it."""
+    folder = dest / "ISIC2018_Task3_Test_Input"
+    folder.mkdir(parents=True)
+    for image_id in meta["image_id"]:
+        shutil.copy(images / f"{image_id}.jpg", folder)
+    gt = pd.DataFrame({"image": meta["image_id"]})
+    for c in ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"):
+        gt[c] = (meta["dx"].str.upper() == c).astype(float).to_numpy()
+    gt.to_csv(dest / "ISIC2018_Task3_Test_GroundTruth.csv", index=False)
+
+
+def tiny_with_external(folder: Path) -> Path:
+    """The tiny profile with an external test set: the 70 byte-exact 600x450 originals of ../shared/data in the
+    ISIC 2018 Task 3 layout (images three times the cached size: the resize path of another collection)."""
+    originals = DATA.parent / "ham10000-originals"
+    write_isic2018(folder / "isic", originals / "images", pd.read_csv(originals / "HAM10000_metadata.csv"))
+    profile = folder / "tiny_external.yaml"
+    profile.write_text(f"extends: tiny\nprofile: tiny\nchapters:\n  classifier:\n"
+                       f"    external_test: {json.dumps(str(folder / 'isic'))}\n")
+    return profile
+
+
 @pytest.fixture(scope="session")
-def tiny_book(tmp_path_factory):
+def tiny_profile(tmp_path_factory) -> Path:
+    """The tiny profile with the external test set (:func:`tiny_with_external`): the one the tiny book uses."""
+    return tiny_with_external(tmp_path_factory.mktemp("external"))
+
+
+@pytest.fixture(scope="session")
+def tiny_book(tmp_path_factory, tiny_profile):
     """The whole results book built once per test session with the tiny profile (about 4 minutes on a
     2-core machine): (output folder, build summary, seconds). Shared by test_book.py and test_browser.py."""
     from hamviz.book import build
     out = tmp_path_factory.mktemp("book")
     t = time.time()
-    summary = build("tiny", out, log=lambda *_: None)
+    summary = build(tiny_profile, out, log=lambda *_: None)
     return out, summary, time.time() - t
 
 

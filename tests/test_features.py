@@ -53,3 +53,26 @@ def test_flips_have_their_own_key_and_a_damaged_entry_is_recomputed(small_view, 
     assert said and np.allclose(again, plain, atol=1e-5)
     with pytest.raises(ValueError, match="flips"):
         backbone_features(small_view, flips="rot", cache_root=tmp_path)
+
+
+def test_image_features_of_arrays_are_the_cached_features(small_view, tmp_path):
+    """Features of arbitrary uint8 arrays (e.g. JPEG-coded test images) come from the same backbone and
+    preprocessing as the cached ones: the same images give the same vectors, with or without flips."""
+    from hamviz.features import backbone_features, image_features
+    cached = backbone_features(small_view, cache_root=tmp_path, log=lambda *_: None)
+    images = small_view.images
+    np.testing.assert_allclose(image_features(images[:5]), cached[:5], rtol=1e-4, atol=1e-4)
+    both = image_features({"a": images[:3], 95: images[10:12]})  # one backbone for several arrays
+    assert set(both) == {"a", 95} and both[95].shape == (2, 1280) and both[95].dtype == np.float32
+    np.testing.assert_allclose(both["a"], cached[:3], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(both[95], cached[10:12], rtol=1e-4, atol=1e-4)
+    flipped = backbone_features(small_view, flips="hv", cache_root=tmp_path, log=lambda *_: None)
+    np.testing.assert_allclose(image_features(images[:4], flips="hv"), flipped[:4], rtol=1e-4, atol=1e-4)
+    # another image gives another vector
+    assert not np.allclose(image_features(images[20:21]), cached[:1], atol=1e-3)
+    with pytest.raises(ValueError, match="uint8"):
+        image_features(images[:2].astype(np.float32))
+    with pytest.raises(ValueError, match="one size"):
+        image_features({"a": images[:2], "b": np.zeros((2, 48, 48, 3), np.uint8)})
+    with pytest.raises(ValueError, match="flips"):
+        image_features(images[:2], flips="rot")

@@ -216,6 +216,56 @@ def test_learns_synthetic_colours(colours, tmp_path, loss, kind, augment):
         assert acc > 0.9, (loss, kind, mode, acc)
 
 
+def test_hd_feature_head_learns_from_feature_vectors():
+    """The second row's head: the reference's layers after its convolutions, on feature vectors (N, C), trained
+    by fit_hd like the CNN; feature vectors cannot be augmented."""
+    from hamviz.models import keras
+    head = hv.hd_feature_head(32, dim=128, dense=16, dropout=0.1)
+    assert [l.name for l in head.layers] == ["features", "dropout", "dense", "hypervector"]
+    assert head.get_layer("dense").units == 16 and head.output.shape[-1] == 128
+    assert [l.name for l in hv.hd_feature_head(32, 64, dense=None).layers] == ["features", "dropout", "hypervector"]
+    for bad in ({"n_features": 0}, {"dim": 0}, {"dense": -1}, {"dropout": 1.0}):
+        with pytest.raises(ValueError, match="hd_feature_head"):
+            hv.hd_feature_head(**{"n_features": 32, "dim": 64, **bad})
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (3, 32)) * 3
+
+    def features(n, seed):
+        r = np.random.default_rng(seed)
+        y = np.arange(n) % 3
+        return (centres[y] + r.normal(0, 1, (n, 32))).astype(np.float32), y
+
+    (xtr, ytr), (xva, yva), (xte, yte) = features(240, 1), features(60, 2), features(90, 3)
+    mem = Memory.random(3, 128, seed=0)
+    keras.utils.set_random_seed(0)
+    head = hv.hd_feature_head(32, dim=128, dense=16, dropout=0.1)
+    hist = hv.fit_hd(head, mem, xtr, ytr, xva, yva, loss="mse", epochs=8, batch_size=32, learning_rate=3e-3)
+    assert hist["loss"][-1] < hist["loss"][0]
+    out = hv.hypervector_outputs(head, xte)
+    assert out.shape == (90, 128) and (hv.predict(out, mem) == yte).mean() > 0.9
+    with pytest.raises(ValueError, match="augment"):
+        hv.fit_hd(head, mem, xtr, ytr, loss="mse", epochs=1, augment=True)
+
+
+def test_the_two_rows_must_hold_the_same_rows():
+    """The chapter's second row is scored on the first row's test images: views that differ are refused."""
+    from types import SimpleNamespace
+    from hamviz.chapters.hypervector import same_rows
+
+    def view(ids, labels, size, classes=("mel", "nv")):
+        rows = {"train": np.array([0, 1]), "val": np.array([2]), "test": np.array([3, 4])}
+        return SimpleNamespace(image_ids=ids, labels=np.array(labels), rows=rows, size=size, classes=classes)
+
+    a = view(["i0", "i1", "i2", "i3", "i4"], [0, 1, 0, 1, 0], 32)
+    same_rows(a, view(["i0", "i1", "i2", "i3", "i4"], [0, 1, 0, 1, 0], 64))
+    with pytest.raises(ValueError, match="test part differs"):
+        same_rows(a, view(["i0", "i1", "i2", "i3", "i9"], [0, 1, 0, 1, 0], 64))
+    with pytest.raises(ValueError, match="val part differs"):
+        same_rows(a, view(["i0", "i1", "i2", "i3", "i4"], [0, 1, 1, 1, 0], 64))
+    with pytest.raises(ValueError, match="classes"):
+        same_rows(a, view(["i0", "i1", "i2", "i3", "i4"], [0, 1, 0, 1, 0], 64, ("nv", "mel")))
+
+
 def test_hamming_and_cosine_agree_on_bipolar_vectors():
     """For bipolar vectors, Hamming similarity is an affine map of cosine: 1 - d/D = (1 + cos) / 2, so both
     rank the templates identically and nearest-template predictions coincide."""

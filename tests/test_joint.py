@@ -35,10 +35,28 @@ def test_bad_joint_config(bad):
 def test_config_from_every_profile(profile):
     from hamviz.params import chapter_params, load_profile
     P = chapter_params(load_profile(profile), "joint")
-    cfgs = [config_from_params(P, r) for r in P["ratios"]]
+    size = chapter_params(load_profile(profile), "classifier")["image_size"]  # the main model's
+    cfgs = [config_from_params(P, r, size) for r in P["ratios"]]
     assert [c.ratio for c in cfgs] == list(P["ratios"])
-    assert all(c.image_size == P["image_size"] and c.epochs == P["epochs"] and c.seed == P["seed"]
+    assert all(c.image_size == size and c.epochs == P["epochs"] and c.seed == P["seed"]
                and c.recon_weight == P["recon_weight"] and c.init == P["init"] for c in cfgs)
+
+
+def test_joint_model_keeps_what_the_classifier_froze():
+    """A fine-tuned classifier's frozen layers (lower backbone layers, BatchNorm of pretrained weights) stay
+    frozen when the joint model trains the classifier: switching the part on must not recurse into them."""
+    from hamviz.models import keras
+    ae, clf = autoencoder((32, 32, 3), 3, (8, 16)), small_cnn((32, 32, 3))
+    frozen = [l for l in clf.layers if l.weights][:2] + [l for l in clf.layers
+                                                          if isinstance(l, keras.layers.BatchNormalization)]
+    for layer in frozen:
+        layer.trainable = False
+    n_before = len(clf.trainable_weights)
+    m, _ = joint_model(ae, clf, train_autoencoder=True, train_classifier=True)
+    assert not any(layer.trainable for layer in frozen)
+    assert len(clf.trainable_weights) == n_before > 0
+    trainable = {id(v) for v in m.trainable_weights}
+    assert not any(id(v) in trainable for layer in frozen for v in layer.weights)
 
 
 def disc(size=32, r=8):

@@ -69,3 +69,29 @@ def test_not_yaml(tmp_path):
     f.write_text("seed: [1, 2\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_profile(f)
+
+
+def test_hypervector_pretrained_head(tmp_path):
+    """The hypervector chapter's second row: set in cpu (inherited by tiny at 64 and paper at 224), null skips it,
+    and a bad value is named with the key."""
+    heads = {n: chapter_params(load_profile(n), "hypervector")["pretrained_head"] for n in PROFILES}
+    assert heads == {"tiny": {"model": "efficientnet_lite0", "weights": "imagenet", "image_size": 64},
+                     "cpu": {"model": "efficientnet_lite0", "weights": "imagenet", "image_size": 160},
+                     "paper": {"model": "efficientnet_lite0", "weights": "imagenet", "image_size": 224}}
+    off = load_profile("tiny", {"chapters": {"hypervector": {"pretrained_head": None}}})
+    assert chapter_params(off, "hypervector")["pretrained_head"] is None
+    where = "chapters.hypervector.pretrained_head"
+    for head, words in [({"model": "small_cnn"}, f"{where}.model: 'small_cnn' is not one of"),
+                        ({"weights": None}, f"{where}.weights: None is not of type string"),
+                        ({"image_size": 20}, f"{where}: efficientnet_lite0 needs inputs of at least 32x32"),
+                        ({"image_sise": 64}, f"unknown key '{where}.image_sise' (did you mean 'image_size'?)"),
+                        (True, f"{where}: True is not of type ['object', 'null']")]:
+        with pytest.raises(ParamsError) as err:
+            load_profile("tiny", {"chapters": {"hypervector": {"pretrained_head": head}}})
+        assert words in str(err.value), (head, str(err.value))
+    # on a profile that turned the row off, an override that names only a size is told what is missing
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump({"extends": "tiny", "chapters": {"hypervector": {"pretrained_head": None}}}))
+    assert chapter_params(load_profile(mine), "hypervector")["pretrained_head"] is None
+    with pytest.raises(ParamsError, match=f"{where}: 'model' is a required property"):
+        load_profile(mine, {"chapters": {"hypervector": {"pretrained_head": {"image_size": 64}}}})

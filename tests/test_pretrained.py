@@ -103,6 +103,17 @@ def test_finetuning_keeps_batchnorm_frozen_and_gradcam_finds_the_nested_backbone
     cam, proba = gradcam.predict_with_cam(m, x)
     assert cam.shape == (3, 64, 64) and proba.shape == (3, 7)
     np.testing.assert_allclose(proba, m.predict(x, verbose=0), atol=1e-5)
+    # activation maps descend into the nested backbone: its own layers, first to last, as "backbone/<layer>"
+    layers = gradcam.default_layers(m, 5)
+    assert len(layers) == 5 and all(n.startswith("backbone/") for n in layers)
+    acts = gradcam.activations(m, x[0], layers)
+    sizes = [a.shape[0] for a in acts.values()]
+    assert sizes[0] == 32 and sizes[-1] == 2 and sizes == sorted(sizes, reverse=True)  # stride 2 ... 32
+    # the last one is the backbone's output, which the outer model computes in one piece: the same numbers
+    whole = gradcam.activations(m, x[0], ["backbone"])["backbone"]
+    np.testing.assert_allclose(acts[layers[-1]], whole, rtol=1e-4, atol=1e-4)
+    with pytest.raises(gradcam.ExplainError, match="no nested model 'head_pool'"):
+        gradcam.resolve_layer(m, "head_pool/x")
 
 
 def test_saved_model_loads_in_a_fresh_process(tmp_path):

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..metrics import evaluate
 from ..registry import CLASSES
-from ..training import Artefact, TrainConfig, train_classifier
+from ..training import Artefact, TrainConfig, train_classifier, train_frozen_head
 from ..view import PreparedView
 
 TRANSFER_OPTIONS = ("weights", "trainable", "head", "dense", "dropout", "l2")
@@ -27,6 +27,8 @@ def config(P: dict, **over) -> TrainConfig:
                batch_size=P["batch_size"], augment=P["augment"], train_limit=P["train_limit"],
                seed=P["seed"], head_warmup=P["head_warmup"], head_learning_rate=P["head_learning_rate"],
                tta_flips=P["tta_flips"], select_on=P["select_on"])
+    if not (options.get("weights") and options.get("head") == "simple"):
+        cfg["head_warmup"] = 0  # a two-stage recipe needs a pretrained backbone: the grid's other models skip it
     cfg.update(over)
     return TrainConfig(**cfg)
 
@@ -55,8 +57,21 @@ def main_model(ch, log=print) -> tuple[Artefact, PreparedView]:
     return train_classifier(config(P), s, log=log), s
 
 
+def _grid_row(s: PreparedView, t: Artefact, model: str, strategy: str) -> dict:
+    ev = evaluate(s.labels[t.rows["test"]], t.proba["test"], CLASSES, n_boot=0)
+    h = ev["headline"]
+    return {"model": model, "strategy": strategy, "image_size": s.size,
+            "epochs_run": len(t.history["loss"]), "train_seconds": round(t.seconds),
+            **{k: h[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")},
+            **{f"f1_{c}": ev["report"][c]["f1-score"] for c in CLASSES},
+            **{f"recall_{c}": ev["report"][c]["recall"] for c in CLASSES}}
+
+
 def grid(ch, P: dict, log=print) -> pd.DataFrame:
-    """Test metrics of every (model, strategy) of ``P['grid']``: the reference Table 4."""
+    """Test metrics of every (model, strategy) of ``P['grid']``: the reference Table 4. With
+    ``grid.frozen_head``, each strategy also on the main model's head alone over its pretrained backbone's cached
+    frozen features at the main model's size (model "<backbone> frozen head"), where fine-tuning five times would
+    take too long on a CPU."""
     g = P["grid"]
     size = g.get("image_size") or P["image_size"]
     s = ch.view(size)
@@ -65,15 +80,25 @@ def grid(ch, P: dict, log=print) -> pd.DataFrame:
         for strategy in g.get("strategies", ["S1"]):
             cfg = config(P, model=model, strategy=strategy, image_size=size,
                          epochs=g.get("epochs") or P["epochs"])
-            t = train_classifier(cfg, s, log=log)
-            ev = evaluate(s.labels[t.rows["test"]], t.proba["test"], CLASSES, n_boot=0)
-            h = ev["headline"]
-            rows.append({"model": model, "strategy": strategy, "image_size": size,
-                         "epochs_run": len(t.history["loss"]), "train_seconds": round(t.seconds),
-                         **{k: h[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")},
-                         **{f"f1_{c}": ev["report"][c]["f1-score"] for c in CLASSES},
-                         **{f"recall_{c}": ev["report"][c]["recall"] for c in CLASSES}})
+            rows.append(_grid_row(s, train_classifier(cfg, s, log=log), model, strategy))
+    if g.get("frozen_head"):
+        s_main = ch.view(P["image_size"])
+        for strategy in g.get("strategies", ["S1"]):
+            t = train_frozen_head(config(P, strategy=strategy), s_main, log=log)
+            rows.append(_grid_row(s_main, t, f"{P['model']} frozen head", strategy))
     return pd.DataFrame(rows)
+
+
+def leak_audit_models(ch, P: dict, t: Artefact, log=print) -> tuple[Artefact, Artefact, PreparedView, str]:
+    """The pair the leak audit compares: (model on the lesion-grouped split, the same config on the image-level
+    split, the image-level view, its label). ``leak_audit: true`` retrains the main model ``t`` on the image-level
+    split; ``frozen_head`` compares the main model's head alone on cached frozen features on both splits."""
+    cfg = config(P)
+    s_img = ch.view(P["image_size"], grouped=False)
+    if P["leak_audit"] == "frozen_head":
+        grouped = train_frozen_head(cfg, ch.view(P["image_size"]), log=log)
+        return grouped, train_frozen_head(cfg, s_img, log=log), s_img, f"{cfg.label} head on frozen features"
+    return t, train_classifier(cfg, s_img, log=log), s_img, cfg.label
 
 
 def leak_audit(grouped: dict, image_level: dict) -> pd.DataFrame:
@@ -105,7 +130,21 @@ def external(P: dict, t: Artefact, n_boot: int = 1000):
     from ..external import load_isic2018
     from ..training import predict
     ds = load_isic2018(P["external_test"])
+    # the resize mode of training (stretch/crop/pad): another collection's sizes and aspect ratios get the same
     cache = build_cache(ds, t.config.image_size, mode=P["resize"], on_corrupt=P["on_corrupt"], masks=False)
     labels = ds.meta.set_index("image_id").loc[cache.image_ids, "label"].to_numpy()
     proba = predict(t.model, np.asarray(cache.images), flips=t.config.tta_flips)
     return evaluate(labels, proba, CLASSES, n_boot=n_boot, seed=P["seed"]), ds
+
+
+def side_by_side(evals: dict, metrics=("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")) -> pd.DataFrame:
+    """One row per named evaluate() result (e.g. the HAM10000 test part and an external test set): n, and each
+    metric as "value [low, high]" with its 95% bootstrap interval where the result has one."""
+    rows = {}
+    for name, ev in evals.items():
+        row = {"n": ev["headline"].get("n")}
+        for m in metrics:
+            v, ci = ev["headline"].get(m), (ev.get("ci") or {}).get(m)
+            row[m] = "n/a" if v is None else (f"{v:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else f"{v:.3f}")
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -32,26 +32,27 @@ def _row(method, setting, bpp, rate_kind, ev, fidelity) -> dict:
             **{m: ev["headline"][m] for m in METRICS}}
 
 
-def score(model, images, labels, groups=None, n_boot=0, seed=0) -> dict:
-    """evaluate() of ``model`` on uint8 ``images`` (the classifier's own preprocessing applies)."""
-    return evaluate(labels, predict(model, np.asarray(images)), CLASSES, groups=groups, n_boot=n_boot,
+def score(model, images, labels, groups=None, n_boot=0, seed=0, flips=False) -> dict:
+    """evaluate() of ``model`` on uint8 ``images`` (the classifier's own preprocessing applies); ``flips``: the
+    mean over each image and its mirror images, as the main model's ``tta_flips`` (its stored probabilities)."""
+    return evaluate(labels, predict(model, np.asarray(images), flips=flips), CLASSES, groups=groups, n_boot=n_boot,
                     seed=seed)
 
 
-def reference(model, images, labels, groups=None, n_boot=0, seed=0):
+def reference(model, images, labels, groups=None, n_boot=0, seed=0, flips=False):
     """The uncompressed images (24 bpp raw): the reference line."""
-    ev = score(model, images, labels, groups, n_boot, seed)
+    ev = score(model, images, labels, groups, n_boot, seed, flips)
     return _row("none", "original", 24.0, "raw 8-bit RGB", ev, {"psnr": float("inf"), "ssim": 1.0}), ev
 
 
-def jpeg_study(model, cache, rows, labels, qualities, groups=None, n_boot=0, seed=0):
+def jpeg_study(model, cache, rows, labels, qualities, groups=None, n_boot=0, seed=0, flips=False):
     """Rows per quality, twice: the whole JPEG file, and its payload without the (shared) headers."""
     sets = jpeg_test_sets(cache, rows, qualities)
     original = np.asarray(cache.images[rows])
     table, evals = [], {}
     for q in sets.qualities:
         coded = np.asarray(sets.images[q])
-        ev = score(model, coded, labels, groups, n_boot, seed)
+        ev = score(model, coded, labels, groups, n_boot, seed, flips)
         fid = _fidelity(original, coded)
         header = codecs.jpeg_header_bytes(q, original.shape[1:3])
         file_bpp = float(codecs.bits_per_pixel(sets.n_bytes[q], original.shape).mean())
@@ -62,12 +63,12 @@ def jpeg_study(model, cache, rows, labels, qualities, groups=None, n_boot=0, see
     return table, evals, sets
 
 
-def kmeans_study(model, images, labels, ks, groups=None, n_boot=0, seed=0):
+def kmeans_study(model, images, labels, ks, groups=None, n_boot=0, seed=0, flips=False):
     """Rows per K: each image quantised to its own K-colour palette (index bits + 24-bit palette)."""
     table, evals, coded_by_k = [], {}, {}
     for k in ks:
         coded, bits = codecs.kmeans_batch(images, k, seed=seed)
-        ev = score(model, coded, labels, groups, n_boot, seed)
+        ev = score(model, coded, labels, groups, n_boot, seed, flips)
         bpp = float(codecs.bits_per_pixel(bits / 8, images.shape).mean())
         table.append(_row("K-means", f"K={k}", bpp, "palette indices + palette", ev, _fidelity(images, coded)))
         evals[f"K-means K={k}"] = ev
@@ -75,7 +76,7 @@ def kmeans_study(model, images, labels, ks, groups=None, n_boot=0, seed=0):
     return table, evals, coded_by_k
 
 
-def autoencoder_study(model, autoencoders: dict, images, labels, groups=None, n_boot=0, seed=0):
+def autoencoder_study(model, autoencoders: dict, images, labels, groups=None, n_boot=0, seed=0, flips=False):
     """Rows per ratio: reconstructions from the float32 latent, and from the 8-bit quantised latent at its
     float32, 8-bit fixed-length and entropy-coded rates. ``autoencoders``: ratio -> Artefact."""
     from ..models import decoder_of, encoder_of
@@ -87,8 +88,8 @@ def autoencoder_study(model, autoencoders: dict, images, labels, groups=None, n_
         rate = latent_rate(z, pixels)
         rec = reconstruct(ae.model, images)
         rec_q = np.clip(np.rint(dec.predict(dequantised(z), verbose=0)), 0, 255).astype(np.uint8)
-        ev = score(model, rec, labels, groups, n_boot, seed)
-        ev_q = score(model, rec_q, labels, groups, n_boot, seed)
+        ev = score(model, rec, labels, groups, n_boot, seed, flips)
+        ev_q = score(model, rec_q, labels, groups, n_boot, seed, flips)
         name = f"{ratio:g}x"
         table.append(_row("autoencoder (float32 latent)", name, rate["float32_bpp"], "float32 latent", ev,
                           _fidelity(images, rec)))
@@ -102,9 +103,10 @@ def autoencoder_study(model, autoencoders: dict, images, labels, groups=None, n_
     return table, evals, recons
 
 
-def ae_config(P: dict, ratio: float) -> AEConfig:
-    """The AEConfig of the compression chapter's parameters ``P`` (flat) for one ratio."""
-    return AEConfig(ratio=ratio, image_size=P["image_size"], filters=tuple(P["ae_filters"]),
+def ae_config(P: dict, ratio: float, image_size: int) -> AEConfig:
+    """The AEConfig of the compression chapter's parameters ``P`` (flat) for one ratio at ``image_size`` (the
+    main classifier's: the autoencoders code the images that model sees)."""
+    return AEConfig(ratio=ratio, image_size=image_size, filters=tuple(P["ae_filters"]),
                     epochs=P["ae_epochs"], patience=P["ae_patience"], learning_rate=P["ae_learning_rate"],
                     train_limit=P["ae_train_limit"], seed=P["seed"])
 
@@ -113,7 +115,7 @@ def autoencoders(ch, view, rows: dict, log=print) -> dict[float, Artefact]:
     """The compression chapter's autoencoders (ratio -> Artefact, ``arrays["test_mae"]``) for the profile of
     the running chapter ``ch``: loaded from the store, trained if missing, on ``rows`` of ``view``."""
     P = ch.section("compression")
-    return {r: train_autoencoder(ae_config(P, r), view, rows=rows, log=log) for r in P["ae_ratios"]}
+    return {r: train_autoencoder(ae_config(P, r, view.size), view, rows=rows, log=log) for r in P["ae_ratios"]}
 
 
 def gallery(images_by_setting: dict[str, np.ndarray], labels, per_class: int = 1, seed: int = 0):

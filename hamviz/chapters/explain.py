@@ -10,9 +10,9 @@ import pandas as pd
 
 from .. import ensemble as ens
 from .. import gradcam
-from ..registry import BINARY_CLASSES
+from ..registry import BINARY_CLASSES, CLASSES
 from ..search import SEARCH_SPACE, random_search
-from ..training import Artefact, TrainConfig, train_classifier
+from ..training import Artefact, TrainConfig, predict, train_classifier
 from ..view import PreparedView
 
 
@@ -32,6 +32,44 @@ def member(b: PreparedView, model: str, options: dict, P: dict, *, epochs=None, 
                       clipnorm=P["clipnorm"], epochs=epochs or P["member_epochs"], patience=P["patience"],
                       batch_size=P["batch_size"], train_limit=P["train_limit"], seed=P["seed"] if seed is None else seed)
     return train_classifier(cfg, b, log=log)
+
+
+def main_member(t: Artefact, b: PreparedView, malignant) -> Artefact:
+    """The classifier chapter's main (7-class) model ``t`` as a binary member: P(malignant) = the sum of its
+    probabilities of the ``malignant`` classes, on the validation and test rows it shares with the binary view
+    ``b`` (same split: the same rows at any image size). No training; ``meta["from_main_model"]`` marks it.
+    Raises ValueError when the rows differ (another split or data set)."""
+    for part in ("val", "test"):
+        if not np.array_equal(t.rows[part], b.rows[part]):
+            raise ValueError(f"the main model's {part} rows are not the binary view's: the ensemble needs one split "
+                             "(same data, fractions and seed)")
+    cols = [CLASSES.index(c) for c in malignant]
+    arrays = {}
+    for part in ("val", "test"):
+        pm = t.proba[part][:, cols].sum(1).clip(0, 1)
+        arrays[part] = np.stack([1 - pm, pm], 1)
+    return Artefact(t.model, t.history, t.config, t.key, t.path, arrays, {p: t.rows[p] for p in ("val", "test")},
+                    t.seconds, True, {"from_main_model": True, "malignant": list(malignant)})
+
+
+def missed_malignant(m: Artefact, s: PreparedView, b: PreparedView, malignant, n: int):
+    """The member ``m``'s missed malignant test lesions (P(malignant) < 0.5), at most ``n``: (test positions,
+    images, Grad-CAM maps) on the images the member sees (the main model's view ``s`` for the main-model
+    member, the binary view ``b`` otherwise); maps for class "malignant", or for the main model the malignant
+    class it finds likeliest."""
+    te = m.rows["test"]
+    p = m.proba["test"][:, 1]
+    missed = np.flatnonzero((b.labels[te] == 1) & (p < 0.5))[:n]
+    if not len(missed):
+        return missed, None, None
+    if m.meta.get("from_main_model"):
+        images = np.asarray(s.cache.images[te[missed]])
+        cols = [CLASSES.index(c) for c in malignant]
+        proba = predict(m.model, images)
+        cls = np.asarray(cols)[proba[:, cols].argmax(1)]
+        return missed, images, gradcam.grad_cam(m.model, images, class_index=cls)
+    images = np.asarray(b.cache.images[te[missed]])
+    return missed, images, gradcam.grad_cam(m.model, images, class_index=1)
 
 
 def search(b: PreparedView, P: dict, log=print) -> pd.DataFrame:

@@ -2,10 +2,18 @@
 softmax twin on the same backbone, trained once and stored, scored on the parallel JPEG test sets, their output
 geometry measured, embedded with t-SNE and UMAP, and a class added to the memory without retraining.
 
+A second row (hamviz's addition, not in the reference; profile key ``pretrained_head``): the same HD classifier
+-- same classes, split rows, training-row rules, keys and losses -- as a small head
+(:func:`hamviz.hypervector.hd_feature_head`) on a frozen pretrained backbone's cached pooled features
+(EfficientNet-Lite0, Tan & Le 2019), scored on the same test images (JPEG-coded at the backbone's input size,
+their features computed from the coded images): :func:`pretrained_row`, :func:`pretrained_inputs`.
+
 Every step takes the chapter's class subset of the prepared view (:meth:`hamviz.view.PreparedView.subset`):
 labels renumbered 0..K-1 in the order of ``classes``, rows of other classes left out of every part.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -50,30 +58,153 @@ def _build(P: dict, shape, n_out: int, softmax: bool):
     return base if softmax else hv.hd_head(base, P["dim"], copy=False)
 
 
-def hd_model(sub, P: dict, loss: str, memory: hv.Memory, exclude=(), log=print) -> Artefact:
+@dataclass(frozen=True)
+class Pretrained:
+    """A frozen pretrained backbone's pooled features, the inputs of the second row's HD head: ``features``
+    float32 (N, C) (row i = row i of the view's image cache; C = 1280 for EfficientNet-Lite0), computed by
+    :func:`hamviz.features.backbone_features` from ``model`` with ``weights`` at ``image_size`` x ``image_size``;
+    ``key`` names them (image cache entry, weights' identity, flips, features version) in the head's model key."""
+
+    model: str
+    weights: str
+    image_size: int
+    features: np.ndarray = field(repr=False)
+    key: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}@{self.image_size}"
+
+
+def hd_model(sub, P: dict, loss: str, memory: hv.Memory, exclude=(), log=print,
+             pretrained: Pretrained | None = None) -> Artefact:
     """The HD model for ``loss`` over ``memory``, trained on the subset view's training part (without the
     classes in ``exclude``, whose labels are then renumbered) and stored; ``artefact.meta["memory"]`` is its
-    memory."""
-    config = {"loss": loss, "P": _train_params(P), "memory": memory.to_dict(), "exclude": list(exclude)}
+    memory. With ``pretrained`` (the second row): an :func:`hamviz.hypervector.hd_feature_head` (``P``'s
+    dense and dropout) trained on ``pretrained.features`` of the same rows instead of the profile's backbone on
+    the images, without augmentation; ``sub`` is then the view at ``pretrained.image_size``. Its model takes
+    features (N, C), not images."""
+    tp = _train_params(P)
+    if pretrained is not None:
+        tp.update(image_size=pretrained.image_size, backbone=None, augment=None)
+    config = {"loss": loss, "P": tp, "memory": memory.to_dict(), "exclude": list(exclude)}
+    if pretrained is not None:
+        config["pretrained"] = {"model": pretrained.model, "weights": pretrained.weights, "features": pretrained.key}
 
     def train():
-        images = sub.images
+        inputs = sub.images if pretrained is None else pretrained.features
         tr = _train_rows(sub, P, exclude)
         va = sub.rows["val"][~np.isin(sub.labels[sub.rows["val"]], exclude)]
-        log(f"training HD ({loss}) on {len(tr)} images for up to {P['epochs']} epochs")
-        model = _build(P, images.shape[1:], memory.dim, softmax=False)
+        what = "images" if pretrained is None else f"{pretrained.label} features"
+        log(f"training HD ({loss}) on {len(tr)} {what} for up to {P['epochs']} epochs")
+        if pretrained is None:
+            model = _build(P, inputs.shape[1:], memory.dim, softmax=False)
+        else:
+            from ..models import keras
+            keras.utils.set_random_seed(P["seed"])
+            model = hv.hd_feature_head(inputs.shape[1], memory.dim, P["dense"], P["dropout"])
         # without the excluded classes, the remaining ones are renumbered 0..K'-1 in their order
         keep = [i for i in range(len(sub.classes)) if i not in exclude]
         remap = np.full(len(sub.classes), -1)
         remap[keep] = np.arange(len(keep))
-        history = hv.fit_hd(model, memory, images[tr], remap[sub.labels[tr]], images[va], remap[sub.labels[va]],
+        history = hv.fit_hd(model, memory, inputs[tr], remap[sub.labels[tr]], inputs[va], remap[sub.labels[va]],
                             loss=loss, optimizer=P["optimizer"], learning_rate=P["learning_rate"],
                             epochs=P["epochs"], batch_size=P["batch_size"], patience=P["patience"],
-                            augment=P["augment"], seed=P["seed"])
+                            augment=tp["augment"], seed=P["seed"])
         return model, history, {"templates": memory.templates}
 
-    return train_or_load("hd", f"hd-{loss}-{P['image_size']}", config, train, fingerprint=sub.fingerprint,
+    name = f"hd-{loss}-{P['image_size']}" if pretrained is None else \
+        f"hd-{loss}-{pretrained.model}-{pretrained.image_size}"
+    return train_or_load("hd", name, config, train, fingerprint=sub.fingerprint,
                          split_id=sub.split_id, rows=sub.rows, meta={"memory": memory.to_dict()}, log=log)
+
+
+@dataclass
+class PretrainedRow:
+    """The chapter's second row: ``sub`` the class subset at the backbone's size (the same rows as the
+    from-scratch row's view), ``pretrained`` its features, ``models`` name -> (trained head, "hd") and
+    ``histories`` name -> training history, one per loss, named "<model> HD <loss>"."""
+
+    sub: object
+    pretrained: Pretrained
+    models: dict
+    histories: dict
+
+
+def same_rows(sub, other) -> None:
+    """Raise ValueError unless two subset views hold the same images (by id), labels and classes in every
+    split part: the two rows of the chapter's tables must be scored on the same test images."""
+    if tuple(sub.classes) != tuple(other.classes):
+        raise ValueError(f"the views have other classes: {sub.classes} vs {other.classes}")
+    for part, rows in sub.rows.items():
+        a, b = other.rows[part], rows
+        if [sub.image_ids[i] for i in b] != [other.image_ids[i] for i in a] or \
+                not np.array_equal(sub.labels[b], other.labels[a]):
+            raise ValueError(f"the {part} part differs between the views at {sub.size} and {other.size} pixels "
+                             f"(another split, or images dropped by on_corrupt at one size); the rows would "
+                             f"not be comparable")
+
+
+def pretrained_row(view, sub, P: dict, memory: hv.Memory, log=print) -> PretrainedRow:
+    """The second row: ``view`` (the chapter's data at ``P["pretrained_head"]["image_size"]``) cut to ``sub``'s
+    classes (checked to be ``sub``'s rows, :func:`same_rows`), the frozen backbone's pooled features of every
+    image computed once and cached (:func:`hamviz.features.backbone_features`, no flips), and one HD head per
+    loss of ``P["losses"]`` over the same ``memory``, trained through :func:`hd_model` (same training-row rules,
+    optimiser, epochs and seed as the from-scratch row). Raises :class:`hamviz.weights.WeightsError` for
+    missing weights."""
+    from ..features import backbone_features, feature_key
+    spec = P["pretrained_head"]
+    if view.size != spec["image_size"]:
+        raise ValueError(f"the view holds {view.size}x{view.size} images, pretrained_head asks for "
+                         f"{spec['image_size']}")
+    psub = view.subset(list(sub.classes))
+    same_rows(sub, psub)
+    feats = backbone_features(view, spec["model"], spec["weights"], flips="none", log=log)
+    pre = Pretrained(spec["model"], spec["weights"], view.size, feats,
+                     feature_key(view.cache, spec["model"], spec["weights"], "none"))
+    models, histories = {}, {}
+    for loss in P["losses"]:
+        a = hd_model(psub, P, loss, memory, log=log, pretrained=pre)
+        models[f"{pre.model} HD {loss}"], histories[f"{pre.model} HD {loss}"] = (a.model, "hd"), a.history
+    return PretrainedRow(psub, pre, models, histories)
+
+
+def pretrained_inputs(row: PretrainedRow, qualities, log=print) -> dict:
+    """The second row's inputs for :func:`quality_sweep`: "clean" -> the cached features of the test part, and
+    each JPEG quality -> features (N, C) computed from the test images JPEG-coded at the backbone's input size
+    (:func:`hamviz.cache.jpeg_test_sets` of the view at that size; :func:`hamviz.features.image_features`), in
+    the order of the test part."""
+    from ..cache import jpeg_test_sets
+    from ..features import image_features
+    te = row.sub.rows["test"]
+    sets = jpeg_test_sets(row.sub.cache, te, qualities)
+    pre = row.pretrained
+    log(f"computing {pre.label} features of {len(te)} test images at {len(sets.qualities)} JPEG qualities")
+    coded = image_features({q: sets.images[q] for q in sets.qualities}, pre.model, pre.weights)
+    return {"clean": pre.features[te], **coded}
+
+
+def row_table(sweep: pd.DataFrame, sub, P: dict, row: PretrainedRow | None = None) -> pd.DataFrame:
+    """The chapter's two rows side by side on the clean test part, nearest key by centred cosine (the
+    reference's inference), one line per row and loss: accuracy, balanced accuracy, macro-F1 (from ``sweep``, the
+    :func:`quality_sweep` table), the training rows and test images each was trained and scored on, and its
+    input. ``row`` None: the first row only."""
+    clean = sweep[sweep["quality"] == "clean"].set_index("model")
+
+    def line(name, model, s, loss, what):
+        scores = {m: float(clean.loc[f"{model} (cosine)", m]) for m in METRICS}
+        return {"row": name, "loss": loss, **scores, "n_train": len(_train_rows(s, P)), "n_test": len(s.rows["test"]),
+                "input": what}
+
+    first = "from scratch (reference)" if P["backbone"] == "hd_cnn" else f"{P['backbone']} backbone"
+    lines = []
+    for loss in P["losses"]:
+        lines.append(line(first, f"HD {loss}", sub, loss, f"{P['backbone']} on {sub.size}x{sub.size} images"))
+        if row is not None:
+            pre = row.pretrained
+            lines.append(line("pretrained backbone (hamviz)", f"{pre.model} HD {loss}", row.sub, loss,
+                              f"frozen {pre.label} pooled features ({pre.features.shape[1]})"))
+    return pd.DataFrame(lines).set_index(["row", "loss"])
 
 
 def softmax_twin(sub, P: dict, log=print) -> Artefact:

@@ -9,9 +9,10 @@ from ..training import Artefact
 from ..view import PreparedView
 
 
-def config(P: dict, ratio: float) -> JointConfig:
-    """The JointConfig of the joint chapter's parameters ``P`` (flat) for one autoencoder ratio."""
-    return JointConfig(ratio=ratio, image_size=P["image_size"], init=P["init"], recon_weight=P["recon_weight"],
+def config(P: dict, ratio: float, image_size: int) -> JointConfig:
+    """The JointConfig of the joint chapter's parameters ``P`` (flat) for one autoencoder ratio at ``image_size``
+    (the main classifier's)."""
+    return JointConfig(ratio=ratio, image_size=image_size, init=P["init"], recon_weight=P["recon_weight"],
                        train_autoencoder=P["train_autoencoder"], train_classifier=P["train_classifier"],
                        learning_rate=P["learning_rate"], epochs=P["epochs"], patience=P["patience"],
                        train_limit=P["train_limit"], seed=P["seed"])
@@ -25,5 +26,5 @@ def joint_models(P: dict, autoencoders: dict, classifier: Artefact, view: Prepar
     if missing:
         raise ValueError(f"joint ratios {missing} are not among the compression chapter's autoencoders "
                          f"{list(autoencoders)}: add them to chapters.compression.ae_ratios")
-    return {r: train_joint(config(P, r), autoencoders[r], classifier, view, rows=classifier.rows,
+    return {r: train_joint(config(P, r, view.size), autoencoders[r], classifier, view, rows=classifier.rows,
                            n_classes=len(view.classes), log=log) for r in P["ratios"]}
