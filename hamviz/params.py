@@ -282,14 +282,72 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _read_yaml(path: Path) -> dict:
+class _ProfileLoader(yaml.SafeLoader):
+    """YAML for profiles: numbers as people write them (``1e-3`` is a float, not YAML 1.1's string) and no key
+    given twice in one mapping (YAML would silently keep the last)."""
+
+
+_ProfileLoader.add_implicit_resolver(  # YAML 1.2 floats: 1e-3, 1E+5, .5, 3. besides YAML 1.1's forms
+    "tag:yaml.org,2002:float",
+    __import__("re").compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                             |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                             |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                             |[-+]?\.(?:inf|Inf|INF)
+                             |\.(?:nan|NaN|NAN))$""", __import__("re").X),
+    list("-+0123456789."))
+
+
+def _mapping_without_duplicates(loader, node, deep=False):
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ParamsError(f"key {key!r} is given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}"
+                              f" of {key_node.start_mark.name}): YAML would silently keep the last; keep one")
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_ProfileLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def parse_yaml(text: str, name: str = "<params>"):
+    """YAML text as profiles read it (:class:`_ProfileLoader`); raises ParamsError naming ``name``."""
+    import io
+    stream = io.StringIO(text)
+    stream.name = name  # named in YAML's error marks
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        return yaml.load(stream, Loader=_ProfileLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path} is not valid YAML: {exc}") from exc
+        raise ParamsError(f"{name} is not valid YAML: {exc}") from exc
+
+
+def _read_yaml(path: Path) -> dict:
+    data = parse_yaml(path.read_text(), str(path)) or {}
     if not isinstance(data, dict):
         raise ParamsError(f"{path} must be a mapping of keys to values, not {type(data).__name__}")
     return data
+
+
+def _whole_numbers_as_int(params, schema=None):
+    """Whole-number floats (``image_size: 32.0``) where the schema wants an integer, as ints (JSON Schema counts
+    32.0 as an integer, but Python code would get a float); other floats stay (the schema then rejects them)."""
+    schema = SCHEMA if schema is None else schema
+    if isinstance(params, dict):
+        props = schema.get("properties", {})
+        for k, v in params.items():
+            params[k] = _whole_numbers_as_int(v, props.get(k, {}))
+        return params
+    if isinstance(params, list):
+        return [_whole_numbers_as_int(v, schema.get("items", {})) for v in params]
+    kinds = schema.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else (kinds or [])
+    if "anyOf" in schema:
+        kinds += [t for alt in schema["anyOf"] for t in ([alt["type"]] if isinstance(alt.get("type"), str) else
+                                                         alt.get("type", []))]
+    if isinstance(params, float) and "integer" in kinds and "number" not in kinds and params.is_integer():
+        return int(params)
+    return params
 
 
 def _schema_at(path) -> dict:
@@ -307,6 +365,7 @@ def validate(params: dict, source: str = "params", partial: bool = False) -> dic
 
     partial: a profile file that extends another may leave required keys to its parent."""
     problems = []
+    _whole_numbers_as_int(params)
     for err in sorted(Draft202012Validator(SCHEMA).iter_errors(params), key=lambda e: list(e.path)):
         if partial and err.validator == "required":
             continue
@@ -435,6 +494,7 @@ def load_profile(profile: str | os.PathLike = "cpu", overrides: dict | None = No
     merged["_source"] = str(path)
     if overrides:
         merged = deep_merge(merged, overrides)
+    _whole_numbers_as_int(merged)
     validate({k: v for k, v in merged.items() if k != "_source"},
              source=f"{path}" + (" with overrides" if overrides else ""))
     return merged

@@ -175,6 +175,18 @@ def _train_config_string_lr(env):
     return TrainConfig(learning_rate="fast")
 
 
+def _profile_with_duplicate_key(env):
+    from hamviz.params import load_profile
+    path = env.tmp / "mine.yaml"
+    path.write_text("extends: tiny\nseed: 1\nchapters:\n  classifier:\n    epochs: 2\n    epochs: 3\n")
+    return load_profile(path)
+
+
+def _notebook_params_not_a_mapping(env):
+    from hamviz.chapters import start
+    return start("eda", "tiny", "[seed, 3]", record_path=env.tmp / "eda.json", load_data=False)
+
+
 # ------------------------------------------------------------------------------------------- the table
 class BadInput(NamedTuple):
     id: str
@@ -255,6 +267,10 @@ BAD_INPUTS = [
     _bad("book-prepare-inceptionv3-at-64", _book_prepare_small_inception, ParamsError,
          ("mine.yaml", "inceptionv3 needs inputs of at least 75x75"),
          ("raise the image size or choose another model",)),
+    _bad("params-yaml-duplicate-key", _profile_with_duplicate_key, ParamsError,
+         ("key 'epochs' is given twice", "lines 5 and 6", "mine.yaml"), ("keep one",)),
+    _bad("params-notebook-not-a-mapping", _notebook_params_not_a_mapping, ParamsError,
+         ("params must be a mapping", "list"), ("-y 'params: {seed: 3",)),
     # external test set
     _bad("isic2018-unknown-label", _isic_unknown_label, DataError,
          ("class column(s) hamviz does not know", "{'UNK': 1}", "rows labelled with them"),
@@ -306,6 +322,25 @@ def test_bad_input_names_problem_and_fix(case: BadInput, request, tmp_path, watc
         assert not Path(env.vars["models"]).exists() or not any(Path(env.vars["models"]).iterdir())
     else:
         assert watch_training == [], f"{case.id}: training started before the error"
+
+
+def test_numbers_as_people_write_them(tmp_path):
+    """YAML 1.1 reads 1e-3 as a string and 32.0 stays a float where an integer is meant: profiles take both as
+    the numbers they are; papermill's -p delivers params as a JSON string, which a chapter reads as a mapping."""
+    from hamviz.chapters import start
+    from hamviz.params import chapter_params, load_profile
+    path = tmp_path / "mine.yaml"
+    path.write_text("extends: tiny\nimage_size: 32.0\nchapters:\n  classifier:\n    learning_rate: 1e-3\n"
+                    "    epochs: 2.0\n")
+    full = load_profile(path)
+    P = chapter_params(full, "classifier")
+    assert P["learning_rate"] == 0.001 and isinstance(P["learning_rate"], float)
+    assert full["image_size"] == 32 and type(full["image_size"]) is int and type(P["epochs"]) is int
+    with pytest.raises(ParamsError, match="image_size: 32.5 is not of type integer"):
+        load_profile("tiny", {"image_size": 32.5})
+    ch = start("eda", "tiny", '{"seed": 3, "chapters": {"eda": {"samples_per_class": 1}}}',
+               record_path=tmp_path / "eda.json", load_data=False)
+    assert ch.params["seed"] == 3 and ch.params["samples_per_class"] == 1
 
 
 def test_table_covers_every_kind_of_bad_input():

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..params import chapter_params, load_profile
+from ..config import ParamsError
+from ..params import chapter_params, load_profile, parse_yaml
 from ..record import jsonable, provenance
 from ..view import PreparedView, prepare
 
@@ -96,12 +97,26 @@ class Chapter:
         return self._views[(size, grouped)]
 
 
+def _overrides(params) -> dict:
+    """The notebook's ``params``: a mapping, or the YAML/JSON text ``papermill -p params '{"seed": 3}'`` delivers
+    (papermill's ``-p`` passes strings; ``-y 'params: {seed: 3}'`` passes a mapping)."""
+    if params is None or params == "":
+        return {}
+    if isinstance(params, str):
+        params = parse_yaml(params, "the notebook's params")
+    if not isinstance(params, dict):
+        raise ParamsError(f"params must be a mapping of profile keys to values, not {type(params).__name__} "
+                          f"{params!r}; with papermill: -y 'params: {{seed: 3, chapters: {{classifier: "
+                          f"{{epochs: 2}}}}}}' (or -p params '{{\"seed\": 3}}')")
+    return dict(params)
+
+
 def start(chapter: str, profile: str = "cpu", params: dict | None = None, data_dir=None,
           record_path=None, load_data: bool = True) -> Chapter:
     """Set up a chapter notebook. ``params`` overrides profile keys (same nesting as the YAML);
     ``data_dir`` overrides the profile's (which defaults to $HAMVIZ_DATA)."""
     from ..data import load_ham10000
-    overrides = dict(params or {})
+    overrides = _overrides(params)
     if data_dir:
         overrides["data_dir"] = str(data_dir)
     full = load_profile(profile, overrides)
