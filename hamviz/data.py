@@ -77,19 +77,48 @@ def find_metadata(root: Path) -> Path:
     )
 
 
-def read_metadata(path: Path) -> pd.DataFrame:
-    sep = "\t" if path.suffix == ".tab" else ","
+#: the delimiters a table may use (comma, tab, semicolon as spreadsheets in many locales write, pipe)
+DELIMITERS = ",\t;|"
+_DELIMITER_NAMES = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
+
+
+def delimiter_of(path: Path, sample_bytes: int = 64 * 1024) -> str:
+    """The delimiter of a text table, from its first lines (the standard library's ``csv.Sniffer`` over
+    :data:`DELIMITERS`); a comma when the sample is ambiguous (e.g. a single column)."""
+    import csv
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        sample = f.read(sample_bytes)
     try:
-        meta = pd.read_csv(path, sep=sep, dtype={"lesion_id": str, "image_id": str, "dx": str})
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
+def read_table(path: Path, what: str, fix: str, dtype=None) -> tuple[pd.DataFrame, str]:
+    """(table, its delimiter) of a CSV/TSV file whatever its delimiter (:func:`delimiter_of`); column names
+    stripped of spaces and quotes. Raises DataError: a permission problem as such, anything else unreadable
+    with ``fix``."""
+    try:
+        sep = delimiter_of(path)
+        table = pd.read_csv(path, sep=sep, dtype=dtype, encoding="utf-8-sig")
+    except PermissionError as exc:
+        raise DataError(f"Cannot read {what} {path}: permission denied. Give this user read access (chmod a+r) "
+                        f"or copy the file somewhere readable.") from exc
     except Exception as exc:  # pandas raises several types for unreadable files
-        raise DataError(f"Cannot read metadata {path}: {exc}. Re-download it ({GET_DATA_HINT})") from exc
-    meta.columns = [str(c).strip().strip('"') for c in meta.columns]
+        raise DataError(f"Cannot read {what} {path}: {exc}. {fix}") from exc
+    table.columns = [str(c).strip().strip('"') for c in table.columns]
+    return table, sep
+
+
+def read_metadata(path: Path) -> pd.DataFrame:
+    meta, sep = read_table(path, "metadata", f"Re-download it ({GET_DATA_HINT})",
+                           dtype={"lesion_id": str, "image_id": str, "dx": str})
     missing = [c for c in REQUIRED_COLUMNS if c not in meta.columns]
     if missing:
         raise DataError(
-            f"Metadata {path} lacks column(s) {', '.join(missing)} (has: {', '.join(meta.columns)}). "
-            f"HAM10000_metadata.csv has columns lesion_id,image_id,dx,dx_type,age,sex,localization; "
-            f"re-download it or fix the header."
+            f"Metadata {path} lacks column(s) {', '.join(missing)} (has: {', '.join(meta.columns)}; read as "
+            f"{_DELIMITER_NAMES.get(sep, repr(sep))}-separated). HAM10000_metadata.csv has columns "
+            f"lesion_id,image_id,dx,dx_type,age,sex,localization; re-download it or fix the header."
         )
     return meta
 

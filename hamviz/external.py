@@ -23,7 +23,7 @@ import pandas as pd
 
 from .config import DataError
 from .registry import CLASSES
-from .data import IMAGE_SUFFIXES, Dataset, _first_few, fingerprint_files, reconcile, scan_dirs
+from .data import IMAGE_SUFFIXES, Dataset, _first_few, fingerprint_files, read_table, reconcile, scan_dirs
 
 # --------------------------------------------------------------------------------------------------
 # ISIC 2018 Task 3
@@ -69,12 +69,8 @@ def _find_ground_truth(root: Path) -> Path:
 
 def _read_ground_truth(gt_path: Path) -> tuple[pd.DataFrame, dict]:
     """Validate the one-hot ground truth; return (image_id, dx) rows and what was ignored."""
-    try:
-        gt = pd.read_csv(gt_path, dtype={ISIC2018_ID_COLUMN: str})
-    except Exception as exc:  # pandas raises several types for unreadable files
-        raise DataError(f"Cannot read ground truth {gt_path}: {exc}. Re-download it "
-                        f"({ISIC2018_HINT}).") from exc
-    gt.columns = [str(c).strip().strip('"') for c in gt.columns]
+    gt, _ = read_table(gt_path, "ground truth", f"Re-download it ({ISIC2018_HINT}).",
+                       dtype={ISIC2018_ID_COLUMN: str})
     upper = {c.upper(): c for c in gt.columns}
     id_col = upper.get(ISIC2018_ID_COLUMN.upper())
     if id_col is None:

@@ -95,6 +95,12 @@ def _truncated_jpeg(env):
     return build_cache(load_ham10000(env.data), 16, cache_root=env.tmp / "cache")
 
 
+def _semicolon_metadata_without_dx(env):
+    csv = env.data / "HAM10000_metadata.csv"
+    pd.read_csv(csv).drop(columns=["dx"]).to_csv(csv, sep=";", index=False)
+    return load_ham10000(env.data)
+
+
 def _unknown_dx(env):
     csv = env.data / "HAM10000_metadata.csv"
     meta = pd.read_csv(csv)
@@ -267,6 +273,8 @@ BAD_INPUTS = [
     _bad("book-prepare-inceptionv3-at-64", _book_prepare_small_inception, ParamsError,
          ("mine.yaml", "inceptionv3 needs inputs of at least 75x75"),
          ("raise the image size or choose another model",)),
+    _bad("metadata-semicolon-lacks-column", _semicolon_metadata_without_dx, DataError,
+         ("lacks column(s) dx", "semicolon-separated"), ("fix the header",)),
     _bad("params-yaml-duplicate-key", _profile_with_duplicate_key, ParamsError,
          ("key 'epochs' is given twice", "lines 5 and 6", "mine.yaml"), ("keep one",)),
     _bad("params-notebook-not-a-mapping", _notebook_params_not_a_mapping, ParamsError,
@@ -341,6 +349,19 @@ def test_numbers_as_people_write_them(tmp_path):
     ch = start("eda", "tiny", '{"seed": 3, "chapters": {"eda": {"samples_per_class": 1}}}',
                record_path=tmp_path / "eda.json", load_data=False)
     assert ch.params["seed"] == 3 and ch.params["samples_per_class"] == 1
+
+
+@pytest.mark.parametrize("sep, name", [("\t", "HAM10000_metadata"), (";", "HAM10000_metadata.csv"),
+                                       ("|", "HAM10000_metadata.tab"), (",", "HAM10000_metadata.tab")])
+def test_metadata_in_any_delimiter_and_name(tmp_path, metadata, sep, name):
+    """Tab-, semicolon- and pipe-separated metadata under any accepted name read like the comma-separated
+    original: same rows, same labels."""
+    rows = make_subset(tmp_path / "d", metadata, n_per_class=2, masks=False)
+    (tmp_path / "d" / "HAM10000_metadata.csv").unlink()
+    rows.to_csv(tmp_path / "d" / name, sep=sep, index=False)
+    ds = load_ham10000(tmp_path / "d", masks=False)
+    assert len(ds) == 14 and sorted(ds.meta["image_id"]) == sorted(rows["image_id"])
+    assert ds.meta.set_index("image_id")["dx"].to_dict() == rows.set_index("image_id")["dx"].to_dict()
 
 
 def test_table_covers_every_kind_of_bad_input():
