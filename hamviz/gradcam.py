@@ -35,6 +35,17 @@ class ExplainError(HamvizError, ValueError):
 
 
 # ------------------------------------------------------------------------------------------------- layers
+def _in(model):
+    """The model's (single) input tensor; ``model.inputs`` also answers for a Sequential model built with
+    ``keras.Input``, whose ``model.input`` raises "never been called"."""
+    return model.inputs[0]
+
+
+def _out(model):
+    """The model's (single) output tensor (``model.outputs``: also for a Sequential model)."""
+    return model.outputs[0]
+
+
 def _is_preprocessing(layer) -> bool:
     return (isinstance(layer, (keras.layers.InputLayer, ImagenetPreprocess, ScaleOffset))
             or ".preprocessing." in type(layer).__module__)
@@ -139,7 +150,7 @@ def _as_batch(model, images) -> np.ndarray:
     x = np.asarray(images)
     if x.ndim == 3:
         x = x[None]
-    want = tuple(model.input.shape[1:])
+    want = tuple(_in(model).shape[1:])
     if x.ndim != 4 or any(w is not None and w != g for w, g in zip(want, x.shape[1:])):
         raise ExplainError(f"model {model.name} takes images of shape {want} (uint8 or float in [0, 255]); "
                            f"got an array of shape {np.shape(images)}. Load the images at the model's size.")
@@ -162,13 +173,13 @@ def activations(model, image, layers=None) -> dict[str, np.ndarray]:
     found = {}
     top = [n for n in names if "/" not in n]
     if top:
-        out = keras.Model(model.input, [layer_output(model, n) for n in top])(x, training=False)
+        out = keras.Model(_in(model), [layer_output(model, n) for n in top])(x, training=False)
         found.update(zip(top, out if isinstance(out, (list, tuple)) else [out]))
     for outer in dict.fromkeys(n.split("/", 1)[0] for n in names if "/" in n):
         inner = [n for n in names if n.startswith(outer + "/")]
         nested = model.get_layer(outer)
-        feed = keras.Model(model.input, _layer_input(model, outer))(x, training=False)
-        sub = keras.Model(nested.input, [nested.get_layer(n.split("/", 1)[1]).output for n in inner])
+        feed = keras.Model(_in(model), _layer_input(model, outer))(x, training=False)
+        sub = keras.Model(_in(nested), [nested.get_layer(n.split("/", 1)[1]).output for n in inner])
         out = sub(feed, training=False)
         found.update(zip(inner, out if isinstance(out, (list, tuple)) else [out]))
     return {n: np.asarray(found[n])[0] for n in names}
@@ -257,9 +268,9 @@ def _score_head(model, score: str):
                 z = tf.matmul(t, tf.convert_to_tensor(layer.kernel))
                 return z + tf.convert_to_tensor(layer.bias) if layer.use_bias else z
             return last.input, linear
-        return model.output, lambda t: t  # already a linear output (or one we cannot undo): use it
+        return _out(model), lambda t: t  # already a linear output (or one we cannot undo): use it
     if score == "proba":
-        return model.output, lambda t: t
+        return _out(model), lambda t: t
     raise ExplainError(f"score must be 'logit' or 'proba', not {score!r}")
 
 
@@ -284,7 +295,7 @@ def _connected(model, name: str, candidates):
     """The first of ``candidates`` (tensors around layer ``name``) that ``model``'s input computes."""
     for t in candidates:
         try:
-            keras.Model(model.input, t)
+            keras.Model(_in(model), t)
             return t
         except ValueError:
             continue
@@ -326,14 +337,14 @@ def predict_with_cam(model, images, class_index=None, layer=None, batch_size: in
     x = _as_batch(model, images)
     name = default_cam_layer(model) if layer is None else resolve_layer(model, layer)
     head_in, to_scores = _score_head(model, score)
-    sub = keras.Model(model.input, [layer_output(model, name), head_in, model.output])
+    sub = keras.Model(_in(model), [layer_output(model, name), head_in, _out(model)])
     size = tuple(int(s) for s in x.shape[1:3])
     n = len(x)
     if n == 0:
-        return np.zeros((0, *size), np.float32), np.zeros((0, int(model.output.shape[-1])), np.float32)
+        return np.zeros((0, *size), np.float32), np.zeros((0, int(_out(model).shape[-1])), np.float32)
     # class_index checked up front when it does not depend on predictions
     fixed = None if class_index is None else _class_indices(
-        class_index, np.zeros((n, int(model.output.shape[-1])), np.float32))
+        class_index, np.zeros((n, int(_out(model).shape[-1])), np.float32))
     cams, probas = [], []
     for start in range(0, n, batch_size):
         xb = tf.convert_to_tensor(np.asarray(x[start:start + batch_size], dtype=np.float32))

@@ -254,3 +254,28 @@ def test_cam_shift_batch():
     assert one.to_dict() == pytest.approx(df.loc[1].to_dict())
     with pytest.raises(ValueError):
         ex.cam_shift_batch(a, b[:2])
+
+
+def test_sequential_and_nested_sequential_models():
+    """Grad-CAM and activation maps on a keras.Sequential classifier (whose ``model.input`` raises in Keras 3)
+    and on a functional classifier wrapping a Sequential backbone: maps of the right shape, the model's own
+    probabilities, and the nested backbone's last map equal to its output computed in one piece."""
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    seq = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255.0),
+                            keras.layers.Conv2D(8, 3, activation="relu", name="c1"),
+                            keras.layers.Conv2D(8, 3, activation="relu", name="c2"),
+                            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
+    cam, proba = ex.predict_with_cam(seq, x)
+    assert cam.shape == (2, 32, 32) and ex.default_cam_layer(seq) == "c2"
+    np.testing.assert_allclose(proba, seq.predict(x, verbose=0), atol=1e-6)
+    assert {k: v.shape for k, v in ex.activations(seq, x[0]).items()} == {"c1": (30, 30, 8), "c2": (28, 28, 8)}
+    bb = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, activation="relu", name="k1"),
+                           keras.layers.Conv2D(8, 3, activation="relu", name="k2")], name="bb")
+    inp = keras.Input((32, 32, 3))
+    wrapped = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(bb(inp))))
+    cam, _ = ex.predict_with_cam(wrapped, x)
+    assert cam.shape == (2, 32, 32) and ex.default_cam_layer(wrapped) == "bb"
+    acts = ex.activations(wrapped, x[0])
+    assert list(acts) == ["bb/k1", "bb/k2"]
+    np.testing.assert_allclose(acts["bb/k2"], ex.activations(wrapped, x[0], ["bb"])["bb"], atol=1e-5)
