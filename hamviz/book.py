@@ -267,7 +267,10 @@ def chapter_keys(specs, params: dict, fingerprint: str) -> dict[str, str]:
 def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, only=None) -> Book:
     """Every check that can fail before a notebook runs: the profile against its schema, each notebook's
     parameters, and the data (metadata, files, masks). Raises a HamvizError naming the problem."""
+    from .config import cache_dir, check_writable
     from .data import load_ham10000
+    check_writable(out, "The book's output folder", "Pass --out a folder this user can write (or create).")
+    cache_dir()  # the cache must be writable too: checked here, not after a model has trained
     profile_path = find_profile(profile)
     params = load_profile(profile_path, {"data_dir": str(data_dir)} if data_dir else None)
     specs = discover(notebooks_dir)

@@ -59,8 +59,31 @@ def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
     else:
         base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
         path = Path(base) / "hamviz"
+    check_writable(path, "The hamviz cache", f"Set {CACHE_ENV} to a writable folder (or unset it for "
+                                               f"~/.cache/hamviz).")
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve()
+
+
+def check_writable(path: str | os.PathLike, what: str, fix: str) -> Path:
+    """``path`` as an absolute path if it is, or can become, a folder this process may write in (the folder or
+    its nearest existing ancestor is a writable directory; nothing is created). Raises HamvizError naming
+    ``what``, the path, what is wrong (a file in the way, no permission, a read-only file system) and ``fix``."""
+    p = Path(path).expanduser().absolute()
+    probe = p
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    subject = f"{what} {p}" + ("" if probe == p else f": its nearest existing part {probe}")
+    if not probe.is_dir():
+        raise HamvizError(f"{subject} is a file, not a folder. {fix}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        try:
+            read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+        except (OSError, AttributeError):
+            read_only = False
+        reason = "is on a read-only file system" if read_only else "is not writable by this user (permission denied)"
+        raise HamvizError(f"{subject} {reason}. {fix}")
+    return p
 
 
 def weights_dir(explicit: str | os.PathLike | None = None) -> Path:

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from conftest import DATA, make_subset
-from hamviz import DataError, ParamsError, load_ham10000
+from hamviz import DataError, HamvizError, ParamsError, load_ham10000
 from hamviz.cache import build_cache
 from hamviz.splits import make_split
 from hamviz.training import TrainConfig, TrainingError, train_classifier
@@ -99,6 +99,21 @@ def _semicolon_metadata_without_dx(env):
     csv = env.data / "HAM10000_metadata.csv"
     pd.read_csv(csv).drop(columns=["dx"]).to_csv(csv, sep=";", index=False)
     return load_ham10000(env.data)
+
+
+def _cache_is_a_file(env):
+    from hamviz.book import prepare
+    blocker = env.tmp / "cache-file"
+    blocker.write_text("not a folder")
+    env.request.getfixturevalue("monkeypatch").setenv("HAMVIZ_CACHE", str(blocker / "hamviz"))
+    return prepare("tiny", env.tmp / "book")
+
+
+def _out_inside_a_file(env):
+    from hamviz.book import prepare
+    blocker = env.tmp / "out-file"
+    blocker.write_text("not a folder")
+    return prepare("tiny", blocker / "book")
 
 
 def _unknown_dx(env):
@@ -275,6 +290,10 @@ BAD_INPUTS = [
          ("raise the image size or choose another model",)),
     _bad("metadata-semicolon-lacks-column", _semicolon_metadata_without_dx, DataError,
          ("lacks column(s) dx", "semicolon-separated"), ("fix the header",)),
+    _bad("cache-is-a-file", _cache_is_a_file, HamvizError,
+         ("hamviz cache", "cache-file is a file, not a folder"), ("Set HAMVIZ_CACHE to a writable folder",)),
+    _bad("out-inside-a-file", _out_inside_a_file, HamvizError,
+         ("output folder", "out-file is a file, not a folder"), ("Pass --out a folder this user can write",)),
     _bad("params-yaml-duplicate-key", _profile_with_duplicate_key, ParamsError,
          ("key 'epochs' is given twice", "lines 5 and 6", "mine.yaml"), ("keep one",)),
     _bad("params-notebook-not-a-mapping", _notebook_params_not_a_mapping, ParamsError,
