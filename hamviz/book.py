@@ -295,6 +295,10 @@ def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, o
         check_notebook(s)
     ds = load_ham10000(params["data_dir"], masks=params["masks"], on_missing=params["on_missing"])
     params["data_dir"] = str(ds.root)
+    external = (params.get("chapters", {}).get("classifier") or {}).get("external_test")
+    if external and any(s.name == "classifier" for s in specs):
+        from .external import load_isic2018
+        load_isic2018(external)  # the folder, its ground truth and images: checked before any training
     return Book(Path(out).resolve(), params, specs, chapter_keys(specs, params, ds.fingerprint), ds.fingerprint)
 
 

@@ -135,6 +135,8 @@ def scan_dirs(root: Path, names, suffixes=IMAGE_SUFFIXES, strip: str = "") -> tu
         with os.scandir(folder) as it:
             for entry in it:
                 stem, suffix = os.path.splitext(entry.name)
+                if entry.name.startswith("._"):  # macOS AppleDouble metadata from unzipping, not an image
+                    continue
                 if suffix.lower() in suffixes and entry.is_file():
                     if strip and stem.endswith(strip):
                         stem = stem[: -len(strip)]

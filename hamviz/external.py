@@ -67,10 +67,31 @@ def _find_ground_truth(root: Path) -> Path:
     return candidates[0]
 
 
+def _ham_style_ground_truth(gt: pd.DataFrame, gt_path: Path) -> tuple[pd.DataFrame, dict]:
+    """Ground truth in HAM10000's own columns (``lesion_id,image_id,dx,...``), as the ISIC 2018 Task 3 test set
+    is distributed on Harvard Dataverse: (image_id, dx[, lesion_id]) rows."""
+    ids = gt["image_id"].astype(str).str.strip()
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        raise DataError(f"Ground truth {gt_path} lists {dup.nunique()} image id(s) twice: "
+                        f"{_first_few(set(dup))}. Each image must appear once; drop the duplicates.")
+    dx = gt["dx"].astype(str).str.strip().str.lower()
+    unknown = sorted(set(dx) - set(CLASSES))
+    if unknown:
+        raise DataError(f"Ground truth {gt_path} has diagnoses hamviz does not know: {_first_few(unknown)} "
+                        f"(known: {', '.join(CLASSES)}); fix or drop those rows.")
+    out = pd.DataFrame({"image_id": ids.to_numpy(), "dx": dx.to_numpy()})
+    if "lesion_id" in gt.columns and gt["lesion_id"].notna().all():
+        out["lesion_id"] = gt["lesion_id"].astype(str).str.strip().to_numpy()
+    return out, {"format": "HAM-style columns (lesion_id,image_id,dx)"}
+
+
 def _read_ground_truth(gt_path: Path) -> tuple[pd.DataFrame, dict]:
     """Validate the one-hot ground truth; return (image_id, dx) rows and what was ignored."""
     gt, _ = read_table(gt_path, "ground truth", f"Re-download it ({ISIC2018_HINT}).",
-                       dtype={ISIC2018_ID_COLUMN: str})
+                       dtype={ISIC2018_ID_COLUMN: str, "image_id": str, "lesion_id": str, "dx": str})
+    if {"image_id", "dx"} <= set(gt.columns):
+        return _ham_style_ground_truth(gt, gt_path)
     upper = {c.upper(): c for c in gt.columns}
     id_col = upper.get(ISIC2018_ID_COLUMN.upper())
     if id_col is None:
@@ -136,9 +157,11 @@ def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error",
     """Load the ISIC 2018 Task 3 layout (meant as an external test set) without decoding images.
 
     root: a folder with the images (``ISIC_*.jpg``/``.jpeg``/``.png``) directly in it and/or in any
-      first-level subfolder whose name contains "Input" (e.g. ``ISIC2018_Task3_Test_Input/``), and a
-      ground-truth CSV ``*_GroundTruth.csv`` in it or in a ``*GroundTruth*`` subfolder, with column
-      ``image`` and one-hot float columns ``MEL,NV,BCC,AKIEC,BKL,DF,VASC``. The upper-case columns map
+      first-level subfolder whose name contains "Input" or "Images" (``ISIC2018_Task3_Test_Input/`` from the
+      challenge, ``ISIC2018_Task3_Test_Images/`` from Harvard Dataverse), and a ground-truth CSV
+      ``*_GroundTruth.csv`` in it or in a ``*GroundTruth*`` subfolder: the challenge's, with column ``image``
+      and one-hot float columns ``MEL,NV,BCC,AKIEC,BKL,DF,VASC``, or Dataverse's in HAM10000's columns
+      (``lesion_id,image_id,dx,...``, lesion ids kept). macOS ``._*`` files are ignored. The upper-case columns map
       to the lower-case hamviz :data:`~hamviz.data.CLASSES`; ``label`` is the index into CLASSES.
       Extra class columns are an error unless all zero (then they are ignored and listed in
       ``report["ignored_columns"]``).
@@ -147,7 +170,7 @@ def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error",
       (``missing_files``, ``files_without_metadata``), as :func:`hamviz.data.load_ham10000` does.
     ground_truth: the CSV to use when the folder holds several (default: found in ``root``).
 
-    ISIC 2018 Task 3 gives no lesion ids for its images, so ``lesion_id`` is set to ``image_id``
+    The challenge's CSV gives no lesion ids for its images, so ``lesion_id`` is then set to ``image_id``
     (every image is its own lesion); grouping by lesion is then the same as grouping by image.
     ``mask_path`` is None (no masks). ``source`` and ``layout`` are "isic2018"; ``fingerprint``
     covers the ground-truth CSV and the name and size of every image used.
@@ -171,7 +194,8 @@ def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error",
     meta, report = _read_ground_truth(gt_path)
     report["ground_truth"] = str(gt_path)
 
-    names = ["."] + sorted(d.name for d in root.iterdir() if d.is_dir() and "input" in d.name.lower())
+    names = ["."] + sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+                           and ("input" in d.name.lower() or "images" in d.name.lower()))
     images: dict[str, Path] = {}
     used_dirs = []
     for name in names:
@@ -196,7 +220,8 @@ def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error",
     meta = meta.reset_index(drop=True)
     meta = pd.DataFrame({
         "image_id": meta["image_id"].to_numpy(),
-        "lesion_id": meta["image_id"].to_numpy(),  # ISIC 2018 Task 3 gives no lesion ids
+        # the challenge's one-hot CSV gives no lesion ids (each image its own lesion); the Dataverse one does
+        "lesion_id": (meta["lesion_id"] if "lesion_id" in meta else meta["image_id"]).to_numpy(),
         "dx": meta["dx"].to_numpy(),
         "label": meta["dx"].map({c: i for i, c in enumerate(CLASSES)}).astype(np.int64).to_numpy(),
         "path": [str(images[i]) for i in meta["image_id"]],

@@ -116,6 +116,13 @@ def _out_inside_a_file(env):
     return prepare("tiny", blocker / "book")
 
 
+def _external_test_unreadable(env):
+    from hamviz.book import prepare
+    path = env.tmp / "mine.yaml"
+    path.write_text(f"extends: tiny\nchapters:\n  classifier:\n    external_test: {env.tmp / 'no-isic'}\n")
+    return prepare(path, env.tmp / "book")
+
+
 def _unknown_dx(env):
     csv = env.data / "HAM10000_metadata.csv"
     meta = pd.read_csv(csv)
@@ -294,6 +301,8 @@ BAD_INPUTS = [
          ("hamviz cache", "cache-file is a file, not a folder"), ("Set HAMVIZ_CACHE to a writable folder",)),
     _bad("out-inside-a-file", _out_inside_a_file, HamvizError,
          ("output folder", "out-file is a file, not a folder"), ("Pass --out a folder this user can write",)),
+    _bad("external-test-unreadable", _external_test_unreadable, DataError,
+         ("ISIC 2018 folder", "no-isic does not exist"), ("ISIC2018_Task3_Test_Input.zip", "pass that folder")),
     _bad("params-yaml-duplicate-key", _profile_with_duplicate_key, ParamsError,
          ("key 'epochs' is given twice", "lines 5 and 6", "mine.yaml"), ("keep one",)),
     _bad("params-notebook-not-a-mapping", _notebook_params_not_a_mapping, ParamsError,
@@ -381,6 +390,28 @@ def test_metadata_in_any_delimiter_and_name(tmp_path, metadata, sep, name):
     ds = load_ham10000(tmp_path / "d", masks=False)
     assert len(ds) == 14 and sorted(ds.meta["image_id"]) == sorted(rows["image_id"])
     assert ds.meta.set_index("image_id")["dx"].to_dict() == rows.set_index("image_id")["dx"].to_dict()
+
+
+def test_isic2018_as_distributed_on_dataverse_and_unzipped_on_macos(tmp_path, metadata):
+    """Harvard Dataverse's ISIC 2018 Task 3 test set: images in ISIC2018_Task3_Test_Images/, ground truth in
+    HAM10000's columns (with lesion ids, which are kept); macOS's ._* AppleDouble files are not images."""
+    from hamviz.external import load_isic2018
+    rows = metadata.groupby("dx").head(2)
+    images = tmp_path / "isic" / "ISIC2018_Task3_Test_Images"
+    images.mkdir(parents=True)
+    for i in rows["image_id"]:
+        shutil.copy(DATA / "images" / f"{i}.jpg", images)
+        (images / f"._{i}.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    rows.to_csv(tmp_path / "isic" / "ISIC2018_Task3_Test_GroundTruth.csv", index=False)
+    ds = load_isic2018(tmp_path / "isic")
+    assert len(ds) == 14 and sorted(ds.meta["image_id"]) == sorted(rows["image_id"])
+    assert ds.meta.set_index("image_id")["dx"].to_dict() == rows.set_index("image_id")["dx"].to_dict()
+    assert ds.meta.set_index("image_id")["lesion_id"].to_dict() == rows.set_index("image_id")["lesion_id"].to_dict()
+    # the same AppleDouble files beside HAM10000's own images are not "files without metadata" either
+    sub = make_subset(tmp_path / "ham", metadata, n_per_class=2, masks=False)
+    for i in sub["image_id"]:
+        (tmp_path / "ham" / "images" / f"._{i}.jpg").write_bytes(b"\x00\x05\x16\x07")
+    assert len(load_ham10000(tmp_path / "ham", masks=False)) == 14
 
 
 def test_table_covers_every_kind_of_bad_input():

@@ -132,9 +132,12 @@ def external(P: dict, t: Artefact, n_boot: int = 1000):
     ds = load_isic2018(P["external_test"])
     # the resize mode of training (stretch/crop/pad): another collection's sizes and aspect ratios get the same
     cache = build_cache(ds, t.config.image_size, mode=P["resize"], on_corrupt=P["on_corrupt"], masks=False)
-    labels = ds.meta.set_index("image_id").loc[cache.image_ids, "label"].to_numpy()
+    meta = ds.meta.set_index("image_id").loc[cache.image_ids]
+    labels = meta["label"].to_numpy()
     proba = predict(t.model, np.asarray(cache.images), flips=t.config.tta_flips)
-    return evaluate(labels, proba, CLASSES, n_boot=n_boot, seed=P["seed"]), ds
+    # lesion ids where the distribution gives them (Dataverse's CSV): the bootstrap then resamples lesions
+    groups = meta["lesion_id"].to_numpy() if (meta["lesion_id"] != meta.index).any() else None
+    return evaluate(labels, proba, CLASSES, groups=groups, n_boot=n_boot, seed=P["seed"]), ds
 
 
 def side_by_side(evals: dict, metrics=("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")) -> pd.DataFrame:
