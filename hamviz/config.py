@@ -46,6 +46,9 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path:
     if value in (None, ""):
         raise DataError(f"No data directory given: pass data_dir or set {DATA_ENV}. {GET_DATA_HINT}")
     path = Path(value).expanduser()
+    if path.is_file():
+        raise DataError(f"Data directory {path} is a file, not a folder: point data_dir / {DATA_ENV} at the folder "
+                        f"that holds HAM10000_metadata.csv and the image folders (perhaps {path.parent}).")
     if not path.is_dir():
         raise DataError(f"Data directory {path} does not exist. {GET_DATA_HINT}")
     return path.resolve()

@@ -124,8 +124,10 @@ def read_metadata(path: Path) -> pd.DataFrame:
 
 
 def scan_dirs(root: Path, names, suffixes=IMAGE_SUFFIXES, strip: str = "") -> tuple[dict, list[str]]:
-    """Map file stem (minus ``strip``) -> path over the first-level folders ``names`` that exist."""
+    """Map file stem (minus ``strip``) -> path over the first-level folders ``names`` that exist. One id with two
+    different files (e.g. in both image parts) is a DataError naming them; identical copies are accepted."""
     found: dict[str, Path] = {}
+    clashes: list[tuple[Path, Path]] = []
     used = []
     for name in names:
         folder = root / name
@@ -140,8 +142,20 @@ def scan_dirs(root: Path, names, suffixes=IMAGE_SUFFIXES, strip: str = "") -> tu
                 if suffix.lower() in suffixes and entry.is_file():
                     if strip and stem.endswith(strip):
                         stem = stem[: -len(strip)]
+                    if stem in found and not _same_file_contents(found[stem], Path(entry.path)):
+                        clashes.append((found[stem], Path(entry.path)))
                     found.setdefault(stem, Path(entry.path))
+    if clashes:
+        a, b = clashes[0]
+        raise DataError(f"{len(clashes)} image id(s) have two different files in {root}, e.g. {a} and {b}: which "
+                        f"one is meant is ambiguous. Keep one file per image id (identical copies are fine).")
     return found, used
+
+
+def _same_file_contents(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    return a.read_bytes() == b.read_bytes()
 
 
 def reconcile(meta: pd.DataFrame, images: dict, used_dirs, on_missing: str, report: dict, *, where: str,
@@ -152,6 +166,13 @@ def reconcile(meta: pd.DataFrame, images: dict, used_dirs, on_missing: str, repo
     ids = set(meta["image_id"])
     no_file = ids - images.keys()
     no_id = images.keys() - ids
+    by_lower = {k.lower(): k for k in no_id}
+    case_only = {i: by_lower[i.lower()] for i in no_file if i.lower() in by_lower}
+    if case_only:
+        pairs = ", ".join(f"{i!r} vs file {f!r}" for i, f in sorted(case_only.items())[:3])
+        raise DataError(f"{where}: {len(case_only)} image id(s) in the {rows} differ from their files' names only in "
+                        f"upper/lower case ({pairs}{', ...' if len(case_only) > 3 else ''}). Image ids are "
+                        f"case-sensitive: fix the case in the {rows} or rename the files.")
     if (no_file or no_id) and on_missing == "error":
         parts = []
         if no_file:

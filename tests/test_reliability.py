@@ -123,6 +123,28 @@ def _external_test_unreadable(env):
     return prepare(path, env.tmp / "book")
 
 
+def _data_dir_is_a_file(env):
+    return load_ham10000(env.data / "HAM10000_metadata.csv")
+
+
+def _ids_in_other_case(env):
+    csv = env.data / "HAM10000_metadata.csv"
+    meta = pd.read_csv(csv)
+    env.vars["lower"] = meta.loc[0, "image_id"].lower()
+    meta.loc[0, "image_id"] = env.vars["lower"]
+    meta.to_csv(csv, index=False)
+    return load_ham10000(env.data)
+
+
+def _one_id_two_pictures(env):
+    files = sorted((env.data / "images").iterdir())
+    part2 = env.data / "HAM10000_images_part_2"
+    part2.mkdir()
+    shutil.copy(files[1], part2 / files[0].name)  # another picture under the same name
+    env.vars["name"] = files[0].name
+    return load_ham10000(env.data)
+
+
 def _unknown_dx(env):
     csv = env.data / "HAM10000_metadata.csv"
     meta = pd.read_csv(csv)
@@ -303,6 +325,13 @@ BAD_INPUTS = [
          ("output folder", "out-file is a file, not a folder"), ("Pass --out a folder this user can write",)),
     _bad("external-test-unreadable", _external_test_unreadable, DataError,
          ("ISIC 2018 folder", "no-isic does not exist"), ("ISIC2018_Task3_Test_Input.zip", "pass that folder")),
+    _bad("data-dir-is-a-file", _data_dir_is_a_file, DataError,
+         ("HAM10000_metadata.csv is a file, not a folder",), ("point data_dir / HAMVIZ_DATA at the folder",)),
+    _bad("ids-differ-in-case", _ids_in_other_case, DataError,
+         ("differ from their files' names only in upper/lower case", "{lower}"),
+         ("fix the case in the metadata or rename the files",)),
+    _bad("one-id-two-pictures", _one_id_two_pictures, DataError,
+         ("two different files", "{name}"), ("Keep one file per image id",)),
     _bad("params-yaml-duplicate-key", _profile_with_duplicate_key, ParamsError,
          ("key 'epochs' is given twice", "lines 5 and 6", "mine.yaml"), ("keep one",)),
     _bad("params-notebook-not-a-mapping", _notebook_params_not_a_mapping, ParamsError,
@@ -412,6 +441,15 @@ def test_isic2018_as_distributed_on_dataverse_and_unzipped_on_macos(tmp_path, me
     for i in sub["image_id"]:
         (tmp_path / "ham" / "images" / f"._{i}.jpg").write_bytes(b"\x00\x05\x16\x07")
     assert len(load_ham10000(tmp_path / "ham", masks=False)) == 14
+
+
+def test_identical_copies_in_both_image_parts_are_fine(tmp_path, metadata):
+    rows = make_subset(tmp_path / "d", metadata, n_per_class=2, masks=False)
+    part2 = tmp_path / "d" / "HAM10000_images_part_2"
+    part2.mkdir()
+    for f in sorted((tmp_path / "d" / "images").iterdir())[:3]:
+        shutil.copy(f, part2 / f.name)
+    assert len(load_ham10000(tmp_path / "d", masks=False)) == len(rows) == 14
 
 
 def test_table_covers_every_kind_of_bad_input():
