@@ -295,6 +295,9 @@ def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, o
         check_notebook(s)
     ds = load_ham10000(params["data_dir"], masks=params["masks"], on_missing=params["on_missing"])
     params["data_dir"] = str(ds.root)
+    from .splits import check_splittable
+    for warning in check_splittable(ds.meta, params["split"]["fractions"], params["split"]["grouped"]):
+        print(f"[book] warning: {warning}")
     external = (params.get("chapters", {}).get("classifier") or {}).get("external_test")
     if external and any(s.name == "classifier" for s in specs):
         from .external import load_isic2018

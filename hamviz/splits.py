@@ -43,6 +43,36 @@ def folds_for(fractions) -> tuple[int, list[int]]:
     return n, [int(q * n) for q in exact]
 
 
+#: fractions to suggest when a class has too few lesions for the requested ones (fewest folds last)
+_FALLBACK_FRACTIONS = ((0.7, 0.2, 0.1), (0.8, 0.1, 0.1), (0.6, 0.2, 0.2), (0.5, 0.25, 0.25))
+
+
+def check_splittable(meta: pd.DataFrame, fractions=(0.7, 0.2, 0.1), grouped: bool = True) -> list[str]:
+    """Whether ``meta`` can be split by ``fractions``: raise DataError where scikit-learn would fail (fewer
+    lesions in all than folds, grouped; fewer images than folds in every class, image-level: its message,
+    "n_splits=10 cannot be greater than the number of members in each class", names neither the classes nor a
+    fix); return warnings for classes with fewer lesions (images) than folds, which some part will then lack.
+    Both name the classes, their counts and fractions that would work."""
+    from .config import DataError
+    n, _ = folds_for(fractions)
+    unit = "lesion" if grouped else "image"
+    counts = (meta.groupby("dx")["lesion_id"].nunique() if grouped else meta["dx"].value_counts()).to_dict()
+    small = {c: int(k) for c, k in sorted(counts.items()) if k < n}
+    if not small:
+        return []
+    fewest = min(counts.values())
+    works = [f for f in _FALLBACK_FRACTIONS if folds_for(f)[0] <= fewest]
+    fix = (f"split.fractions {list(works[0])} ({folds_for(works[0])[0]} folds)" if works else
+           f"at least 4 {unit}s per class (drop those classes or add data)")
+    what = (f"the {'lesion-grouped' if grouped else 'image-level'} split {list(fractions)} cuts the data into {n} "
+            f"folds, but {len(small)} class(es) have fewer {unit}s: {', '.join(f'{c} {k}' for c, k in small.items())}")
+    total = meta["lesion_id"].nunique() if grouped else len(meta)
+    if (grouped and total < n) or (not grouped and len(small) == len(counts)):
+        raise DataError(f"Cannot split: {what}. Use {fix}.")
+    return [f"{what[0].upper()}{what[1:]}: some split parts will have none of them (macro metrics then average "
+            f"over fewer classes). To avoid it use {fix}."]
+
+
 def make_split(meta: pd.DataFrame, fractions=(0.7, 0.2, 0.1), seed: int = 0,
                grouped: bool = True) -> pd.Series:
     """A Series image_id -> 'train' | 'val' | 'test'.
@@ -51,6 +81,9 @@ def make_split(meta: pd.DataFrame, fractions=(0.7, 0.2, 0.1), seed: int = 0,
     grouped=False is the image-level split that leaks lesions across parts (for comparison only).
     """
     n, counts = folds_for(fractions)
+    for warning in check_splittable(meta, fractions, grouped):
+        import warnings
+        warnings.warn(warning, stacklevel=2)
     y = meta["label"].to_numpy() if "label" in meta else meta["dx"].map(CLASSES.index).to_numpy()
     x = np.zeros(len(meta))
     if grouped:

@@ -145,6 +145,10 @@ def _one_id_two_pictures(env):
     return load_ham10000(env.data)
 
 
+def _too_few_lesions(env):
+    return make_split(env.metadata.groupby("dx").head(1), (0.7, 0.2, 0.1), seed=0)
+
+
 def _unknown_dx(env):
     csv = env.data / "HAM10000_metadata.csv"
     meta = pd.read_csv(csv)
@@ -332,6 +336,8 @@ BAD_INPUTS = [
          ("fix the case in the metadata or rename the files",)),
     _bad("one-id-two-pictures", _one_id_two_pictures, DataError,
          ("two different files", "{name}"), ("Keep one file per image id",)),
+    _bad("split-too-few-lesions", _too_few_lesions, DataError,
+         ("Cannot split", "10 folds", "akiec 1"), ("at least 4 lesions per class",)),
     _bad("params-yaml-duplicate-key", _profile_with_duplicate_key, ParamsError,
          ("key 'epochs' is given twice", "lines 5 and 6", "mine.yaml"), ("keep one",)),
     _bad("params-notebook-not-a-mapping", _notebook_params_not_a_mapping, ParamsError,
@@ -441,6 +447,19 @@ def test_isic2018_as_distributed_on_dataverse_and_unzipped_on_macos(tmp_path, me
     for i in sub["image_id"]:
         (tmp_path / "ham" / "images" / f"._{i}.jpg").write_bytes(b"\x00\x05\x16\x07")
     assert len(load_ham10000(tmp_path / "ham", masks=False)) == 14
+
+
+def test_small_classes_are_a_warning_naming_them_and_a_fix(metadata):
+    from hamviz.splits import check_splittable
+    meta = pd.concat([metadata[metadata["dx"] == "nv"].head(40), metadata[metadata["dx"] == "df"].head(5)])
+    n_df = meta[meta["dx"] == "df"]["lesion_id"].nunique()
+    assert n_df < 10
+    (warning,) = check_splittable(meta, (0.7, 0.2, 0.1))
+    assert f"df {n_df}" in warning and "nv" not in warning.split(":")[1]
+    assert "[0.5, 0.25, 0.25]" in warning or "at least 4" in warning
+    with pytest.warns(UserWarning, match=f"df {n_df}"):
+        make_split(meta, (0.7, 0.2, 0.1), seed=0)
+    assert check_splittable(meta, (0.5, 0.25, 0.25)) == [] or n_df < 4
 
 
 def test_identical_copies_in_both_image_parts_are_fine(tmp_path, metadata):
