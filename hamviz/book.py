@@ -295,6 +295,10 @@ def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, o
         check_notebook(s)
     ds = load_ham10000(params["data_dir"], masks=params["masks"], on_missing=params["on_missing"])
     params["data_dir"] = str(ds.root)
+    absent = ds.report.get("missing_optional_columns")
+    if absent and any(s.name == "eda" for s in specs):
+        print(f"[book] note: the metadata has no {', '.join(absent)} column(s): the EDA chapter skips what needs "
+              f"them (demographics); every other chapter needs only lesion_id, image_id, dx")
     from .splits import check_splittable
     for warning in check_splittable(ds.meta, params["split"]["fractions"], params["split"]["grouped"]):
         print(f"[book] warning: {warning}")

@@ -20,6 +20,8 @@ from .config import GET_DATA_HINT, DataError, data_dir as _resolve_data_dir
 from .registry import CLASS_NAMES, CLASSES, MALIGNANT  # noqa: E402,F401  (re-exported)
 
 REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
+#: columns only the EDA chapter's demographics section reads: without them that section is skipped, said so
+OPTIONAL_COLUMNS = ("dx_type", "age", "sex", "localization")
 METADATA_NAMES = ("HAM10000_metadata.csv", "HAM10000_metadata.tab", "HAM10000_metadata")
 IMAGE_DIRS = ("images", "HAM10000_images_part_1", "HAM10000_images_part_2",
               "ham10000_images_part_1", "ham10000_images_part_2", "HAM10000_images")
@@ -275,5 +277,8 @@ def load_ham10000(root: str | os.PathLike | None = None, *, masks: bool | str = 
     if "mask_path" not in meta:
         meta["mask_path"] = None
 
+    absent = [c for c in OPTIONAL_COLUMNS if c not in meta.columns]
+    if absent:
+        report["missing_optional_columns"] = absent
     fp = fingerprint_files(meta_path, meta["path"])
     return Dataset(meta=meta, root=root, fingerprint=fp, layout=layout, report=report)

@@ -49,7 +49,7 @@ _FALLBACK_FRACTIONS = ((0.7, 0.2, 0.1), (0.8, 0.1, 0.1), (0.6, 0.2, 0.2), (0.5, 
 
 def check_splittable(meta: pd.DataFrame, fractions=(0.7, 0.2, 0.1), grouped: bool = True) -> list[str]:
     """Whether ``meta`` can be split by ``fractions``: raise DataError where scikit-learn would fail (fewer
-    lesions in all than folds, grouped; fewer images than folds in every class, image-level: its message,
+    lesions, or images, than folds in all or in every class: its message,
     "n_splits=10 cannot be greater than the number of members in each class", names neither the classes nor a
     fix); return warnings for classes with fewer lesions (images) than folds, which some part will then lack.
     Both name the classes, their counts and fractions that would work."""
@@ -67,7 +67,7 @@ def check_splittable(meta: pd.DataFrame, fractions=(0.7, 0.2, 0.1), grouped: boo
     what = (f"the {'lesion-grouped' if grouped else 'image-level'} split {list(fractions)} cuts the data into {n} "
             f"folds, but {len(small)} class(es) have fewer {unit}s: {', '.join(f'{c} {k}' for c, k in small.items())}")
     total = meta["lesion_id"].nunique() if grouped else len(meta)
-    if (grouped and total < n) or (not grouped and len(small) == len(counts)):
+    if total < n or len(small) == len(counts):  # what scikit-learn's (Group)KFold refuse
         raise DataError(f"Cannot split: {what}. Use {fix}.")
     return [f"{what[0].upper()}{what[1:]}: some split parts will have none of them (macro metrics then average "
             f"over fewer classes). To avoid it use {fix}."]

@@ -61,3 +61,22 @@ def test_colour_stats_shape():
     cs = eda.colour_stats(img, [0, 1])
     assert isinstance(cs, pd.DataFrame) and len(cs) == 2
     assert abs(cs.loc[0, "a*"]) < 1 and 50 < cs.loc[0, "L*"] < 60  # mid grey
+
+
+def test_eda_without_optional_columns_skips_only_demographics(tmp_path, metadata):
+    """Metadata with only lesion_id, image_id, dx: the book says what the EDA chapter will skip, and the chapter
+    runs, records everything else and says which plots it left out."""
+    import json
+
+    from conftest import make_subset
+    from hamviz.book import build
+    rows = make_subset(tmp_path / "d", metadata, n_per_class=6)
+    rows[["lesion_id", "image_id", "dx"]].to_csv(tmp_path / "d" / "HAM10000_metadata.csv", index=False)
+    profile = tmp_path / "small.yaml"  # 6 images per class are 3-6 lesions: 4 folds, not 10
+    profile.write_text("extends: tiny\nprofile: tiny\nsplit: {fractions: [0.5, 0.25, 0.25], grouped: true}\n")
+    summary = build(profile, tmp_path / "book", data_dir=tmp_path / "d", only=["eda"], log=lambda *_: None)
+    assert [c["status"] for c in summary["chapters"]] == ["ok"]
+    rec = json.loads((tmp_path / "book" / "chapters" / "01_eda" / "01_eda.json").read_text())
+    assert rec["values"]["images"] == 42 and "histo_share" not in rec["values"]
+    page = (tmp_path / "book" / "chapters" / "01_eda" / "01_eda.ipynb").read_text()
+    assert "no age, sex, localization, dx_type column(s)" in page
