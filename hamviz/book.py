@@ -309,6 +309,13 @@ def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, o
     return Book(Path(out).resolve(), params, specs, chapter_keys(specs, params, ds.fingerprint), ds.fingerprint)
 
 
+def _started(result: dict) -> float:
+    try:
+        return _dt.datetime.fromisoformat(result["started"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+
+
 def chapter_state(book: Book, spec: ChapterSpec) -> dict:
     """What the output folder holds for a chapter: done with the current key, stale, failed, or none."""
     done = _read_json(book.out / "chapters" / spec.stem / "done.json")
@@ -316,7 +323,11 @@ def chapter_state(book: Book, spec: ChapterSpec) -> dict:
     running = _read_json(book.out / ".work" / f"{spec.stem}.running.json")
     state = {"done": done, "failed": failed}
     if running and not _pid_alive(running.get("pid")):
-        state["interrupted"] = running
+        if done and done.get("key") == book.keys[spec.stem] and _started(done) >= running.get("started", 0) - 1:
+            # the chapter published after the book that started it died: done, and the marker is stale
+            (book.out / ".work" / f"{spec.stem}.running.json").unlink(missing_ok=True)
+        else:
+            state["interrupted"] = running
     elif running:
         state["running"] = running
     state["current"] = bool(done and done.get("key") == book.keys[spec.stem])
@@ -341,40 +352,54 @@ def build(profile="cpu", out="book", data_dir=None, jobs: int | None = None, for
     failed_names: set[str] = set()
     running: dict = {}
     write_index(book, time.time() - t0)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        while pending or running:
-            for stem, s in list(pending.items()):
-                if len(running) >= max(1, jobs):
-                    break
-                blocked = [d for d in s.depends if any(p.name == d for p in pending.values())
-                           or any(r.name == d for r in running.values())]
-                if blocked:
-                    continue
-                if set(s.depends) & failed_names:
-                    results[stem] = {"stem": stem, "status": "skipped",
-                                     "error": f"depends on failed chapter(s) "
-                                              f"{sorted(set(s.depends) & failed_names)}"}
-                    failed_names.add(s.name)
-                    del pending[stem]
-                    continue
-                del pending[stem]
-                log(f"[book] {stem}: running")
-                running[pool.submit(_run_in_child, book, s, profile_path)] = s
-            if not running:
-                continue
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for fut in finished:
-                s = running.pop(fut)
-                res = fut.result()
-                results[s.stem] = res
-                if res["status"] != "ok":
-                    failed_names.add(s.name)
-                log(f"[book] {s.stem}: {res['status']} in {res.get('seconds', 0):.0f} s"
-                    + (f" -- {res['error']}" if res.get("error") else ""))
-                write_index(book, time.time() - t0)
+    _schedule(book, pending, results, failed_names, running, jobs, profile_path, t0, log)
     summary = write_index(book, time.time() - t0)
     summary["this_run"] = results
     return summary
+
+
+def _schedule(book, pending, results, failed_names, running, jobs, profile_path, t0, log) -> None:
+    """Run the ``pending`` chapters, ``jobs`` at a time, each after the chapters it depends on."""
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        try:
+            _schedule_loop(pool, book, pending, results, failed_names, running, jobs, profile_path, t0, log)
+        except BaseException:  # Ctrl-C, or the book itself failing: no chapter keeps running unsupervised
+            _end_children()   # (before the pool's exit, which waits for the threads watching them)
+            raise
+
+
+def _schedule_loop(pool, book, pending, results, failed_names, running, jobs, profile_path, t0, log) -> None:
+    """One pass of the scheduler until every chapter has run (see :func:`_schedule`)."""
+    while pending or running:
+        for stem, s in list(pending.items()):
+            if len(running) >= max(1, jobs):
+                break
+            blocked = [d for d in s.depends if any(p.name == d for p in pending.values())
+                       or any(r.name == d for r in running.values())]
+            if blocked:
+                continue
+            if set(s.depends) & failed_names:
+                results[stem] = {"stem": stem, "status": "skipped",
+                                 "error": f"depends on failed chapter(s) "
+                                          f"{sorted(set(s.depends) & failed_names)}"}
+                failed_names.add(s.name)
+                del pending[stem]
+                continue
+            del pending[stem]
+            log(f"[book] {stem}: running")
+            running[pool.submit(_run_in_child, book, s, profile_path)] = s
+        if not running:
+            continue
+        finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        for fut in finished:
+            s = running.pop(fut)
+            res = fut.result()
+            results[s.stem] = res
+            if res["status"] != "ok":
+                failed_names.add(s.name)
+            log(f"[book] {s.stem}: {res['status']} in {res.get('seconds') or 0:.0f} s"
+                + (f" -- {res['error']}" if res.get("error") else ""))
+            write_index(book, time.time() - t0)
 
 
 def clean_work(out: Path) -> None:
@@ -392,17 +417,60 @@ def _run_in_child(book: Book, spec: ChapterSpec, profile_path: Path) -> dict:
     """Run a chapter in its own process (a crash or kill of one chapter cannot take the book down)."""
     marker = book.out / ".work" / f"{spec.stem}.running.json"
     args = [sys.executable, "-m", "hamviz.book", str(spec.path), str(profile_path),
-            book.profile["data_dir"] or "", str(book.out), book.keys[spec.stem]]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    _write_json(marker, {"pid": proc.pid, "started": time.time()})
-    output, _ = proc.communicate()
-    marker.unlink(missing_ok=True)
+            book.profile["data_dir"] or "", str(book.out), book.keys[spec.stem], str(os.getpid())]
+    started = time.time()
+    # its own session: the book can end the chapter and its kernel together (and the chapter ends itself and its
+    # kernel when the book dies: _bind_to_parent)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    _CHILDREN.add(proc)
+    _write_json(marker, {"pid": proc.pid, "started": started})
+    try:
+        output, _ = proc.communicate()
+    finally:
+        _CHILDREN.discard(proc)
+        marker.unlink(missing_ok=True)
     last = output.strip().splitlines()[-1] if output.strip() else ""
     try:
         return json.loads(last)
     except json.JSONDecodeError:
-        return {"stem": spec.stem, "status": "failed", "seconds": None,
-                "error": f"chapter process exited with code {proc.returncode}: {output[-2000:]}"}
+        code = proc.returncode
+        how = (f"was killed by signal {-code} ({_signal_name(-code)}; the out-of-memory killer sends SIGKILL)"
+               if code is not None and code < 0 else f"exited with code {code}")
+        result = {"stem": spec.stem, "key": book.keys[spec.stem], "status": "failed",
+                  "seconds": round(time.time() - started, 1),
+                  "started": _dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"),
+                  "error": f"the chapter process {how} before reporting: {output[-2000:]}"}
+        # what it left is the failed chapter (its partial notebook, to read), as run_chapter files a failure
+        failed, work = book.out / "failed" / spec.stem, book.out / ".work" / f"{spec.stem}-{proc.pid}"
+        shutil.rmtree(failed, ignore_errors=True)
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        if work.is_dir():
+            work.rename(failed)
+        _write_json(failed / "failure.json", result)
+        return result
+
+
+#: chapter processes running now (so that an interrupted build ends them)
+_CHILDREN: set = set()
+
+
+def _signal_name(num: int) -> str:
+    import signal
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
+
+
+def _end_children() -> None:
+    """End every running chapter process and its kernel (their own process groups)."""
+    import signal
+    for proc in list(_CHILDREN):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 # ---------------------------------------------------------------- index page
@@ -498,7 +566,33 @@ def write_index(book: Book, elapsed: float) -> dict:
     return info
 
 
+def _bind_to_parent(parent: int) -> None:
+    """In a chapter process (its own session, see :func:`_run_in_child`): die, with the notebook kernel and
+    everything else it started, when the book that started it dies, however it dies (``kill -9`` included).
+    Linux: the kernel's parent-death signal; elsewhere a watcher thread polls the parent."""
+    import signal
+    import threading
+
+    def end_group(*_):
+        os.killpg(0, signal.SIGKILL)  # this process group: the chapter process and its kernel
+
+    signal.signal(signal.SIGTERM, end_group)
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        def watch():
+            while os.getppid() == parent:
+                time.sleep(1)
+            end_group()
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:  # the book died before the signal was armed
+        end_group()
+
+
 if __name__ == "__main__":  # child process of build(): run one chapter, print its result as JSON
     nb, prof, data, outdir, chapter_key = sys.argv[1:6]
+    if len(sys.argv) > 6:
+        _bind_to_parent(int(sys.argv[6]))
     res = run_chapter(Path(nb), Path(prof), data or None, Path(outdir), chapter_key)
     print(json.dumps(res))

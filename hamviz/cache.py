@@ -11,6 +11,7 @@ not match their recorded size or checksum (e.g. a truncated file) is detected an
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -27,7 +28,7 @@ from .codecs import (DEFAULT_QUALITIES, SUBSAMPLINGS, bits_per_pixel, check_jobs
 from .config import DataError, cache_dir
 from .data import Dataset
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: strict decoding (check_intact), masks of any encoding, mask files in the key
 RESIZE_MODES = ("stretch", "crop", "pad")
 
 
@@ -62,11 +63,30 @@ def resize_image(img: Image.Image, size, mode: str = "stretch", resample=Image.R
     raise ValueError(f"resize mode must be one of {RESIZE_MODES}, not {mode!r}")
 
 
+def check_intact(data: bytes) -> None:
+    """Raise ValueError when an image file's bytes are damaged, whatever process-wide Pillow setting another
+    library or notebook changed (``ImageFile.LOAD_TRUNCATED_IMAGES`` makes Pillow pad truncated files, and Pillow
+    never reports corrupt JPEG entropy-coded data: it decodes grey or smeared rows). JPEG: a strict decode by
+    libjpeg-turbo (``simplejpeg``, its warnings as errors: "Corrupt JPEG data: premature end of data segment",
+    bad Huffman codes); other formats: Pillow's ``verify`` (PNG chunk checksums)."""
+    if data[:2] == b"\xff\xd8":
+        import simplejpeg
+        _, _, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        simplejpeg.decode_jpeg(data, colorspace={"Gray": "GRAY", "CMYK": "CMYK"}.get(colorspace, "RGB"),
+                               strict=True)
+    else:
+        with Image.open(io.BytesIO(data)) as img:
+            img.verify()
+
+
 def decode(path, size, mode="stretch") -> np.ndarray:
-    """Decode one image fully and resize it: uint8 (h, w, 3). Raises DataError naming a corrupt file."""
+    """Decode one image fully and strictly (:func:`check_intact`) and resize it: uint8 (h, w, 3). Raises
+    DataError naming a corrupt or truncated file."""
     try:
-        with Image.open(path) as img:
-            img.load()  # forces a full decode: truncated files fail here, not later
+        data = Path(path).read_bytes()
+        check_intact(data)
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()  # forces a full decode
             arr = np.asarray(resize_image(img.convert("RGB"), size, mode))
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise DataError(f"Cannot decode image {path}: {exc}. The file is corrupt or truncated: "
@@ -74,14 +94,47 @@ def decode(path, size, mode="stretch") -> np.ndarray:
     return arr
 
 
+def binary_mask(values: np.ndarray) -> np.ndarray:
+    """A lesion mask (H, W) bool from a mask image's values (H, W) or (H, W, C), whatever its encoding: 0/255
+    (HAM10000's), 0/1 label maps, 16-bit 0/65535, a palette or colour image (the brightest channel). Two values
+    (or one): the larger is the lesion; more (anti-aliased edges): above the midpoint of the range. A constant
+    non-zero image is all lesion."""
+    a = np.asarray(values)
+    if a.ndim == 3:
+        a = a[..., :3].max(axis=-1)
+    lo, hi = a.min(), a.max()
+    if lo == hi:
+        return np.full(a.shape, bool(hi > 0))
+    if np.unique(a).size == 2:
+        return a == hi
+    return a > (float(lo) + float(hi)) / 2
+
+
 def decode_mask(path, size, mode="stretch") -> np.ndarray:
+    """A lesion mask at ``size``: bool (h, w), from any mask encoding (:func:`binary_mask`); nearest-neighbour
+    resizing. Raises DataError naming a mask that does not decode."""
     try:
         with Image.open(path) as img:
             img.load()
-            m = resize_image(img.convert("L"), size, mode, resample=Image.Resampling.NEAREST)
+            rgb_like = img.mode in ("P", "PA", "RGB", "RGBA", "LA", "CMYK", "YCbCr")
+            m = binary_mask(np.asarray(img.convert("RGB") if rgb_like else img))
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise DataError(f"Cannot decode mask {path}: {exc}. Re-download the masks.") from exc
-    return np.asarray(m) > 127
+    resized = resize_image(Image.fromarray(m.astype(np.uint8) * 255), size, mode, resample=Image.Resampling.NEAREST)
+    return np.asarray(resized) > 127
+
+
+def _check_masks(masks: np.ndarray, paths) -> None:
+    """A data set whose masks are all empty, or all full, is an error (what it would give is NaN contrast and
+    empty lesion areas for every image, silently)."""
+    area = masks.reshape(len(masks), -1).mean(axis=1)
+    if len(area) and ((area == 0).all() or (area == 1).all()):
+        kind = "empty" if (area == 0).all() else "full (all lesion)"
+        with Image.open(paths[0]) as img:
+            values = np.unique(np.asarray(img))[:8].tolist()
+        raise DataError(f"Every one of the {len(area)} lesion masks is {kind} (e.g. {paths[0]}: mode {img.mode}, "
+                        f"values {values}): they hold no lesion outline. Check the mask files (a lesion must "
+                        f"differ from its background), or run without masks (params: masks: false).")
 
 
 def publish(tmp: Path, folder: Path, index: dict | None) -> None:
@@ -126,9 +179,22 @@ class ImageCache:
         return len(self.image_ids)
 
 
+def mask_fingerprint(ds: Dataset) -> str:
+    """sha256 over the name and size of every mask file (as :func:`hamviz.data.fingerprint_files` does for the
+    images): replacing the masks changes the cache key."""
+    h = hashlib.sha256()
+    for p in sorted(str(p) for p in ds.meta["mask_path"] if p):
+        h.update(f"{Path(p).name}:{Path(p).stat().st_size};".encode())
+    return h.hexdigest()[:16]
+
+
 def cache_key(ds: Dataset, size, mode: str, masks: bool) -> str:
+    """Everything a cache entry is computed from: the decoding code's version, the data set (metadata and every
+    image file, :attr:`Dataset.fingerprint`), the mask files when masks are cached, the size and the resize
+    mode."""
     h, w = as_size(size)
-    raw = f"v{CACHE_VERSION}|{ds.source}|{ds.fingerprint}|{h}x{w}|{mode}|masks={masks}"
+    raw = (f"v{CACHE_VERSION}|{ds.source}|{ds.fingerprint}|{h}x{w}|{mode}|masks={masks}"
+           + (f"|{mask_fingerprint(ds)}" if masks else ""))
     return f"{ds.source}-{h}x{w}-{mode}-{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
 
 
@@ -195,6 +261,8 @@ def _build_entry(folder: Path, ds: Dataset, size, mode: str, masks: bool, on_cor
         n = len(keep)
         if n == 0:
             raise DataError(f"None of the {len(ids)} images of {ds.root} could be decoded.")
+        if masks:
+            _check_masks(mask_mm[:n], [mask_paths[i] for i in keep])
         # Shrink to the kept rows when some were skipped (rare: rewrite the arrays).
         images = np.array(img_mm[:n]) if n < len(ids) else img_mm
         mks = (np.array(mask_mm[:n]) if n < len(ids) else mask_mm) if masks else None

@@ -351,6 +351,75 @@ def test_interrupted_build_leaves_no_complete_looking_chapter(tmp_path):
     assert not [p for p in (out / ".work").iterdir() if p.is_dir()]
 
 
+def _wait_for(condition, seconds=120):
+    deadline = time.time() + seconds
+    while time.time() < deadline and not condition():
+        time.sleep(0.3)
+    return condition()
+
+
+def _kernels_of(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (the chapter's notebook kernel)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_a_chapter_and_its_kernel_die_with_a_killed_book(tmp_path):
+    """kill -9 of the book alone: its chapter process (and that one's kernel) end too, instead of training on
+    unsupervised and publishing under a marker nobody removes; the next build sees an interrupted chapter by
+    its dead pid and reruns it."""
+    from hamviz.book import _pid_alive
+    nbs, out = tmp_path / "nbs", tmp_path / "out"
+    write_nb(nbs, "01_eda", 'import time\ntime.sleep(120)\nch.finish()')
+    proc = subprocess.Popen([sys.executable, "-m", "hamviz", "book", "--profile", "tiny", "--out", str(out),
+                             "--notebooks", str(nbs)], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = out / ".work" / "01_eda.running.json"
+    try:
+        assert _wait_for(lambda: list((out / ".work").glob("01_eda-*/01_eda.json")) and marker.exists())
+        child = json.loads(marker.read_text())["pid"]
+        assert _wait_for(lambda: _kernels_of(child), 30), "no kernel started"
+        kernels = _kernels_of(child)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # the book only, not its process group
+        proc.wait()
+    assert _wait_for(lambda: not _pid_alive(child) and not any(_pid_alive(k) for k in kernels), 20)
+    assert not (out / "chapters" / "01_eda").exists()
+    book = prepare("tiny", out, notebooks_dir=nbs)
+    assert write_index(book, 0)["chapters"][0]["status"] == "interrupted"
+    write_nb(nbs, "01_eda", 'ch.finish()')
+    assert build("tiny", out, notebooks_dir=nbs, log=lambda *_: None)["chapters"][0]["status"] == "ok"
+    assert not marker.exists()
+
+
+def test_a_killed_chapter_is_failed_and_the_book_goes_on(tmp_path):
+    """The chapter process killed (the out-of-memory killer's SIGKILL): that chapter is failed with the reason,
+    the book does not crash in its own progress message, and the next chapter still runs."""
+    nbs, out = tmp_path / "nbs", tmp_path / "out"
+    write_nb(nbs, "01_eda", 'import time\ntime.sleep(120)\nch.finish()')
+    write_nb(nbs, "02_classifier", 'ch.finish()')
+    marker = out / ".work" / "01_eda.running.json"
+    said = []
+
+    def killer():
+        if _wait_for(lambda: list((out / ".work").glob("01_eda-*/01_eda.json")) and marker.exists()):
+            os.kill(json.loads(marker.read_text())["pid"], signal.SIGKILL)
+    import threading
+    threading.Thread(target=killer, daemon=True).start()
+    summary = build("tiny", out, notebooks_dir=nbs, log=said.append)
+    status = {c["stem"]: c["status"] for c in summary["chapters"]}
+    assert status == {"01_eda": "failed", "02_classifier": "ok"}
+    assert "killed by signal 9 (SIGKILL" in summary["this_run"]["01_eda"]["error"]
+    assert any(line.startswith("[book] 01_eda: failed in ") for line in said)
+
+
 def test_bad_input_fails_before_any_notebook_runs(tmp_path, monkeypatch):
     bad = tmp_path / "typo.yaml"
     bad.write_text("extends: tiny\nimage_sise: 32\n")

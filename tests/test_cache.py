@@ -66,3 +66,84 @@ def test_resize_modes():
     assert padded[0].max() == 0 and padded[32].min() == 255  # black bars top, image in the middle
     with pytest.raises(ValueError, match="resize mode"):
         resize_image(img, 64, "squash")
+
+
+@pytest.mark.parametrize("damage", ["zeroed-middle", "truncated"])
+def test_damaged_jpeg_is_caught_whatever_pillow_is_told(subset, tmp_path, monkeypatch, damage):
+    """256 zero bytes in the middle of the entropy-coded data decode, in Pillow, to grey or smeared rows without a
+    word; a truncated file is padded when another library has set ImageFile.LOAD_TRUNCATED_IMAGES. Decoding is
+    strict regardless: the file is named, or skipped and reported with on_corrupt: skip."""
+    from PIL import ImageFile
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    victim = sorted((subset / "images").iterdir())[5]
+    data = bytearray(victim.read_bytes())
+    if damage == "zeroed-middle":
+        mid = len(data) // 2
+        data[mid:mid + 256] = bytes(256)
+    else:
+        data = data[: len(data) * 2 // 3]
+    victim.write_bytes(bytes(data))
+    with Image.open(victim) as im:
+        im.load()  # Pillow alone: no complaint
+    ds = load_ham10000(subset)
+    for mode in ("stretch", "crop", "pad"):
+        with pytest.raises(DataError, match=f"{victim.name}.*corrupt or truncated"):
+            build_cache(ds, 32, mode=mode, cache_root=tmp_path / "c")
+    entry = build_cache(ds, 32, cache_root=tmp_path / "c", on_corrupt="skip")
+    assert len(entry) == 20 and list(entry.skipped) == [victim.stem]
+
+
+def _rewrite_masks(folder, encode):
+    for f in sorted(folder.iterdir()):
+        with Image.open(f) as im:
+            m = np.asarray(im.convert("L")) > 127
+        encode(m).save(f)
+
+
+def _palette(m):
+    im = Image.fromarray(m.astype(np.uint8), mode="P")
+    im.putpalette([0, 0, 0, 200, 30, 30] + [0] * 762)
+    return im
+
+
+@pytest.mark.parametrize("encode", [
+    lambda m: Image.fromarray(m.astype(np.uint8)),                        # 8-bit label map {0, 1}
+    lambda m: Image.fromarray(m.astype(np.uint16) * 65535),               # 16-bit {0, 65535}
+    _palette,                                                             # palette, index 1 = dark red
+    lambda m: Image.fromarray(np.stack([m.astype(np.uint8) * 255] * 3, -1)),  # RGB white on black
+    lambda m: Image.fromarray(m).convert("1"),                            # 1-bit
+], ids=["label-map-0-1", "16-bit", "palette", "rgb", "1-bit"])
+def test_every_mask_encoding_gives_the_same_masks(subset, tmp_path, encode):
+    """A mask saved with values {0, 1} used to read as empty (lesion area 0, contrast NaN for every image, no
+    warning). Whatever the bit depth, mode or palette, the cached masks equal the 0/255 originals'; and the mask
+    files are in the cache key, so rewriting them rebuilds the entry."""
+    ds = load_ham10000(subset)
+    reference = build_cache(ds, 32, cache_root=tmp_path / "c")
+    _rewrite_masks(subset / "masks", encode)
+    again = build_cache(load_ham10000(subset), 32, cache_root=tmp_path / "c")
+    assert again.path != reference.path  # new mask files: a new entry, not the old masks
+    np.testing.assert_array_equal(again.masks, reference.masks)
+    assert 0.05 < again.masks.mean() < 0.95
+
+
+def test_masks_in_the_key_and_all_empty_masks_refused(subset, tmp_path):
+    """Every input of a cache entry is in its key: the mask files (here: every mask shrunk to its upper half),
+    the size and the resize mode each give a rebuild. A data set whose masks are all empty is an error naming a
+    file and its values, not a column of NaN."""
+    ds = load_ham10000(subset)
+    first = build_cache(ds, 32, cache_root=tmp_path / "c")
+    for changed in (dict(size=24), dict(mode="crop"), dict(mode="pad")):
+        other = build_cache(ds, changed.get("size", 32), mode=changed.get("mode", "stretch"),
+                            cache_root=tmp_path / "c")
+        assert other.built and other.path != first.path, changed
+
+    def upper_half(m):
+        m = m.copy()
+        m[m.shape[0] // 2:] = False
+        return Image.fromarray(m.astype(np.uint8) * 255)
+    _rewrite_masks(subset / "masks", upper_half)
+    halved = build_cache(load_ham10000(subset), 32, cache_root=tmp_path / "c")
+    assert halved.built and halved.masks.sum() < first.masks.sum() and not halved.masks[:, 20:].any()
+    _rewrite_masks(subset / "masks", lambda m: Image.fromarray(np.zeros(m.shape, np.uint8)))
+    with pytest.raises(DataError, match=r"Every one of the 21 lesion masks is empty.*values \[0\]"):
+        build_cache(load_ham10000(subset), 32, cache_root=tmp_path / "c")
