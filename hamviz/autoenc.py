@@ -28,6 +28,7 @@ class AEConfig:
     batch_size: int = 32
     augment: dict = field(default_factory=lambda: {"rot90": True, "flip": True, "zoom": 0.0, "shift": 0.0})
     train_limit: int | None = None
+    val_limit: int | None = None    # a class-stratified subset of the validation part for early stopping
     seed: int = 0
 
     @property
@@ -70,13 +71,15 @@ def train_autoencoder(cfg: AEConfig, view, *, rows: dict | None = None, cache_ro
     """The autoencoder for ``cfg`` on a :class:`hamviz.view.PreparedView`, trained on its training part
     (validated on ``val``) on first use and stored with the per-image MAE of the test reconstructions
     (``artefact.arrays["test_mae"]``, pixel units 0..255). ``rows``: the parts to use (default: the view's;
-    the training part is subsampled to cfg.train_limit)."""
+    the training part is subsampled to cfg.train_limit, the validation part that early stopping watches to
+    cfg.val_limit, both class-stratified)."""
     if view.size != cfg.image_size:
         raise TrainingError(f"the view holds {view.size}x{view.size} images but the autoencoder config asks "
                             f"for {cfg.image_size}")
     parents = (rows_digest(rows),) if rows is not None else ()
     rows = dict(rows or view.rows)
     rows["train"] = limit_rows(rows["train"], view.labels[rows["train"]], cfg.train_limit, cfg.seed)
+    rows["val"] = limit_rows(rows["val"], view.labels[rows["val"]], cfg.val_limit, cfg.seed)
 
     def train():
         log(f"training {cfg.label} on {len(rows['train'])} images for up to {cfg.epochs} epochs")

@@ -34,6 +34,7 @@ class JointConfig:
     augment: dict = field(default_factory=lambda: {"rot90": True, "flip": True, "zoom": 0.1, "shift": 0.1})
     class_weighted: bool = True
     train_limit: int | None = None
+    val_limit: int | None = None       # a class-stratified subset of the validation part (early stopping, stored)
     seed: int = 0
 
     def __post_init__(self):
@@ -94,10 +95,12 @@ def train_joint(cfg: JointConfig, autoencoder, classifier, view, *, rows: dict |
     (``artefact.proba``). ``autoencoder`` / ``classifier``: the stored :class:`hamviz.training.Artefact` s to
     start from (their weights when cfg.init == "pretrained"; with "scratch" only their architecture); their
     keys are part of this model's key. ``rows``: the parts to train on and score (default: the view's; the
-    training part is subsampled to cfg.train_limit)."""
+    training part is subsampled to cfg.train_limit, the validation part to cfg.val_limit, both
+    class-stratified)."""
     rows = dict(rows or view.rows)
     labels = view.labels
     rows["train"] = limit_rows(rows["train"], labels[rows["train"]], cfg.train_limit, cfg.seed)
+    rows["val"] = limit_rows(rows["val"], labels[rows["val"]], cfg.val_limit, cfg.seed)
 
     def train():
         from .balance import class_weights

@@ -37,7 +37,7 @@ SELECT_ON = ("val_loss", "balanced_val_loss")
 
 #: Part of every trained model's key. Bump it when a change to the code alters what training produces
 #: (architecture, preprocessing, augmentation, sampling, optimiser set-up), so stale models are not loaded.
-TRAINING_VERSION = 3
+TRAINING_VERSION = 4   # 4: test-time flips score the val and test parts only
 
 
 class TrainingError(HamvizError):
@@ -221,11 +221,12 @@ class TrainConfig:
     subsample of the training part (tiny profile). Two-stage transfer learning: ``head_warmup`` > 0 first trains
     the head alone for that many epochs (at ``head_learning_rate``) on the backbone's cached frozen features
     (:func:`hamviz.features.backbone_features`; pretrained backbones with ``head: simple``), then fine-tunes the
-    trainable layers and the head together. ``tta_flips``: the stored probabilities average the image and its
-    horizontal and vertical mirror images. ``select_on``: what early stopping watches and which epoch's weights
-    are kept: "val_loss" (the plain validation loss), or "balanced_val_loss" (each validation image weighted by
-    its class's balanced weight from the training part, so that the kept epoch is the one that does best over
-    all classes rather than on the 67 % of nv)."""
+    trainable layers and the head together. ``tta_flips``: the stored probabilities of the val and test parts
+    average the image and its horizontal and vertical mirror images (the training part's, which only show the
+    fit, are of the image alone: three passes over it cost minutes on a CPU). ``select_on``: what early
+    stopping watches and which epoch's weights are kept: "val_loss" (the plain validation loss), or
+    "balanced_val_loss" (each validation image weighted by its class's balanced weight from the training part,
+    so that the kept epoch is the one that does best over all classes rather than on the 67 % of nv)."""
 
     model: str = "small_cnn"
     model_options: dict = field(default_factory=dict)  # weights, trainable, head, dense, dropout, l2
@@ -245,7 +246,7 @@ class TrainConfig:
     seed: int = 0
     head_warmup: int = 0          # epochs of the head alone on cached frozen features, before fine-tuning
     head_learning_rate: float = 1e-3
-    tta_flips: bool = False       # stored probabilities: the mean over the image and its two mirror images
+    tta_flips: bool = False       # val/test probabilities: the mean over the image and its two mirror images
     select_on: str = "val_loss"   # or "balanced_val_loss": early stopping and the restored epoch by class-weighted val loss
 
     def __post_init__(self):
@@ -384,7 +385,8 @@ def train_classifier(cfg: TrainConfig, view, *, cache_root=None, retrain: bool =
         images = view.images
         model, history = fit_classifier(cfg, images, view.labels, rows, n_classes, verbose=verbose,
                                         features=features)
-        return model, history, {p: predict(model, images[rows[p]], flips=cfg.tta_flips) for p in SPLITS}
+        return model, history, {p: predict(model, images[rows[p]], flips=cfg.tta_flips and p != "train")
+                                for p in SPLITS}
 
     return train_or_load("classifier", f"{cfg.model}-{cfg.image_size}-{cfg.strategy}", cfg, train,
                          fingerprint=view.fingerprint, split_id=view.split_id, rows=rows,

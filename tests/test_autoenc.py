@@ -1,4 +1,6 @@
 """hamviz.autoenc: latent rates with known answers, and a real (tiny) autoencoder training round trip."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -34,5 +36,11 @@ def test_train_and_reload_autoencoder(ham, tmp_path):
     # the rows it was trained on are part of its key: other rows, another model
     rows = dict(view.rows, train=view.rows["train"][::2])
     assert train_autoencoder(cfg, view, rows=rows, cache_root=tmp_path, log=lambda *_: None).key != ae.key
+    # early stopping on a class-stratified subset of the validation part: its own model, its rows recorded
+    small = train_autoencoder(dataclasses.replace(cfg, val_limit=60), view, cache_root=tmp_path,
+                              log=lambda *_: None)
+    assert small.key != ae.key and len(small.rows["val"]) == 60 < len(view.rows["val"])
+    assert set(small.rows["val"]) <= set(view.rows["val"]) and len(small.arrays["test_mae"]) == len(mae)
+    assert set(view.labels[small.rows["val"]]) == set(view.labels[view.rows["val"]])  # stratified: every class
     with pytest.raises(Exception, match="view holds 16x16"):
         train_autoencoder(AEConfig(image_size=32), view, cache_root=tmp_path)

@@ -183,6 +183,8 @@ def test_two_stage_training_warms_the_head_on_cached_features_and_scores_with_fl
     test = view.images[t.rows["test"]]
     by_hand = np.mean([t.model.predict(v, verbose=0) for v in (test, test[:, :, ::-1], test[:, ::-1])], axis=0)
     np.testing.assert_allclose(t.proba["test"], by_hand, atol=1e-5)  # stored probabilities average the flips
+    train = view.images[t.rows["train"]]  # ... of val and test only: the training part is scored once
+    np.testing.assert_allclose(t.proba["train"], t.model.predict(train, verbose=0), atol=1e-5)
     with pytest.raises(TrainingError, match="head: simple"):
         train_classifier(dataclasses.replace(cfg, model_options={**options, "head": "reference"}), view,
                          cache_root=tmp_path, log=lambda *_: None)

@@ -544,9 +544,9 @@ def _train_joint(t, tmp_path):
     keras.utils.set_random_seed(0)
     ae = SimpleNamespace(model=autoencoder((16, 16, 3), 3, (8, 16)), key="ae")
     clf = SimpleNamespace(model=small_cnn((16, 16, 3)), key="clf")
-    cfg = JointConfig(image_size=16, epochs=1, train_limit=200, seed=5, recon_weight=0.5)
+    cfg = JointConfig(image_size=16, epochs=1, train_limit=200, val_limit=60, seed=5, recon_weight=0.5)
     j = train_joint(cfg, ae, clf, t, cache_root=tmp_path, log=lambda *_: None)
-    assert not j.loaded
+    assert not j.loaded and len(j.rows["val"]) == len(j.proba["val"]) == 60 < len(t.rows["val"])
     return j.proba["test"]
 
 

@@ -108,7 +108,7 @@ def ae_config(P: dict, ratio: float, image_size: int) -> AEConfig:
     main classifier's: the autoencoders code the images that model sees)."""
     return AEConfig(ratio=ratio, image_size=image_size, filters=tuple(P["ae_filters"]),
                     epochs=P["ae_epochs"], patience=P["ae_patience"], learning_rate=P["ae_learning_rate"],
-                    train_limit=P["ae_train_limit"], seed=P["seed"])
+                    train_limit=P["ae_train_limit"], val_limit=P["ae_val_limit"], seed=P["seed"])
 
 
 def autoencoders(ch, view, rows: dict, log=print) -> dict[float, Artefact]:

@@ -15,7 +15,7 @@ def config(P: dict, ratio: float, image_size: int) -> JointConfig:
     return JointConfig(ratio=ratio, image_size=image_size, init=P["init"], recon_weight=P["recon_weight"],
                        train_autoencoder=P["train_autoencoder"], train_classifier=P["train_classifier"],
                        learning_rate=P["learning_rate"], epochs=P["epochs"], patience=P["patience"],
-                       train_limit=P["train_limit"], seed=P["seed"])
+                       train_limit=P["train_limit"], val_limit=P["val_limit"], seed=P["seed"])
 
 
 def joint_models(P: dict, autoencoders: dict, classifier: Artefact, view: PreparedView,
