@@ -41,6 +41,24 @@ def oversample(labels, mode: str = "below", *, min_size: int = 1000, seed: int =
     return rng.permutation(result) if shuffle else np.sort(result)
 
 
+def per_class(labels, size: int, *, seed: int = 0, shuffle: bool = True) -> np.ndarray:
+    """Indices into ``labels`` giving every class present exactly ``size`` rows: a class with more is
+    subsampled without replacement, one with fewer is repeated whole and topped up without replacement (as
+    :func:`oversample`). The hypervector reference's training set (Barros Everett et al.: 600 images of each
+    class). Raises ValueError if ``size`` < 1."""
+    labels = np.asarray(labels)
+    if size < 1:
+        raise ValueError(f"size must be at least 1, not {size}")
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        reps, rest = divmod(size, len(idx))
+        out += [np.tile(idx, reps), rng.choice(idx, size=rest, replace=False)]
+    result = np.concatenate(out).astype(np.int64)
+    return rng.permutation(result) if shuffle else np.sort(result)
+
+
 def class_weights(labels, n_classes: int | None = None) -> dict[int, float]:
     """'balanced' weights n_samples / (n_classes * count) per class, as Keras ``class_weight``.
 

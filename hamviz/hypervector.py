@@ -348,12 +348,15 @@ def _accuracy_metric(memory: Memory, loss: str):
 
 # --------------------------------------------------------------------------------------------- models
 def hd_cnn(input_shape=(64, 64, 3), dim: int = 500, dropout: float = 0.5, dense: int = 1000, *,
-           filters=(64, 128), padding: str = "valid", name: str = "hd_cnn"):
-    """The reference HD-MANN CNN: scale to [0, 1], Conv2D(64, 3x3, relu) + MaxPool, Conv2D(128, 3x3, relu) +
-    MaxPool, Dropout, Flatten, Dense(dense, relu), Dense(dim, linear) named "hypervector".
+           filters=(64, 128), padding: str = "same", name: str = "hd_cnn"):
+    """The reference HD-MANN CNN (Barros Everett et al., Table I): scale to [0, 1], Conv2D(64, 3x3, relu) +
+    MaxPool, Conv2D(128, 3x3, relu) + MaxPool, Dropout, Flatten, Dense(dense, relu), Dense(dim, linear) named
+    "hypervector".
 
-    ``filters`` / ``padding`` default to the reference (Keras' default "valid" convolutions); smaller
-    filters make test-sized models. Input: float images in [0, 255]."""
+    ``filters`` / ``padding`` default to the reference: Table I's feature maps 180 -> 180 -> 90 -> 90 -> 45 at
+    180x180 mean "same" convolutions (45 x 45 x 128 = 259,200 inputs to the Dense layer, 259.2M weights at
+    dense=1000); smaller filters make test-sized models. Input: (H, W, 3) float images in [0, 255]; output
+    (N, dim). Raises ModelError for inputs too small for two poolings."""
     from .models import ImagenetPreprocess, _check_shape, keras
     layers = keras.layers
     _check_shape(input_shape, 10 if padding == "valid" else 4, "hd_cnn")

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .registry import SPLITS
-from .training import Artefact, TrainingError, fit, limit_rows, make_optimizer, train_or_load
+from .registry import SPLITS, STRATEGIES
+from .training import (Artefact, TrainingError, fit, limit_rows, make_optimizer, strategy_plan,
+                       train_or_load)
 
 
 @dataclass
@@ -32,7 +33,8 @@ class JointConfig:
     patience: int = 3
     batch_size: int = 32
     augment: dict = field(default_factory=lambda: {"rot90": True, "flip": True, "zoom": 0.1, "shift": 0.1})
-    class_weighted: bool = True
+    strategy: str = "S4"               # the classifier's imbalance strategy (S1-S5), applied to joint training too
+    oversample_min: int = 1000         # S2/S5's class size, as the classifier's
     train_limit: int | None = None
     val_limit: int | None = None       # a class-stratified subset of the validation part (early stopping, stored)
     seed: int = 0
@@ -42,6 +44,8 @@ class JointConfig:
             raise TrainingError(f"joint init must be 'pretrained' or 'scratch', not {self.init!r}")
         if self.recon_weight < 0:
             raise TrainingError(f"recon_weight must be >= 0, not {self.recon_weight}")
+        if self.strategy not in STRATEGIES:
+            raise TrainingError(f"Unknown imbalance strategy {self.strategy!r}: one of {', '.join(STRATEGIES)}")
         if not (self.train_autoencoder or self.train_classifier):
             raise TrainingError("a joint model with neither part trainable would not train")
 
@@ -103,7 +107,6 @@ def train_joint(cfg: JointConfig, autoencoder, classifier, view, *, rows: dict |
     rows["val"] = limit_rows(rows["val"], labels[rows["val"]], cfg.val_limit, cfg.seed)
 
     def train():
-        from .balance import class_weights
         from .models import keras
         images = view.images
         keras.utils.set_random_seed(cfg.seed)
@@ -117,9 +120,11 @@ def train_joint(cfg: JointConfig, autoencoder, classifier, view, *, rows: dict |
         model.compile(optimizer=make_optimizer(cfg.optimizer, cfg.learning_rate),
                       loss={"class": "categorical_crossentropy", "reconstruction": "mae"}, loss_weights=weights,
                       metrics={"class": ["accuracy"]})
-        train_ds, val_ds = _datasets(images, labels, rows, cfg, n_classes)
-        if cfg.class_weighted:  # class weights through per-sample weights (Keras takes no class_weight for dicts)
-            cw = class_weights(labels[rows["train"]], n_classes)
+        # the classifier's imbalance strategy: oversampled rows (S2, S3, S5) and/or class weights (S4, S5)
+        idx, cw = strategy_plan(cfg.strategy, labels[rows["train"]], n_classes, min_size=cfg.oversample_min,
+                                seed=cfg.seed)
+        train_ds, val_ds = _datasets(images, labels, dict(rows, train=rows["train"][idx]), cfg, n_classes)
+        if cw is not None:  # class weights through per-sample weights (Keras takes no class_weight for dicts)
             train_ds = train_ds.map(lambda x, y: (x, y, {"class": _tf_gather(cw, y["class"]),
                                                          "reconstruction": _tf_ones(y["class"])[:, None, None]}))
         log(f"training {cfg.label} on {len(rows['train'])} images for up to {cfg.epochs} epochs")

@@ -167,8 +167,10 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "batch_size": {**_int, "minimum": 1, "default": 32},
         "augment": {"type": ["object", "null"], "default": {"rot90": True, "flip": True, "zoom": 0.1, "shift": 0.1}},
         "train_limit": {"type": ["integer", "null"], "minimum": 50, "default": None},
-        "oversample_to": {"type": ["integer", "null"], "minimum": 1, "default": 600,
-                          "description": "oversample smaller classes to this many training images (reference: 600)"},
+        "per_class": {"type": ["integer", "null"], "minimum": 1, "default": 600,
+                      "description": "every class exactly this many training images: larger classes subsampled, "
+                                     "smaller ones repeated (reference: 600 of each); null: the training part "
+                                     "as it is"},
         "qualities": {"type": ["array", "null"], "items": {**_int, "minimum": 1, "maximum": 100}, "default": None,
                       "description": "JPEG qualities; null: the compression chapter's"},
         "embed_points": {**_int, "minimum": 20, "maximum": 20000, "default": 600},

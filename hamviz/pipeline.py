@@ -64,7 +64,8 @@ def augmentation(*, rot90: bool = True, flip: bool = True, zoom: float = 0.1, sh
 
 def make_dataset(images, labels=None, *, batch_size: int = 32, shuffle: bool = False,
                  augment=None, n_classes: int | None = None, seed: int = 0,
-                 repeat: bool = False, scale: bool = False, sample_weight=None, targets=None, pack=None):
+                 repeat: bool = False, scale: bool = False, sample_weight=None, targets=None, pack=None,
+                 rows=None):
     """A batched, prefetched ``tf.data.Dataset`` of (image, label) from in-memory uint8 images.
 
     Every training input of hamviz goes through here, so that augmentation is applied one way everywhere
@@ -81,11 +82,29 @@ def make_dataset(images, labels=None, *, batch_size: int = 32, shuffle: bool = F
     pack: a function of the augmented batch ``(x, *labels_or_targets, *sample_weight)`` returning the
       element to yield, for models whose targets depend on the augmented image (an autoencoder's target is
       its input).
+    rows: int indices (M,) into ``images``, repeats allowed (an oversampled training part): the dataset yields
+      ``images[rows]`` (labels, targets and sample weights then have M entries), gathered batch by batch inside
+      tf.data, so that the repeated images are never materialised (S3 at 224x224 would be about 5 GB). The
+      batches are the same as from ``images[rows]``.
     """
     tf = _tf()
+    base = None
+    if rows is not None:
+        rows = np.asarray(rows)
+        if rows.ndim != 1 or (len(rows) and not np.issubdtype(rows.dtype, np.integer)):
+            raise ValueError(f"rows must be a 1-d array of integer indices, got {rows.dtype} {rows.shape}")
+        uniq, inv = np.unique(rows, return_inverse=True)
+        base = np.asarray(images[uniq])  # each image (or feature vector) once
+        vectors = base.ndim == 2 and not augment
+        if not vectors and (base.ndim != 4 or base.shape[-1] != 3):
+            raise ValueError(f"images must be (N, H, W, 3) (or feature vectors (N, C) without augmentation), "
+                             f"got shape {base.shape}")
+        base = tf.convert_to_tensor(base)
+        images = inv.astype(np.int64)
     images = np.asarray(images)
-    vectors = images.ndim == 2 and not augment  # feature vectors (N, C), e.g. cached backbone features
-    if not vectors and (images.ndim != 4 or images.shape[-1] != 3):
+    if base is None:
+        vectors = images.ndim == 2 and not augment  # feature vectors (N, C), e.g. cached backbone features
+    if base is None and not vectors and (images.ndim != 4 or images.shape[-1] != 3):
         raise ValueError(f"images must be (N, H, W, 3) (or feature vectors (N, C) without augmentation), "
                          f"got shape {images.shape}")
     if labels is not None and targets is not None:
@@ -117,6 +136,8 @@ def make_dataset(images, labels=None, *, batch_size: int = 32, shuffle: bool = F
     factor = 1 / 255.0 if scale else 1.0
 
     def prep(x, *rest):
+        if base is not None:
+            x = tf.gather(base, x)
         x = tf.cast(x, tf.float32)
         if augment:
             x = augment(x, training=True)

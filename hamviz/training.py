@@ -290,8 +290,8 @@ def _training_set(cfg: TrainConfig, x: np.ndarray, labels: np.ndarray, parts: di
     tr = parts["train"]
     idx, cw = strategy_plan(cfg.strategy, labels[tr], n_classes, min_size=cfg.oversample_min, seed=cfg.seed)
     rows = tr[idx]
-    ds = make_dataset(x[rows], labels[rows], batch_size=cfg.batch_size, shuffle=True, augment=augment,
-                      n_classes=n_classes, seed=cfg.seed, repeat=True)
+    ds = make_dataset(x, labels[rows], rows=rows, batch_size=cfg.batch_size, shuffle=True, augment=augment,
+                      n_classes=n_classes, seed=cfg.seed, repeat=True)  # gathered by index: no copies
     return ds, cw, math.ceil(len(tr) / cfg.batch_size)
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from hamviz.balance import class_weights, oversample
+from hamviz.balance import class_weights, oversample, per_class
 
 
 def test_oversample_below():
@@ -20,6 +20,22 @@ def test_oversample_majority_and_none():
     assert sorted(oversample(labels, "none")) == list(range(13))
     with pytest.raises(ValueError, match="oversampling mode"):
         oversample(labels, "smote")
+
+
+def test_per_class_gives_every_class_exactly_n():
+    """The hypervector reference's 600 of each class: larger classes subsampled without repeats, smaller ones
+    repeated whole first (every row at least twice for a class of 5 asked for 12), absent classes stay absent."""
+    labels = np.array([0] * 50 + [1] * 5 + [3] * 500)
+    idx = per_class(labels, 12, seed=0)
+    assert np.bincount(labels[idx]).tolist() == [12, 12, 0, 12]
+    big = idx[labels[idx] == 3]
+    assert len(set(big)) == 12  # subsampled, no row twice
+    small = np.bincount(idx[labels[idx] == 1], minlength=55)[50:55]
+    assert small.min() == 2 and small.sum() == 12
+    assert np.array_equal(idx, per_class(labels, 12, seed=0)) and not np.array_equal(idx, per_class(labels, 12,
+                                                                                                     seed=1))
+    with pytest.raises(ValueError, match="at least 1"):
+        per_class(labels, 0)
 
 
 def test_class_weights_balanced(ham):

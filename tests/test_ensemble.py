@@ -210,3 +210,34 @@ def test_plots():
     assert list(cm.data[0].y) == ["benign", "malignant"]
     assert np.asarray(cm.data[0].z).shape == (2, 2)
     assert str(r["tp"]) in cm.data[0].text[1][1]
+
+
+def test_optimiser_comparison_and_search_trials_get_equal_budgets(monkeypatch):
+    """The optimiser comparison and the random-search trials train every run for exactly its epochs at a constant
+    learning rate (their epochs used to be maxima: early stopping with the chapter's patience and a plateau
+    schedule could give each optimiser a different budget); ensemble members keep early stopping."""
+    from types import SimpleNamespace
+
+    from hamviz.chapters import explain
+    cfgs = []
+
+    def train_classifier(cfg, b, log=print):
+        cfgs.append(cfg)
+        rows = {"val": np.arange(4), "test": np.arange(4, 8)}
+        proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6]])
+        return SimpleNamespace(rows=rows, proba={"val": proba, "test": proba}, seconds=1.0,
+                               history={"loss": [1.0] * cfg.epochs, "val_loss": [1.0] * cfg.epochs})
+
+    monkeypatch.setattr(explain, "train_classifier", train_classifier)
+    b = SimpleNamespace(size=16, labels=np.array([0, 1, 0, 1] * 2))
+    P = {"optimizer": "adam", "learning_rate": 1e-3, "clipnorm": None, "member_epochs": 6, "patience": 2,
+         "batch_size": 8, "train_limit": None, "seed": 0, "optimizers": ["sgd", "adam"], "optimizer_epochs": 5,
+         "search_epochs": 4, "search_trials": 2}
+    table = explain.optimizer_comparison(b, P, log=lambda *_: None)
+    explain.search(b, P, log=lambda *_: None)
+    explain.member(b, "small_cnn", {}, P, log=lambda *_: None)
+    *fair, ensemble_member = cfgs
+    assert [c.optimizer for c in fair[:2]] == ["sgd", "adam"] and table["epochs"].tolist() == [5, 5]
+    assert len(fair) == 4 and all(c.schedule == "none" and c.patience >= c.epochs for c in fair)
+    assert [c.epochs for c in fair] == [5, 5, 4, 4]
+    assert ensemble_member.epochs == 6 and ensemble_member.patience == 2 and ensemble_member.schedule == "plateau"

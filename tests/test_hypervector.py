@@ -159,6 +159,11 @@ def test_hd_cnn_and_hd_head_shapes():
                                             "flatten", "dense", "hypervector"]
     assert ref.get_layer("conv1").filters == 64 and ref.get_layer("conv2").filters == 128
     assert ref.get_layer("dense").units == 1000 and ref.output.shape[-1] == 500
+    # Table I's geometry at 180x180: "same" convolutions, 180 -> 180 -> 90 -> 90 -> 45, 259,200 Dense inputs
+    t1 = hv.hd_cnn((180, 180, 3), dim=8, dense=1)
+    assert [tuple(t1.get_layer(n).output.shape[1:3]) for n in ("conv1", "pool1", "conv2", "pool2")] == \
+        [(180, 180), (90, 90), (90, 90), (45, 45)]
+    assert t1.get_layer("flatten").output.shape[-1] == 45 * 45 * 128 == 259_200
 
     clf = small_cnn((32, 32, 3))
     h = hv.hd_head(clf, dim=64)
@@ -175,7 +180,7 @@ def test_hd_cnn_and_hd_head_shapes():
     with pytest.raises(Exception, match="predictions"):
         hv.hd_head(m)
     with pytest.raises(Exception, match="at least"):
-        hv.hd_cnn((8, 8, 3))
+        hv.hd_cnn((3, 3, 3))
 
 
 # --------------------------------------------------------------------------------------------- learning

@@ -1,6 +1,7 @@
 """hamviz.joint and hamviz.contrast: the joint-model builder, its config from every profile, and the contrast /
 boundary measures on synthetic images."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from hamviz.chapters.joint import config as config_from_params
@@ -24,7 +25,55 @@ def test_joint_model_shapes_trainability_and_loss_weights():
     assert len(m2.trainable_weights) == len(autoencoder((32, 32, 3), 3, (8, 16)).trainable_weights)
 
 
-@pytest.mark.parametrize("bad", [{"init": "warm"}, {"recon_weight": -1},
+@pytest.fixture(scope="module")
+def skewed16(ham, tmp_path_factory):
+    """200 nv and 20 of each other class (62 % nv) of the real data at 16x16, with its grouped split."""
+    import dataclasses
+
+    from hamviz.view import prepare
+    ids = pd.concat([ham.meta[ham.meta["dx"] == "nv"].head(200),
+                     ham.meta[ham.meta["dx"] != "nv"].groupby("dx").head(20)])["image_id"].tolist()
+    ds = dataclasses.replace(ham.subset(ids), fingerprint=f"{ham.fingerprint}-skewed-320")
+    return prepare(ds, 16, seed=0, masks=False, cache_root=tmp_path_factory.mktemp("skewed16"))
+
+
+@pytest.mark.parametrize("strategy, weighted, oversampled", [("S1", False, False), ("S3", False, True),
+                                                              ("S4", True, False), ("S5", True, True)])
+def test_joint_training_follows_the_classifier_strategy(skewed16, tmp_path, monkeypatch, strategy, weighted,
+                                                         oversampled):
+    """The joint model trains with its classifier's imbalance strategy: per-sample class weights only for S4/S5
+    (it used to weight every strategy, S1 included), oversampled rows for S2/S3/S5; the joint chapter passes
+    the main classifier's strategy on."""
+    from types import SimpleNamespace
+
+    import hamviz.joint as joint
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fit(model, train_ds, val_ds, **kw):
+        seen["weighted"] = len(train_ds.element_spec) == 3
+        labels = np.concatenate([y["class"].numpy().argmax(1) for _, y, *_ in train_ds.take(kw["steps_per_epoch"])])
+        seen["counts"] = np.bincount(labels, minlength=7)
+        raise Stop
+
+    monkeypatch.setattr(joint, "fit", fit)
+    ae = SimpleNamespace(model=autoencoder((16, 16, 3), 3, (8, 16)), key="ae")
+    clf = SimpleNamespace(model=small_cnn((16, 16, 3)), key="clf")
+    cfg = JointConfig(image_size=16, epochs=1, train_limit=300, strategy=strategy, oversample_min=60,
+                      augment={}, seed=0)
+    with pytest.raises(Stop):
+        joint.train_joint(cfg, ae, clf, skewed16, cache_root=tmp_path, log=lambda *_: None)
+    assert seen["weighted"] is weighted
+    nv = seen["counts"][skewed16.classes.index("nv")] / seen["counts"].sum()
+    assert bool(nv < 0.45) is oversampled, seen["counts"]  # about 62 % nv unless oversampled
+    P = {"init": "pretrained", "recon_weight": 0.0, "train_autoencoder": True, "train_classifier": True,
+         "learning_rate": 1e-4, "epochs": 1, "patience": 1, "train_limit": None, "val_limit": None, "seed": 0}
+    assert config_from_params(P, 3, 16, strategy, 60).strategy == strategy
+
+
+@pytest.mark.parametrize("bad", [{"init": "warm"}, {"strategy": "S6"}, {"recon_weight": -1},
                                  {"train_autoencoder": False, "train_classifier": False}])
 def test_bad_joint_config(bad):
     with pytest.raises(TrainingError):

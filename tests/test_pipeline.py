@@ -56,3 +56,30 @@ def test_bad_arguments():
         augmentation(zoom=1.5)
     with pytest.raises(ValueError, match="labels"):
         make_dataset(np.zeros((3, 8, 8, 3), np.uint8), [1, 2])
+
+
+@pytest.mark.parametrize("augment", [None, {"rot90": True, "flip": True, "zoom": 0.0, "shift": 0.0}])
+def test_rows_gather_inside_tf_data_the_same_batches_as_copies(augment):
+    """Oversampled training rows are gathered batch by batch (each image held once), yielding exactly the
+    batches of the materialised copy images[rows], augmentation and shuffling included; feature vectors too."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
+    rows = np.array([3, 3, 3, 0, 7, 11, 11, 5, 3, 0])  # repeats, as oversampling makes them
+    labels = rows % 7
+
+    def batches(**kw):
+        return [tuple(np.asarray(t) for t in b)
+                for b in make_dataset(batch_size=4, shuffle=True, seed=3, n_classes=7, augment=augment, **kw)]
+
+    by_index = batches(images=images, labels=labels, rows=rows)
+    copied = batches(images=images[rows], labels=labels)
+    assert [b[0].shape[0] for b in by_index] == [4, 4, 2]
+    for a, b in zip(by_index, copied, strict=True):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    feats = rng.random((12, 5)).astype(np.float32)
+    got = np.concatenate([np.asarray(x) for x, _ in make_dataset(feats, labels, rows=rows, batch_size=4,
+                                                                  n_classes=7)])
+    np.testing.assert_array_equal(got, feats[rows])
+    with pytest.raises(ValueError, match="integer indices"):
+        make_dataset(images, labels, rows=rows.astype(float))

@@ -24,13 +24,17 @@ def binary_view(s: PreparedView, malignant) -> PreparedView:
 
 
 def member(b: PreparedView, model: str, options: dict, P: dict, *, epochs=None, optimizer=None, seed=None,
-           log=print) -> Artefact:
+           fixed_budget: bool = False, log=print) -> Artefact:
     """One binary member on the binary view ``b``, trained once (class weights, the chapter's augmentation)
-    and stored."""
+    and stored. ``epochs`` (default ``P["member_epochs"]``) is a maximum: early stopping (``P["patience"]``) and
+    a learning-rate plateau schedule apply, unless ``fixed_budget``: then every run trains exactly ``epochs``
+    epochs at a constant learning rate (what a comparison of optimisers or search trials needs to be fair)."""
+    n = epochs or P["member_epochs"]
     cfg = TrainConfig(model=model, model_options=dict(options), image_size=b.size, strategy="S4",
                       optimizer=optimizer or P["optimizer"], learning_rate=P["learning_rate"],
-                      clipnorm=P["clipnorm"], epochs=epochs or P["member_epochs"], patience=P["patience"],
-                      batch_size=P["batch_size"], train_limit=P["train_limit"], seed=P["seed"] if seed is None else seed)
+                      clipnorm=P["clipnorm"], epochs=n, patience=n if fixed_budget else P["patience"],
+                      schedule="none" if fixed_budget else "plateau", batch_size=P["batch_size"],
+                      train_limit=P["train_limit"], seed=P["seed"] if seed is None else seed)
     return train_classifier(cfg, b, log=log)
 
 
@@ -73,7 +77,8 @@ def missed_malignant(m: Artefact, s: PreparedView, b: PreparedView, malignant, n
 
 
 def search(b: PreparedView, P: dict, log=print) -> pd.DataFrame:
-    """The recorded random search over configurable CNNs (short training, scored on validation AUC)."""
+    """The recorded random search over configurable CNNs (``P["search_epochs"]`` epochs each, equal budgets,
+    scored on validation AUC)."""
     from sklearn.metrics import roc_auc_score
 
     from ..models import CNN_KEYS
@@ -83,7 +88,7 @@ def search(b: PreparedView, P: dict, log=print) -> pd.DataFrame:
     def train_fn(params):
         opts = {k: params[k] for k in CNN_KEYS if k in params}
         t = member(b, "configurable_cnn", opts, {**P, "learning_rate": params["learning_rate"]},
-                   epochs=P["search_epochs"], optimizer=params["optimizer"], log=log)
+                   epochs=P["search_epochs"], optimizer=params["optimizer"], fixed_budget=True, log=log)
         yv = b.labels[t.rows["val"]]
         return {"val_auc": float(roc_auc_score(yv, t.proba["val"][:, 1])),
                 "val_accuracy": float(((t.proba["val"][:, 1] >= 0.5) == yv).mean())}
@@ -144,11 +149,12 @@ def report_table(reports: dict) -> pd.DataFrame:
 
 
 def optimizer_comparison(b: PreparedView, P: dict, log=print) -> pd.DataFrame:
-    """The same binary small CNN trained with each optimiser for the same number of epochs."""
+    """The same binary small CNN trained with each optimiser for exactly ``P["optimizer_epochs"]`` epochs at a
+    constant learning rate (no early stopping, no schedule: equal budgets)."""
     from sklearn.metrics import roc_auc_score
     rows = []
     for opt in P["optimizers"]:
-        t = member(b, "small_cnn", {}, P, epochs=P["optimizer_epochs"], optimizer=opt, log=log)
+        t = member(b, "small_cnn", {}, P, epochs=P["optimizer_epochs"], optimizer=opt, fixed_budget=True, log=log)
         yv, yt = b.labels[t.rows["val"]], b.labels[t.rows["test"]]
         rows.append({"optimizer": opt, "epochs": len(t.history["loss"]),
                      "final train loss": t.history["loss"][-1], "best val loss": min(t.history["val_loss"]),

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import hypervector as hv
-from ..balance import oversample
+from ..balance import per_class
 from ..metrics import evaluate
 from ..training import Artefact, limit_rows, predict, train_or_load
 
@@ -27,20 +27,20 @@ METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 #: parameters that change a trained HD (or softmax twin) model
 TRAIN_KEYS = ("image_size", "resize", "seed", "split", "classes", "dim", "template", "backbone", "dense", "dropout",
               "optimizer", "learning_rate", "epochs", "patience", "batch_size", "augment", "train_limit",
-              "oversample_to")
+              "per_class")
 
 
 def _train_params(P: dict) -> dict:
     return {k: P.get(k) for k in TRAIN_KEYS}
 
 
-def _train_rows(sub, P: dict, exclude=()) -> np.ndarray:
+def train_rows(sub, P: dict, exclude=()) -> np.ndarray:
     rows = sub.rows["train"]
     if exclude:
         rows = rows[~np.isin(sub.labels[rows], exclude)]
     rows = limit_rows(rows, sub.labels[rows], P["train_limit"], P["seed"])
-    if P["oversample_to"]:
-        rows = rows[oversample(sub.labels[rows], "below", min_size=P["oversample_to"], seed=P["seed"])]
+    if P["per_class"]:
+        rows = rows[per_class(sub.labels[rows], P["per_class"], seed=P["seed"])]
     return rows
 
 
@@ -93,7 +93,7 @@ def hd_model(sub, P: dict, loss: str, memory: hv.Memory, exclude=(), log=print,
 
     def train():
         inputs = sub.images if pretrained is None else pretrained.features
-        tr = _train_rows(sub, P, exclude)
+        tr = train_rows(sub, P, exclude)
         va = sub.rows["val"][~np.isin(sub.labels[sub.rows["val"]], exclude)]
         what = "images" if pretrained is None else f"{pretrained.label} features"
         log(f"training HD ({loss}) on {len(tr)} {what} for up to {P['epochs']} epochs")
@@ -193,7 +193,7 @@ def row_table(sweep: pd.DataFrame, sub, P: dict, row: PretrainedRow | None = Non
 
     def line(name, model, s, loss, what):
         scores = {m: float(clean.loc[f"{model} (cosine)", m]) for m in METRICS}
-        return {"row": name, "loss": loss, **scores, "n_train": len(_train_rows(s, P)), "n_test": len(s.rows["test"]),
+        return {"row": name, "loss": loss, **scores, "n_train": len(train_rows(s, P)), "n_test": len(s.rows["test"]),
                 "input": what}
 
     first = "from scratch (reference)" if P["backbone"] == "hd_cnn" else f"{P['backbone']} backbone"
@@ -216,7 +216,7 @@ def softmax_twin(sub, P: dict, log=print) -> Artefact:
 
     def train():
         images = sub.images
-        tr, va, k = _train_rows(sub, P), sub.rows["val"], len(sub.classes)
+        tr, va, k = train_rows(sub, P), sub.rows["val"], len(sub.classes)
         log(f"training the softmax twin on {len(tr)} images for up to {P['epochs']} epochs")
         model = _build(P, images.shape[1:], k, softmax=True)
         model.compile(optimizer=make_optimizer(P["optimizer"], P["learning_rate"]),

@@ -9,22 +9,24 @@ from ..training import Artefact
 from ..view import PreparedView
 
 
-def config(P: dict, ratio: float, image_size: int) -> JointConfig:
+def config(P: dict, ratio: float, image_size: int, strategy: str = "S4", oversample_min: int = 1000) -> JointConfig:
     """The JointConfig of the joint chapter's parameters ``P`` (flat) for one autoencoder ratio at ``image_size``
-    (the main classifier's)."""
+    (the main classifier's), with the main classifier's imbalance ``strategy`` (and its ``oversample_min``)."""
     return JointConfig(ratio=ratio, image_size=image_size, init=P["init"], recon_weight=P["recon_weight"],
                        train_autoencoder=P["train_autoencoder"], train_classifier=P["train_classifier"],
                        learning_rate=P["learning_rate"], epochs=P["epochs"], patience=P["patience"],
-                       train_limit=P["train_limit"], val_limit=P["val_limit"], seed=P["seed"])
+                       train_limit=P["train_limit"], val_limit=P["val_limit"], strategy=strategy,
+                       oversample_min=oversample_min, seed=P["seed"])
 
 
 def joint_models(P: dict, autoencoders: dict, classifier: Artefact, view: PreparedView,
                  log=print) -> dict[float, Artefact]:
     """ratio -> the joint model of that autoencoder and ``classifier`` (trained once, then loaded), on the
-    rows the classifier was trained on."""
+    rows the classifier was trained on, with its imbalance strategy."""
     missing = [r for r in P["ratios"] if r not in autoencoders]
     if missing:
         raise ValueError(f"joint ratios {missing} are not among the compression chapter's autoencoders "
                          f"{list(autoencoders)}: add them to chapters.compression.ae_ratios")
-    return {r: train_joint(config(P, r, view.size), autoencoders[r], classifier, view, rows=classifier.rows,
+    c = classifier.config
+    return {r: train_joint(config(P, r, view.size, c.strategy, c.oversample_min), autoencoders[r], classifier, view, rows=classifier.rows,
                            n_classes=len(view.classes), log=log) for r in P["ratios"]}
