@@ -236,3 +236,21 @@ def test_a_data_folder_that_was_never_completed_is_not_used(fresh, tmp_path):
     with pytest.raises(DataError):
         data_dir()
     assert dl.plan(fresh).files  # and the book would download it
+
+
+def test_hamviz_weights_puts_a_preset_where_asked_for_a_machine_without_internet(fresh, tmp_path, capsys,
+                                                                                   monkeypatch):
+    calls = []
+
+    def fake_hub(handle, dest):
+        calls.append(handle)
+        shutil.copyfile(SHARED_WEIGHTS / PRESET / "config.json", dest / "config.json")
+
+    monkeypatch.setattr(w, "hub_fetch", fake_hub)
+    dest = tmp_path / "carry"
+    assert cli.main(["weights", "--dest", str(dest)]) == 0
+    assert calls == [HANDLE] and (dest / PRESET / "config.json").is_file()
+    assert f"export HAMVIZ_WEIGHTS={dest.resolve()}" in capsys.readouterr().out
+    monkeypatch.setenv("HAMVIZ_WEIGHTS", str(dest))
+    assert cli.main(["weights"]) == 0  # already there: found, not fetched
+    assert calls == [HANDLE] and str(dest / PRESET) in capsys.readouterr().out
