@@ -5,12 +5,20 @@ VENV ?= .venv
 PROFILE ?= cpu
 BOOK ?= book
 JOBS ?=
-# Where the HAM10000 data lives: your download (official layout) or a flat images/ folder.
-HAMVIZ_DATA ?= $(abspath ../shared/data/ham10000)
+# Where the HAM10000 data lives: your download (official layout) or a flat images/ folder. Default: the copy beside
+# the repository (../shared/data/ham10000) when there is one; without it HAMVIZ_DATA stays unset and the first
+# `make book` downloads HAM10000 once into $HAMVIZ_HOME/ham10000 (default ~/.local/share/hamviz/ham10000; see README;
+# `make book HAMVIZ_NO_DOWNLOAD=1` turns that off).
+HAMVIZ_DATA ?= $(wildcard $(abspath ../shared/data/ham10000))
+ifneq ($(strip $(HAMVIZ_DATA)),)
 export HAMVIZ_DATA
-# Where pretrained weights live (Keras-Hub preset folders, e.g. efficientnet_lite0_imagenet/).
-HAMVIZ_WEIGHTS ?= $(abspath ../shared/weights)
+endif
+# Where pretrained weights live (Keras-Hub preset folders, e.g. efficientnet_lite0_imagenet/). Default: ../shared/weights
+# when it is there; otherwise the book fetches the preset once into the weights cache (<cache>/weights).
+HAMVIZ_WEIGHTS ?= $(wildcard $(abspath ../shared/weights))
+ifneq ($(strip $(HAMVIZ_WEIGHTS)),)
 export HAMVIZ_WEIGHTS
+endif
 
 # The browser tests (tests/test_browser.py) drive this Chromium; `make test` installs Debian's where it is missing.
 CHROMIUM ?= /usr/bin/chromium

@@ -11,6 +11,11 @@ Layout of the output folder::
     failed/<nb>/               the last failed run of a chapter: the partly executed notebook and why
     .work/                     chapters being built (never read as results)
 
+Before any chapter runs, :func:`provide` makes sure what the chapters need is on this machine: with no data
+location set it downloads HAM10000 (and the lesion masks the chapters use) into the default data folder, and a
+missing Keras-Hub preset into the weights cache, once; offline, or with downloads turned off, it stops at once
+with one message listing every missing piece and how to get it.
+
 A chapter is re-run only when its key changes: the notebook's cells, its parameters, the hamviz source,
 the data fingerprint, and the keys of the chapters it depends on (notebook metadata
 ``{"hamviz": {"depends": ["classifier"]}}``). A chapter is built in ``.work`` and moved into ``chapters/``
@@ -36,9 +41,9 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from .config import HamvizError, ParamsError
+from .config import DataError, HamvizError, ParamsError
 from .config import notebooks_dir
-from .params import CHAPTER_SCHEMAS, chapter_params, find_profile, load_profile
+from .params import CHAPTER_SCHEMAS, chapter_params, find_profile, load_profile, wanted_weights, weights_problems
 from .record import jsonable as _jsonable, provenance
 
 NOTEBOOKS = notebooks_dir()
@@ -46,6 +51,8 @@ NOTEBOOKS = notebooks_dir()
 NOTEBOOK_PARAMETERS = ("profile", "params", "data_dir", "record_path")
 #: Keys that do not change a chapter's results (left out of its key).
 NEUTRAL_KEYS = ("jobs", "description", "data_dir", "profile", "_source")
+#: chapters that use the lesion masks when the profile's ``masks`` is "auto" (their lesion-contrast analyses)
+MASK_CHAPTERS = ("eda", "joint")
 
 
 @dataclass
@@ -264,49 +271,205 @@ def chapter_keys(specs, params: dict, fingerprint: str) -> dict[str, str]:
     return keys
 
 
-def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, only=None) -> Book:
+def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, only=None,
+            download: bool | None = False, log=print) -> Book:
     """Every check that can fail before a notebook runs: the profile against its schema, each notebook's
-    parameters, and the data (metadata, files, masks). Raises a HamvizError naming the problem."""
+    parameters, what the chapters need on this machine (:func:`provide`, which downloads what is missing when
+    ``download`` allows: True, False, or None for "unless $HAMVIZ_NO_DOWNLOAD"), the pretrained weights, and the
+    data (metadata, files, masks). Raises a HamvizError naming the problem."""
     from .config import cache_dir, check_writable
     from .data import load_ham10000
     check_writable(out, "The book's output folder", "Pass --out a folder this user can write (or create).")
     cache_dir()  # the cache must be writable too: checked here, not after a model has trained
     profile_path = find_profile(profile)
-    params = load_profile(profile_path, {"data_dir": str(data_dir)} if data_dir else None)
-    specs = discover(notebooks_dir)
+    # weights are checked below, for the chosen chapters, once provide() has fetched what it can
+    params = load_profile(profile_path, {"data_dir": str(data_dir)} if data_dir else None, check_weights=False)
+    specs = select(discover(notebooks_dir), only)
     if not specs:
         raise HamvizError(f"No chapter notebooks (NN_name.ipynb) in {notebooks_dir}")
-    if only:
-        names = {s.name for s in specs} | {s.stem for s in specs}
-        unknown = [o for o in only if o not in names]
-        if unknown:
-            raise ParamsError(f"Unknown chapter(s) {unknown}; chapters: {[s.name for s in specs]}")
-        wanted = set(only)
-        # a chapter brings the chapters it depends on
-        changed = True
-        while changed:
-            changed = False
-            for s in specs:
-                if (s.name in wanted or s.stem in wanted) and not set(s.depends) <= wanted:
-                    wanted |= set(s.depends)
-                    changed = True
-        specs = [s for s in specs if s.name in wanted or s.stem in wanted]
     for s in specs:
         check_notebook(s)
+    names = [s.name for s in specs]
+    params["data_dir"] = str(provide(params, names, download, log))
+    problems = weights_problems(params, names)
+    if problems:
+        raise ParamsError(f"Invalid parameters in {profile_path}:\n  - " + "\n  - ".join(problems))
     ds = load_ham10000(params["data_dir"], masks=params["masks"], on_missing=params["on_missing"])
     params["data_dir"] = str(ds.root)
     absent = ds.report.get("missing_optional_columns")
-    if absent and any(s.name == "eda" for s in specs):
-        print(f"[book] note: the metadata has no {', '.join(absent)} column(s): the EDA chapter skips what needs "
-              f"them (demographics); every other chapter needs only lesion_id, image_id, dx")
+    if absent and "eda" in names:
+        log(f"[book] note: the metadata has no {', '.join(absent)} column(s): the EDA chapter skips what needs "
+            f"them (demographics); every other chapter needs only lesion_id, image_id, dx")
     from .splits import check_splittable
     for warning in check_splittable(ds.meta, params["split"]["fractions"], params["split"]["grouped"]):
-        print(f"[book] warning: {warning}")
+        log(f"[book] warning: {warning}")
     external = (params.get("chapters", {}).get("classifier") or {}).get("external_test")
-    if external and any(s.name == "classifier" for s in specs):
+    if external and "classifier" in names:
         from .external import load_isic2018
         load_isic2018(external)  # the folder, its ground truth and images: checked before any training
     return Book(Path(out).resolve(), params, specs, chapter_keys(specs, params, ds.fingerprint), ds.fingerprint)
+
+
+def select(specs: list[ChapterSpec], only=None) -> list[ChapterSpec]:
+    """The chapters named in ``only`` (names or stems) and every chapter they depend on, in book order; all of
+    ``specs`` when ``only`` is empty. Raises ParamsError for an unknown name."""
+    if not only:
+        return specs
+    names = {s.name for s in specs} | {s.stem for s in specs}
+    unknown = [o for o in only if o not in names]
+    if unknown:
+        raise ParamsError(f"Unknown chapter(s) {unknown}; chapters: {[s.name for s in specs]}")
+    wanted = set(only)
+    changed = True
+    while changed:  # a chapter brings the chapters it depends on
+        changed = False
+        for s in specs:
+            if (s.name in wanted or s.stem in wanted) and not set(s.depends) <= wanted:
+                wanted |= set(s.depends)
+                changed = True
+    return [s for s in specs if s.name in wanted or s.stem in wanted]
+
+
+@dataclass
+class _Need:
+    """One thing the chapters need that is not on this machine: what it is, how to get it by hand, and whether
+    (and why not) this run can download it."""
+    what: str
+    how: str
+    fetchable: bool
+    why_not: str = ""
+    optional: bool = False
+    data: bool = True  # data (DataError) or weights (WeightsError)
+
+
+def provide(params: dict, chapters, download: bool | None = None, log=print) -> Path:
+    """Make sure what ``chapters`` (names) need is on this machine before any of them runs; return the data folder.
+
+    Data: the folder set by ``params["data_dir"]`` or $HAMVIZ_DATA is used as it is; with neither, the default data
+    folder (:func:`hamviz.config.default_data_dir`), where HAM10000 -- and the lesion masks when the profile's
+    ``masks`` is true, or "auto" and a chapter of :data:`MASK_CHAPTERS` runs -- are downloaded once
+    (:func:`hamviz.download.download`: size, time and free space stated and checked first; from
+    ``$HAMVIZ_DOWNLOAD_URL`` when set). Weights: each Keras-Hub preset the chapters ask for ("imagenet" or None)
+    that is in no preset folder is fetched once into the weights cache (:func:`hamviz.weights.fetch_preset`).
+    ``download``: True, False, or None ("unless $HAMVIZ_NO_DOWNLOAD"). Whether the hosts can be reached is checked
+    first (a few seconds at most). Raises HamvizError, before anything is downloaded, with one message listing
+    every missing piece (data, masks, weights) with its command or URL and the variables that point hamviz at
+    local copies, when one of them cannot be downloaded (offline, or downloads off): a DataError when data is among
+    them, else a WeightsError; DataError / WeightsError when a download fails or the disk is too full."""
+    from . import config
+    from . import download as dl
+    from . import weights as w
+    from .registry import HUB_BACKBONES
+    allowed = config.downloads_allowed(download)
+    configured = config.configured_data_dir(params.get("data_dir"))
+    data = configured if configured is not None else config.default_data_dir()
+    items, needs = _data_needs(params, chapters, configured, data)
+    presets = _preset_needs(params, chapters)
+    if not (items or presets or needs):
+        if configured is None:
+            log(f"[book] data: {data} (the default data folder, downloaded earlier)")
+        return data
+    base_url = os.environ.get(config.DOWNLOAD_URL_ENV) or None
+    data_ok = False
+    if items:
+        hosts = dl.hosts(items, base_url)
+        data_ok = allowed and dl.online(items, base_url)
+        needs += _data_pieces(items, data, params["masks"] is True, data_ok, _why_not(allowed, hosts))
+    for backbone, where in presets.items():
+        host = w.hub_host(HUB_BACKBONES[backbone][1])
+        needs.append(_Need(f"{backbone} pretrained weights (Keras-Hub preset {HUB_BACKBONES[backbone][1]}, about "
+                           f"{w.PRESET_MB.get(backbone, '?')} MB; for {', '.join(where)})",
+                           w.how_to_get(backbone), allowed and w.reachable(host), _why_not(allowed, [host]),
+                           data=False))
+    blocking = [n for n in needs if not n.fetchable and not n.optional]
+    if blocking:
+        raise (DataError if any(n.data for n in blocking) else w.WeightsError)(_missing_message(needs, allowed))
+    for backbone in presets:
+        w.fetch_preset(backbone, log=log)
+    if items and not data_ok:  # only the optional masks, and they cannot come now
+        log(f"[book] note: the lesion masks are not in {data} and cannot be downloaded now "
+            f"({_why_not(allowed, hosts)}): the chapters skip their lesion-contrast analyses")
+    elif items:
+        log(f"[book] no data location is set (--data, {config.DATA_ENV}, data_dir): downloading "
+            f"{' and '.join(items)} into the default data folder {data}")
+        dl.download(data, items, base_url=base_url, progress=True)
+        log(f"[book] {' and '.join(items)}: in {data} now; later builds use it without downloading. To use another "
+            f"copy: `hamviz book --data DIR`, `make book {config.DATA_ENV}=DIR` or `export {config.DATA_ENV}=DIR`; "
+            f"to download elsewhere: `export {config.HOME_ENV}=DIR` (then DIR/ham10000); to never download: "
+            f"`--no-download` or {config.NO_DOWNLOAD_ENV}=1.")
+    return data
+
+
+def _why_not(allowed: bool, hosts) -> str:
+    return "downloads are turned off" if not allowed else f"no connection to {', '.join(hosts)}"
+
+
+_ITEM_WHAT = {"ham10000": "HAM10000 images and metadata", "masks": "the HAM10000 lesion masks"}
+
+
+def _data_needs(params: dict, chapters, configured: Path | None, data: Path) -> tuple[list[str], list[_Need]]:
+    """(download items the default data folder lacks, pieces missing from a configured folder)."""
+    from . import config
+    from .data import MASK_DIRS
+    masks = params["masks"] is True or (params["masks"] == "auto" and bool(set(chapters) & set(MASK_CHAPTERS)))
+    if configured is None:
+        done = config.completed_items(data)
+        return [i for i in ("ham10000", "masks") if (i == "ham10000" or masks) and i not in done], []
+    if not configured.is_dir():
+        return [], [_Need(f"the data folder {configured} (set by --data, data_dir or {config.DATA_ENV})",
+                          config.GET_DATA_HINT.rstrip("."), False, "it is set but does not exist")]
+    if params["masks"] is True and not any((configured / m).is_dir() for m in MASK_DIRS):
+        from .download import how_to_get
+        return [], [_Need(f"the lesion masks for {configured} (the profile says masks: true)",
+                          how_to_get(["masks"], configured), False, "the book downloads only into its default "
+                          "data folder")]
+    return [], []
+
+
+def _data_pieces(items, data: Path, masks_required: bool, ok: bool, why: str) -> list[_Need]:
+    """The missing data ``items`` of the default data folder ``data`` as pieces of the book's message."""
+    from . import config
+    from .download import REGISTRY, how_to_get, item_size
+    masks = "the HAM10000 lesion masks (about {:.0f} MB; the chapters' lesion-contrast analyses use them)".format(
+        item_size("masks") / 1e6)
+    masks_url = REGISTRY["masks"].files[0].url
+    if "ham10000" not in items:
+        return [_Need(masks, how_to_get(["masks"], data), ok, why, optional=not masks_required)]
+    out = [_Need(f"HAM10000 images and metadata (about {item_size('ham10000') / 1e9:.1f} GB)",
+                 f"{how_to_get(items, 'DIR')}, then `export {config.DATA_ENV}=DIR` (or `hamviz book --data DIR`, "
+                 f"`make book {config.DATA_ENV}=DIR`, data_dir: DIR in the profile); or run `hamviz book` once "
+                 f"online: it downloads into {data}", ok, why)]
+    if "masks" in items:
+        out.append(_Need(masks, f"`--masks` in the command above (by hand: {masks_url}, unpacked into "
+                                f"DIR/HAM10000_segmentations_lesion_tschandl/)", ok, why))
+    return out
+
+
+def _preset_needs(params: dict, chapters) -> dict[str, list[str]]:
+    """Keras-Hub backbones the chapters ask pretrained weights (or the architecture) of that are in no preset
+    folder: backbone -> where in the profile."""
+    from .registry import HUB_BACKBONES
+    from .weights import local_preset
+    out: dict[str, list[str]] = {}
+    for where, model, weights in wanted_weights(params):
+        if where.split(".")[1] in chapters and model in HUB_BACKBONES and weights in (None, "imagenet") \
+                and local_preset(model) is None:
+            out.setdefault(model, []).append(where)
+    return out
+
+
+def _missing_message(needs: list[_Need], allowed: bool) -> str:
+    from . import config
+    lines = [f"  - {n.what}: not here ({'it could be downloaded now' if n.fetchable else n.why_not}). "
+             f"To get it: {n.how}." for n in needs]
+    return (f"The book needs {len(needs)} thing(s) that are not on this machine; nothing was run:\n"
+            + "\n".join(lines)
+            + f"\nVariables that point hamviz at local copies: {config.DATA_ENV} (the HAM10000 folder), "
+              f"{config.WEIGHTS_ENV} (the folder holding the preset folders), {config.HOME_ENV} (where the book "
+              f"downloads: $HAMVIZ_HOME/ham10000), {config.DOWNLOAD_URL_ENV} (a mirror of the data files). "
+            + ("Once online, `hamviz book` downloads them itself." if allowed else
+               f"Downloads are off (`--no-download`, {config.NO_DOWNLOAD_ENV}=1, or `hamviz validate`): without "
+               f"those `hamviz book` downloads what it lacks when online."))
 
 
 def _started(result: dict) -> float:
@@ -335,10 +498,12 @@ def chapter_state(book: Book, spec: ChapterSpec) -> dict:
 
 
 def build(profile="cpu", out="book", data_dir=None, jobs: int | None = None, force: bool = False,
-          only=None, notebooks_dir=NOTEBOOKS, log=print) -> dict:
-    """Build (or bring up to date) the results book; returns the book summary (also ``book.json``)."""
+          only=None, notebooks_dir=NOTEBOOKS, log=print, download: bool | None = None) -> dict:
+    """Build (or bring up to date) the results book; returns the book summary (also ``book.json``).
+    ``download``: whether missing data and weights may be downloaded first (:func:`provide`; None: unless
+    $HAMVIZ_NO_DOWNLOAD is set). Raises HamvizError for what :func:`prepare` finds before any chapter runs."""
     t0 = time.time()
-    book = prepare(profile, out, data_dir, notebooks_dir, only)
+    book = prepare(profile, out, data_dir, notebooks_dir, only, download=download, log=log)
     book.out.mkdir(parents=True, exist_ok=True)
     clean_work(book.out)
     jobs = jobs or book.profile.get("jobs", 1)

@@ -1,9 +1,10 @@
-"""Command line: ``hamviz book | validate | cache | download`` (also ``python -m hamviz``)."""
+"""Command line: ``hamviz book | validate | cache | download | weights`` (also ``python -m hamviz``)."""
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from .config import HamvizError
 
@@ -12,7 +13,8 @@ def _book(args) -> int:
     from .book import build
     from .book import NOTEBOOKS
     summary = build(args.profile, args.out, data_dir=args.data, jobs=args.jobs, force=args.force,
-                    only=args.only, notebooks_dir=args.notebooks or NOTEBOOKS)
+                    only=args.only, notebooks_dir=args.notebooks or NOTEBOOKS,
+                    download=False if args.no_download else None)
     bad = [c for c in summary["chapters"] if c["status"] != "ok"]
     print(f"[book] {args.out}/index.html: {len(summary['chapters']) - len(bad)} chapter(s) ok"
           + (f", {len(bad)} not: " + ", ".join(f"{c['stem']} ({c['status']})" for c in bad) if bad else ""))
@@ -21,7 +23,7 @@ def _book(args) -> int:
 
 def _validate(args) -> int:
     from .book import prepare
-    book = prepare(args.profile, "book", data_dir=args.data)
+    book = prepare(args.profile, "book", data_dir=args.data, download=False)  # validate never downloads
     print(f"profile {book.profile['profile']} ({book.profile['_source']}) is valid; data at "
           f"{book.profile['data_dir']} (fingerprint {book.fingerprint}); chapters: "
           + ", ".join(s.stem for s in book.chapters))
@@ -48,6 +50,16 @@ def _download(args) -> int:
     return 0
 
 
+def _weights(args) -> int:
+    from .config import WEIGHTS_ENV
+    from .weights import fetch_preset, local_preset
+    folder = fetch_preset(args.model, into=args.dest) if args.dest else \
+        local_preset(args.model) or fetch_preset(args.model)
+    print(f"{args.model}: Keras-Hub preset in {folder}"
+          + (f"; point hamviz at it with: export {WEIGHTS_ENV}={folder.parent}" if args.dest else ""))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="hamviz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +72,10 @@ def main(argv=None) -> int:
     b.add_argument("--force", action="store_true", help="re-run chapters that are up to date")
     b.add_argument("--only", nargs="+", help="only these chapters (and what they depend on)")
     b.add_argument("--notebooks", help="folder of chapter notebooks (default: the repo's notebooks/)")
+    b.add_argument("--no-download", action="store_true",
+                   help="never download missing data or weights (also: HAMVIZ_NO_DOWNLOAD=1); without it, with no "
+                        "data location set, HAM10000 is downloaded once into $HAMVIZ_HOME/ham10000 (default "
+                        "~/.local/share/hamviz/ham10000)")
     b.set_defaults(func=_book)
 
     v = sub.add_parser("validate", help="check a profile and the data without running anything")
@@ -81,6 +97,14 @@ def main(argv=None) -> int:
         d = sub.add_parser("download", help="download HAM10000 (and optional extras) with checksums")
         add_download_arguments(d)
         d.set_defaults(func=_download)
+
+    from .registry import HUB_BACKBONES
+    wt = sub.add_parser("weights", help="download a pretrained Keras-Hub preset (once) for machines without internet")
+    wt.add_argument("--model", default=next(iter(HUB_BACKBONES)), choices=list(HUB_BACKBONES),
+                    help="the backbone (default: %(default)s)")
+    wt.add_argument("--dest", type=Path, help="put the preset folder in DEST (then: export HAMVIZ_WEIGHTS=DEST); "
+                                              "default: the weights cache, <cache>/weights")
+    wt.set_defaults(func=_weights)
 
     args = parser.parse_args(argv)
     try:

@@ -1,13 +1,21 @@
-"""Where things live: the data directory, the on-disk cache, and the errors hamviz raises.
+"""Where things live: the data directory, the on-disk cache, the weights, and the errors hamviz raises.
 
-Resolution order for the data directory: an explicit argument (params ``data_dir``), then the
-``HAMVIZ_DATA`` environment variable. There is no silent default: a missing setting is an error that
-says how to get the data and how to point hamviz at it.
-The cache (decoded images, splits, trained models) lives in ``HAMVIZ_CACHE`` or ``~/.cache/hamviz``.
+Resolution order for the data directory: an explicit argument (params ``data_dir``, ``--data``), then the
+``HAMVIZ_DATA`` environment variable, then the **default data folder** :func:`default_data_dir`
+(``$HAMVIZ_HOME/ham10000``, else the platform's user-data folder, ``~/.local/share/hamviz/ham10000`` on Linux)
+-- but only once a download into it has completed (its :data:`COMPLETE_MARKER` names the item). ``hamviz book``
+downloads HAM10000 there when nothing else is configured (:mod:`hamviz.download`), unless ``--no-download`` or
+``HAMVIZ_NO_DOWNLOAD=1``. Otherwise a missing setting is an error that says how to get the data and how to point
+hamviz at it.
+The cache (decoded images, splits, trained models) lives in ``HAMVIZ_CACHE`` or ``~/.cache/hamviz``; pretrained
+weights hamviz fetched itself in ``<cache>/weights`` (:func:`weights_cache_dir`).
 """
 from __future__ import annotations
 
+import json
 import os
+import socket
+import threading
 from importlib.metadata import PackageNotFoundError, version as _version
 from pathlib import Path
 
@@ -19,12 +27,21 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 DATA_ENV = "HAMVIZ_DATA"
 CACHE_ENV = "HAMVIZ_CACHE"
 WEIGHTS_ENV = "HAMVIZ_WEIGHTS"
+#: hamviz's own folder for what it downloads (the default data folder is ``$HAMVIZ_HOME/ham10000``)
+HOME_ENV = "HAMVIZ_HOME"
+#: set to 1 (true, yes) to turn off the book's automatic downloads (as ``hamviz book --no-download``)
+NO_DOWNLOAD_ENV = "HAMVIZ_NO_DOWNLOAD"
+#: a mirror: the book's automatic download fetches every file from ``$HAMVIZ_DOWNLOAD_URL/<file name>``
+DOWNLOAD_URL_ENV = "HAMVIZ_DOWNLOAD_URL"
+#: written into a data folder by :func:`hamviz.download.download` once every item it was asked for is in place
+COMPLETE_MARKER = ".hamviz-complete.json"
 
 GET_DATA_HINT = (
     "Get HAM10000 with `hamviz download --dest DIR` (or by hand from "
     "https://doi.org/10.7910/DVN/DBW86T: HAM10000_metadata.csv, HAM10000_images_part_1/, "
     "HAM10000_images_part_2/), then point hamviz at it with `export HAMVIZ_DATA=DIR` "
-    "or `data_dir: DIR` in your params file."
+    "or `data_dir: DIR` in your params file. (`hamviz book` downloads it by itself into the default data "
+    "folder when no data location is set and the machine is online.)"
 )
 
 
@@ -40,18 +57,81 @@ class ParamsError(HamvizError):
     """A parameter profile has an unknown key, a wrong type or an out-of-range value."""
 
 
-def data_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """The HAM10000 directory: ``explicit`` if given, else ``$HAMVIZ_DATA``; it must exist."""
+def configured_data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
+    """The data location the user set: ``explicit`` if given, else ``$HAMVIZ_DATA``; None when neither is (no
+    check that it exists)."""
     value = explicit if explicit not in (None, "") else os.environ.get(DATA_ENV)
-    if value in (None, ""):
-        raise DataError(f"No data directory given: pass data_dir or set {DATA_ENV}. {GET_DATA_HINT}")
-    path = Path(value).expanduser()
+    return None if value in (None, "") else Path(value).expanduser()
+
+
+def home_dir() -> Path:
+    """hamviz's folder for downloaded data: ``$HAMVIZ_HOME``, else the platform's user-data folder
+    (``$XDG_DATA_HOME/hamviz`` or ``~/.local/share/hamviz`` on Linux, ``~/Library/Application Support/hamviz`` on
+    macOS, ``%LOCALAPPDATA%\\hamviz`` on Windows; platformdirs). Not created."""
+    value = os.environ.get(HOME_ENV)
+    if value:
+        return Path(value).expanduser().absolute()
+    import platformdirs  # noqa: PLC0415 - a dependency of pooch; only needed here
+    return Path(platformdirs.user_data_dir("hamviz", appauthor=False)).absolute()
+
+
+def default_data_dir() -> Path:
+    """Where ``hamviz book`` downloads HAM10000 when no data location is set: ``home_dir() / "ham10000"``."""
+    return home_dir() / "ham10000"
+
+
+def completed_items(folder: str | os.PathLike) -> set[str]:
+    """The download items (``"ham10000"``, ``"masks"``, ...) whose download into ``folder`` completed, from its
+    :data:`COMPLETE_MARKER`; empty when there is none (never downloaded, or interrupted) or it is unreadable."""
+    try:
+        items = json.loads((Path(folder) / COMPLETE_MARKER).read_text()).get("items", [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {str(i) for i in items} if isinstance(items, list) else set()
+
+
+def data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The HAM10000 directory: ``explicit`` if given, else ``$HAMVIZ_DATA``, else :func:`default_data_dir` when a
+    download into it completed. Raises DataError when none is set, or the one set is a file or does not exist."""
+    path = configured_data_dir(explicit)
+    if path is None:
+        default = default_data_dir()
+        if "ham10000" in completed_items(default):
+            return default.resolve()
+        raise DataError(f"No data directory given: pass data_dir or set {DATA_ENV} (the default data folder "
+                        f"{default} holds no completed download). {GET_DATA_HINT}")
     if path.is_file():
         raise DataError(f"Data directory {path} is a file, not a folder: point data_dir / {DATA_ENV} at the folder "
                         f"that holds HAM10000_metadata.csv and the image folders (perhaps {path.parent}).")
     if not path.is_dir():
         raise DataError(f"Data directory {path} does not exist. {GET_DATA_HINT}")
     return path.resolve()
+
+
+def downloads_allowed(flag: bool | None = None) -> bool:
+    """Whether the book may download what it lacks: ``flag`` when given, else unless ``$HAMVIZ_NO_DOWNLOAD`` is
+    set to 1, true or yes (any case)."""
+    if flag is not None:
+        return bool(flag)
+    return os.environ.get(NO_DOWNLOAD_ENV, "").strip().lower() not in ("1", "true", "yes", "on")
+
+
+def reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``host``:``port`` opens within ``timeout`` seconds, name lookup included (a
+    download could start). Never raises; at most about ``timeout`` seconds even where name lookup hangs."""
+    result: list[bool] = []
+
+    def probe():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(result and result[0])
 
 
 def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -91,10 +171,16 @@ def check_writable(path: str | os.PathLike, what: str, fix: str) -> Path:
 
 def weights_dir(explicit: str | os.PathLike | None = None) -> Path:
     """Where pretrained weights live (Keras-Hub preset folders such as ``efficientnet_lite0_imagenet/``):
-    ``explicit``, else ``$HAMVIZ_WEIGHTS``, else ``<cache>/weights``. Not created: it may be read-only."""
+    ``explicit``, else ``$HAMVIZ_WEIGHTS``, else :func:`weights_cache_dir`. Not created: it may be read-only."""
     value = explicit or os.environ.get(WEIGHTS_ENV)
     if value:
         return Path(value).expanduser().resolve()
+    return weights_cache_dir()
+
+
+def weights_cache_dir() -> Path:
+    """Where hamviz keeps the pretrained weights it fetched itself: ``<cache>/weights`` (not created). Searched
+    after ``$HAMVIZ_WEIGHTS``."""
     return cache_dir() / "weights"
 
 

@@ -11,7 +11,16 @@ against its published md5 and unpacked into the layout :func:`hamviz.data.load_h
     DEST/dermamnist[_SIZE].npz                                              (items "dermamnist[-SIZE]")
 
 A second run with the files in place downloads nothing (files are re-checked, zips not re-extracted).
-Keep ``downloads/``: without it the next ``hamviz download`` fetches everything again.
+Keep ``downloads/``: without it the next ``hamviz download`` fetches everything again (the book does not need it:
+it trusts the completion marker below).
+
+Before the first byte, :func:`download` states how much it will fetch and about how long that takes, and refuses
+(DataError) when the destination's file system has too little free space for the archives and their unpacked
+copies (:func:`plan`). Nothing half-done ever looks complete: pooch downloads each file to a temporary name and
+moves it into place only once it is whole (an interrupted download is simply fetched again, from the start); a
+zip is unpacked into a hidden sibling folder (``DEST/.<target>.partial``) and renamed into place in one step; and
+``DEST/.hamviz-complete.json`` (:data:`hamviz.config.COMPLETE_MARKER`) names the items whose every file is in
+place -- the book only uses a default data folder that has it.
 
 Where the URLs and checksums come from (none could be checked from the machine this module was
 written on, which has no internet; the tests exercise the code against a local HTTP server):
@@ -30,17 +39,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as _dt
+import json
 import logging
+import os
 import shutil
 import sys
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pooch
 import requests
 
-from .config import DATA_ENV, GET_DATA_HINT, DataError
+from .config import (COMPLETE_MARKER, DATA_ENV, GET_DATA_HINT, DataError, __version__, completed_items,
+                     reachable)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +74,8 @@ class RemoteFile:
       unpacked into ``DEST``), "table" (written to ``DEST/target`` as a comma-separated file) or "file"
       (kept as ``DEST/fname``).
     known_hash: "md5:<hex>" (or "sha256:<hex>"), None where no checksum is published.
+    size: its size in bytes, approximate (None: not known); unpacked, a zip of JPEGs or PNGs takes about as much
+      again. Used to state the download and check the free space before it starts.
     """
 
     fname: str
@@ -67,6 +83,7 @@ class RemoteFile:
     known_hash: str | None
     kind: str = "file"
     target: str | None = None
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -81,24 +98,27 @@ def _dermamnist(size: int, md5: str) -> Item:
                 (RemoteFile(fname, f"{ZENODO}/{fname}?download=1", f"md5:{md5}"),))
 
 
-#: Every downloadable item, by name (the names ``download(items=...)`` accepts).
+#: Every downloadable item, by name (the names ``download(items=...)`` accepts). Sizes are estimates: the images
+#: from the 70 byte-exact originals in ../shared/data (269.6 kB on average) times 5,000 and 5,015 images, about
+#: 2.7 GB in all as commonly quoted; the metadata from the real file; the masks and the ISIC 2018 test images
+#: (1,512 originals) likewise estimated.
 REGISTRY: dict[str, Item] = {
-    "ham10000": Item("HAM10000 images (2 zips, about 2.8 GB) and metadata, Harvard Dataverse", (
+    "ham10000": Item("HAM10000 images (2 zips, about 2.7 GB) and metadata, Harvard Dataverse", (
         RemoteFile("HAM10000_metadata.csv", f"{DATAVERSE}/4338392?format=original",
-                   "md5:8f85fb1aa29d80a2797247e434deb79d", "table", "HAM10000_metadata.csv"),
+                   "md5:8f85fb1aa29d80a2797247e434deb79d", "table", "HAM10000_metadata.csv", 563_277),
         RemoteFile("HAM10000_images_part_1.zip", f"{DATAVERSE}/3172585",
-                   "md5:4639bfa73ab251610530a97c898e6e46", "zip", "HAM10000_images_part_1"),
+                   "md5:4639bfa73ab251610530a97c898e6e46", "zip", "HAM10000_images_part_1", 1_348_000_000),
         RemoteFile("HAM10000_images_part_2.zip", f"{DATAVERSE}/3172584",
-                   "md5:da43d6cc50f6613013be07e8986b384b", "zip", "HAM10000_images_part_2"),
+                   "md5:da43d6cc50f6613013be07e8986b384b", "zip", "HAM10000_images_part_2", 1_352_000_000),
     )),
     "masks": Item("HAM10000 lesion segmentation masks (Tschandl), Harvard Dataverse", (
         RemoteFile("HAM10000_segmentations_lesion_tschandl.zip", f"{DATAVERSE}/3838943",
                    "md5:6e8d252e09cfdb0189199f15985a5b84", "zip",
-                   "HAM10000_segmentations_lesion_tschandl"),
+                   "HAM10000_segmentations_lesion_tschandl", 11_000_000),
     )),
     "isic2018-test": Item("ISIC 2018 Task 3 test images and ground truth (no published checksum)", (
         RemoteFile("ISIC2018_Task3_Test_Input.zip", f"{ISIC_S3}/ISIC2018_Task3_Test_Input.zip",
-                   None, "zip", "ISIC2018_Task3_Test_Input"),
+                   None, "zip", "ISIC2018_Task3_Test_Input", 408_000_000),
         RemoteFile("ISIC2018_Task3_Test_GroundTruth.zip",
                    f"{ISIC_S3}/ISIC2018_Task3_Test_GroundTruth.zip",
                    None, "zip", "ISIC2018_Task3_Test_GroundTruth"),
@@ -119,25 +139,165 @@ def dermamnist_item(size: int | str) -> str:
     return "dermamnist" if size == 28 else f"dermamnist-{size}"
 
 
-def download(dest, items=("ham10000",), *, base_url: str | None = None, progress: bool = True) -> Path:
-    """Download ``items`` (names in :data:`REGISTRY`) into ``dest`` and unpack them; return ``dest``.
-
-    base_url: fetch every file from ``base_url + "/" + fname`` instead of its own URL (mirrors, tests).
-    progress: show tqdm progress bars and one line per file (on stderr).
-    Raises ValueError for an unknown item (before any download) and DataError for a failed download
-    or a checksum mismatch.
-    """
+def _names(items) -> list[str]:
     names = [items] if isinstance(items, str) else list(dict.fromkeys(items))
     unknown = [n for n in names if n not in REGISTRY]
     if unknown or not names:
         raise ValueError(f"Unknown download item(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
                          f"valid items: {', '.join(REGISTRY)}")
+    return names
+
+
+def download(dest, items=("ham10000",), *, base_url: str | None = None, progress: bool = True) -> Path:
+    """Download ``items`` (names in :data:`REGISTRY`) into ``dest`` and unpack them; return ``dest``.
+
+    base_url: fetch every file from ``base_url + "/" + fname`` instead of its own URL (mirrors, tests).
+    progress: show tqdm progress bars and one line per file (on stderr).
+    Before anything is fetched, says how many bytes will come and about how long that takes (:func:`plan`).
+    Once every file of the items is in place, records them in ``dest``'s completion marker
+    (:data:`hamviz.config.COMPLETE_MARKER`). Raises ValueError for an unknown item (before any download) and
+    DataError for too little free space (before any download), a failed download or a checksum mismatch.
+    """
+    names = _names(items)
     dest = Path(dest).expanduser().resolve()
+    todo = plan(dest, names, base_url)
+    if todo.files:
+        _say(progress, todo.describe())
+        todo.check_space()
     dest.mkdir(parents=True, exist_ok=True)
     for name in names:
         for remote in REGISTRY[name].files:
             _get(remote, dest, base_url, progress)
+    _mark_complete(dest, names)
     return dest
+
+
+#: download speeds the time estimate is given for (bits per second)
+SPEEDS = (100e6, 10e6)
+
+
+@dataclass
+class Plan:
+    """What :func:`download` will fetch into ``dest``: ``files`` (not yet downloaded), ``fetch_bytes`` (their
+    known sizes, bytes), ``unpack_bytes`` (what unpacking them takes, bytes), ``unknown`` (file names of unknown
+    size), ``free_bytes`` (free space on ``dest``'s file system)."""
+
+    dest: Path
+    files: list[RemoteFile] = field(default_factory=list)
+    fetch_bytes: int = 0
+    unpack_bytes: int = 0
+    unknown: list[str] = field(default_factory=list)
+    free_bytes: int = 0
+
+    @property
+    def need_bytes(self) -> int:
+        """Free space needed (bytes): the downloads, their unpacked copies, and 5 % to spare."""
+        return int((self.fetch_bytes + self.unpack_bytes) * 1.05)
+
+    def describe(self) -> str:
+        """One line: what comes, how big, about how long, where, and the disk space it takes."""
+        names = ", ".join(f.fname for f in self.files)
+        times = ", ".join(f"{_duration(self.fetch_bytes * 8 / bps)} at {bps / 1e6:g} Mbit/s" for bps in SPEEDS)
+        unknown = f" plus {len(self.unknown)} file(s) of unknown size" if self.unknown else ""
+        return (f"Downloading {_gb(self.fetch_bytes)}{unknown} ({names}) into {self.dest}: about {times}; it "
+                f"takes {_gb(self.need_bytes)} of disk with the unpacked copies ({_gb(self.free_bytes)} free there).")
+
+    def check_space(self) -> None:
+        """Raise DataError when the free space is less than :attr:`need_bytes`."""
+        if self.free_bytes < self.need_bytes:
+            raise DataError(
+                f"Not enough disk space to download into {self.dest}: it needs about {_gb(self.need_bytes)} "
+                f"({_gb(self.fetch_bytes)} of downloads and {_gb(self.unpack_bytes)} unpacked), and its file system "
+                f"has {_gb(self.free_bytes)} free. Free some space, or download onto another disk: "
+                f"`hamviz download --dest DIR` then `export {DATA_ENV}=DIR` (or set HAMVIZ_HOME=DIR for the book's "
+                f"own download). Nothing was downloaded.")
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{max(1, round(seconds / 60))} min"
+
+
+def plan(dest, items=("ham10000",), base_url: str | None = None) -> Plan:
+    """What :func:`download` of ``items`` into ``dest`` would fetch now (files not yet under ``dest``), with
+    their sizes in bytes and the free space of ``dest``'s file system (``shutil.disk_usage`` of its nearest
+    existing folder). Reads nothing from the network. Raises ValueError for an unknown item."""
+    dest = Path(dest).expanduser().absolute()
+    out = Plan(dest)
+    for name in _names(items):
+        for remote in REGISTRY[name].files:
+            if (_local_path(remote, dest)).is_file():
+                continue
+            out.files.append(remote)
+            if remote.size is None:
+                out.unknown.append(remote.fname)
+                continue
+            out.fetch_bytes += remote.size
+            if remote.kind in ("zip", "table"):
+                out.unpack_bytes += remote.size
+    probe = dest
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    out.free_bytes = shutil.disk_usage(probe).free
+    return out
+
+
+def _local_path(remote: RemoteFile, dest: Path) -> Path:
+    return (dest if remote.kind == "file" else dest / DOWNLOADS) / remote.fname
+
+
+def _url(remote: RemoteFile, base_url: str | None) -> str:
+    return remote.url if base_url is None else f"{base_url.rstrip('/')}/{remote.fname}"
+
+
+def _endpoints(items, base_url: str | None) -> list[tuple[str, int]]:
+    """(host, port) of every server that downloading ``items`` connects to."""
+    out = set()
+    for name in _names(items):
+        for remote in REGISTRY[name].files:
+            parts = urlsplit(_url(remote, base_url))
+            out.add((parts.hostname or "", parts.port or (80 if parts.scheme == "http" else 443)))
+    return sorted(out)
+
+
+def hosts(items=("ham10000",), base_url: str | None = None) -> list[str]:
+    """The hosts (``name``, or ``name:port`` for another port than 443) that downloading ``items`` connects to
+    (``base_url``'s when given)."""
+    return [h if port == 443 else f"{h}:{port}" for h, port in _endpoints(items, base_url)]
+
+
+def online(items=("ham10000",), base_url: str | None = None, timeout: float = 3.0) -> bool:
+    """Whether every host that downloading ``items`` connects to (:func:`hosts`) accepts a TCP connection within
+    ``timeout`` seconds (:func:`hamviz.config.reachable`): a cheap check before any download, so that an offline
+    machine is told at once rather than after pooch's attempts. Never raises."""
+    return all(reachable(host, port, timeout) for host, port in _endpoints(items, base_url))
+
+
+def _mark_complete(dest: Path, names) -> None:
+    """Add ``names`` to ``dest``'s completion marker (written whole, atomically)."""
+    done = sorted(completed_items(dest) | set(names))
+    tmp = dest / f"{COMPLETE_MARKER}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps({"items": done, "hamviz": __version__,
+                               "completed": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")},
+                              indent=1))
+    tmp.replace(dest / COMPLETE_MARKER)
+
+
+def item_size(name: str) -> int:
+    """The known download size of item ``name`` in bytes (files of unknown size count 0)."""
+    return sum(f.size or 0 for f in REGISTRY[_names(name)[0]].files)
+
+
+def how_to_get(names, dest) -> str:
+    """How to get ``names`` into ``dest`` by hand: the exact command, and the URLs of the files."""
+    names = _names(names)
+    flags = "".join(f" --{n}" for n in names if n != "ham10000")
+    urls = "; ".join(f"{f.fname}: {f.url}" for n in names for f in REGISTRY[n].files)
+    return (f"on a machine with internet run `hamviz download --dest {dest}{flags}` (or fetch {urls}; "
+            f"doi:10.7910/DVN/DBW86T), and copy {dest} here")
 
 
 def _say(progress: bool, message: str) -> None:
@@ -160,9 +320,9 @@ def _quiet_pooch():
 
 
 def _get(remote: RemoteFile, dest: Path, base_url: str | None, progress: bool) -> None:
-    url = remote.url if base_url is None else f"{base_url.rstrip('/')}/{remote.fname}"
-    folder = dest if remote.kind == "file" else dest / DOWNLOADS
-    path = folder / remote.fname
+    url = _url(remote, base_url)
+    path = _local_path(remote, dest)
+    folder = path.parent
     action = "fetch"
     if not path.is_file():
         _say(progress, f"Downloading {remote.fname} from {url}")
@@ -170,33 +330,41 @@ def _get(remote: RemoteFile, dest: Path, base_url: str | None, progress: bool) -
                                           headers={"User-Agent": "hamviz-download (pooch)"})
         try:
             with _quiet_pooch():
-                # known_hash=None: pooch moves the complete file into place; we check it just below,
+                # known_hash=None: pooch streams into a temporary file and moves it into place only once it is
+                # whole (an interrupted download leaves nothing under this name); we check the hash just below,
                 # so that a bad download and a bad file already on disk give the same error.
                 pooch.retrieve(url, known_hash=None, fname=remote.fname, path=folder,
                                downloader=downloader)
         except requests.exceptions.RequestException as exc:
             raise DataError(f"Download of {remote.fname} from {url} failed: {exc}. Check the connection "
-                            f"and retry, or download the file by hand into {folder}. {GET_DATA_HINT}") from exc
+                            f"and retry (what is complete is kept; this file starts again), or download the file "
+                            f"by hand into {folder}. {GET_DATA_HINT}") from exc
         action = "download"
     if remote.known_hash is None:
         log.warning("%s (from %s) has no published checksum: it was NOT verified. Check it by hand "
                     "(it should unpack without errors) before relying on it.", path, url)
     else:
-        _check_hash(path, remote.known_hash, url)
+        _check_hash(path, remote.known_hash, url, fresh=action == "download")
     if remote.kind == "zip":
         _unzip(path, remote.target, dest, action, progress)
     elif remote.kind == "table":
         _write_table(path, dest / remote.target, action)
 
 
-def _check_hash(path: Path, known_hash: str, url: str) -> None:
+def _check_hash(path: Path, known_hash: str, url: str, fresh: bool = False) -> None:
+    """Raise DataError if ``path`` does not match ``known_hash``. ``fresh``: the file was just downloaded, so
+    it is deleted (the next run downloads it again); a file found on disk is left for the user to look at."""
     alg, _, expected = known_hash.rpartition(":")
     alg = alg or "sha256"
     actual = pooch.file_hash(str(path), alg=alg)
     if actual.lower() != expected.lower():
+        if fresh:
+            path.unlink(missing_ok=True)
+            fix = "The download is corrupt or incomplete and was deleted: run `hamviz download` again."
+        else:
+            fix = f"The file is corrupt or incomplete: delete {path} and run `hamviz download` again."
         raise DataError(
-            f"{alg} checksum mismatch for {path.name} ({path}): expected {expected}, got {actual}. "
-            f"The file is corrupt or incomplete: delete {path} and run `hamviz download` again. "
+            f"{alg} checksum mismatch for {path.name} ({path}): expected {expected}, got {actual}. {fix} "
             f"If it fails again, the file at {url} has changed; download it by hand. {GET_DATA_HINT}")
 
 
@@ -206,20 +374,45 @@ def _junk(member: str) -> bool:
 
 
 def _unzip(archive: Path, target: str, dest: Path, action: str, progress: bool) -> None:
+    """Unpack ``archive`` into ``dest/target``: into the hidden sibling ``dest/.<target>.partial`` first, then
+    renamed into place in one step, so that ``dest/target`` is either the whole archive or absent (or its
+    previous complete copy). Skipped when nothing was downloaded and every member is there with its size."""
     try:
         with zipfile.ZipFile(archive) as zf:
-            members = [m for m in zf.namelist() if not _junk(m)]
+            infos = [i for i in zf.infolist() if not _junk(i.filename)]
+            # The Dataverse image zips are flat; the masks zip holds a folder of the target's name.
+            nested = bool(infos) and all(i.filename.startswith(target + "/") for i in infos)
+            final = dest / target
+            inside = (lambda name: name[len(target) + 1:]) if nested else (lambda name: name)
+            if action == "fetch" and all(_same_size(final / inside(i.filename), i.file_size) for i in infos):
+                return
+            _say(progress, f"Unpacking {archive.name} into {final}")
+            partial = dest / f".{target}.partial"
+            shutil.rmtree(partial, ignore_errors=True)  # what an interrupted unpack left
+            partial.mkdir(parents=True)
+            for info in infos:
+                zf.extract(info, partial)
     except zipfile.BadZipFile as exc:
         raise DataError(f"{archive} is not a valid zip file ({exc}): delete it and run "
                         f"`hamviz download` again.") from exc
-    # The Dataverse image zips are flat; the masks zip holds a folder of the target's name.
-    nested = bool(members) and all(m.startswith(target + "/") for m in members)
-    extract_dir = dest if nested else dest / target
-    if action != "fetch" or not all((extract_dir / m).is_file() for m in members):
-        _say(progress, f"Unpacking {archive.name} into {dest / target}")
-    with _quiet_pooch():
-        # Unzip re-extracts only after a download or when a member is missing.
-        pooch.Unzip(members=members, extract_dir=str(extract_dir))(str(archive), action, None)
+    _replace_folder(partial / target if nested else partial, final)
+    shutil.rmtree(partial, ignore_errors=True)
+
+
+def _same_size(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except OSError:
+        return False
+
+
+def _replace_folder(src: Path, final: Path) -> None:
+    """Move the folder ``src`` to ``final`` (renames on one file system), replacing what was there."""
+    old = final.with_name(f".{final.name}.old{os.getpid()}")
+    if final.exists():
+        final.rename(old)
+    src.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_table(raw: Path, out: Path, action: str) -> None:

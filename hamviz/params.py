@@ -366,10 +366,12 @@ def _schema_at(path) -> dict:
     return node
 
 
-def validate(params: dict, source: str = "params", partial: bool = False) -> dict:
+def validate(params: dict, source: str = "params", partial: bool = False, check_weights: bool = True) -> dict:
     """Check ``params`` against the schema; raise one ParamsError listing every problem.
 
-    partial: a profile file that extends another may leave required keys to its parent."""
+    partial: a profile file that extends another may leave required keys to its parent.
+    check_weights: also check that the pretrained weights the chapters ask for are on this machine or can be
+    downloaded (:func:`weights_problems`)."""
     problems = []
     _whole_numbers_as_int(params)
     for err in sorted(Draft202012Validator(SCHEMA).iter_errors(params), key=lambda e: list(e.path)):
@@ -393,7 +395,7 @@ def validate(params: dict, source: str = "params", partial: bool = False) -> dic
         problems += _model_size_problems(params)
         if not partial and "chapters" in params:
             problems += _frozen_head_problems(params)
-            problems += _weights_problems(params)
+            problems += weights_problems(params) if check_weights else []
         fr = (params.get("split") or {}).get("fractions")
         if fr is not None:
             from .splits import folds_for
@@ -424,10 +426,9 @@ def _frozen_head_problems(params: dict) -> list[str]:
     return out
 
 
-def _weights_problems(params: dict) -> list[str]:
-    """Pretrained weights a chapter will ask for that are not on this machine (Keras-Hub presets; checked
-    without loading TensorFlow), so the error comes before any training."""
-    from .weights import check
+def wanted_weights(params: dict) -> list[tuple[str, str, object]]:
+    """The pretrained weights the profile's chapters ask for: (where in the profile, e.g.
+    ``"chapters.classifier.grid"``, model name, weights) for every model that may load weights."""
     clf = chapter_params(params, "classifier")
     wanted = [("chapters.classifier", clf["model"], clf["weights"])]
     wanted += [("chapters.classifier.grid", m, clf["weights"]) for m in (clf.get("grid") or {}).get("models", [])]
@@ -439,8 +440,18 @@ def _weights_problems(params: dict) -> list[str]:
     if hd.get("pretrained_head"):
         wanted.append(("chapters.hypervector.pretrained_head", hd["pretrained_head"]["model"],
                        hd["pretrained_head"]["weights"]))
+    return wanted
+
+
+def weights_problems(params: dict, chapters=None) -> list[str]:
+    """Pretrained weights a chapter will ask for that are not on this machine (Keras-Hub presets; checked
+    without loading TensorFlow), so the error comes before any training. ``chapters``: only those chapters'
+    (names; None: every chapter's)."""
+    from .weights import check
     out, seen = [], set()
-    for where, model, weights in wanted:
+    for where, model, weights in wanted_weights(params):
+        if chapters is not None and where.split(".")[1] not in chapters:
+            continue
         if (model, weights) in seen:
             continue
         seen.add((model, weights))
@@ -485,15 +496,17 @@ def _model_size_problems(params: dict) -> list[str]:
 
 
 def load_profile(profile: str | os.PathLike = "cpu", overrides: dict | None = None,
-                 _seen: tuple = ()) -> dict:
-    """The validated, fully merged parameters of a profile (defaults < extended profile < file < overrides)."""
+                 _seen: tuple = (), check_weights: bool = True) -> dict:
+    """The validated, fully merged parameters of a profile (defaults < extended profile < file < overrides).
+    check_weights: see :func:`validate` (the book checks them itself, after fetching what is missing). Raises
+    ParamsError listing every problem."""
     path = find_profile(profile)
     if path in _seen:
         raise ParamsError(f"Profiles extend each other in a loop: {' -> '.join(map(str, _seen + (path,)))}")
     raw = _read_yaml(path)
-    validate(raw, source=str(path), partial="extends" in raw)
-    base = load_profile(raw["extends"], _seen=_seen + (path,)) if "extends" in raw else \
-        copy.deepcopy(DEFAULTS)
+    validate(raw, source=str(path), partial="extends" in raw, check_weights=check_weights)
+    base = load_profile(raw["extends"], _seen=_seen + (path,), check_weights=check_weights) if "extends" in raw \
+        else copy.deepcopy(DEFAULTS)
     merged = deep_merge(base, {k: v for k, v in raw.items() if k != "extends"})
     if "profile" not in raw:
         merged["profile"] = path.stem
@@ -502,7 +515,7 @@ def load_profile(profile: str | os.PathLike = "cpu", overrides: dict | None = No
         merged = deep_merge(merged, overrides)
     _whole_numbers_as_int(merged)
     validate({k: v for k, v in merged.items() if k != "_source"},
-             source=f"{path}" + (" with overrides" if overrides else ""))
+             source=f"{path}" + (" with overrides" if overrides else ""), check_weights=check_weights)
     return merged
 
 

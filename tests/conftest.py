@@ -3,10 +3,16 @@
 HAMVIZ_DATA defaults to ../shared/data/ham10000 beside the repository; HAMVIZ_CACHE to
 <repo>/.hamviz-cache/tests (kept between runs, so the decoded-image cache is built once).
 """
+import dataclasses
+import functools
+import hashlib
 import json
 import os
 import shutil
+import threading
 import time
+import zipfile
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
@@ -109,3 +115,93 @@ def subset(tmp_path, metadata):
     """A 21-image flat-layout copy of the real data (3 per class) in a temporary folder."""
     make_subset(tmp_path / "ham", metadata)
     return tmp_path / "ham"
+
+
+# ------------------------------------------------------------- a local download server (tests never go online)
+
+MASK_DIR = "HAM10000_segmentations_lesion_tschandl"
+
+
+def md5(path: Path) -> str:
+    return "md5:" + hashlib.md5(path.read_bytes()).hexdigest()
+
+
+class Server:
+    """A ThreadingHTTPServer on 127.0.0.1 serving ``root``; ``requests`` lists the paths asked for (GET).
+    ``drop[path] = fraction``: answer that path with its full Content-Length but only ``fraction`` of the body,
+    then close the connection (a download cut off mid-file)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.requests: list[str] = []
+        self.drop: dict[str, float] = {}
+        seen, drop = self.requests, self.drop
+
+        class Handler(SimpleHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                seen.append(self.path)
+                if self.path in drop:
+                    body = (Path(root) / self.path.lstrip("/")).read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[:int(len(body) * drop[self.path])])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                super().do_GET()
+
+            def log_message(self, *args):  # keep pytest output clean
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0),
+                                         functools.partial(Handler, directory=str(root)))
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+def write_archives(root: Path, rows: pd.DataFrame, images: Path = DATA / "images", masks: Path = DATA / "masks") -> None:
+    """HAM10000-like archives of ``rows`` (metadata rows of the shared copy) in ``root``, as Dataverse serves them:
+    two flat image zips (the first half of the rows in part 1), a masks zip holding its folder plus a macOS
+    AppleDouble stub, and the metadata as a tab-separated export with quoted strings."""
+    root.mkdir(parents=True, exist_ok=True)
+    ids = list(rows["image_id"])
+    half = len(ids) // 2
+    for part, chunk in (("1", ids[:half]), ("2", ids[half:])):
+        with zipfile.ZipFile(root / f"HAM10000_images_part_{part}.zip", "w") as zf:
+            for i in chunk:
+                zf.write(images / f"{i}.jpg", f"{i}.jpg")
+    with zipfile.ZipFile(root / f"{MASK_DIR}.zip", "w") as zf:
+        zf.writestr(f"{MASK_DIR}/", "")
+        for i in ids:
+            zf.write(masks / f"{i}_segmentation.png", f"{MASK_DIR}/{i}_segmentation.png")
+        # the real zip was made on a Mac: an AppleDouble stub must not become another mask
+        zf.writestr(f"__MACOSX/{MASK_DIR}/._{ids[0]}_segmentation.png", b"junk")
+    rows.to_csv(root / "HAM10000_metadata.csv", sep="\t", index=False, quoting=2)
+
+
+def patch_registry(monkeypatch, root: Path, items) -> None:
+    """The download registry's checksums and sizes of ``items`` replaced by those of the files served from
+    ``root``."""
+    from hamviz import download as dl
+    for name in items:
+        item = dl.REGISTRY[name]
+        files = tuple(dataclasses.replace(f, known_hash=md5(root / f.fname), size=(root / f.fname).stat().st_size)
+                      for f in item.files)
+        monkeypatch.setitem(dl.REGISTRY, name, dataclasses.replace(item, files=files))
+
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    """requests would send 127.0.0.1 through a configured proxy; make sure it goes direct."""
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")

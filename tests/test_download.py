@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import hashlib
 import io
 import os
 import socket
-import threading
 import zipfile
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import MASK_DIR, Server, patch_registry, write_archives
 from hamviz import download as dl
 from hamviz.config import DataError
 from hamviz.data import load_ham10000
@@ -35,49 +33,10 @@ MASKS = DATA / "masks"
 pytestmark = pytest.mark.skipif(not (META_CSV.is_file() and IMAGES.is_dir() and MASKS.is_dir()),
                                 reason=f"HAM10000 not found in {DATA} (set HAMVIZ_DATA)")
 
-MASK_DIR = "HAM10000_segmentations_lesion_tschandl"
-
-
-def md5(path: Path) -> str:
-    return "md5:" + hashlib.md5(path.read_bytes()).hexdigest()
-
-
-class Server:
-    """A ThreadingHTTPServer on 127.0.0.1 serving ``root``; ``requests`` lists the paths asked for."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.requests: list[str] = []
-        seen = self.requests
-
-        class Handler(SimpleHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's naming
-                seen.append(self.path)
-                super().do_GET()
-
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0),
-                                         functools.partial(Handler, directory=str(root)))
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
 
 @pytest.fixture(autouse=True)
-def no_proxy(monkeypatch):
-    """requests would send 127.0.0.1 through a configured proxy; make sure it goes direct."""
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+def _direct(no_proxy):
+    """Every test here talks to 127.0.0.1 directly (conftest's ``no_proxy``)."""
 
 
 @pytest.fixture(scope="module")
@@ -91,33 +50,14 @@ def picked() -> pd.DataFrame:
 
 @pytest.fixture
 def served(tmp_path, picked, monkeypatch):
-    """Serve HAM10000-like archives; the registry's hashes are patched to theirs."""
+    """Serve HAM10000-like archives of the 20 picked images (10 per image zip); the registry's hashes and sizes
+    are patched to theirs."""
     root = tmp_path / "served"
-    root.mkdir()
-    ids = list(picked["image_id"])
-    for part, chunk in (("1", ids[:10]), ("2", ids[10:])):
-        with zipfile.ZipFile(root / f"HAM10000_images_part_{part}.zip", "w") as zf:
-            for i in chunk:  # flat, like the Dataverse zips
-                zf.write(IMAGES / f"{i}.jpg", f"{i}.jpg")
-    with zipfile.ZipFile(root / f"{MASK_DIR}.zip", "w") as zf:
-        zf.writestr(f"{MASK_DIR}/", "")
-        for i in ids:
-            zf.write(MASKS / f"{i}_segmentation.png", f"{MASK_DIR}/{i}_segmentation.png")
-        # the real zip was made on a Mac: an AppleDouble stub must not become a 21st mask
-        zf.writestr(f"__MACOSX/{MASK_DIR}/._{ids[0]}_segmentation.png", b"junk")
-    # Dataverse's export of the metadata is tab-separated with quoted strings
-    picked.to_csv(root / "HAM10000_metadata.csv", sep="\t", index=False, quoting=2)
-    patch_hashes(monkeypatch, root, ("ham10000", "masks"))
+    write_archives(root, picked)
+    patch_registry(monkeypatch, root, ("ham10000", "masks"))
     server = Server(root)
     yield server
     server.stop()
-
-
-def patch_hashes(monkeypatch, root: Path, items) -> None:
-    for name in items:
-        item = dl.REGISTRY[name]
-        files = tuple(dataclasses.replace(f, known_hash=md5(root / f.fname)) for f in item.files)
-        monkeypatch.setitem(dl.REGISTRY, name, dataclasses.replace(item, files=files))
 
 
 def test_download_gives_the_official_layout_and_is_idempotent(tmp_path, served, picked):
@@ -224,7 +164,7 @@ def test_isic_and_dermamnist(tmp_path, picked, monkeypatch, caplog):
     buf = io.BytesIO()
     np.savez(buf, train_images=np.zeros((2, 64, 64, 3), np.uint8), train_labels=np.zeros((2, 1)))
     (root / "dermamnist_64.npz").write_bytes(buf.getvalue())
-    patch_hashes(monkeypatch, root, ["dermamnist-64"])
+    patch_registry(monkeypatch, root, ["dermamnist-64"])
     server = Server(root)
     try:
         dest = tmp_path / "data"
@@ -268,3 +208,114 @@ def test_command_line_arguments(tmp_path, served, capsys):
                              "--no-progress"]) == 0
     assert f"HAMVIZ_DATA={dest.resolve()}" in capsys.readouterr().out
     assert load_ham10000(dest, masks=True).has_masks
+
+
+def test_a_fresh_corrupt_download_is_deleted_so_the_next_run_fetches_it_again(tmp_path, served):
+    served_zip = served.root / "HAM10000_images_part_1.zip"
+    good = served_zip.read_bytes()
+    served_zip.write_bytes(good[:-100])
+    dest = tmp_path / "data"
+    with pytest.raises(DataError, match="was deleted"):
+        dl.download(dest, base_url=served.url, progress=False)
+    assert not (dest / dl.DOWNLOADS / served_zip.name).exists()
+    served_zip.write_bytes(good)
+    dl.download(dest, base_url=served.url, progress=False)
+    assert served.requests.count(f"/{served_zip.name}") == 2
+    assert len(load_ham10000(dest)) == 20
+
+
+def test_size_and_time_are_stated_before_the_first_request(tmp_path, served, capsys):
+    dest = tmp_path / "data"
+    todo = dl.plan(dest, ["ham10000", "masks"], base_url=served.url)
+    sizes = sum((served.root / f).stat().st_size for f in os.listdir(served.root))
+    assert todo.fetch_bytes == sizes and len(todo.files) == 4
+    assert todo.unpack_bytes == sizes  # zips and the table are unpacked or rewritten beside the downloads
+    assert todo.need_bytes > todo.fetch_bytes + todo.unpack_bytes
+    dl.download(dest, ["ham10000", "masks"], base_url=served.url, progress=True)
+    err = capsys.readouterr().err
+    first = err.index("Downloading HAM10000_metadata.csv")
+    statement = err[:first]
+    assert f"into {dest.resolve()}" in statement and "Mbit/s" in statement and "free there" in statement
+    assert f"{sizes / 1e6:.1f} MB" in statement
+    assert dl.plan(dest, ["ham10000", "masks"]).files == []  # nothing left to fetch
+
+
+def test_too_little_disk_space_is_refused_before_any_request(tmp_path, served, monkeypatch):
+    part = dl.REGISTRY["ham10000"].files[1]
+    huge = dataclasses.replace(part, size=10 ** 16)  # 10 PB
+    files = (dl.REGISTRY["ham10000"].files[0], huge, dl.REGISTRY["ham10000"].files[2])
+    monkeypatch.setitem(dl.REGISTRY, "ham10000", dataclasses.replace(dl.REGISTRY["ham10000"], files=files))
+    need = dl.plan(tmp_path / "data").need_bytes
+    assert need > 2 * 10 ** 16  # the archive and its unpacked copy
+    with pytest.raises(DataError) as err:
+        dl.download(tmp_path / "data", base_url=served.url, progress=False)
+    msg = str(err.value)
+    assert "Not enough disk space" in msg and f"{need / 1e9:.1f} GB" in msg and "HAMVIZ_DATA" in msg
+    assert served.requests == []
+    assert not (tmp_path / "data").exists()
+
+
+def _validates(folder: Path) -> bool:
+    try:
+        load_ham10000(folder, masks="auto")
+        return True
+    except DataError:
+        return False
+
+
+def test_a_download_cut_off_mid_file_leaves_nothing_that_looks_complete(tmp_path, served):
+    from hamviz.config import COMPLETE_MARKER, completed_items
+    dest = tmp_path / "data"
+    served.drop["/HAM10000_images_part_2.zip"] = 0.5
+    with pytest.raises(DataError, match="HAM10000_images_part_2.zip.*failed"):
+        dl.download(dest, ["ham10000", "masks"], base_url=served.url, progress=False)
+    assert not (dest / COMPLETE_MARKER).exists() and completed_items(dest) == set()
+    assert not _validates(dest)  # the metadata and part 1 are there, part 2 is not
+    assert not (dest / "HAM10000_images_part_2").exists()
+    assert sorted(p.name for p in (dest / dl.DOWNLOADS).iterdir()) == ["HAM10000_images_part_1.zip",
+                                                                 "HAM10000_metadata.csv"]  # no temporary file
+    assert not [p for p in dest.iterdir() if p.name.startswith(".")]  # no partial folder, no temporary file
+    # the next run fetches what is missing, from the start of that file, and nothing else
+    served.drop.clear()
+    n = len(served.requests)
+    dl.download(dest, ["ham10000", "masks"], base_url=served.url, progress=False)
+    assert sorted(served.requests[n:]) == ["/HAM10000_images_part_2.zip", f"/{MASK_DIR}.zip"]
+    assert completed_items(dest) == {"ham10000", "masks"} and _validates(dest)
+
+
+def test_an_interrupted_unpack_leaves_no_folder_and_is_redone(tmp_path, served, monkeypatch):
+    from hamviz.config import completed_items
+    dest = tmp_path / "data"
+    real = zipfile.ZipFile.extract
+    calls = []
+
+    def dies_on_the_sixth(self, member, path=None, pwd=None):
+        calls.append(member)
+        if len(calls) == 6:
+            raise OSError("No space left on device")
+        return real(self, member, path, pwd)
+
+    monkeypatch.setattr(zipfile.ZipFile, "extract", dies_on_the_sixth)
+    with pytest.raises(OSError, match="No space left"):
+        dl.download(dest, base_url=served.url, progress=False)
+    assert not (dest / "HAM10000_images_part_1").exists()  # 5 of its 10 images were unpacked, elsewhere
+    assert (dest / ".HAM10000_images_part_1.partial").is_dir() and not _validates(dest)
+    assert completed_items(dest) == set()
+    monkeypatch.setattr(zipfile.ZipFile, "extract", real)
+    n = len(served.requests)
+    dl.download(dest, base_url=served.url, progress=False)
+    assert served.requests[n:] == ["/HAM10000_images_part_2.zip"]  # part 1's archive was whole: not fetched again
+    assert len(list((dest / "HAM10000_images_part_1").glob("*.jpg"))) == 10
+    assert not (dest / ".HAM10000_images_part_1.partial").exists()
+    assert completed_items(dest) == {"ham10000"} and _validates(dest)
+
+
+def test_a_truncated_unpacked_image_is_unpacked_again(tmp_path, served):
+    dest = tmp_path / "data"
+    dl.download(dest, base_url=served.url, progress=False)
+    jpg = next((dest / "HAM10000_images_part_2").glob("*.jpg"))
+    whole = jpg.read_bytes()
+    jpg.write_bytes(whole[:100])
+    n = len(served.requests)
+    dl.download(dest, base_url=served.url, progress=False)
+    assert len(served.requests) == n and jpg.read_bytes() == whole

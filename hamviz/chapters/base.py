@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ParamsError
-from ..params import chapter_params, load_profile, parse_yaml
+from ..params import chapter_params, load_profile, parse_yaml, weights_problems
 from ..record import jsonable, provenance
 from ..view import PreparedView, prepare
 
@@ -114,12 +114,18 @@ def _overrides(params) -> dict:
 def start(chapter: str, profile: str = "cpu", params: dict | None = None, data_dir=None,
           record_path=None, load_data: bool = True) -> Chapter:
     """Set up a chapter notebook. ``params`` overrides profile keys (same nesting as the YAML);
-    ``data_dir`` overrides the profile's (which defaults to $HAMVIZ_DATA)."""
+    ``data_dir`` overrides the profile's (which defaults to $HAMVIZ_DATA, then the default data folder once a
+    download completed there). Raises ParamsError for bad parameters and for pretrained weights this chapter asks
+    for that are not on this machine (other chapters' weights are theirs to check: the EDA chapter runs without
+    any), DataError for bad data."""
     from ..data import load_ham10000
     overrides = _overrides(params)
     if data_dir:
         overrides["data_dir"] = str(data_dir)
-    full = load_profile(profile, overrides)
+    full = load_profile(profile, overrides, check_weights=False)
+    problems = weights_problems(full, [chapter])
+    if problems:
+        raise ParamsError(f"Invalid parameters in {full['_source']}:\n  - " + "\n  - ".join(problems))
     flat = chapter_params(full, chapter)
     set_seeds(flat["seed"])
     offline_plotly()
