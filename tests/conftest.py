@@ -1,7 +1,8 @@
 """Shared fixtures: the real HAM10000 data (read-only) and a cache folder for the test run.
 
 HAMVIZ_DATA defaults to ../shared/data/ham10000 beside the repository; HAMVIZ_CACHE to
-<repo>/.hamviz-cache/tests (kept between runs, so the decoded-image cache is built once).
+<repo>/.hamviz-cache/tests (kept between runs, so the decoded-image cache is built once); HAMVIZ_HOME (where a
+first run downloads) to <repo>/.hamviz-cache/tests-home, never the user's own.
 """
 import dataclasses
 import functools
@@ -22,6 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("HAMVIZ_DATA") or REPO.parent / "shared" / "data" / "ham10000")
 os.environ["HAMVIZ_DATA"] = str(DATA)
 os.environ.setdefault("HAMVIZ_CACHE", str(REPO / ".hamviz-cache" / "tests"))
+# hamviz's download folder: never the user's real one (a completed download there would change what tests see)
+os.environ["HAMVIZ_HOME"] = str(REPO / ".hamviz-cache" / "tests-home")
 # pretrained presets (read-only): the shared EfficientNet-Lite0 preset beside the repository
 os.environ.setdefault("HAMVIZ_WEIGHTS", str(REPO.parent / "shared" / "weights"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
