@@ -45,8 +45,8 @@ test: $(STAMP) $(CHROMIUM)
 $(CHROMIUM):
 	apt-get update -qq && apt-get install -y -qq chromium
 
+# JupyterLab is a dependency of hamviz: the notebooks open in the environment that builds the book
 lab: $(STAMP)
-	$(VENV)/bin/python -m pip install -q jupyterlab
 	cd notebooks && ../$(VENV)/bin/jupyter lab
 
 clean-book:

@@ -1,15 +1,16 @@
-"""The results book: every notebook in ``notebooks/`` run headless by papermill with one profile,
-rendered to self-contained HTML, with an ``index.html`` of each chapter's key numbers and provenance.
+"""The results book: every notebook in ``notebooks/`` run headless by papermill with one profile, rendered
+to HTML by a book engine (:mod:`hamviz.render`: Sphinx + MyST-NB + sphinx-book-theme), with an ``index.html``
+of each chapter's key numbers, times and provenance.
 
 Layout of the output folder::
 
-    index.html                 chapters, status, run times, key numbers, provenance
+    index.html                 chapters, status, run and training times, key numbers, provenance
     book.json                  the same, machine-readable
-    chapters/<nb>/             a complete chapter: <nb>.ipynb (executed), <nb>.html, <nb>.json (record),
-                               done.json (its key, times)
-    assets/plotly-<v>.min.js   plotly.js, once for every chapter page (each page would otherwise embed ~5 MB)
-    failed/<nb>/               the last failed run of a chapter: the partly executed notebook and why
-    .work/                     chapters being built (never read as results)
+    chapters/<nb>/             a complete chapter: <nb>.ipynb (executed), <nb>.json (record), done.json (its key,
+                               times), and its page <nb>.html
+    failed/<nb>/               the last failed run of a chapter: the partly executed notebook, why, its page
+    search.html, _static/, assets/plotly-<v>.min.js, .site/   the rest of the rendered book (see hamviz.render)
+    .work/                     chapters being built (never read as results), their progress reports
 
 Before any chapter runs, :func:`provide` makes sure what the chapters need is on this machine: with no data
 location set it downloads HAM10000 (and the lesion masks the chapters use) into the default data folder, and a
@@ -33,6 +34,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -44,7 +46,9 @@ import yaml
 from .config import DataError, HamvizError, ParamsError
 from .config import notebooks_dir
 from .params import CHAPTER_SCHEMAS, chapter_params, find_profile, load_profile, wanted_weights, weights_problems
+from .progress import BuildProgress
 from .record import jsonable as _jsonable, provenance
+from .render import Page, RenderError, duration, render_book
 
 NOTEBOOKS = notebooks_dir()
 #: Parameters every chapter notebook declares in its ``parameters`` cell (the book sets them).
@@ -141,13 +145,44 @@ def _pid_alive(pid) -> bool:
         return True  # no /proc (macOS): trust kill()
 
 
+def _report_cells(prefix: str):
+    """A papermill engine (registered as "hamviz") that writes the code cell being executed, out of how many, to
+    ``<prefix>.cells.json`` as each cell starts (read by :mod:`hamviz.progress`)."""
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    path = prefix + ".cells.json"
+
+    class Engine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            code = [i for i, c in enumerate(nb_man.nb.cells) if c.cell_type == "code"]
+            start = nb_man.cell_start
+
+            def cell_start(cell, cell_index=None, **kw):
+                k = code.index(cell_index) + 1 if cell_index in code else 0
+                try:
+                    _write_json(Path(path), {"cell": k, "cells": len(code), "time": time.time()})
+                except OSError:
+                    pass  # progress is never worth a failed chapter
+                return start(cell, cell_index, **kw)
+
+            nb_man.cell_start = cell_start
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    papermill_engines.register("hamviz", Engine)
+    return "hamviz"
+
+
 def run_chapter(spec_path: Path, profile_path: Path, data_dir: str | None, out: Path,
                 key: str) -> dict:
     """Execute one notebook into ``out/.work`` and, if it completes, move it to ``out/chapters``.
 
-    Runs in a child process of the book (see :func:`build`); returns and writes a result dict."""
+    Runs in a child process of the book (see :func:`build`); returns and writes a result dict. With
+    $HAMVIZ_PROGRESS set, reports each code cell as it starts (:func:`_report_cells`); the notebook's kernel
+    inherits the variable and reports training epochs (:func:`hamviz.training.fit`). The page is rendered
+    later, by the book (:func:`write_index`)."""
     import papermill as pm
-    from nbconvert import HTMLExporter
+    from .config import PROGRESS_ENV
 
     stem = spec_path.stem
     out = Path(out).resolve()  # the notebook runs in its own folder: every path it gets is absolute
@@ -156,6 +191,7 @@ def run_chapter(spec_path: Path, profile_path: Path, data_dir: str | None, out: 
     work.mkdir(parents=True)
     record_path = work / f"{stem}.json"
     nb_out = work / f"{stem}.ipynb"
+    engine = _report_cells(os.environ[PROGRESS_ENV]) if os.environ.get(PROGRESS_ENV) else None
     started = time.time()
     error = None
     try:
@@ -163,21 +199,10 @@ def run_chapter(spec_path: Path, profile_path: Path, data_dir: str | None, out: 
             str(spec_path), str(nb_out), cwd=str(spec_path.parent), kernel_name="python3",
             parameters={"profile": str(profile_path), "params": {}, "data_dir": data_dir,
                         "record_path": str(record_path)},
-            progress_bar=False, log_output=False, report_mode=False)
+            progress_bar=False, log_output=False, report_mode=False, engine_name=engine)
     except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
         error = f"{type(exc).__name__}: {getattr(exc, 'evalue', None) or exc}"
     seconds = time.time() - started
-    html_text = None
-    if nb_out.exists():
-        exporter = HTMLExporter(template_name="lab")
-        exporter.embed_images = True
-        executed = nbformat.read(nb_out, as_version=4)
-        # Live widgets cannot run in the static book (their chapters show a static figure instead), and with
-        # widget state in the metadata nbconvert's template loads the widget renderer from unpkg.com.
-        executed.metadata.pop("widgets", None)
-        html_text, _ = exporter.from_notebook_node(executed, resources={"metadata": {"name": spec_path.stem}})
-        html_text = share_plotly_js(strip_remote_scripts(html_text), out)
-        (work / f"{stem}.html").write_text(html_text, encoding="utf-8")
     record = _read_json(record_path) or {}
     if error is None and not record.get("complete"):
         error = ("the notebook finished without marking its record complete "
@@ -203,42 +228,6 @@ def run_chapter(spec_path: Path, profile_path: Path, data_dir: str | None, out: 
         _write_json(work / "failure.json", result)
         work.rename(failed)
     return result
-
-
-_REMOTE_SCRIPT = re.compile(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>', re.I)
-
-
-def strip_remote_scripts(page: str) -> str:
-    """Drop ``<script src="https://...">`` tags (require.js and MathJax from CDNs, added by nbconvert's
-    template and plotly's notebook renderer): the book must work offline; plotly.js is in the book's assets."""
-    return _REMOTE_SCRIPT.sub("", page)
-
-
-# plotly's notebook renderer embeds the whole library once per page, in a script that starts with its banner
-_PLOTLY_JS = re.compile(r"<script[^>]*>\s*/\*\*\s*\*\s*plotly\.js v(?P<version>[0-9][0-9A-Za-z.+-]*)\b.*?</script>",
-                        re.S)
-ASSETS = "assets"
-
-
-def share_plotly_js(page: str, out: Path, depth: int = 2) -> str:
-    """Move the plotly.js a chapter page embeds into ``out/assets/plotly-<version>.min.js`` (written once,
-    atomically, for every page of that version) and load it from there: the book stays offline-readable
-    without a 5 MB copy of the library in every page. ``depth``: how many folders the page sits below
-    ``out`` (chapters/<nb>/ and failed/<nb>/: 2). A page without an embedded plotly.js is returned as is."""
-    m = _PLOTLY_JS.search(page)
-    if not m:
-        return page
-    name = f"plotly-{m['version']}.min.js"
-    target = Path(out) / ASSETS / name
-    body = m.group(0)
-    js = body[body.index(">") + 1:-len("</script>")]
-    if not target.is_file() or target.stat().st_size != len(js.encode()):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{name}.tmp{os.getpid()}")
-        tmp.write_text(js, encoding="utf-8")
-        tmp.replace(target)
-    src = "../" * depth + f"{ASSETS}/{name}"
-    return page[:m.start()] + f'<script src="{src}"></script>' + page[m.end():]
 
 
 @dataclass
@@ -498,12 +487,20 @@ def chapter_state(book: Book, spec: ChapterSpec) -> dict:
 
 
 def build(profile="cpu", out="book", data_dir=None, jobs: int | None = None, force: bool = False,
-          only=None, notebooks_dir=NOTEBOOKS, log=print, download: bool | None = None) -> dict:
-    """Build (or bring up to date) the results book; returns the book summary (also ``book.json``).
+          only=None, notebooks_dir=NOTEBOOKS, log=print, download: bool | None = None,
+          progress: BuildProgress | None = None) -> dict:
+    """Build (or bring up to date) the results book; returns the book summary (also ``book.json``) with
+    ``this_run`` (the result of every chapter run now).
+
     ``download``: whether missing data and weights may be downloaded first (:func:`provide`; None: unless
-    $HAMVIZ_NO_DOWNLOAD is set). Raises HamvizError for what :func:`prepare` finds before any chapter runs."""
+    $HAMVIZ_NO_DOWNLOAD is set). ``progress``: the live view (:class:`hamviz.progress.BuildProgress`; default:
+    one line through ``log`` as each chapter starts and ends). The book's pages are rendered in the background
+    while chapters run (the index shows which one runs), and once more at the end. Raises HamvizError for what
+    :func:`prepare` finds before any chapter runs, and :class:`hamviz.render.RenderError` when the final
+    rendering fails (the chapters' results are kept)."""
     t0 = time.time()
-    book = prepare(profile, out, data_dir, notebooks_dir, only, download=download, log=log)
+    progress = progress or BuildProgress(log=log)
+    book = prepare(profile, out, data_dir, notebooks_dir, only, download=download, log=progress.log)
     book.out.mkdir(parents=True, exist_ok=True)
     clean_work(book.out)
     jobs = jobs or book.profile.get("jobs", 1)
@@ -511,29 +508,75 @@ def build(profile="cpu", out="book", data_dir=None, jobs: int | None = None, for
     todo = [s for s in book.chapters if force or not chapter_state(book, s)["current"]]
     for s in book.chapters:
         if s not in todo:
-            log(f"[book] {s.stem}: up to date (key {book.keys[s.stem]})")
+            progress.log(f"[book] {s.stem}: up to date (key {book.keys[s.stem]})")
     results: dict[str, dict] = {}
     pending = {s.stem: s for s in todo}
     failed_names: set[str] = set()
     running: dict = {}
-    write_index(book, time.time() - t0)
-    _schedule(book, pending, results, failed_names, running, jobs, profile_path, t0, log)
-    summary = write_index(book, time.time() - t0)
+    renderer = _Renderer(book, t0, progress.log) if todo else None
+    try:
+        if renderer:
+            renderer.request()
+        _schedule(book, pending, results, failed_names, running, jobs, profile_path, t0, progress, renderer)
+    finally:
+        if renderer:
+            renderer.stop()
+    summary = write_index(book, time.time() - t0)  # the final pages, rendered here: errors are raised
     summary["this_run"] = results
     return summary
 
 
-def _schedule(book, pending, results, failed_names, running, jobs, profile_path, t0, log) -> None:
+class _Renderer:
+    """Renders the book (:func:`write_index`) in a background thread whenever :meth:`request` is called, one
+    rendering at a time (requests made while one runs give one more); a failed rendering is logged, the next
+    request tries again."""
+
+    def __init__(self, book: Book, t0: float, log):
+        self.book, self.t0, self.log = book, t0, log
+        self.cv = threading.Condition()
+        self.wanted = self.stopping = False
+        self.thread = threading.Thread(target=self._loop, name="hamviz-render", daemon=True)
+        self.thread.start()
+
+    def request(self) -> None:
+        with self.cv:
+            self.wanted = True
+            self.cv.notify()
+
+    def stop(self) -> None:
+        """Wait for the rendering in progress (not for the ones still wanted: the book renders once more)."""
+        with self.cv:
+            self.stopping = True
+            self.cv.notify()
+        self.thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            with self.cv:
+                while not (self.wanted or self.stopping):
+                    self.cv.wait()
+                if self.stopping:
+                    return
+                self.wanted = False
+            try:
+                write_index(self.book, time.time() - self.t0)
+            except Exception as exc:  # noqa: BLE001 -- the chapters go on; the final rendering raises
+                self.log(f"[book] the pages could not be rendered now (tried again later): {exc}")
+
+
+def _schedule(book, pending, results, failed_names, running, jobs, profile_path, t0, progress, renderer) -> None:
     """Run the ``pending`` chapters, ``jobs`` at a time, each after the chapters it depends on."""
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         try:
-            _schedule_loop(pool, book, pending, results, failed_names, running, jobs, profile_path, t0, log)
+            _schedule_loop(pool, book, pending, results, failed_names, running, jobs, profile_path, progress,
+                           renderer)
         except BaseException:  # Ctrl-C, or the book itself failing: no chapter keeps running unsupervised
             _end_children()   # (before the pool's exit, which waits for the threads watching them)
             raise
 
 
-def _schedule_loop(pool, book, pending, results, failed_names, running, jobs, profile_path, t0, log) -> None:
+def _schedule_loop(pool, book, pending, results, failed_names, running, jobs, profile_path, progress,
+                   renderer) -> None:
     """One pass of the scheduler until every chapter has run (see :func:`_schedule`)."""
     while pending or running:
         for stem, s in list(pending.items()):
@@ -551,8 +594,11 @@ def _schedule_loop(pool, book, pending, results, failed_names, running, jobs, pr
                 del pending[stem]
                 continue
             del pending[stem]
-            log(f"[book] {stem}: running")
-            running[pool.submit(_run_in_child, book, s, profile_path)] = s
+            prefix = progress_prefix(book.out, stem)
+            progress.started(stem, prefix)
+            running[pool.submit(_run_in_child, book, s, profile_path, prefix)] = s
+            if renderer:
+                renderer.request()  # the index says which chapter runs now
         if not running:
             continue
         finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -562,9 +608,14 @@ def _schedule_loop(pool, book, pending, results, failed_names, running, jobs, pr
             results[s.stem] = res
             if res["status"] != "ok":
                 failed_names.add(s.name)
-            log(f"[book] {s.stem}: {res['status']} in {res.get('seconds') or 0:.0f} s"
-                + (f" -- {res['error']}" if res.get("error") else ""))
-            write_index(book, time.time() - t0)
+            progress.finished(s.stem, res)
+            if renderer:
+                renderer.request()
+
+
+def progress_prefix(out: Path, stem: str) -> Path:
+    """Where a running chapter writes its progress reports (``<prefix>.cells.json``, ``<prefix>.train.json``)."""
+    return Path(out) / ".work" / f"{stem}.progress"
 
 
 def clean_work(out: Path) -> None:
@@ -578,16 +629,20 @@ def clean_work(out: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def _run_in_child(book: Book, spec: ChapterSpec, profile_path: Path) -> dict:
-    """Run a chapter in its own process (a crash or kill of one chapter cannot take the book down)."""
+def _run_in_child(book: Book, spec: ChapterSpec, profile_path: Path, prefix: Path | None = None) -> dict:
+    """Run a chapter in its own process (a crash or kill of one chapter cannot take the book down); it reports
+    its progress through the files of ``prefix`` (:mod:`hamviz.progress`), removed when it ends."""
+    from .config import PROGRESS_ENV
     marker = book.out / ".work" / f"{spec.stem}.running.json"
+    prefix = Path(prefix or progress_prefix(book.out, spec.stem))
+    env = dict(os.environ, **{PROGRESS_ENV: str(prefix)})
     args = [sys.executable, "-m", "hamviz.book", str(spec.path), str(profile_path),
             book.profile["data_dir"] or "", str(book.out), book.keys[spec.stem], str(os.getpid())]
     started = time.time()
     # its own session: the book can end the chapter and its kernel together (and the chapter ends itself and its
     # kernel when the book dies: _bind_to_parent)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     _CHILDREN.add(proc)
     _write_json(marker, {"pid": proc.pid, "started": started})
     try:
@@ -595,6 +650,8 @@ def _run_in_child(book: Book, spec: ChapterSpec, profile_path: Path) -> dict:
     finally:
         _CHILDREN.discard(proc)
         marker.unlink(missing_ok=True)
+        for report in (".cells.json", ".train.json"):
+            prefix.with_name(prefix.name + report).unlink(missing_ok=True)
     last = output.strip().splitlines()[-1] if output.strip() else ""
     try:
         return json.loads(last)
@@ -638,96 +695,87 @@ def _end_children() -> None:
             pass
 
 
-# ---------------------------------------------------------------- index page
+# ---------------------------------------------------------------- index and pages
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
-padding:0 1em;color:#222} h1{margin-bottom:.2em} table{border-collapse:collapse;width:100%;margin:1em 0}
-th,td{border-bottom:1px solid #ddd;padding:.45em .6em;text-align:left;vertical-align:top}
-th{background:#f4f4f4} .ok{color:#1a7f37;font-weight:600} .failed,.interrupted{color:#cf222e;font-weight:600}
-.stale,.running,.skipped{color:#9a6700;font-weight:600} code,pre{background:#f6f8fa;border-radius:4px}
-pre{padding:.8em;overflow:auto;font-size:.85em} .kv{margin:0;padding:0;list-style:none}
-.kv li{white-space:nowrap} .muted{color:#666;font-size:.9em}
-"""
+_RENDER_LOCK = threading.Lock()
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"{v:,}"
-    if isinstance(v, dict):
-        return ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items())
-    return html.escape(str(v))
+def _status(st: dict) -> tuple[str, str]:
+    """(status, note) of a chapter from :func:`chapter_state`."""
+    done = st["done"]
+    if st.get("running"):
+        return "running", "building now"
+    if st.get("interrupted"):
+        return "interrupted", "the last run was interrupted before it finished"
+    if st["failed"] and (not done or st["failed"].get("started", "") > done.get("started", "")):
+        return "failed", st["failed"].get("error") or ""
+    if st["current"]:
+        return "ok", ""
+    if done:
+        return "stale", "inputs changed since this chapter was built; not yet rebuilt"
+    return "not built", ""
 
 
-def write_index(book: Book, elapsed: float) -> dict:
-    """Write index.html and book.json from what the output folder holds now."""
-    rows, entries = [], []
-    for s in book.chapters:
+def _banner(kind: str, text: str) -> str:
+    return f'<div class="hamviz-banner {kind}">{text}</div>'
+
+
+def write_index(book: Book, elapsed: float, render: bool = True) -> dict:
+    """Write book.json from what the output folder holds now and (``render``) render the book's pages: the
+    index and every chapter page (:func:`hamviz.render.render_book`). Returns book.json's content. Raises
+    :class:`hamviz.render.RenderError` when the pages cannot be rendered (book.json is written first)."""
+    entries, pages, links = [], [], {}
+    for n, s in enumerate(book.chapters, 1):
         st = chapter_state(book, s)
-        done = st["done"]
+        done, failed = st["done"], st["failed"]
+        status, note = _status(st)
         record = _read_json(book.out / "chapters" / s.stem / f"{s.stem}.json") if done else None
-        if st.get("running"):
-            status, note = "running", "building now"
-        elif st.get("interrupted"):
-            status, note = "interrupted", "the last run was interrupted before it finished"
-        elif st["failed"] and (not done or st["failed"].get("started", "") > done.get("started", "")):
-            status, note = "failed", st["failed"].get("error") or ""
-        elif st["current"]:
-            status, note = "ok", ""
-        elif done:
-            status, note = "stale", "inputs changed since this chapter was built; not yet rebuilt"
-        else:
-            status, note = "not built", ""
-        link = (f'<a href="chapters/{s.stem}/{s.stem}.html">{html.escape(s.title)}</a>' if done
-                else html.escape(s.title))
-        if st["failed"] and status == "failed":
-            link += f'<br><a class="muted" href="failed/{s.stem}/{s.stem}.html">failed run</a>'
-            if done:
-                link += ' <span class="muted">(link above: previous complete run)</span>'
-        summary = (record or {}).get("summary", {})
-        kv = "".join(f"<li><b>{html.escape(k)}</b>: {_fmt(v)}</li>" for k, v in summary.items())
-        secs = done.get("seconds") if done else None
-        rows.append(
-            f"<tr><td>{html.escape(s.stem[:2])}</td><td>{link}</td>"
-            f'<td class="{status.replace(" ", "-")}">{status}'
-            + (f'<br><span class="muted">{html.escape(note[:600])}</span>' if note else "")
-            + f"</td><td>{'' if secs is None else f'{secs:.0f} s'}</td>"
-              f'<td><ul class="kv">{kv}</ul></td></tr>')
+        number = int(s.stem[:2]) if s.stem[:2].isdigit() else n
+        training = (record or {}).get("training") or {}
         entries.append({"stem": s.stem, "title": s.title, "status": status, "note": note,
-                        "seconds": secs, "key": book.keys[s.stem], "summary": summary,
+                        "seconds": done.get("seconds") if done else None, "key": book.keys[s.stem],
+                        "summary": (record or {}).get("summary", {}), "training": training,
                         "built": done.get("started") if done else None})
+        facts = [("key", book.keys[s.stem])]
+        href = failed_href = None
+        if done and (book.out / "chapters" / s.stem / f"{s.stem}.ipynb").is_file():
+            href = f"chapters/{s.stem}/{s.stem}.html"
+            banner = ""
+            if status == "failed":
+                banner = _banner("failed", f'<p><b>A later run of this chapter failed</b>; this page is the '
+                                           f'previous complete run. <a href="../../failed/{s.stem}/{s.stem}.html">'
+                                           f'The failed run</a>.</p><pre>{html.escape(note[:1500])}</pre>')
+            elif status in ("stale", "interrupted"):
+                banner = _banner("stale", f"<p><b>{html.escape(note)}</b>; this page is the last complete run."
+                                          f"</p>")
+            pages.append(Page(f"chapters/{s.stem}/{s.stem}", book.out / "chapters" / s.stem / f"{s.stem}.ipynb",
+                              number, s.title, record, banner, True, [
+                                  ("run time", duration(done.get("seconds"))),
+                                  ("training time of its models", duration(training.get("seconds"))
+                                   if training.get("models") else ""),
+                                  ("built", done.get("started")), ("profile", book.profile.get("profile"))]))
+        if failed and status == "failed" and (book.out / "failed" / s.stem / f"{s.stem}.ipynb").is_file():
+            failed_href = f"failed/{s.stem}/{s.stem}.html"
+            partial = _read_json(book.out / "failed" / s.stem / f"{s.stem}.json")
+            pages.append(Page(f"failed/{s.stem}/{s.stem}", book.out / "failed" / s.stem / f"{s.stem}.ipynb",
+                              number, s.title, partial,
+                              _banner("failed", f"<p><b>This run failed</b> after "
+                                                f"{duration(failed.get('seconds'))} (started "
+                                                f"{html.escape(str(failed.get('started')))}); the cells below ran "
+                                                f"until the error.</p><pre>{html.escape(note[:3000])}</pre>"),
+                              href is None, [("run time", duration(failed.get("seconds")))]))
+        links[s.stem] = (href, failed_href)
     prov = provenance({k: v for k, v in book.profile.items() if k != "_source"}, book.fingerprint)
     prov["profile_file"] = book.profile.get("_source")
     params_yaml = yaml.safe_dump(prov.pop("params"), sort_keys=False)
-    info = {"profile": book.profile.get("profile"), "chapters": entries, "provenance": prov,
+    info = {"profile": book.profile.get("profile"), "description": book.profile.get("description", ""),
+            "data_dir": book.profile.get("data_dir"), "chapters": entries, "provenance": prov,
             "build_seconds": round(elapsed, 1)}
-    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>hamviz results book ({html.escape(str(book.profile.get('profile')))})</title>
-<style>{_CSS}</style></head><body>
-<h1>hamviz results book</h1>
-<p class="muted">HAM10000 analysis, profile <b>{html.escape(str(book.profile.get('profile')))}</b>
-({html.escape(str(book.profile.get('description', '')))}); built {html.escape(prov['date'])}.</p>
-<table><thead><tr><th>#</th><th>chapter</th><th>status</th><th>run time</th><th>key numbers</th></tr>
-</thead><tbody>{''.join(rows)}</tbody></table>
-<h2>Provenance</h2>
-<table><tbody>
-<tr><th>hamviz version</th><td>{html.escape(prov['hamviz'])}</td></tr>
-<tr><th>git commit</th><td>{html.escape(str(prov['git_commit']))}</td></tr>
-<tr><th>data</th><td>{html.escape(str(book.profile.get('data_dir')))}<br>fingerprint
-<code>{html.escape(book.fingerprint)}</code></td></tr>
-<tr><th>profile file</th><td>{html.escape(str(prov['profile_file']))}</td></tr>
-<tr><th>python / platform</th><td>{html.escape(prov['python'])} / {html.escape(prov['platform'])}</td></tr>
-<tr><th>date</th><td>{html.escape(prov['date'])}</td></tr>
-</tbody></table>
-<h3>Parameters</h3><pre>{html.escape(params_yaml)}</pre>
-</body></html>"""
     book.out.mkdir(parents=True, exist_ok=True)
-    tmp = book.out / "index.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(book.out / "index.html")
     _write_json(book.out / "book.json", info)
+    if render:
+        with _RENDER_LOCK:  # one Sphinx at a time on one book
+            render_book(book.out, info, pages, links, params_yaml)
     return info
 
 

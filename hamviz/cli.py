@@ -12,9 +12,16 @@ from .config import HamvizError
 def _book(args) -> int:
     from .book import build
     from .book import NOTEBOOKS
-    summary = build(args.profile, args.out, data_dir=args.data, jobs=args.jobs, force=args.force,
-                    only=args.only, notebooks_dir=args.notebooks or NOTEBOOKS,
-                    download=False if args.no_download else None)
+    from .progress import BuildProgress
+    # live bars on a terminal; plain lines in a log; nothing but the last line with --quiet
+    progress = BuildProgress(live=sys.stdout.isatty(), quiet=args.quiet)
+    summary = None
+    try:
+        summary = build(args.profile, args.out, data_dir=args.data, jobs=args.jobs, force=args.force,
+                        only=args.only, notebooks_dir=args.notebooks or NOTEBOOKS,
+                        download=False if args.no_download else None, progress=progress)
+    finally:
+        progress.close(summary)
     bad = [c for c in summary["chapters"] if c["status"] != "ok"]
     print(f"[book] {args.out}/index.html: {len(summary['chapters']) - len(bad)} chapter(s) ok"
           + (f", {len(bad)} not: " + ", ".join(f"{c['stem']} ({c['status']})" for c in bad) if bad else ""))
@@ -72,6 +79,9 @@ def main(argv=None) -> int:
     b.add_argument("--force", action="store_true", help="re-run chapters that are up to date")
     b.add_argument("--only", nargs="+", help="only these chapters (and what they depend on)")
     b.add_argument("--notebooks", help="folder of chapter notebooks (default: the repo's notebooks/)")
+    b.add_argument("--quiet", action="store_true",
+                   help="no progress and no table of chapters, only errors and the last line (progress bars are "
+                        "shown only when stdout is a terminal; otherwise one line per chapter)")
     b.add_argument("--no-download", action="store_true",
                    help="never download missing data or weights (also: HAMVIZ_NO_DOWNLOAD=1); without it, with no "
                         "data location set, HAM10000 is downloaded once into $HAMVIZ_HOME/ham10000 (default "

@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ import numpy as np
 
 from . import store
 from .balance import class_weights, oversample
-from .config import HamvizError
+from .config import PROGRESS_ENV, HamvizError
 from .registry import OPTIMIZERS, SCHEDULES, SPLITS, STRATEGIES
 
 #: what a classifier's early stopping and kept epoch are chosen on (see :class:`TrainConfig`)
@@ -78,7 +79,54 @@ def strategy_plan(strategy: str, labels, n_classes: int, *, min_size: int = 1000
     return idx, (class_weights(labels, n_classes) if weighted else None)
 
 
+#: every artefact :func:`train_or_load` returned in this process (a chapter's kernel): name, key, the seconds its
+#: training took (when it was trained, possibly in an earlier run) and whether it was loaded; a chapter's record
+#: sums them (:meth:`hamviz.chapters.base.Chapter.finish`)
+TRAINED: list[dict] = []
+
+
 # ------------------------------------------------------------------------------------------------ the fit loop
+def progress_reporter(path: str, label: str, epochs: int, every: float = 2.0):
+    """A Keras callback that writes where training is to the JSON file ``path`` (for ``hamviz book``'s progress
+    view, :mod:`hamviz.progress`): {"label", "epoch", "epochs", "batch", "steps", "started", "time"}, epochs and
+    batches 1-based, times in seconds since the epoch; at each epoch's start and end and at most every ``every``
+    seconds in between. A file it cannot write is skipped (progress is never worth a failed training)."""
+    from .models import keras
+
+    class Reporter(keras.callbacks.Callback):
+        started = last = 0.0
+        epoch = 1
+
+        def _write(self, batch: int) -> None:
+            self.last = time.time()
+            info = {"label": label, "epoch": self.epoch, "epochs": epochs, "batch": batch,
+                    "steps": (self.params or {}).get("steps"), "started": self.started, "time": self.last}
+            try:
+                tmp = f"{path}.tmp{os.getpid()}"
+                with open(tmp, "w") as f:
+                    json.dump(info, f)
+                os.replace(tmp, path)
+            except OSError:
+                pass
+
+        def on_train_begin(self, logs=None):
+            self.started = time.time()
+            self._write(0)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch + 1
+            self._write(0)
+
+        def on_train_batch_end(self, batch, logs=None):
+            if time.time() - self.last >= every:
+                self._write(batch + 1)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._write((self.params or {}).get("steps") or 0)
+
+    return Reporter()
+
+
 def nan_guard():
     """A Keras callback that stops training at the first batch whose loss is NaN or infinite and remembers
     where (``where`` = (epoch, batch), 1-based)."""
@@ -125,6 +173,8 @@ def fit(model, train, val=None, *, epochs: int, patience: int, label: str, learn
     elif schedule == "cosine":
         callbacks.append(keras.callbacks.LearningRateScheduler(
             lambda e: learning_rate * 0.5 * (1 + math.cos(math.pi * e / epochs))))
+    if os.environ.get(PROGRESS_ENV):  # run by `hamviz book`: say where training is
+        callbacks.append(progress_reporter(os.environ[PROGRESS_ENV] + ".train.json", label, epochs))
     hist = model.fit(train, validation_data=val, epochs=epochs, steps_per_epoch=steps_per_epoch,
                      class_weight=class_weight, callbacks=callbacks, verbose=verbose,
                      shuffle=False)  # the dataset shuffles
@@ -201,11 +251,14 @@ def train_or_load(kind: str, name: str, config, train: Callable[[], tuple], *, f
     path = store.folder(name, key, cache_root)
     found = None if retrain else store.load(path, log=log)
     if found is not None and (accept is None or accept(found)):
+        TRAINED.append({"name": name, "key": key, "seconds": float(found.meta.get("seconds") or 0.0),
+                        "loaded": True})
         return Artefact(found.model, found.history, config, key, path, found.arrays, dict(rows or {}),
                         found.meta.get("seconds", 0.0), True, found.meta)
     t = time.time()
     model, history, arrays = train()
     seconds = time.time() - t
+    TRAINED.append({"name": name, "key": key, "seconds": seconds, "loaded": False})
     cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     info = {"kind": kind, "config": cfg, "key": key, "fingerprint": fingerprint, "split": split_id,
             "parents": list(parents), "seconds": seconds, **(meta or {})}

@@ -70,7 +70,18 @@ class Chapter:
         tmp.replace(self.record_path)
 
     def finish(self) -> None:
-        """Mark the record complete (the book checks for it)."""
+        """Mark the record complete (the book checks for it), with the chapter's training time: ``training`` =
+        {"seconds": what training every model it used took, trained now or loaded from the store, "models": how
+        many, "trained_now": how many this run trained} (from :data:`hamviz.training.TRAINED`)."""
+        import sys
+        trained = getattr(sys.modules.get("hamviz.training"), "TRAINED", [])
+        by_key: dict = {}
+        for t in trained:  # a model used twice counts once, as trained now if either use trained it
+            seen = by_key.setdefault(t["key"], dict(t))
+            seen["loaded"] = seen["loaded"] and t["loaded"]
+        unique = by_key.values()
+        self.record["training"] = {"seconds": round(sum(t["seconds"] for t in unique), 1),
+                                   "models": len(unique), "trained_now": sum(not t["loaded"] for t in unique)}
         self.record["complete"] = True
         self.save()
 
