@@ -92,9 +92,9 @@ class BuildProgress:
         with self._lock:
             self._prefix[stem] = Path(prefix)
             position = len(self._bars)
-            self._bars[stem] = tqdm(total=None, desc=stem, unit="cell", position=position, leave=False,
-                                    file=self.stream, dynamic_ncols=True,
-                                    bar_format="{desc}: {n_fmt}/{total_fmt} cells {bar:20} {elapsed} {postfix}")
+            self._bars[stem] = tqdm(total=1, desc=f"{stem}: starting", unit="cell", position=position,
+                                    leave=False, file=self.stream, dynamic_ncols=True,
+                                    bar_format="{desc} {bar:20} {elapsed}{postfix}")
 
     def finished(self, stem: str, result: dict) -> None:
         """Chapter ``stem`` ended with ``result`` (status, seconds, error)."""
@@ -132,10 +132,10 @@ class BuildProgress:
                 prefix = self._prefix[stem]
                 cells = _read(prefix.with_name(prefix.name + CELLS))
                 train = _read(prefix.with_name(prefix.name + TRAIN))
-                if cells:
-                    if bar.total != cells.get("cells"):
-                        bar.total = cells.get("cells")
-                    bar.n = int(cells.get("cell") or 0)
+                if cells and cells.get("cells"):  # cell k running: k - 1 done
+                    bar.total = int(cells["cells"])
+                    bar.n = max(0, int(cells.get("cell") or 1) - 1)
+                    bar.set_description_str(f"{stem}: cell {cells.get('cell')}/{cells['cells']}", refresh=False)
                 fresh = train and cells and float(train.get("time", 0)) >= float(cells.get("time", 0))
                 bar.set_postfix_str(training_line(train) if fresh else "", refresh=False)
                 bar.refresh()

@@ -176,7 +176,7 @@ def _plotly_title(fig: dict) -> str:
     title = ((fig or {}).get("layout") or {}).get("title")
     if isinstance(title, dict):
         title = title.get("text")
-    return re.sub(r"<[^>]+>", " ", str(title or "")).strip()
+    return " ".join(re.sub(r"<[^>]+>", " ", str(title or "")).split())
 
 
 def _comment_caption(source: str) -> str:
@@ -185,7 +185,7 @@ def _comment_caption(source: str) -> str:
     return first.lstrip("#").strip() if first.startswith("#") else ""
 
 
-_TABLE = re.compile(r"<table\b[^>]*class=\"[^\"]*dataframe", re.I)
+_TABLE = re.compile(r"<table\b", re.I)
 _PARAMS_TABLE = re.compile(r"<th>\s*parameter\s*</th>", re.I)
 
 

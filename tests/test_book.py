@@ -221,7 +221,7 @@ def test_explain_chapter_records_cams_and_the_ensemble(tiny_book):
 def test_book_html_is_complete_and_offline(tiny_book):
     out, _, _ = tiny_book
     index = (out / "index.html").read_text()
-    assert "Exploratory data analysis of HAM10000" in index and 'class="ok"' in index
+    assert "Exploratory data analysis of HAM10000" in index and 'class="status ok"' in index
     assert "10,015" in index and "7,470" in index  # summary numbers from the record
     assert "fingerprint" in index and "image_size: 32" in index  # provenance and params
     page = (out / "chapters" / "01_eda" / "01_eda.html").read_text()
@@ -229,24 +229,19 @@ def test_book_html_is_complete_and_offline(tiny_book):
     shared = re.findall(r'<script src="\.\./\.\./(assets/plotly-[^"]+\.min\.js)"></script>', page)
     assert len(shared) == 1 and "plotly.js v" not in page  # plotly.js once in the book, not in every page
     assert (out / shared[0]).read_text()[:40].lstrip("/* \n").startswith("plotly.js v")  # figures render offline
-    assert not re.search(r'<script[^>]*src="https?://', page)  # nothing fetched from the network
+    assert not re.search(r'<(script|link)[^>]*(src|href)="https?://', page)  # nothing fetched from the network
+    assert "record_path" not in page and str(out) not in page  # the parameters cells (local paths) left out
+    assert "Key results" in page and "Figure 1.1" in page and "Show code cell source" in page
+    assert (out / "search.html").is_file() and (out / "searchindex.js").is_file()
     nb = nbformat.read(out / "chapters" / "01_eda" / "01_eda.ipynb", as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
-
-
-def test_share_plotly_js_writes_the_library_once(tmp_path):
-    from hamviz.book import share_plotly_js
-    lib = "/**\n* plotly.js v9.8.7\n* banner\n*/\nwindow.Plotly = {};"
-    page = f"<p>a</p><script>{lib}</script><div>figure</div><script>Plotly.newPlot()</script>"
-    first = share_plotly_js(page, tmp_path)
-    assert first == ('<p>a</p><script src="../../assets/plotly-9.8.7.min.js"></script><div>figure</div>'
-                     "<script>Plotly.newPlot()</script>")
-    assert (tmp_path / "assets" / "plotly-9.8.7.min.js").read_text() == lib
-    assert share_plotly_js(page.replace("a</p>", "b</p>"), tmp_path).startswith("<p>b</p>")
-    assert [p.name for p in (tmp_path / "assets").iterdir()] == ["plotly-9.8.7.min.js"]  # no temp files left
-    assert share_plotly_js("<p>no figures</p>", tmp_path) == "<p>no figures</p>"
+    # each chapter's training time: what its models took to train, loaded or not
+    info = json.loads((out / "book.json").read_text())
+    trained = {c["stem"]: c["training"] for c in info["chapters"]}
+    assert trained["02_classifier"]["models"] >= 1 and trained["02_classifier"]["seconds"] > 0
+    assert trained["01_eda"]["models"] == 0
 
 
 def test_unchanged_book_is_not_rerun(tiny_book, tiny_profile):
@@ -418,6 +413,73 @@ def test_a_killed_chapter_is_failed_and_the_book_goes_on(tmp_path):
     assert status == {"01_eda": "failed", "02_classifier": "ok"}
     assert "killed by signal 9 (SIGKILL" in summary["this_run"]["01_eda"]["error"]
     assert any(line.startswith("[book] 01_eda: failed in ") for line in said)
+
+
+TRAINING_CHAPTER = """\
+import numpy as np
+from hamviz.training import TrainConfig, fit_classifier
+x = np.random.default_rng(0).integers(0, 256, (512, 16, 16, 3), dtype=np.uint8)
+y = np.arange(512) % 7
+cfg = TrainConfig(model="small_cnn", image_size=16, epochs=3, learning_rate=1e-3, optimizer="adam",
+                  schedule="none", augment={}, batch_size=8)
+fit_classifier(cfg, x, y, {"train": np.arange(448), "val": np.arange(448, 512)}, 7)
+ch.finish()"""
+
+
+def test_a_running_chapter_reports_its_cell_and_epoch(tmp_path):
+    """The chapter process reports the code cell it runs (of how many) and the kernel the training epoch,
+    through the files the progress view reads; both are gone once the chapter ends."""
+    from hamviz.progress import BuildProgress
+    nbs, out = tmp_path / "nbs", tmp_path / "out"
+    write_nb(nbs, "01_eda", TRAINING_CHAPTER)
+    seen, prefixes = [], []
+
+    class Recording(BuildProgress):
+        def started(self, stem, prefix):
+            prefixes.append(Path(prefix))
+            super().started(stem, prefix)
+
+    def watch():
+        while not stop:
+            for prefix in prefixes:
+                for kind in (".cells.json", ".train.json"):
+                    try:
+                        seen.append((kind, json.loads(prefix.with_name(prefix.name + kind).read_text())))
+                    except (OSError, ValueError):
+                        pass
+            time.sleep(0.05)
+    import threading
+    stop = False
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        summary = build("tiny", out, notebooks_dir=nbs, progress=Recording(log=lambda *_: None))
+    finally:
+        stop = True
+        watcher.join()
+    assert summary["chapters"][0]["status"] == "ok"
+    cells = [r for kind, r in seen if kind == ".cells.json"]
+    assert cells and {r["cells"] for r in cells} == {4}  # the injected parameters cell counts: it runs
+    assert {r["cell"] for r in cells} >= {3, 4}
+    train = [r for kind, r in seen if kind == ".train.json"]
+    assert train and all(r["epochs"] == 3 and r["label"].startswith("small_cnn") for r in train)
+    assert max(r["epoch"] for r in train) >= 2 and all(r["steps"] == 56 for r in train if r["steps"])
+    assert not list((out / ".work").glob("01_eda.progress*"))
+
+
+def test_the_command_line_shows_progress_and_a_table_unless_quiet(tmp_path):
+    nbs, out = tmp_path / "nbs", tmp_path / "out"
+    write_nb(nbs, "01_eda", 'ch.log(summary=True, answer=42)\nch.finish()')
+    cmd = [sys.executable, "-m", "hamviz", "book", "--profile", "tiny", "--out", str(out), "--notebooks", str(nbs)]
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)  # stdout is a pipe: no bars
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = res.stdout.splitlines()
+    assert "[book] 01_eda: running" in lines and any(re.match(r"\[book\] 01_eda: ok in \d+ s", x) for x in lines)
+    header = next(i for i, x in enumerate(lines) if x.startswith("chapter"))
+    assert lines[header].split()[:2] == ["chapter", "status"] and lines[header + 2].split()[:2] == ["01_eda", "ok"]
+    assert "\r" not in res.stdout  # no progress bars in a log
+    quiet = subprocess.run(cmd + ["--quiet", "--force"], cwd=REPO, capture_output=True, text=True)
+    assert quiet.returncode == 0 and quiet.stdout.splitlines() == [f"[book] {out}/index.html: 1 chapter(s) ok"]
 
 
 def test_bad_input_fails_before_any_notebook_runs(tmp_path, monkeypatch):

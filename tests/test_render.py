@@ -1,0 +1,174 @@
+"""The book's renderer and progress view without a book build: a made-up executed notebook made into a page
+(parameters cells gone, code folded, widget and stderr outputs replaced or dropped, plotly.js shared, figures and
+tables numbered, key results first), a whole small book rendered by Sphinx offline, and the progress lines."""
+import json
+import re
+import time
+
+import nbformat
+import pytest
+
+from hamviz.progress import BuildProgress, table, training_line
+from hamviz.render import (WIDGET_MIME, Page, interval, key_results_html, prepare_notebook, render_book,
+                           share_plotly_js)
+
+PLOTLY_LIB = "/**\n* plotly.js v9.8.7\n* banner\n*/\nwindow.Plotly = {newPlot: function () {}};"
+FIGURE = ('<div id="f1" class="plotly-graph-div"></div><script src="https://cdn.example.org/mathjax.js"></script>'
+          '<script>if (document.getElementById("f1")) {Plotly.newPlot("f1", [], {})}</script>')
+
+
+def executed_notebook():
+    """A notebook as papermill leaves it: a title, the parameters cells, outputs of every kind."""
+    c = nbformat.v4
+    cells = [
+        c.new_markdown_cell("# Made-up chapter\n\nWhat it does."),
+        c.new_code_cell('profile = "cpu"', metadata={"tags": ["parameters"]}),
+        c.new_code_cell('# Parameters\nrecord_path = "/very/local/path/rec.json"',
+                        metadata={"tags": ["injected-parameters"]}),
+        c.new_code_cell("import plotly", outputs=[
+            c.new_output("display_data", data={"text/html": f"<script>{PLOTLY_LIB}</script>"}),
+            c.new_output("stream", name="stderr", text="Epoch 1/2 100%|#####|\n"),
+            c.new_output("stream", name="stdout", text="trained\n")]),
+        c.new_markdown_cell("## A section"),
+        c.new_code_cell("fig.show()", outputs=[c.new_output("display_data", data={
+            "application/vnd.plotly.v1+json": {"data": [], "layout": {"title": {"text": "Accuracy <b>by</b> class"}}},
+            "text/html": FIGURE})]),
+        c.new_code_cell("# Per-class recall\ntable", outputs=[c.new_output("execute_result", data={
+            "text/html": '<table border="1" class="dataframe"><tr><td>1</td></tr></table>',
+            "text/plain": "   0\n0  1"}, execution_count=4)]),
+        c.new_code_cell("ch.params_table()", outputs=[c.new_output("execute_result", data={
+            "text/html": '<table class="dataframe"><thead><tr><th>parameter</th></tr></thead></table>',
+            "text/plain": "..."}, execution_count=5)]),
+        c.new_code_cell("explorer", outputs=[c.new_output("display_data", data={
+            WIDGET_MIME: {"model_id": "abc", "version_major": 2, "version_minor": 0},
+            "text/plain": "VBox(children=(HBox(children=(ToggleButtons(description='coding'"})]),
+    ]
+    nb = c.new_notebook(cells=cells)
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+RECORD = {"summary": {"test_balanced_accuracy": 0.5, "images": 10015},
+          "values": {"test_ci": {"balanced_accuracy": {"value": 0.5, "low": 0.45, "high": 0.55}}}}
+
+
+def test_prepare_notebook_makes_a_book_page(tmp_path):
+    nb = executed_notebook()
+    page = prepare_notebook(nb, 3, tmp_path, 2, key_results_html(RECORD, [("run time", "42 s")]))
+    text = json.dumps(page)
+    assert "/very/local/path" not in text and 'profile = \\"cpu\\"' not in text  # parameters cells left out
+    code = [c for c in page.cells if c.cell_type == "code"]
+    assert all("hide-input" in c.metadata["tags"] for c in code)  # code folded behind a toggle
+    assert "VBox(children" not in text and WIDGET_MIME not in text and "Live widget" in text  # no repr
+    assert "Epoch 1/2" not in text and "trained" in text  # stderr (progress bars, warnings) dropped
+    assert "plotly.js v" not in text and (tmp_path / "assets" / "plotly-9.8.7.min.js").read_text() == PLOTLY_LIB
+    assert '<script src=\\"../../assets/plotly-9.8.7.min.js\\"></script>' in text
+    assert "https://" not in text  # the CDN MathJax of every plotly figure is gone
+    assert "Figure 3.1</span>. Accuracy by class" in text and "Table 3.1</span>. Per-class recall" in text
+    assert "<summary>This chapter's parameters</summary>" in text and "Table 3.2" not in text
+    # the title alone, then the key results, then the rest of the first cell
+    assert [c.source.splitlines()[0][:30] for c in page.cells[:3]] == [
+        "# Made-up chapter", '<div class="admonition hamviz-', "What it does."]
+    assert "[0.45, 0.55]" in page.cells[1].source and "10,015" in page.cells[1].source
+    assert nb.cells[1].metadata["tags"] == ["parameters"] and "widgets" in nb.metadata  # the input is unchanged
+
+
+def test_intervals_come_from_the_record():
+    assert interval("test_balanced_accuracy", RECORD["values"]) == (0.45, 0.55)
+    assert interval("images", RECORD["values"]) is None
+    assert interval("x", {"summary_ci": {"x": {"low": 1, "high": 2}}}) == (1, 2)
+    assert "This run recorded no summary numbers" in key_results_html(None)
+
+
+def test_share_plotly_js_writes_the_library_once(tmp_path):
+    page = f"<p>a</p><script>{PLOTLY_LIB}</script><div>figure</div><script>Plotly.newPlot()</script>"
+    first = share_plotly_js(page, tmp_path)
+    assert first == ('<p>a</p><script src="../../assets/plotly-9.8.7.min.js"></script><div>figure</div>'
+                     "<script>Plotly.newPlot()</script>")
+    assert (tmp_path / "assets" / "plotly-9.8.7.min.js").read_text() == PLOTLY_LIB
+    assert share_plotly_js(page.replace("a</p>", "b</p>"), tmp_path).startswith("<p>b</p>")
+    assert [p.name for p in (tmp_path / "assets").iterdir()] == ["plotly-9.8.7.min.js"]  # no temp files left
+    assert share_plotly_js("<p>no figures</p>", tmp_path) == "<p>no figures</p>"
+
+
+def test_render_book_offline_with_index_search_and_pages(tmp_path):
+    out = tmp_path / "book"
+    (out / "chapters" / "03_made").mkdir(parents=True)
+    nbformat.write(executed_notebook(), out / "chapters" / "03_made" / "03_made.ipynb")
+    info = {"profile": "tiny", "description": "test", "data_dir": "/data/ham",
+            "provenance": {"date": "today", "hamviz": "0", "data_fingerprint": "fp42"},
+            "chapters": [{"stem": "03_made", "title": "Made-up chapter", "status": "ok", "note": "",
+                          "seconds": 12.0, "summary": RECORD["summary"],
+                          "training": {"seconds": 600.0, "models": 2, "trained_now": 0}}]}
+    pages = [Page("chapters/03_made/03_made", out / "chapters" / "03_made" / "03_made.ipynb", 3,
+                  "Made-up chapter", RECORD)]
+    t = time.time()
+    render_book(out, info, pages, {"03_made": ("chapters/03_made/03_made.html", None)}, "seed: 1\n")
+    first = time.time() - t
+    index = (out / "index.html").read_text()
+    assert "fp42" in index and "10.0 min" in index and "seed: 1" in index and "10,015" in index
+    assert 'href="chapters/03_made/03_made.html"' in index
+    chapter = (out / "chapters" / "03_made" / "03_made.html").read_text()
+    assert "Key results" in chapter and "Show code cell source" in chapter and "VBox(children" not in chapter
+    assert (out / "search.html").is_file() and (out / "searchindex.js").is_file()
+    assert "made" in (out / "searchindex.js").read_text().lower()
+    for page in [index, chapter, (out / "search.html").read_text()]:
+        assert not re.search(r'<(script|link)[^>]*(src|href)="https?://', page)  # nothing from the network
+    assert not (tmp_path / "jupyter_execute").exists()  # nothing written beside the book
+    # unchanged sources: Sphinx re-reads nothing and the pages stay as they were
+    render_book(out, info, pages, {"03_made": ("chapters/03_made/03_made.html", None)}, "seed: 1\n")
+    assert (out / "chapters" / "03_made" / "03_made.html").read_text() == chapter
+    assert first < 120
+
+
+def test_training_line_and_table():
+    now = 1000.0
+    line = training_line({"label": "small_cnn S1", "epoch": 2, "epochs": 4, "batch": 5, "steps": 10,
+                          "started": now - 90}, now)
+    # 1.5 of 4 epochs in 90 s: 150 s left at most
+    assert line == "training small_cnn S1: epoch 2/4, batch 5/10, at most 2:30 left"
+    assert training_line(None) == ""
+    text = table({"chapters": [{"stem": "01_eda", "status": "ok", "seconds": 30.0, "training": {}},
+                               {"stem": "02_classifier", "status": "failed", "seconds": None, "note": "boom",
+                                "training": {"seconds": 4000, "models": 3}}],
+                  "this_run": {"02_classifier": {"status": "failed", "seconds": 5.0, "error": "ValueError: boom"}}})
+    lines = text.splitlines()
+    assert lines[0].split() == ["chapter", "status", "this", "run", "complete", "run", "training", "note"]
+    assert lines[2].split() == ["01_eda", "up", "to", "date", "-", "30", "s", "-"]
+    assert lines[3].split()[:4] == ["02_classifier", "failed", "5", "s"] and "66.7 min" in lines[3]
+    assert lines[3].endswith("ValueError: boom")
+
+
+def test_plain_progress_says_one_line_per_chapter_and_quiet_says_nothing():
+    said = []
+    p = BuildProgress(live=False, log=said.append)
+    p.started("01_eda", "/nowhere")
+    p.finished("01_eda", {"status": "ok", "seconds": 3.2})
+    p.close({"chapters": [{"stem": "01_eda", "status": "ok", "seconds": 3.2}], "this_run": {}})
+    assert said[:2] == ["[book] 01_eda: running", "[book] 01_eda: ok in 3 s"] and "chapter" in said[2]
+    quiet = []
+    q = BuildProgress(quiet=True, log=quiet.append)
+    q.started("01_eda", "/nowhere")
+    q.finished("01_eda", {"status": "failed", "seconds": 1, "error": "x"})
+    q.close({"chapters": [], "this_run": {}})
+    assert quiet == []
+
+
+def test_live_progress_draws_cells_and_epochs(tmp_path):
+    import io
+    stream = io.StringIO()
+    p = BuildProgress(live=True, stream=stream, interval=3600)  # polled by hand below
+    prefix = tmp_path / "01_eda.progress"
+    p.started("01_eda", prefix)
+    now = time.time()
+    (tmp_path / "01_eda.progress.cells.json").write_text(json.dumps({"cell": 3, "cells": 9, "time": now}))
+    (tmp_path / "01_eda.progress.train.json").write_text(json.dumps(
+        {"label": "small_cnn S4", "epoch": 2, "epochs": 5, "batch": 4, "steps": 8, "started": now - 10,
+         "time": now + 1}))
+    p.poll()
+    p.finished("01_eda", {"status": "ok", "seconds": 12})
+    p.close()
+    shown = stream.getvalue()
+    assert "01_eda: cell 3/9" in shown and "training small_cnn S4: epoch 2/5, batch 4/8" in shown
+    assert "[book] 01_eda: ok in 12 s" in shown
