@@ -361,6 +361,7 @@ myst_enable_extensions = ["colon_fence"]
 html_theme = "sphinx_book_theme"
 html_title = %(title)r
 html_copy_source = False
+html_show_search_summary = False   # its snippets are fetched with fetch(), which file:// pages may not use
 html_show_sourcelink = False
 html_last_updated_fmt = None
 html_css_files = ["hamviz.css"]

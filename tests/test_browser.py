@@ -1,9 +1,12 @@
 """The results book and the widgets in a real browser (headless Chromium driven by Playwright).
 
-1. The book built by the shared ``tiny_book`` fixture, opened from its folder with every non-file:// request
-   blocked: the index lists every chapter of book.json with its key numbers, every link in it points at a file
-   that exists, every chapter page loads, every plotly figure renders, and nothing logs a JavaScript error or
-   asks the network for anything.
+1. The book built by the shared ``tiny_book`` fixture (rendered by Sphinx + MyST-NB + sphinx-book-theme), opened
+   from its folder with every non-file:// request blocked: the index lists every chapter of book.json with its
+   key numbers and times, every link in it points at a file that exists, every chapter page loads with its key
+   results first and every plotly figure drawn, no page shows a widget's Python repr or the parameters cells;
+   a reader gets from the index to every chapter and back through the sidebar and through next/previous, the
+   search finds each chapter by a word of its title, the code toggles show and hide the code; nothing logs a
+   JavaScript error or asks the network for anything.
 2. The compression chapter's live explorer in a real JupyterLab: Run All on a copy of
    notebooks/03_compression.ipynb with the tiny profile, then the JPEG-quality slider moved with the keyboard
    (Home, PageUp) and the mouse (a click on its track), and an autoencoder chosen with the mouse; the image, the
@@ -40,7 +43,8 @@ from urllib.parse import unquote, urlparse
 import nbformat
 import pytest
 
-from hamviz.book import _fmt, discover
+from hamviz.book import discover
+from hamviz.render import duration, fmt
 
 REPO = Path(__file__).resolve().parents[1]
 ARTEFACTS = REPO / "test-artefacts" / "browser"
@@ -129,7 +133,7 @@ def test_index_lists_every_chapter_with_its_numbers(tiny_book, offline):
     assert [c["stem"] for c in info["chapters"]] == STEMS
     page = offline.new_page()
     page.goto((out / "index.html").as_uri(), wait_until="load")
-    rows = page.locator("table").first.locator("tbody > tr")
+    rows = page.locator("table.hamviz-chapters > tbody > tr")
     assert rows.count() == len(info["chapters"])
     for row, entry in zip(rows.all(), info["chapters"]):
         cells = row.locator("> td")
@@ -138,10 +142,14 @@ def test_index_lists_every_chapter_with_its_numbers(tiny_book, offline):
         assert cells.nth(2).inner_text().strip().startswith(entry["status"])
         assert entry["status"] == "ok", (entry["stem"], entry["note"])
         assert cells.nth(3).inner_text().strip() == f"{entry['seconds']:.0f} s"
-        shown = [li.inner_text().strip() for li in cells.nth(4).locator("li").all()]
-        expected = [f"{k}: {html.unescape(_fmt(v))}" for k, v in entry["summary"].items()]
+        training = entry["training"]
+        assert cells.nth(4).inner_text().strip().startswith(
+            duration(training.get("seconds")) if training.get("models") else "")
+        shown = [li.inner_text().strip() for li in cells.nth(5).locator("li").all()]
+        expected = [f"{k}: {html.unescape(fmt(v))}" for k, v in entry["summary"].items()]
         assert entry["summary"] and shown == expected, entry["stem"]
     assert page.get_by_text(info["provenance"]["data_fingerprint"]).count() == 1
+    assert_no_widget_repr(page, "index.html")
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=ARTEFACTS / "index.png", full_page=True)
     assert_clean(offline, "index.html")
@@ -174,6 +182,15 @@ RENDERED = """divs => divs.map(d => {
           svg: !!svg && box.width > 0 && box.height > 0, marks: marks, canvases: canvases};
 })"""
 
+#: what a live widget's Python repr starts with (a static page has no kernel to draw the widget)
+WIDGET_REPRS = ("VBox(children", "HBox(children", "IntSlider(", "ToggleButtons(", "Output(", "Image(value")
+
+
+def assert_no_widget_repr(page, what: str):
+    text = page.locator("body").inner_text()
+    shown = [r for r in WIDGET_REPRS if r in text]
+    assert not shown, f"{what} shows a widget's repr: {shown}"
+
 
 @pytest.mark.parametrize("stem", STEMS)
 def test_chapter_page_loads_offline_and_renders_every_figure(tiny_book, offline, stem):
@@ -182,11 +199,17 @@ def test_chapter_page_loads_offline_and_renders_every_figure(tiny_book, offline,
     source = path.read_text(encoding="utf-8")
     page = offline.new_page()
     page.goto(path.as_uri(), wait_until="load")
-    assert page.locator("h1").first.inner_text().strip()
+    assert page.locator("article h1").first.inner_text().strip()
+    # the key results come first: before the chapter's first section and its first figure
+    article = page.locator("article").first.inner_text()
+    assert "Key results" in article and article.index("Key results") < article.index("Figure ")
+    assert "# Parameters" not in source and "/.work/" not in source  # the parameters cells left out
+    assert_no_widget_repr(page, f"{stem}.html")
     n_figures = source.count('class="plotly-graph-div"')
     assert n_figures > 0, f"{stem} has no plotly figure"
     divs = page.locator(".plotly-graph-div")
     assert divs.count() == n_figures
+    assert page.locator("figure.hamviz-figure figcaption").count() == n_figures  # every figure numbered
     # plotly draws asynchronously (and only once a figure is displayed): wait until every one is drawn
     try:
         page.wait_for_function(
@@ -201,6 +224,87 @@ def test_chapter_page_loads_offline_and_renders_every_figure(tiny_book, offline,
     if stem == "03_compression":
         ARTEFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=ARTEFACTS / f"{stem}.png", full_page=True)
+        page.screenshot(path=ARTEFACTS / f"{stem}-top.png")
+    assert_clean(offline, f"{stem}.html")
+
+
+def _at(page, out: Path, rel: str) -> bool:
+    return Path(unquote(urlparse(page.url).path)).resolve() == (out / rel).resolve()
+
+
+def test_every_chapter_is_reached_and_left_through_the_sidebar_and_next_previous(tiny_book, offline):
+    out, _, _ = tiny_book
+    titles = {c["stem"]: c["title"] for c in book_json(out)["chapters"]}
+    page = offline.new_page()
+    page.goto((out / "index.html").as_uri(), wait_until="load")
+    for stem in STEMS:  # the sidebar: index -> chapter -> index
+        page.locator("nav.hamviz-nav li.toctree-l1 > a", has_text=titles[stem]).first.click()
+        page.wait_for_load_state("load")
+        assert _at(page, out, f"chapters/{stem}/{stem}.html"), page.url
+        assert page.locator("article h1").first.inner_text().strip().startswith(titles[stem][:40])
+        # the chapter's sections are in the sidebar too
+        sections = page.locator("nav.hamviz-nav li.toctree-l1.current li.toctree-l2 a")
+        assert sections.count() >= 1, f"{stem}: no sections in the sidebar"
+        page.locator("nav.hamviz-nav .bd-sidenav__home-link a").click()
+        page.wait_for_load_state("load")
+        assert _at(page, out, "index.html"), page.url
+    for stem in STEMS:  # next, from the index through every chapter in order
+        page.locator(".prev-next-area a.right-next").click()
+        page.wait_for_load_state("load")
+        assert _at(page, out, f"chapters/{stem}/{stem}.html"), (stem, page.url)
+    assert page.locator(".prev-next-area a.right-next").count() == 0  # the last chapter has no next
+    for stem in reversed(STEMS[:-1]):  # and previous, back to the index
+        page.locator(".prev-next-area a.left-prev").click()
+        page.wait_for_load_state("load")
+        assert _at(page, out, f"chapters/{stem}/{stem}.html"), (stem, page.url)
+    page.locator(".prev-next-area a.left-prev").click()
+    page.wait_for_load_state("load")
+    assert _at(page, out, "index.html"), page.url
+    assert_clean(offline, "the navigation")
+
+
+def title_word(title: str) -> str:
+    """The longest word of a chapter title (the search's query for that chapter)."""
+    return max(re.findall(r"[A-Za-z][A-Za-z-]+", title), key=len)
+
+
+def test_search_finds_every_chapter_by_a_word_of_its_title(tiny_book, offline):
+    out, _, _ = tiny_book
+    page = offline.new_page()
+    for c in book_json(out)["chapters"]:
+        word = title_word(c["title"])
+        page.goto((out / "index.html").as_uri(), wait_until="load")
+        page.locator("button.search-button-field").first.click()  # the search box of every page
+        box = page.locator("#pst-search-dialog input[name=q]")
+        box.fill(word)
+        box.press("Enter")
+        page.wait_for_load_state("load")
+        assert _at(page, out, "search.html"), page.url
+        hit = page.locator(f"#search-results a[href*='chapters/{c['stem']}/{c['stem']}.html']")
+        hit.first.wait_for(timeout=30_000)
+        assert hit.count() >= 1, f"searching {word!r} did not find {c['stem']}"
+    assert_clean(offline, "the search")
+
+
+def test_code_is_folded_and_the_toggles_show_and_hide_it(tiny_book, offline):
+    out, _, _ = tiny_book
+    stem = STEMS[1]
+    page = offline.new_page()
+    page.goto((out / "chapters" / stem / f"{stem}.html").as_uri(), wait_until="load")
+    folds = page.locator("details.hide.above-input")
+    assert folds.count() >= 3
+    code = folds.first.locator("pre").first
+    assert not code.is_visible(), "code is shown before the reader asks for it"
+    folds.first.locator("summary").click()
+    assert code.is_visible() and code.inner_text().strip()
+    folds.first.locator("summary").click()
+    assert not code.is_visible()
+    every = page.locator("button.hamviz-code-toggle")  # one button for all the page's code
+    every.click()
+    assert every.inner_text().strip() == "Hide all code"
+    assert all(d.evaluate("d => d.open") for d in folds.all())
+    every.click()
+    assert not any(d.evaluate("d => d.open") for d in folds.all())
     assert_clean(offline, f"{stem}.html")
 
 
