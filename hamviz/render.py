@@ -48,8 +48,8 @@ PLOTLY_MIME = "application/vnd.plotly.v1+json"
 PARAMETER_TAGS = {"parameters", "injected-parameters"}
 WIDGET_NOTE = ("<div class=\"admonition note hamviz-widget\"><p class=\"admonition-title\">Live widget</p>"
                "<p>This cell shows an interactive widget, which needs a running Python kernel: open the notebook "
-               "in JupyterLab (<code>make lab</code>) to use it. The static book shows the precomputed figures "
-               "above instead.</p></div>")
+               "in JupyterLab (<code>make lab</code>) to use it. The static book shows the chapter's precomputed "
+               "figures instead.</p></div>")
 
 
 class RenderError(HamvizError):
