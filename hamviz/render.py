@@ -514,6 +514,21 @@ def publish(html_dir: Path, out: Path) -> int:
     return written
 
 
+def _die_with_parent():
+    """A preexec function for the Sphinx process: on Linux it is killed when the book that started it dies (a
+    killed book leaves no Sphinx writing into its folder); None elsewhere. Everything is looked up here, in the
+    parent: the child, forked from a process with threads, only calls into libc before exec."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+        import signal
+        prctl, kill = ctypes.CDLL(None, use_errno=True).prctl, int(signal.SIGKILL)
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, kill)  # PR_SET_PDEATHSIG
+
+
 def render_book(out: Path, info: dict, pages: list[Page], links: dict, params_yaml: str = "",
                 title: str = "hamviz results book", timeout: float = 900) -> float:
     """Render the book in ``out`` (see the module docstring) with Sphinx; returns the seconds it took.
@@ -531,7 +546,8 @@ def render_book(out: Path, info: dict, pages: list[Page], links: dict, params_ya
            str(site / "html")]
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     try:  # in site/: MyST-NB writes its copies of the notebooks beside the output folder (site/jupyter_execute)
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=site)
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=site,
+                             preexec_fn=_die_with_parent())
     except subprocess.TimeoutExpired as exc:
         raise RenderError(f"Sphinx did not render the book in {timeout:.0f} s") from exc
     if res.returncode != 0:
