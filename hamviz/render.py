@@ -470,7 +470,13 @@ def write_sources(out: Path, info: dict, pages: list[Page], links: dict, params_
     _write_if_changed(src / "index.md", index_markdown(info, pages, links, params_yaml))
     wanted = {src / f"{p.docname}.ipynb" for p in pages}
     for p in pages:
-        nb = nbformat.read(p.notebook, as_version=4)
+        try:
+            nb = nbformat.read(p.notebook, as_version=4)
+        except Exception as exc:  # noqa: BLE001 -- e.g. a chapter killed while papermill wrote it: say so
+            nb = nbformat.v4.new_notebook(cells=[
+                nbformat.v4.new_markdown_cell(f"# {p.title}"),
+                nbformat.v4.new_markdown_cell(f"The executed notebook `{Path(p.notebook).name}` could not be "
+                                              f"read ({type(exc).__name__}: {exc}).")])
         depth = p.docname.count("/")
         facts = p.facts
         page = prepare_notebook(nb, p.number, out, depth, key_results_html(p.record, facts), p.banner)

@@ -172,3 +172,18 @@ def test_live_progress_draws_cells_and_epochs(tmp_path):
     shown = stream.getvalue()
     assert "01_eda: cell 3/9" in shown and "training small_cnn S4: epoch 2/5, batch 4/8" in shown
     assert "[book] 01_eda: ok in 12 s" in shown
+
+
+def test_a_notebook_that_cannot_be_read_still_gets_a_page(tmp_path):
+    """A chapter killed while papermill wrote its notebook leaves half a file: its page says so, and the rest
+    of the book renders."""
+    out = tmp_path / "book"
+    (out / "failed" / "01_cut").mkdir(parents=True)
+    (out / "failed" / "01_cut" / "01_cut.ipynb").write_text('{"cells": [{"cell_type": "mark')
+    info = {"profile": "tiny", "provenance": {}, "chapters": [
+        {"stem": "01_cut", "title": "Cut short", "status": "failed", "note": "killed", "seconds": None}]}
+    render_book(out, info, [Page("failed/01_cut/01_cut", out / "failed" / "01_cut" / "01_cut.ipynb", 1,
+                                 "Cut short")], {"01_cut": (None, "failed/01_cut/01_cut.html")})
+    page = (out / "failed" / "01_cut" / "01_cut.html").read_text()
+    assert "Cut short" in page and "could not be read" in page
+    assert 'href="failed/01_cut/01_cut.html"' in (out / "index.html").read_text()
