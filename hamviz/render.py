@@ -52,6 +52,12 @@ WIDGET_NOTE = ("<div class=\"admonition note hamviz-widget\"><p class=\"admoniti
                "figures instead.</p></div>")
 
 
+#: the Python repr of an ipywidgets widget (shown as plain text where no widget manager draws it)
+WIDGET_REPR = re.compile(r"^\s*(?:[A-Z][A-Za-z]*(?:Box|Slider|Buttons?|Text|Tab|Accordion|Stack|Dropdown|Select|"
+                         r"Checkbox|Progress|Picker|Play)|Output|Image|HTML|Label|Video|Audio)\("
+                         r"(?:children|value|options|description|layout|index|outputs)=")
+
+
 class RenderError(HamvizError):
     """Sphinx could not render the book (its message and the last lines of its output)."""
 
@@ -193,7 +199,8 @@ def prepare_notebook(nb, number: int, out: Path, depth: int = 2, key_results: st
     """The executed notebook ``nb`` made into a book page (a copy; ``nb`` is not changed).
 
     Leaves out the parameters cells; folds every code cell's source behind a toggle (tag ``hide-input``);
-    drops stderr (warnings, progress bars); replaces a live widget's output by a note (never its repr); moves
+    drops stderr (warnings, progress bars); replaces a live widget's output by a note (never its repr, also where
+    the output is the repr alone: :data:`WIDGET_REPR`); moves
     plotly.js to ``out/assets`` (:func:`share_plotly_js`) and removes CDN scripts; numbers plotly figures
     ("Figure N.k", captioned by the figure's title) and tables ("Table N.k", captioned by the cell's leading
     comment), folds the chapter's parameter table; puts ``banner`` and ``key_results`` (HTML) right under the
@@ -215,7 +222,8 @@ def prepare_notebook(nb, number: int, out: Path, depth: int = 2, key_results: st
                 if data is None:
                     outputs.append(o)
                     continue
-                if WIDGET_MIME in data:
+                if WIDGET_MIME in data or (set(data) == {"text/plain"} and
+                                           WIDGET_REPR.match(_text(data["text/plain"]))):
                     o["data"] = {"text/html": WIDGET_NOTE}
                     outputs.append(o)
                     continue
@@ -238,8 +246,6 @@ def prepare_notebook(nb, number: int, out: Path, depth: int = 2, key_results: st
                         page = (f'<figure class="hamviz-table" id="table-{number}-{tables}"><figcaption>'
                                 f'<span class="caption-number">Table {number}.{tables}</span>'
                                 f'{". " + cap if cap else ""}</figcaption>{page}</figure>')
-                    if not page.strip():
-                        continue  # the plotly.js loader became a <script src>: kept, see below
                     data["text/html"] = page
                     data.pop("text/plain", None)  # the HTML is the output; the repr is the fallback
                 outputs.append(o)

@@ -42,6 +42,10 @@ def executed_notebook():
         c.new_code_cell("explorer", outputs=[c.new_output("display_data", data={
             WIDGET_MIME: {"model_id": "abc", "version_major": 2, "version_minor": 0},
             "text/plain": "VBox(children=(HBox(children=(ToggleButtons(description='coding'"})]),
+        c.new_code_cell("explorer.box", outputs=[c.new_output("execute_result", data={  # the repr alone
+            "text/plain": "HBox(children=(IntSlider(value=50, description='JPEG quality'),))"}, execution_count=7)]),
+        c.new_code_cell("cfg", outputs=[c.new_output("execute_result", data={
+            "text/plain": "TrainConfig(model='small_cnn')"}, execution_count=8)]),
     ]
     nb = c.new_notebook(cells=cells)
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
@@ -61,6 +65,7 @@ def test_prepare_notebook_makes_a_book_page(tmp_path):
     code = [c for c in page.cells if c.cell_type == "code"]
     assert all("hide-input" in c.metadata["tags"] for c in code)  # code folded behind a toggle
     assert "VBox(children" not in text and WIDGET_MIME not in text and "Live widget" in text  # no repr
+    assert "HBox(children" not in text and text.count("Live widget") == 2 and "TrainConfig(model=" in text
     assert "Epoch 1/2" not in text and "trained" in text  # stderr (progress bars, warnings) dropped
     assert "plotly.js v" not in text and (tmp_path / "assets" / "plotly-9.8.7.min.js").read_text() == PLOTLY_LIB
     assert '<script src=\\"../../assets/plotly-9.8.7.min.js\\"></script>' in text
