@@ -91,10 +91,12 @@ class BuildProgress:
         from tqdm.auto import tqdm
         with self._lock:
             self._prefix[stem] = Path(prefix)
-            position = len(self._bars)
+            used = {getattr(b, "hamviz_line", None) for b in self._bars.values()}
+            position = next(i for i in range(len(used) + 1) if i not in used)  # the first free line
             self._bars[stem] = tqdm(total=1, desc=f"{stem}: starting", unit="cell", position=position,
                                     leave=False, file=self.stream, dynamic_ncols=True,
                                     bar_format="{desc} {bar:20} {elapsed}{postfix}")
+            self._bars[stem].hamviz_line = position
 
     def finished(self, stem: str, result: dict) -> None:
         """Chapter ``stem`` ended with ``result`` (status, seconds, error)."""

@@ -192,3 +192,14 @@ def test_a_notebook_that_cannot_be_read_still_gets_a_page(tmp_path):
     page = (out / "failed" / "01_cut" / "01_cut.html").read_text()
     assert "Cut short" in page and "could not be read" in page
     assert 'href="failed/01_cut/01_cut.html"' in (out / "index.html").read_text()
+
+
+def test_live_bars_take_the_first_free_line(tmp_path):
+    import io
+    p = BuildProgress(live=True, stream=io.StringIO(), interval=3600)
+    for stem in ("01_a", "02_b"):
+        p.started(stem, tmp_path / stem)
+    p.finished("01_a", {"status": "ok", "seconds": 1})
+    p.started("03_c", tmp_path / "03_c")  # where 01_a was, not over 02_b
+    assert {s: b.hamviz_line for s, b in p._bars.items()} == {"02_b": 1, "03_c": 0}
+    p.close()
