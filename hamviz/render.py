@@ -588,8 +588,22 @@ def _write_static(app, exception) -> None:
         _write_if_changed(static / "hamviz.js", JS)
 
 
+def _navigation_changed(app, env):
+    """Every page is written again when the book's navigation changed (a chapter added, removed, renamed, or its
+    sections changed): each page carries the sidebar and previous/next links, and Sphinx by itself writes only the
+    pages whose own source changed."""
+    root = env.config.root_doc
+    docs = [root] + list(env.toctree_includes.get(root, []))
+    signature = [(d, env.tocs[d].astext() if d in env.tocs else "") for d in docs]
+    changed = signature != getattr(env, "hamviz_navigation", None)
+    env.hamviz_navigation = signature  # pickled with the environment: compared at the next build
+    return sorted(env.found_docs) if changed else []
+
+
 def setup(app):
-    """Sphinx extension (named in the book's conf.py): keeps every page offline, adds the book's CSS and JS."""
+    """Sphinx extension (named in the book's conf.py): keeps every page offline, writes every page again when the
+    navigation changed, adds the book's CSS and JS."""
     app.connect("html-page-context", _offline_page)
+    app.connect("env-get-updated", _navigation_changed)
     app.connect("build-finished", _write_static)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}

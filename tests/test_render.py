@@ -203,3 +203,22 @@ def test_live_bars_take_the_first_free_line(tmp_path):
     p.started("03_c", tmp_path / "03_c")  # where 01_a was, not over 02_b
     assert {s: b.hamviz_line for s, b in p._bars.items()} == {"02_b": 1, "03_c": 0}
     p.close()
+
+
+def test_pages_rendered_earlier_link_to_chapters_added_later(tmp_path):
+    """During a build chapters appear one by one: a page rendered before the next chapter existed gets its
+    sidebar and next link once it does (Sphinx alone rewrites only pages whose source changed)."""
+    out = tmp_path / "book"
+    stems = ["01_first", "02_second"]
+    for stem in stems:
+        (out / "chapters" / stem).mkdir(parents=True)
+        nb = executed_notebook()
+        nb.cells[0].source = f"# Chapter {stem}\n\nText."
+        nbformat.write(nb, out / "chapters" / stem / f"{stem}.ipynb")
+    info = {"profile": "tiny", "provenance": {}, "chapters": []}
+    for k in (1, 2):
+        pages = [Page(f"chapters/{s}/{s}", out / "chapters" / s / f"{s}.ipynb", i + 1, s)
+                 for i, s in enumerate(stems[:k])]
+        render_book(out, info, pages, {s: (f"chapters/{s}/{s}.html", None) for s in stems[:k]})
+    first = (out / "chapters" / "01_first" / "01_first.html").read_text()
+    assert 'href="../02_second/02_second.html"' in first and 'class="right-next"' in first
