@@ -95,6 +95,18 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
             "frozen_head": {**_bool, "description": "also each strategy on the main model's head alone over "
                                                     "its backbone's cached frozen features (pretrained "
                                                     "backbone, head: simple; head_warmup epochs)"},
+            "settings": {"type": "object", "propertyNames": {"enum": list(MODEL_NAMES)},
+                         "additionalProperties": _obj({
+                             "optimizer": {"enum": list(OPTIMIZERS)},
+                             "learning_rate": {"type": "number", "exclusiveMinimum": 0},
+                             "schedule": {"enum": list(SCHEDULES)},
+                             "epochs": {**_int, "minimum": 1, "maximum": 1000},
+                             "patience": {**_int, "minimum": 1},
+                             "batch_size": {**_int, "minimum": 1},
+                             "l2": {"type": "number", "minimum": 0},
+                         }),
+                         "description": "per grid model, training settings that differ from the main model's "
+                                        "(the reference's own protocol per model)"},
         }), "default": {"models": ["small_cnn"], "strategies": list(STRATEGIES)},
             "description": "strategy x model table; image_size and epochs default to the main model's"},
         "external_test": {"type": ["string", "null"], "default": None,
@@ -206,6 +218,33 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "search_epochs": {**_int, "minimum": 1, "maximum": 100, "default": 3},
         "search_members": {**_int, "minimum": 0, "maximum": 10, "default": 2,
                            "description": "best random-search CNNs that join the ensemble"},
+        "search_space": {
+            "type": ["object", "null"], "default": None, "additionalProperties": False,
+            "description": "the random search's space (key -> values drawn uniformly); null: hamviz's default "
+                           "(hamviz.search.SEARCH_SPACE, optimisers with adamax)",
+            "properties": {
+                "conv_blocks": {"type": "array", "minItems": 1, "items": {**_int, "minimum": 1, "maximum": 8}},
+                "filters": {"type": "array", "minItems": 1, "items": {**_int, "minimum": 1, "maximum": 1024}},
+                "kernel": {"type": "array", "minItems": 1, "items": {**_int, "minimum": 1, "maximum": 15}},
+                "convs_per_block": {"type": "array", "minItems": 1, "items": {**_int, "minimum": 1, "maximum": 4}},
+                "dense_layers": {"type": "array", "minItems": 1, "items": {**_int, "minimum": 0, "maximum": 4}},
+                "dense_units": {"type": "array", "minItems": 1, "items": {**_int, "minimum": 1, "maximum": 8192}},
+                "dropout": {"type": "array", "minItems": 1, "items": {"type": "number", "minimum": 0,
+                                                                      "exclusiveMaximum": 1}},
+                "pooling": {"type": "array", "minItems": 1, "items": {"enum": ["max", "avg"]}},
+                "pool_size": {"type": "array", "minItems": 1, "items": {**_int, "minimum": 2, "maximum": 8}},
+                "padding": {"type": "array", "minItems": 1, "items": {"enum": ["same", "valid"]}},
+                "filter_growth": {"type": "array", "minItems": 1, "items": {"enum": ["double", "constant"]}},
+                "init": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+                "optimizer": {"type": "array", "minItems": 1, "items": {"enum": list(OPTIMIZERS)}},
+                "learning_rate": {"type": "array", "minItems": 1, "items": {"type": "number",
+                                                                            "exclusiveMinimum": 0}},
+            }},
+        "main_member": {**_bool, "default": True,
+                        "description": "the classifier chapter's main model (its malignant classes summed) as an "
+                                       "ensemble member (hamviz's addition)"},
+        "reference_member": {**_bool, "default": True,
+                             "description": "the reference small CNN as an ensemble member (hamviz's addition)"},
         "transfer_members": {"type": "array", "items": {"type": "object"}, "default": [],
                              "description": "backbone members, e.g. {model: vgg19, weights: imagenet, "
                                             "trainable: all}"},

@@ -107,7 +107,8 @@ def fit(model, train, val=None, *, epochs: int, patience: int, label: str, learn
 
     Early stopping on the validation loss (the training loss without ``val``) with ``patience`` epochs, the
     best epoch's weights restored; ``schedule``: "none", "plateau" (halve the learning rate after
-    patience // 2 epochs without progress, down to learning_rate / 64) or "cosine" (over ``epochs``).
+    patience // 2 epochs without progress, down to learning_rate / 64), "cosine" (over ``epochs``) or "step"
+    (halve it every 3 epochs, the strategy study's CNN protocol, Zhang).
     Returns the history: per-epoch metrics as floats and ``best_epoch`` (1-based). Raises
     :class:`TrainingError` naming the epoch, the batch and the fix when the loss becomes NaN.
     """
@@ -125,6 +126,8 @@ def fit(model, train, val=None, *, epochs: int, patience: int, label: str, learn
     elif schedule == "cosine":
         callbacks.append(keras.callbacks.LearningRateScheduler(
             lambda e: learning_rate * 0.5 * (1 + math.cos(math.pi * e / epochs))))
+    elif schedule == "step":
+        callbacks.append(keras.callbacks.LearningRateScheduler(lambda e: learning_rate * 0.5 ** (e // 3)))
     hist = model.fit(train, validation_data=val, epochs=epochs, steps_per_epoch=steps_per_epoch,
                      class_weight=class_weight, callbacks=callbacks, verbose=verbose,
                      shuffle=False)  # the dataset shuffles

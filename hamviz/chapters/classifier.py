@@ -71,15 +71,18 @@ def grid(ch, P: dict, log=print) -> pd.DataFrame:
     """Test metrics of every (model, strategy) of ``P['grid']``: the reference Table 4. With
     ``grid.frozen_head``, each strategy also on the main model's head alone over its pretrained backbone's cached
     frozen features at the main model's size (model "<backbone> frozen head"), where fine-tuning five times would
-    take too long on a CPU."""
+    take too long on a CPU. ``grid.settings[model]`` sets that model's own optimizer, learning rate, schedule,
+    epochs, patience, batch size and L2 (the reference trained its CNN and its transfer models differently)."""
     g = P["grid"]
     size = g.get("image_size") or P["image_size"]
     s = ch.view(size)
     rows = []
     for model in g.get("models", [P["model"]]):
+        own = dict((g.get("settings") or {}).get(model, {}))  # the reference's protocol for this model
+        Pm = {**P, **own}
         for strategy in g.get("strategies", ["S1"]):
-            cfg = config(P, model=model, strategy=strategy, image_size=size,
-                         epochs=g.get("epochs") or P["epochs"])
+            cfg = config(Pm, model=model, strategy=strategy, image_size=size,
+                         epochs=own.get("epochs") or g.get("epochs") or P["epochs"])
             rows.append(_grid_row(s, train_classifier(cfg, s, log=log), model, strategy))
     if g.get("frozen_head"):
         s_main = ch.view(P["image_size"])
