@@ -236,6 +236,22 @@ def test_book_html_is_complete_and_offline(tiny_book):
     assert not errors
 
 
+def test_every_chapter_states_its_protocol_before_its_numbers(tiny_book):
+    """Chapters 2-6 record and show their protocol table (reference | this run | why) above their results; the
+    tiny profile differs from the reference in input size, and says so."""
+    out, summary, _ = tiny_book
+    for c in summary["chapters"][1:]:
+        v = record(out, c["stem"])["values"]
+        assert v["protocol"]["split"]["same?"] == "by design" and v["protocol_source"], c["stem"]
+        nb = nbformat.read(out / "chapters" / c["stem"] / f"{c['stem']}.ipynb", as_version=4)
+        texts = [json.dumps(o.get("data", {})) for cell in nb.cells if cell.cell_type == "code"
+                 for o in cell.get("outputs", [])]
+        first = next(i for i, t in enumerate(texts) if "Protocol" in t)
+        assert "why it differs" in texts[first + 1], c["stem"]  # the table, right under its heading
+    hd = record(out, "05_hypervector")["values"]["protocol"]
+    assert hd["input"]["this run"] == "32x32" and hd["input"]["same?"] == "no" and hd["input"]["why it differs"]
+
+
 def test_share_plotly_js_writes_the_library_once(tmp_path):
     from hamviz.book import share_plotly_js
     lib = "/**\n* plotly.js v9.8.7\n* banner\n*/\nwindow.Plotly = {};"

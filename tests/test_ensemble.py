@@ -265,3 +265,19 @@ def test_optimiser_comparison_and_search_trials_get_equal_budgets(monkeypatch):
                                  "filter_growth": "constant", "padding": "valid"}
     opts, opt, lr = explain.member_options(trials.iloc[0])
     assert opts == cfg.model_options and (opt, lr) == ("adam", 1e-3)
+
+
+def test_main_member_sums_the_malignant_classes_and_checks_their_names():
+    from types import SimpleNamespace
+
+    from hamviz.chapters.explain import main_member
+    from hamviz.registry import CLASSES
+    rows = {"val": np.arange(2), "test": np.arange(2, 4)}
+    p = np.full((2, 7), 0.1)
+    p[:, CLASSES.index("nv")] = 0.4
+    t = SimpleNamespace(rows=rows, proba={"val": p, "test": p}, model=None, history={}, config=None, key="k",
+                        path=None, seconds=0.0)
+    m = main_member(t, SimpleNamespace(rows=rows), ["mel", "bcc"])
+    np.testing.assert_allclose(m.proba["test"], [[0.8, 0.2]] * 2)
+    with pytest.raises(ValueError, match="unknown class name"):
+        main_member(t, SimpleNamespace(rows=rows), ["melanoma"])

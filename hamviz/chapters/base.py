@@ -74,8 +74,26 @@ class Chapter:
         self.record["complete"] = True
         self.save()
 
+    def protocol_table(self):
+        """This chapter's reference protocol beside this run (:func:`hamviz.protocol.protocol_table`), also
+        recorded (``protocol``: setting -> row); None for a chapter without a reference protocol."""
+        from ..protocol import protocol_table
+        table = protocol_table(self.name, self.params)
+        if table is not None:
+            self.log(protocol=table.to_dict(orient="index"), protocol_source=table.attrs["source"])
+        return table
+
     def params_table(self):
+        """The chapter's parameters as a table, after its protocol table (reference | this run | why they
+        differ; displayed first, so that every difference from the reference is stated above the numbers)."""
         import pandas as pd
+        protocol = self.protocol_table()
+        if protocol is not None:
+            from IPython.display import Markdown, display
+            display(Markdown(f"**Protocol** — reference: {protocol.attrs['source']}; profile "
+                             f"`{self.params.get('profile', '')}`. Every difference from the reference is stated "
+                             f"here, where the numbers below come from."))
+            display(protocol)
         rows = [(k, json.dumps(v) if isinstance(v, (dict, list)) else v)
                 for k, v in self.params.items() if not k.startswith("_")]
         return pd.DataFrame(rows, columns=["parameter", "value"]).set_index("parameter")

@@ -42,7 +42,8 @@ def main_member(t: Artefact, b: PreparedView, malignant) -> Artefact:
     """The classifier chapter's main (7-class) model ``t`` as a binary member: P(malignant) = the sum of its
     probabilities of the ``malignant`` classes, on the validation and test rows it shares with the binary view
     ``b`` (same split: the same rows at any image size). No training; ``meta["from_main_model"]`` marks it.
-    Raises ValueError when the rows differ (another split or data set)."""
+    Raises ValueError when the rows differ (another split or data set) or ``malignant`` names no class."""
+    malignant = ens._check_malignant(malignant, CLASSES)
     for part in ("val", "test"):
         if not np.array_equal(t.rows[part], b.rows[part]):
             raise ValueError(f"the main model's {part} rows are not the binary view's: the ensemble needs one split "
