@@ -6,7 +6,8 @@ activation maps can address any layer by name; a Keras-Hub backbone is one neste
 (:func:`hub_model`). Inputs are float images in [0, 255]; each backbone's preprocessing is a layer inside the
 model, so callers never preprocess.
 
-``weights``: ``"imagenet"`` (needs the Keras weights file: downloaded, or already in ``~/.keras/models``),
+``weights``: ``"imagenet"`` (needs the Keras weights file: in ``$HAMVIZ_WEIGHTS/keras``, the weights cache or
+``~/.keras/models``, else downloaded; :func:`hamviz.weights.local_keras_weights`),
 ``None`` (random init), or a path to a weights file (Keras ``.weights.h5`` of the same backbone without top,
 or the no-top ``.h5`` files Keras applications publish). An offline ``"imagenet"`` request fails at once
 with a message saying how to get the file, instead of hanging on the download.
@@ -26,19 +27,10 @@ import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 from .config import HamvizError  # noqa: E402
-from .weights import preset_source, reachable  # noqa: E402
+from .weights import (how_to_get_keras, keras_weights_file, keras_weights_folders,  # noqa: E402
+                      local_keras_weights, preset_source, reachable)
 from .registry import (AE_DOWNSAMPLE, AE_RATIOS, BACKBONES, HUB_BACKBONES, MODEL_NAMES,  # noqa: E402,F401
                        latent_problem)
-
-#: Keras' published no-top ImageNet weight files (what "imagenet" downloads)
-_WEIGHT_FILES = {
-    "inceptionv3": "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "densenet201": "densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "vgg19": "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "mobilenetv2": "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
-}
-
 
 class ModelError(HamvizError):
     """Impossible model settings (unknown backbone, input too small, weights unavailable...)."""
@@ -120,20 +112,16 @@ def weights_source(backbone: str, weights, input_size: int | None = None):
             raise ModelError(f"Weights file {path} for {backbone} does not exist. Pass weights='imagenet', "
                              f"None (random init) or the path of a weights file.")
         return str(path)
-    fname = _WEIGHT_FILES[backbone]
-    if "{size}" in fname:
-        size = min((s for s in (96, 128, 160, 192, 224) if s >= (input_size or 224)), default=224)
-        fname = fname.format(size=size)
-    cached = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else
-                  Path.home() / ".keras") / "models" / fname
-    if cached.is_file():
-        return "imagenet"
+    local = local_keras_weights(backbone, input_size)
+    if local is not None:
+        return str(local)  # Keras loads a weights file by path: no download, wherever it was found
     if not reachable("storage.googleapis.com"):
+        fname = keras_weights_file(backbone, input_size)[0]
         raise ModelError(
-            f"ImageNet weights for {backbone} are not on this machine ({cached}) and cannot be downloaded "
-            f"(no connection to storage.googleapis.com). Copy {fname} from a machine with internet "
-            f"(https://storage.googleapis.com/tensorflow/keras-applications/) into {cached.parent}, or pass "
-            f"weights=None (random init) or weights='<path to a weights file>'.")
+            f"ImageNet weights for {backbone} ({fname}) are not on this machine (looked in "
+            f"{', '.join(map(str, keras_weights_folders()))}) and cannot be downloaded (no connection to "
+            f"storage.googleapis.com). {how_to_get_keras(backbone, input_size)} Or pass weights=None (random "
+            f"init) or weights='<path to a weights file>'.")
     return "imagenet"
 
 
