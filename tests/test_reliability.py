@@ -236,6 +236,21 @@ def _profile_with_duplicate_key(env):
     return load_profile(path)
 
 
+def _extends_nothing_beside(env):
+    from hamviz.params import load_profile
+    path = env.tmp / "mine.yaml"
+    path.write_text("extends: my-base\nseed: 1\n")
+    return load_profile(path)
+
+
+def _transfer_members(*members):
+    return _profile({"chapters": {"explain": {"transfer_members": list(members)}}})
+
+
+def _hypervector(**section):
+    return _profile({"chapters": {"hypervector": section}})
+
+
 def _notebook_params_not_a_mapping(env):
     from hamviz.chapters import start
     return start("eda", "tiny", "[seed, 3]", record_path=env.tmp / "eda.json", load_data=False)
@@ -342,6 +357,41 @@ BAD_INPUTS = [
          ("key 'epochs' is given twice", "lines 5 and 6", "mine.yaml"), ("keep one",)),
     _bad("params-notebook-not-a-mapping", _notebook_params_not_a_mapping, ParamsError,
          ("params must be a mapping", "list"), ("-y 'params: {seed: 3",)),
+    # every key of every section, down to list entries (issue 19 item 15)
+    _bad("params-transfer-member-typo", _transfer_members({"model": "vgg19", "trainabel": "all"}), ParamsError,
+         ("unknown key 'chapters.explain.transfer_members.0.trainabel'",), ("did you mean 'trainable'?",)),
+    _bad("params-transfer-member-not-a-mapping", _transfer_members("vgg19"), ParamsError,
+         ("chapters.explain.transfer_members.0: 'vgg19' is not of type object",), ("Fix these keys",)),
+    _bad("params-transfer-member-without-model", _transfer_members({"weights": "imagenet"}), ParamsError,
+         ("chapters.explain.transfer_members.0", "'model' is a required property"), ("Fix these keys",)),
+    _bad("params-transfer-member-unknown-model", _transfer_members({"model": "vgg20"}), ParamsError,
+         ("chapters.explain.transfer_members.0.model: 'vgg20' is not one of",), ("'vgg19'", "'resnet50'")),
+    _bad("params-transfer-member-bad-trainable", _transfer_members({"model": "vgg19", "trainable": "some"}),
+         ParamsError, ("chapters.explain.transfer_members.0.trainable: 'some' is not allowed",),
+         ("one of 'frozen', 'all' or an integer >= 0",)),
+    _bad("params-transfer-member-too-small", _transfer_members({"model": "inceptionv3"}), ParamsError,
+         ("chapters.explain.transfer_members.0", "inceptionv3 needs inputs of at least 75x75", "image_size, 32"),
+         ("raise the image size or choose another model",)),
+    _bad("params-transfer-member-twice", _transfer_members({"model": "vgg19"}, {"model": "vgg19", "l2": 0.1}),
+         ParamsError, ("chapters.explain.transfer_members.1", "'vgg19' is already member 0", "would replace it"),
+         ("Keep one entry per backbone",)),
+    _bad("params-hypervector-augment-typo", _hypervector(augment={"flp": True}), ParamsError,
+         ("unknown key 'chapters.hypervector.augment.flp'",), ("did you mean 'flip'?",)),
+    _bad("params-hypervector-augment-range", _hypervector(augment={"zoom": 1.5}), ParamsError,
+         ("chapters.hypervector.augment.zoom: 1.5",), ("maximum of 1",)),
+    _bad("params-hypervector-augment-type", _hypervector(augment="yes"), ParamsError,
+         ("chapters.hypervector.augment: 'yes' is not of type",), ("'object', 'boolean', 'null'",)),
+    _bad("params-hypervector-holdout-unknown", _hypervector(holdout_class="melanoma"), ParamsError,
+         ("chapters.hypervector.holdout_class: 'melanoma' is not one of",), ("'mel'",)),
+    _bad("params-hypervector-holdout-outside-classes", _hypervector(holdout_class="df"), ParamsError,
+         ("chapters.hypervector.holdout_class: 'df' is not one of the chapter's classes", "would not run"),
+         ("choose one of them, or null to skip the demo",)),
+    _bad("params-hypervector-backbone-too-small", _hypervector(backbone="inceptionv3"), ParamsError,
+         ("chapters.hypervector.backbone", "inceptionv3 needs inputs of at least 75x75"),
+         ("raise the image size or choose another model",)),
+    _bad("params-extends-nothing-beside", _extends_nothing_beside, ParamsError,
+         ("No parameter profile 'my-base'", "extended by", "mine.yaml", "looked next to it"),
+         ("relative to the extending profile's folder, or absolute",)),
     # external test set
     _bad("isic2018-unknown-label", _isic_unknown_label, DataError,
          ("class column(s) hamviz does not know", "{'UNK': 1}", "rows labelled with them"),
@@ -412,6 +462,37 @@ def test_numbers_as_people_write_them(tmp_path):
     ch = start("eda", "tiny", '{"seed": 3, "chapters": {"eda": {"samples_per_class": 1}}}',
                record_path=tmp_path / "eda.json", load_data=False)
     assert ch.params["seed"] == 3 and ch.params["samples_per_class"] == 1
+
+
+def test_profiles_resolve_beside_themselves_from_any_working_folder(tmp_path, monkeypatch):
+    """A user's own ./params/mine.yaml extending its neighbour (by name or file name) and naming paths relative
+    to itself means the same files from the folder ``hamviz validate`` runs in and from ``notebooks/``, where the
+    chapters run: everything is resolved against the profile's folder, to absolute paths, when it is loaded."""
+    from hamviz.params import chapter_params, load_profile
+    proj = tmp_path / "proj"
+    (proj / "params").mkdir(parents=True)
+    (proj / "isic").mkdir()
+    (proj / "params" / "base.yaml").write_text("extends: tiny\nseed: 5\nchapters:\n  eda:\n    samples_per_class: 3\n")
+    (proj / "params" / "mid.yml").write_text("extends: ./base.yaml\nchapters:\n  eda:\n    sample_size: 40\n")
+    (proj / "params" / "mine.yaml").write_text("extends: base\nchapters:\n  classifier:\n"
+                                               "    external_test: ../isic\n")
+    (proj / "params" / "other.yaml").write_text("extends: mid\n")
+    elsewhere = tmp_path / "repo" / "notebooks"
+    elsewhere.mkdir(parents=True)
+    seen = []
+    for cwd in (proj, elsewhere, proj / "params"):
+        monkeypatch.chdir(cwd)
+        mine = load_profile(proj / "params" / "mine.yaml")
+        other = load_profile(proj / "params" / "other.yaml")
+        eda, clf = chapter_params(mine, "eda"), chapter_params(mine, "classifier")
+        seen.append((mine["seed"], eda["samples_per_class"], clf["external_test"], chapter_params(other, "eda")))
+    assert seen[0][:3] == (5, 3, str(proj / "isic"))
+    assert seen[0][3]["sample_size"] == 40 and seen[0][3]["samples_per_class"] == 3
+    assert seen[0] == seen[1] == seen[2]
+    # a profile named like the one it extends is not its own parent: params/tiny.yaml extends the shipped tiny
+    (proj / "params" / "tiny.yaml").write_text("extends: tiny\nseed: 9\n")
+    p = load_profile(proj / "params" / "tiny.yaml")
+    assert p["seed"] == 9 and p["image_size"] == load_profile("tiny")["image_size"]
 
 
 @pytest.mark.parametrize("sep, name", [("\t", "HAM10000_metadata"), (";", "HAM10000_metadata.csv"),
