@@ -293,8 +293,14 @@ def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, o
         specs = [s for s in specs if s.name in wanted or s.stem in wanted]
     for s in specs:
         check_notebook(s)
-    ds = load_ham10000(params["data_dir"], masks=params["masks"], on_missing=params["on_missing"])
+    ds = load_ham10000(params["data_dir"], masks=params["masks"], on_missing=params["on_missing"],
+                       on_corrupt=params["on_corrupt"])
     params["data_dir"] = str(ds.root)
+    damaged = ds.report.get("damaged_files")
+    if damaged:
+        print(f"[book] note: {len(damaged)} damaged image file(s) left out (on_corrupt: skip): "
+              + ", ".join(f"{i} ({why})" for i, why in list(damaged.items())[:5])
+              + (f", ... ({len(damaged) - 5} more)" if len(damaged) > 5 else ""))
     absent = ds.report.get("missing_optional_columns")
     if absent and any(s.name == "eda" for s in specs):
         print(f"[book] note: the metadata has no {', '.join(absent)} column(s): the EDA chapter skips what needs "
@@ -305,7 +311,8 @@ def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, o
     external = (params.get("chapters", {}).get("classifier") or {}).get("external_test")
     if external and any(s.name == "classifier" for s in specs):
         from .external import load_isic2018
-        load_isic2018(external)  # the folder, its ground truth and images: checked before any training
+        # the folder, its ground truth and images: checked before any training
+        load_isic2018(external, on_corrupt=params["on_corrupt"])
     return Book(Path(out).resolve(), params, specs, chapter_keys(specs, params, ds.fingerprint), ds.fingerprint)
 
 

@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError, features
 
 from .codecs import (DEFAULT_QUALITIES, SUBSAMPLINGS, bits_per_pixel, check_jobs, check_qualities,
                      check_subsampling, jpeg_batch)
-from .config import DataError, cache_dir
+from .config import DataError, cache_dir, permission_error
 from .data import Dataset
 
 CACHE_VERSION = 2  # 2: strict decoding (check_intact), masks of any encoding, mask files in the key
@@ -80,14 +80,16 @@ def check_intact(data: bytes) -> None:
 
 
 def decode(path, size, mode="stretch") -> np.ndarray:
-    """Decode one image fully and strictly (:func:`check_intact`) and resize it: uint8 (h, w, 3). Raises
-    DataError naming a corrupt or truncated file."""
+    """Decode one image fully and strictly (:func:`check_intact`) and resize it: uint8 (h, w, 3). Raises DataError
+    naming a corrupt or truncated file, or a file this user may not read (a permission problem, with its fix)."""
     try:
         data = Path(path).read_bytes()
         check_intact(data)
         with Image.open(io.BytesIO(data)) as img:
             img.load()  # forces a full decode
             arr = np.asarray(resize_image(img.convert("RGB"), size, mode))
+    except PermissionError:
+        raise permission_error("image", Path(path)) from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise DataError(f"Cannot decode image {path}: {exc}. The file is corrupt or truncated: "
                         f"re-download it, or set on_corrupt: skip to leave it out and report it.") from exc
@@ -118,6 +120,8 @@ def decode_mask(path, size, mode="stretch") -> np.ndarray:
             img.load()
             rgb_like = img.mode in ("P", "PA", "RGB", "RGBA", "LA", "CMYK", "YCbCr")
             m = binary_mask(np.asarray(img.convert("RGB") if rgb_like else img))
+    except PermissionError:
+        raise permission_error("mask", Path(path)) from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise DataError(f"Cannot decode mask {path}: {exc}. Re-download the masks.") from exc
     resized = resize_image(Image.fromarray(m.astype(np.uint8) * 255), size, mode, resample=Image.Resampling.NEAREST)

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import DataError
+from .config import DataError, check_readable_folder
 from .registry import CLASSES
-from .data import IMAGE_SUFFIXES, Dataset, _first_few, fingerprint_files, read_table, reconcile, scan_dirs
+from .data import (IMAGE_SUFFIXES, Dataset, _first_few, drop_damaged, fingerprint_files, read_table, reconcile,
+                   scan_dirs)
 
 # --------------------------------------------------------------------------------------------------
 # ISIC 2018 Task 3
@@ -152,7 +153,7 @@ def _read_ground_truth(gt_path: Path) -> tuple[pd.DataFrame, dict]:
     return pd.DataFrame({"image_id": known.index.to_numpy(), "dx": names}), report
 
 
-def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error",
+def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error", on_corrupt: str = "error",
                   ground_truth: str | os.PathLike | None = None) -> Dataset:
     """Load the ISIC 2018 Task 3 layout (meant as an external test set) without decoding images.
 
@@ -168,6 +169,9 @@ def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error",
     on_missing: "error" (default) stops on image ids without files or files without ids;
       "skip" drops those rows / ignores those files and lists them in ``report``
       (``missing_files``, ``files_without_metadata``), as :func:`hamviz.data.load_ham10000` does.
+    on_corrupt: image files that are empty, truncated or no image (a quick look, before any decoding, as
+      :func:`hamviz.data.load_ham10000` does): "error" (default) names them, "skip" drops them and lists them in
+      ``report["damaged_files"]``.
     ground_truth: the CSV to use when the folder holds several (default: found in ``root``).
 
     The challenge's CSV gives no lesion ids for its images, so ``lesion_id`` is then set to ``image_id``
@@ -182,6 +186,7 @@ def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error",
         raise DataError(f"ISIC 2018 folder {root} does not exist or is not a folder. {ISIC2018_HINT}, "
                         f"and pass that folder.")
     root = root.resolve()
+    check_readable_folder(root, "the ISIC 2018 folder")
     if ground_truth is not None:
         gt_path = Path(ground_truth).expanduser()
         if not gt_path.is_absolute() and not gt_path.is_file():
@@ -227,6 +232,11 @@ def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error",
         "path": [str(images[i]) for i in meta["image_id"]],
         "mask_path": None,
     })
+    meta = drop_damaged(meta, ("path",), on_corrupt, report, where=str(root),
+                        fix=f"Re-download them ({ISIC2018_HINT}), or set on_corrupt: skip to leave them out and "
+                            f"report them.").reset_index(drop=True)
+    if meta.empty:
+        raise DataError(f"Every image of {root} is damaged. {ISIC2018_HINT}.")
     report["class_counts"] = {c: int(n) for c, n in meta["dx"].value_counts().items()}
     fp = fingerprint_files(gt_path, meta["path"])
     return Dataset(meta=meta, root=root, fingerprint=fp, classes=CLASSES, source="isic2018",

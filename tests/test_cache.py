@@ -47,9 +47,11 @@ def test_flipped_bytes_detected_by_checksum(subset, tmp_path):
 
 
 def test_corrupt_jpeg_named_or_skipped(subset, tmp_path):
+    """A file damaged after the data were loaded and checked (load_ham10000 catches a truncated file itself):
+    decoding names it too."""
+    ds = load_ham10000(subset)
     victim = sorted((subset / "images").iterdir())[3]
     victim.write_bytes(victim.read_bytes()[:600])  # truncated JPEG
-    ds = load_ham10000(subset)
     with pytest.raises(DataError, match=f"{victim.name}.*corrupt or truncated.*on_corrupt: skip"):
         build_cache(ds, 32, cache_root=tmp_path / "c")
     entry = build_cache(ds, 32, cache_root=tmp_path / "c", on_corrupt="skip")
@@ -75,6 +77,7 @@ def test_damaged_jpeg_is_caught_whatever_pillow_is_told(subset, tmp_path, monkey
     strict regardless: the file is named, or skipped and reported with on_corrupt: skip."""
     from PIL import ImageFile
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    ds = load_ham10000(subset)  # (a truncated file is already refused here: see test_reliability.py)
     victim = sorted((subset / "images").iterdir())[5]
     data = bytearray(victim.read_bytes())
     if damage == "zeroed-middle":
@@ -85,7 +88,6 @@ def test_damaged_jpeg_is_caught_whatever_pillow_is_told(subset, tmp_path, monkey
     victim.write_bytes(bytes(data))
     with Image.open(victim) as im:
         im.load()  # Pillow alone: no complaint
-    ds = load_ham10000(subset)
     for mode in ("stretch", "crop", "pad"):
         with pytest.raises(DataError, match=f"{victim.name}.*corrupt or truncated"):
             build_cache(ds, 32, mode=mode, cache_root=tmp_path / "c")

@@ -89,10 +89,146 @@ def _files_without_ids(env):
 
 
 def _truncated_jpeg(env):
+    """Truncated after the data were loaded (load_ham10000 refuses a truncated file itself: rows below)."""
+    ds = load_ham10000(env.data)
     victim = sorted((env.data / "images").iterdir())[3]
     victim.write_bytes(victim.read_bytes()[:600])
     env.vars["victim"] = victim.name
-    return build_cache(load_ham10000(env.data), 16, cache_root=env.tmp / "cache")
+    return build_cache(ds, 16, cache_root=env.tmp / "cache")
+
+
+def _damage(how: str, count: int = 1, folder: str = "images"):
+    """Damage ``count`` image files of a fresh copy the way downloads get damaged, then load it as validate does:
+    ``empty`` (0 bytes), ``cut`` (the last third missing), ``png-cut`` (a PNG in place of the JPEG, cut),
+    ``html`` (an error page saved under the image's name)."""
+    def produce(env):
+        files = sorted((env.data / "images").iterdir())[:count]
+        env.vars["victim"] = files[0].stem
+        for f in files:
+            data = f.read_bytes()
+            if how == "empty":
+                f.write_bytes(b"")
+            elif how == "cut":
+                f.write_bytes(data[: len(data) * 2 // 3])
+            elif how == "png-cut":
+                import io
+                from PIL import Image
+                buf = io.BytesIO()
+                Image.open(f).save(buf, "PNG")
+                f.unlink()
+                f.with_suffix(".png").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+            elif how == "html":
+                f.write_bytes(b"<!DOCTYPE html><html><body>503 Service Unavailable</body></html>")
+        return load_ham10000(env.data)
+    return produce
+
+
+def _mask_cut(env):
+    make_subset(env.tmp / "hm", env.metadata, n_per_class=2, masks=True)
+    victim = sorted((env.tmp / "hm" / "masks").iterdir())[2]
+    victim.write_bytes(victim.read_bytes()[:100])
+    env.vars["victim"] = victim.name
+    return load_ham10000(env.tmp / "hm")
+
+
+def _validate_damaged(env):
+    """``hamviz validate`` / the start of ``hamviz book``: a truncated image is named before any chapter runs."""
+    from hamviz.book import prepare
+    victim = sorted((env.data / "images").iterdir())[4]
+    victim.write_bytes(victim.read_bytes()[:900])
+    env.vars["victim"] = victim.name
+    return prepare("tiny", env.tmp / "book", data_dir=env.data)
+
+
+def _isic_damaged(env):
+    from conftest import write_isic2018
+    from hamviz.external import load_isic2018
+    rows = env.metadata.groupby("dx").head(1)
+    write_isic2018(env.tmp / "isic", DATA / "images", rows)
+    victim = sorted((env.tmp / "isic" / "ISIC2018_Task3_Test_Input").iterdir())[1]
+    victim.write_bytes(b"")
+    env.vars["victim"] = victim.name
+    return load_isic2018(env.tmp / "isic")
+
+
+def _unreadable(env, path: Path) -> None:
+    """Take this user's read permission on ``path`` (a folder: also execute). Root ignores permissions, so as root
+    the failures are simulated: os.access says no, and listing the folder or opening the file raises
+    PermissionError, as they do for any other user."""
+    import builtins
+    import io
+    import os
+    env.vars["path"] = str(path)
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0)
+        env.request.addfinalizer(lambda: path.chmod(mode))
+        return
+    mp = env.request.getfixturevalue("monkeypatch")
+    target = os.path.abspath(path)
+
+    def hit(p) -> bool:
+        try:
+            return os.path.abspath(os.fspath(p)) == target
+        except TypeError:
+            return False
+
+    def denied(p):
+        return PermissionError(13, "Permission denied", os.fspath(p))
+
+    real_access, real_scandir, real_iterdir, real_open = os.access, os.scandir, Path.iterdir, builtins.open
+    mp.setattr(os, "access", lambda p, mode, *a, **kw: False if hit(p) else real_access(p, mode, *a, **kw))
+
+    def scandir(p="."):
+        if hit(p):
+            raise denied(p)
+        return real_scandir(p)
+
+    def iterdir(self):
+        if hit(self):
+            raise denied(self)
+        return real_iterdir(self)
+
+    def open_(file, *a, **kw):
+        if not isinstance(file, int) and hit(file):
+            raise denied(file)
+        return real_open(file, *a, **kw)
+    mp.setattr(os, "scandir", scandir)
+    mp.setattr(Path, "iterdir", iterdir)
+    mp.setattr(builtins, "open", open_)
+    mp.setattr(io, "open", open_)
+
+
+def _unreadable_folder(name: str, masks: bool = False):
+    def produce(env):
+        root = env.tmp / "hm"
+        make_subset(root, env.metadata, n_per_class=2, layout="flat" if name in ("images", "masks", ".") else
+                    "official", masks=masks)
+        _unreadable(env, (root / name).resolve())
+        return load_ham10000(root, masks=masks)
+    return produce
+
+
+def _unreadable_isic_folder(env):
+    from conftest import write_isic2018
+    from hamviz.external import load_isic2018
+    write_isic2018(env.tmp / "isic", DATA / "images", env.metadata.groupby("dx").head(1))
+    _unreadable(env, env.tmp / "isic" / "ISIC2018_Task3_Test_Input")
+    return load_isic2018(env.tmp / "isic")
+
+
+def _unreadable_image_file(env):
+    victim = sorted((env.data / "images").iterdir())[2]
+    _unreadable(env, victim)
+    return load_ham10000(env.data)
+
+
+def _unreadable_at_decode(env):
+    """A file that became unreadable after the data were loaded: decoding names the permission problem too."""
+    ds = load_ham10000(env.data)
+    victim = sorted((env.data / "images").iterdir())[2]
+    _unreadable(env, victim)
+    return build_cache(ds, 16, cache_root=env.tmp / "cache")
 
 
 def _semicolon_metadata_without_dx(env):
@@ -294,6 +430,38 @@ BAD_INPUTS = [
     _bad("dx-unknown", _unknown_dx, DataError,
          ("unknown dx label(s) {'melanoma': 1}",),
          ("labels are akiec, bcc, bkl, df, mel, nv, vasc", "Fix or drop those rows")),
+    # damaged files, caught by a quick look before any decoding (issue 19 item 19)
+    _bad("jpeg-empty", _damage("empty"), DataError,
+         ("1 file(s)", "are damaged", "{victim}.jpg (empty (0 bytes))"), ("Re-download them", "on_corrupt: skip")),
+    _bad("jpeg-cut-at-load", _damage("cut"), DataError,
+         ("{victim}.jpg (truncated: no JPEG end marker",), ("Re-download them", "on_corrupt: skip")),
+    _bad("png-cut-at-load", _damage("png-cut"), DataError,
+         ("{victim}.png (truncated: no PNG IEND chunk",), ("Re-download them", "on_corrupt: skip")),
+    _bad("image-is-an-html-page", _damage("html"), DataError,
+         ("{victim}.jpg (not a JPEG or PNG image", "<!DOCTYPE"), ("Re-download them", "on_corrupt: skip")),
+    _bad("many-damaged-files-counted", _damage("empty", count=7), DataError,
+         ("7 file(s)", "{victim}.jpg (empty", "(2 more)"), ("Re-download them", "on_corrupt: skip")),
+    _bad("mask-cut-at-load", _mask_cut, DataError,
+         ("1 file(s)", "{victim} (truncated: no PNG IEND chunk"), ("--masks", "on_corrupt: skip")),
+    _bad("validate-names-damaged-image", _validate_damaged, DataError,
+         ("{victim} (truncated",), ("Re-download them", "on_corrupt: skip")),
+    _bad("isic2018-image-empty", _isic_damaged, DataError,
+         ("{victim} (empty (0 bytes))",), ("ISIC2018_Task3_Test_Input.zip", "on_corrupt: skip")),
+    # folders and files this user may not read: a permission problem, named as one (issue 19 items 16 and 19)
+    _bad("images-folder-unreadable", _unreadable_folder("images"), DataError,
+         ("Cannot read the image folder", "{path}", "permission denied"), ("chmod -R a+rX {path}",)),
+    _bad("image-part-folder-unreadable", _unreadable_folder("HAM10000_images_part_2"), DataError,
+         ("Cannot read the image folder", "{path}", "permission denied"), ("chmod -R a+rX {path}",)),
+    _bad("mask-folder-unreadable", _unreadable_folder("masks", masks=True), DataError,
+         ("Cannot read the mask folder", "{path}", "permission denied"), ("chmod -R a+rX {path}",)),
+    _bad("data-dir-unreadable", _unreadable_folder("."), DataError,
+         ("Cannot read the data directory", "{path}", "permission denied"), ("chmod -R a+rX {path}",)),
+    _bad("isic2018-images-unreadable", _unreadable_isic_folder, DataError,
+         ("Cannot read the image folder", "{path}", "permission denied"), ("chmod -R a+rX {path}",)),
+    _bad("image-file-unreadable", _unreadable_image_file, DataError,
+         ("Cannot read 1 file(s)", "permission denied", "{path}"), ("chmod -R a+rX",)),
+    _bad("image-file-unreadable-at-decode", _unreadable_at_decode, DataError,
+         ("Cannot read image {path}", "permission denied"), ("chmod a+r {path}",)),
     # parameter profiles
     _bad("params-typo-top-level", _profile({"imgae_size": 32}), ParamsError,
          ("unknown key 'imgae_size'",), ("did you mean 'image_size'?",)),
@@ -541,6 +709,26 @@ def test_small_classes_are_a_warning_naming_them_and_a_fix(metadata):
     with pytest.warns(UserWarning, match=f"df {n_df}"):
         make_split(meta, (0.7, 0.2, 0.1), seed=0)
     assert check_splittable(meta, (0.5, 0.25, 0.25)) == [] or n_df < 4
+
+
+def test_damaged_files_skipped_and_reported_with_on_corrupt_skip(tmp_path, metadata, capsys):
+    """on_corrupt: skip leaves the damaged files out and reports them (validate and the book say which), rather
+    than failing; a JPEG with data after its end marker (some cameras append some) is not damaged."""
+    from hamviz.book import prepare
+    rows = make_subset(tmp_path / "d", metadata, n_per_class=6, masks=False)
+    files = sorted((tmp_path / "d" / "images").iterdir())
+    files[0].write_bytes(b"")
+    files[1].write_bytes(files[1].read_bytes()[:700])
+    files[2].write_bytes(files[2].read_bytes() + bytes(range(256)) * 20)  # 5 KB after the end marker
+    ds = load_ham10000(tmp_path / "d", on_corrupt="skip")
+    assert len(ds) == len(rows) - 2 and set(ds.report["damaged_files"]) == {files[0].stem, files[1].stem}
+    assert "empty" in ds.report["damaged_files"][files[0].stem]
+    assert build_cache(ds, 16, cache_root=tmp_path / "c").skipped == {}  # what is left decodes
+    profile = tmp_path / "skip.yaml"
+    profile.write_text("extends: tiny\non_corrupt: skip\nsplit: {fractions: [0.5, 0.25, 0.25]}\n")
+    book = prepare(profile, tmp_path / "book", data_dir=tmp_path / "d")
+    assert "2 damaged image file(s) left out (on_corrupt: skip)" in capsys.readouterr().out
+    assert book.profile["on_corrupt"] == "skip"
 
 
 def test_identical_copies_in_both_image_parts_are_fine(tmp_path, metadata):

@@ -128,7 +128,12 @@ def start(chapter: str, profile: str = "cpu", params: dict | None = None, data_d
         record_path = rec_dir / f"{chapter}.json"
     ch = Chapter(chapter, flat, Path(record_path), profile=full)
     if load_data:
-        ch.data = load_ham10000(flat["data_dir"], masks=flat["masks"], on_missing=flat["on_missing"])
+        ch.data = load_ham10000(flat["data_dir"], masks=flat["masks"], on_missing=flat["on_missing"],
+                                on_corrupt=flat["on_corrupt"])
+        damaged = ch.data.report.get("damaged_files")
+        if damaged:
+            print(f"Note: {len(damaged)} damaged image file(s) left out (on_corrupt: skip): "
+                  + ", ".join(list(damaged)[:5]) + (", ..." if len(damaged) > 5 else ""))
     ch.record = {"chapter": chapter, "profile": flat["profile"], "complete": False,
                  "provenance": provenance(flat, ch.data.fingerprint if ch.data is not None else None),
                  "summary": {}, "values": {}}

@@ -129,7 +129,7 @@ def external(P: dict, t: Artefact, n_boot: int = 1000):
     from ..cache import build_cache
     from ..external import load_isic2018
     from ..training import predict
-    ds = load_isic2018(P["external_test"])
+    ds = load_isic2018(P["external_test"], on_corrupt=P["on_corrupt"])
     # the resize mode of training (stretch/crop/pad): another collection's sizes and aspect ratios get the same
     cache = build_cache(ds, t.config.image_size, mode=P["resize"], on_corrupt=P["on_corrupt"], masks=False)
     meta = ds.meta.set_index("image_id").loc[cache.image_ids]
