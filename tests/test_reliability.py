@@ -731,6 +731,44 @@ def test_damaged_files_skipped_and_reported_with_on_corrupt_skip(tmp_path, metad
     assert book.profile["on_corrupt"] == "skip"
 
 
+def test_a_class_missing_from_a_split_part_is_a_warning_in_the_chapter(ham, tmp_path, capsys):
+    """A class with a single lesion lands in one split part only. The chapter says so when it builds its view
+    (printed and recorded), and the classifier chapter's note says over which classes that part's macro metrics
+    average (the same classes for all three)."""
+    import warnings
+    from hamviz.chapters.base import Chapter
+    from hamviz.chapters.classifier import averaging_notes
+    from hamviz.metrics import evaluate
+    from hamviz.params import chapter_params, load_profile
+    meta = ham.meta
+    lesion = meta[meta["dx"] == "df"]["lesion_id"].iloc[0]
+    ids = (meta[meta["dx"] != "df"].groupby("dx").head(40)["image_id"].tolist()
+           + meta[meta["lesion_id"] == lesion]["image_id"].tolist())
+    ds = dataclasses.replace(ham.subset(ids), fingerprint=f"{ham.fingerprint}-one-df-lesion")
+    P = {**chapter_params(load_profile("tiny"), "classifier"), "image_size": 16}
+    ch = Chapter("classifier", P, tmp_path / "classifier.json", data=ds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # make_split's own warning about df (tested above)
+        view = ch.view()
+    absent = view.absent_classes()
+    assert len(absent) == 2 and all(v == ["df"] for v in absent.values())  # df is in one part only
+    printed = capsys.readouterr().out
+    for part in absent:
+        assert f"Warning: the {part} part has no image of df" in printed
+        assert "average over the other 6 classes" in printed and "split.fractions" in printed
+    assert len(ch.record["values"]["split_warnings"]) == 2
+    ch.view()  # built once: said once
+    assert "Warning" not in capsys.readouterr().out
+    part = sorted(absent)[0]
+    rows = view.rows[part]
+    proba = np.random.default_rng(0).dirichlet(np.ones(7), size=len(rows))
+    ev = evaluate(view.labels[rows], proba, view.classes, n_boot=0)
+    assert ev["absent_classes"] == ["df"] and all(len(c) == 6 for c in ev["averaged_over"].values())
+    (note,) = averaging_notes({part: ev})
+    assert note.startswith(f"{part}: balanced_accuracy, macro_f1 and macro_auc average over 6 of 7 classes")
+    assert note.endswith("df has no image here")
+
+
 def test_identical_copies_in_both_image_parts_are_fine(tmp_path, metadata):
     rows = make_subset(tmp_path / "d", metadata, n_per_class=2, masks=False)
     part2 = tmp_path / "d" / "HAM10000_images_part_2"

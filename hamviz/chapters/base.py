@@ -86,14 +86,20 @@ class Chapter:
 
     def view(self, size: int | None = None, grouped: bool | None = None) -> PreparedView:
         """The :class:`~hamviz.view.PreparedView` of this chapter's data at ``size`` (default: image_size) with
-        the profile's split (``grouped=False``: the image-level split, for the leak audit only); built once."""
+        the profile's split (``grouped=False``: the image-level split, for the leak audit only); built once. A
+        split part without some class is a warning, printed in the chapter and recorded (``split_warnings``)."""
         P = self.params
         size = int(size or P["image_size"])
         grouped = P["split"]["grouped"] if grouped is None else grouped
         if (size, grouped) not in self._views:
-            self._views[(size, grouped)] = prepare(self.data, size, resize=P["resize"], on_corrupt=P["on_corrupt"],
-                                                   fractions=P["split"]["fractions"], seed=P["seed"],
-                                                   grouped=grouped)
+            view = prepare(self.data, size, resize=P["resize"], on_corrupt=P["on_corrupt"],
+                           fractions=P["split"]["fractions"], seed=P["seed"], grouped=grouped)
+            warnings = view.split_warnings()
+            if warnings and not any(v.split_id == view.split_id for v in self._views.values()):
+                for w in warnings:  # once per split (every size shares it)
+                    print(f"Warning: {w}")
+                self.log(split_warnings=warnings)
+            self._views[(size, grouped)] = view
         return self._views[(size, grouped)]
 
 

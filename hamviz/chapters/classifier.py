@@ -43,6 +43,13 @@ def evaluate_parts(s: PreparedView, t: Artefact, n_boot: int = 1000, seed: int =
     return out
 
 
+def averaging_notes(evals: dict) -> list[str]:
+    """"<part>: <note>" for every evaluate() result (by part or data set name) whose macro metrics average over
+    fewer than all classes (:func:`hamviz.metrics.averaging_note`)."""
+    from ..metrics import averaging_note
+    return [f"{name}: {note}" for name, ev in evals.items() if (note := averaging_note(ev))]
+
+
 def parts_table(evals: dict) -> pd.DataFrame:
     """Headline metrics (rows: train/val/test), as in the reference works' metrics tables."""
     cols = ["n", "log_loss", "accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "ece"]
