@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError, features
 from .codecs import (DEFAULT_QUALITIES, SUBSAMPLINGS, bits_per_pixel, check_jobs, check_qualities,
                      check_subsampling, jpeg_batch)
 from .config import DataError, cache_dir, permission_error
-from .data import Dataset
+from .data import Dataset, check_intact
 
 CACHE_VERSION = 3  # 2: strict decoding (check_intact), masks of any encoding, mask files in the key; 3: wide
 #                     modes (16-bit PNG) scaled to 8 bits, not clipped (to_rgb)
@@ -62,22 +62,6 @@ def resize_image(img: Image.Image, size, mode: str = "stretch", resample=Image.R
         canvas.paste(new, ((w - new.size[0]) // 2, (h - new.size[1]) // 2))
         return canvas
     raise ValueError(f"resize mode must be one of {RESIZE_MODES}, not {mode!r}")
-
-
-def check_intact(data: bytes) -> None:
-    """Raise ValueError when an image file's bytes are damaged, whatever process-wide Pillow setting another
-    library or notebook changed (``ImageFile.LOAD_TRUNCATED_IMAGES`` makes Pillow pad truncated files, and Pillow
-    never reports corrupt JPEG entropy-coded data: it decodes grey or smeared rows). JPEG: a strict decode by
-    libjpeg-turbo (``simplejpeg``, its warnings as errors: "Corrupt JPEG data: premature end of data segment",
-    bad Huffman codes); other formats: Pillow's ``verify`` (PNG chunk checksums)."""
-    if data[:2] == b"\xff\xd8":
-        import simplejpeg
-        _, _, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-        simplejpeg.decode_jpeg(data, colorspace={"Gray": "GRAY", "CMYK": "CMYK"}.get(colorspace, "RGB"),
-                               strict=True)
-    else:
-        with Image.open(io.BytesIO(data)) as img:
-            img.verify()
 
 
 #: Pillow modes of more than 8 bits per sample, and the full scale of their values

@@ -10,6 +10,7 @@ once, in :mod:`hamviz.cache`.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,6 +201,23 @@ def reconcile(meta: pd.DataFrame, images: dict, used_dirs, on_missing: str, repo
     return meta
 
 
+def check_intact(data: bytes) -> None:
+    """Raise ValueError when an image file's bytes are damaged, whatever process-wide Pillow setting another
+    library or notebook changed (``ImageFile.LOAD_TRUNCATED_IMAGES`` makes Pillow pad truncated files, and Pillow
+    never reports corrupt JPEG entropy-coded data: it decodes grey or smeared rows). JPEG: a strict decode by
+    libjpeg-turbo (``simplejpeg``, its warnings as errors: "Corrupt JPEG data: premature end of data segment",
+    bad Huffman codes); other formats: Pillow's ``verify`` (PNG chunk checksums)."""
+    if data[:2] == b"\xff\xd8":
+        import simplejpeg
+        _, _, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        simplejpeg.decode_jpeg(data, colorspace={"Gray": "GRAY", "CMYK": "CMYK"}.get(colorspace, "RGB"),
+                               strict=True)
+    else:
+        from PIL import Image
+        with Image.open(io.BytesIO(data)) as img:
+            img.verify()
+
+
 JPEG_SOI, JPEG_EOI = b"\xff\xd8\xff", b"\xff\xd9"
 PNG_SIGNATURE, PNG_IEND = b"\x89PNG\r\n\x1a\n", b"IEND"
 _TAIL = 1024  # bytes read from the end of each file: the end marker sits there unless trailing data follows it
@@ -209,7 +227,7 @@ def _file_problem(path: str) -> str | None:
     """Why an image file is unusable by a quick look (its size and first and last bytes), or None. An empty
     file, a JPEG without its end marker or a PNG without its IEND chunk (truncated downloads), a file that is
     no image (e.g. an HTML error page saved under an image name). A file whose end looks wrong but that decodes
-    strictly (:func:`hamviz.cache.check_intact`; e.g. data appended after the end marker) is fine. A file this
+    strictly (:func:`check_intact`; e.g. data appended after the end marker) is fine. A file this
     user may not read is "permission denied"."""
     try:
         size = os.path.getsize(path)
@@ -233,8 +251,7 @@ def _file_problem(path: str) -> str | None:
         why = f"truncated: no PNG IEND chunk at its end ({size:,} bytes)"
     else:
         why = f"not a JPEG or PNG image (it starts with {head[:12]!r})"
-    from .cache import check_intact  # the strict decode: only for the rare file whose ends look wrong
-    try:
+    try:  # the strict decode: only for the rare file whose ends look wrong
         with open(path, "rb") as f:
             check_intact(f.read())
     except Exception:  # noqa: BLE001 - any failure to decode confirms the quick check
@@ -302,6 +319,31 @@ def fingerprint_files(meta_path: Path, paths) -> str:
     return h.hexdigest()[:16]
 
 
+def _attach_masks(meta: pd.DataFrame, root: Path, masks, report: dict) -> None:
+    """Set ``meta["mask_path"]`` (in place): every image's mask file when masks are used (``masks`` True, or
+    "auto" and every image has one), else None. Raises DataError when masks are required and missing."""
+    if masks is False:  # mask folders are not even looked at
+        meta["mask_path"] = None
+        return
+    mask_files, mask_dirs = scan_dirs(root, MASK_DIRS, suffixes=(".png",), strip="_segmentation", what="mask folder")
+    missing_masks = set(meta["image_id"]) - mask_files.keys()
+    if masks is True and (not mask_dirs or missing_masks):
+        raise DataError(
+            f"Lesion masks requested but "
+            + (f"{len(missing_masks)} image(s) have none in {', '.join(mask_dirs)} "
+               f"({_first_few(missing_masks)})" if mask_dirs else
+               f"no mask folder in {root} (expected masks/ or HAM10000_segmentations_lesion_tschandl/)")
+            + ". Download HAM10000_segmentations_lesion_tschandl.zip (`hamviz download --masks`) "
+              "or run without masks.")
+    if mask_dirs and not missing_masks:
+        meta["mask_path"] = [str(mask_files[i]) for i in meta["image_id"]]
+        report["mask_dirs"] = mask_dirs
+    elif mask_dirs:
+        report["images_without_mask"] = len(missing_masks)
+    if "mask_path" not in meta:
+        meta["mask_path"] = None
+
+
 def load_ham10000(root: str | os.PathLike | None = None, *, masks: bool | str = "auto",
                   on_missing: str = "error", on_corrupt: str = "error") -> Dataset:
     """Load HAM10000 metadata and locate every image (and lesion mask) without decoding them.
@@ -365,24 +407,7 @@ def load_ham10000(root: str | os.PathLike | None = None, *, masks: bool | str = 
 
     if masks not in (True, False, "auto"):
         raise ValueError(f"masks must be True, False or 'auto', not {masks!r}")
-    mask_files, mask_dirs = scan_dirs(root, MASK_DIRS, suffixes=(".png",), strip="_segmentation", what="mask folder")
-    if masks is not False:
-        missing_masks = set(meta["image_id"]) - mask_files.keys()
-        if masks is True and (not mask_dirs or missing_masks):
-            raise DataError(
-                f"Lesion masks requested but "
-                + (f"{len(missing_masks)} image(s) have none in {', '.join(mask_dirs)} "
-                   f"({_first_few(missing_masks)})" if mask_dirs else
-                   f"no mask folder in {root} (expected masks/ or HAM10000_segmentations_lesion_tschandl/)")
-                + ". Download HAM10000_segmentations_lesion_tschandl.zip (`hamviz download --masks`) "
-                  "or run without masks.")
-        if mask_dirs and not missing_masks:
-            meta["mask_path"] = [str(mask_files[i]) for i in meta["image_id"]]
-            report["mask_dirs"] = mask_dirs
-        elif mask_dirs:
-            report["images_without_mask"] = len(missing_masks)
-    if "mask_path" not in meta:
-        meta["mask_path"] = None
+    _attach_masks(meta, root, masks, report)
 
     meta = drop_damaged(meta, ("path", "mask_path"), on_corrupt, report, where=str(root),
                         fix="Re-download them (`hamviz download`, with --masks for masks), or set on_corrupt: skip "

@@ -153,6 +153,27 @@ def _read_ground_truth(gt_path: Path) -> tuple[pd.DataFrame, dict]:
     return pd.DataFrame({"image_id": known.index.to_numpy(), "dx": names}), report
 
 
+def _isic_images(root: Path) -> tuple[dict[str, Path], list[str]]:
+    """(image id -> file, the folders used) over ``root`` and its first-level "*Input*" / "*Images*" folders;
+    DataError when there is no image."""
+    names = ["."] + sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+                           and ("input" in d.name.lower() or "images" in d.name.lower()))
+    images: dict[str, Path] = {}
+    used_dirs = []
+    for name in names:
+        found, _ = scan_dirs(root, [name], suffixes=IMAGE_SUFFIXES)
+        if found:
+            used_dirs.append(name)
+            for stem, path in found.items():
+                images.setdefault(stem, path)
+    if not images:
+        raise DataError(
+            f"No images (.jpg/.jpeg/.png) in {root} or in a first-level folder whose name contains "
+            f"'Input' (e.g. ISIC2018_Task3_Test_Input/). {ISIC2018_HINT}."
+        )
+    return images, used_dirs
+
+
 def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error", on_corrupt: str = "error",
                   ground_truth: str | os.PathLike | None = None) -> Dataset:
     """Load the ISIC 2018 Task 3 layout (meant as an external test set) without decoding images.
@@ -199,21 +220,7 @@ def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error", on_corr
     meta, report = _read_ground_truth(gt_path)
     report["ground_truth"] = str(gt_path)
 
-    names = ["."] + sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
-                           and ("input" in d.name.lower() or "images" in d.name.lower()))
-    images: dict[str, Path] = {}
-    used_dirs = []
-    for name in names:
-        found, _ = scan_dirs(root, [name], suffixes=IMAGE_SUFFIXES)
-        if found:
-            used_dirs.append(name)
-            for stem, path in found.items():
-                images.setdefault(stem, path)
-    if not images:
-        raise DataError(
-            f"No images (.jpg/.jpeg/.png) in {root} or in a first-level folder whose name contains "
-            f"'Input' (e.g. ISIC2018_Task3_Test_Input/). {ISIC2018_HINT}."
-        )
+    images, used_dirs = _isic_images(root)
     report["image_dirs"] = used_dirs
 
     meta = reconcile(meta, images, used_dirs, on_missing, report, where=f"ISIC 2018 data in {root}",
