@@ -19,6 +19,7 @@ half-written chapter that looks complete. Independent chapters run in parallel w
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import html
@@ -38,6 +39,7 @@ import yaml
 
 from .config import HamvizError, ParamsError
 from .config import notebooks_dir
+from .files import Busy, describe, locked, write_atomic
 from .params import CHAPTER_SCHEMAS, chapter_params, find_profile, load_profile
 from .record import jsonable as _jsonable, provenance
 
@@ -108,10 +110,7 @@ def check_notebook(spec: ChapterSpec) -> None:
 
 
 def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(_jsonable(obj), indent=1))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(_jsonable(obj), indent=1))
 
 
 def _read_json(path: Path):
@@ -226,10 +225,7 @@ def share_plotly_js(page: str, out: Path, depth: int = 2) -> str:
     body = m.group(0)
     js = body[body.index(">") + 1:-len("</script>")]
     if not target.is_file() or target.stat().st_size != len(js.encode()):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{name}.tmp{os.getpid()}")
-        tmp.write_text(js, encoding="utf-8")
-        tmp.replace(target)
+        write_atomic(target, js)
     src = "../" * depth + f"{ASSETS}/{name}"
     return page[:m.start()] + f'<script src="{src}"></script>' + page[m.end():]
 
@@ -341,12 +337,34 @@ def chapter_state(book: Book, spec: ChapterSpec) -> dict:
     return state
 
 
+#: The lock file of an output folder: held by the build that writes into it (see :func:`build`).
+LOCK = ".hamviz-book.lock"
+
+
 def build(profile="cpu", out="book", data_dir=None, jobs: int | None = None, force: bool = False,
           only=None, notebooks_dir=NOTEBOOKS, log=print) -> dict:
-    """Build (or bring up to date) the results book; returns the book summary (also ``book.json``)."""
+    """Build (or bring up to date) the results book; returns the book summary (also ``book.json``).
+
+    One build at a time writes into an output folder: after the checks (:func:`prepare`) the build takes the
+    folder's lock (``<out>/.hamviz-book.lock``, released when the build ends or dies), and a second build into the
+    same folder stops at once with a HamvizError naming the folder and the process that holds it, before it runs
+    anything: it would otherwise train the same models and overwrite the same pages. Builds into different folders
+    run side by side (models they share are trained once: :func:`hamviz.training.train_or_load` locks each)."""
     t0 = time.time()
     book = prepare(profile, out, data_dir, notebooks_dir, only)
     book.out.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(locked(book.out / LOCK, wait=False))
+        except Busy as exc:
+            raise HamvizError(f"Another hamviz book is building into {book.out} ({describe(exc.holder)}): two "
+                              f"builds into one folder would train the same models twice and overwrite each other's "
+                              f"pages. Wait for it to finish (or stop it), or pass --out another folder.") from None
+        return _build_locked(book, jobs, force, t0, log)
+
+
+def _build_locked(book: Book, jobs, force: bool, t0: float, log) -> dict:
+    """:func:`build` once it holds the output folder's lock."""
     clean_work(book.out)
     jobs = jobs or book.profile.get("jobs", 1)
     profile_path = Path(book.profile["_source"])
@@ -565,10 +583,7 @@ def write_index(book: Book, elapsed: float) -> dict:
 </tbody></table>
 <h3>Parameters</h3><pre>{html.escape(params_yaml)}</pre>
 </body></html>"""
-    book.out.mkdir(parents=True, exist_ok=True)
-    tmp = book.out / "index.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(book.out / "index.html")
+    write_atomic(book.out / "index.html", page)
     _write_json(book.out / "book.json", info)
     return info
 

@@ -231,6 +231,25 @@ def _unreadable_at_decode(env):
     return build_cache(ds, 16, cache_root=env.tmp / "cache")
 
 
+def _book_into_a_locked_folder(env):
+    """A second ``hamviz book`` into a folder another one is building: the first holds the folder's lock (here a
+    separate process that only holds it); the second stops before running anything, naming both."""
+    import subprocess
+    import sys
+    from hamviz.book import LOCK, build
+    out = env.tmp / "book"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom hamviz.files import locked\n"
+                               f"with locked({str(out / LOCK)!r}):\n    print('locked', flush=True)\n"
+                               "    time.sleep(120)\n"],
+        stdout=subprocess.PIPE, text=True)
+    env.request.addfinalizer(lambda: (holder.kill(), holder.wait()))
+    assert holder.stdout.readline().strip() == "locked"
+    env.vars.update(out=str(out), pid=str(holder.pid))
+    return build("tiny", out, log=lambda *_: None)
+
+
 def _semicolon_metadata_without_dx(env):
     csv = env.data / "HAM10000_metadata.csv"
     pd.read_csv(csv).drop(columns=["dx"]).to_csv(csv, sep=";", index=False)
@@ -462,6 +481,10 @@ BAD_INPUTS = [
          ("Cannot read 1 file(s)", "permission denied", "{path}"), ("chmod -R a+rX",)),
     _bad("image-file-unreadable-at-decode", _unreadable_at_decode, DataError,
          ("Cannot read image {path}", "permission denied"), ("chmod a+r {path}",)),
+    # two builds into one output folder (issue 19 item 18)
+    _bad("book-into-a-locked-folder", _book_into_a_locked_folder, HamvizError,
+         ("Another hamviz book is building into {out}", "process {pid}"),
+         ("Wait for it to finish", "pass --out another folder")),
     # parameter profiles
     _bad("params-typo-top-level", _profile({"imgae_size": 32}), ParamsError,
          ("unknown key 'imgae_size'",), ("did you mean 'image_size'?",)),
@@ -788,6 +811,70 @@ def test_table_covers_every_kind_of_bad_input():
                      "params-autoencoder-ratio", "backbone-unknown", "params-backbone-unknown",
                      "inceptionv3-below-75", "params-inceptionv3-at-64", "isic2018-unknown-label", "nan-loss"):
         assert required in ids, required
+
+
+# ------------------------------------------------------------------------------------------ concurrency
+def test_concurrent_writers_of_the_index_and_its_files_do_not_collide(tmp_path):
+    """Two builds write the same index.html, book.json and plotly asset: every write goes through a unique
+    temporary name (a fixed index.html.tmp let one writer rename the other's file away: FileNotFoundError), and
+    every reader sees a whole file."""
+    import json
+    import threading
+    from hamviz.book import Book, _write_json, share_plotly_js, write_index
+    from hamviz.params import load_profile
+    book = Book(tmp_path / "out", load_profile("tiny"), [], {}, "fingerprint")
+    page = "<html><script>/**\n* plotly.js v9.9.9\n*/" + "x" * 200_000 + "</script></html>"
+    errors = []
+
+    def writer(k):
+        try:
+            for i in range(40):
+                write_index(book, float(i))
+                _write_json(book.out / "state.json", {"writer": k, "i": i, "pad": "y" * 50_000})
+                share_plotly_js(page, book.out)
+                json.loads((book.out / "book.json").read_text())  # whole, whenever read
+        except Exception as exc:  # noqa: BLE001 - any error fails the test below
+            errors.append(exc)
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert (book.out / "index.html").read_text().startswith("<!doctype html>")
+    assert sorted(p.name for p in book.out.rglob("*") if p.is_file()) == \
+        ["book.json", "index.html", "plotly-9.9.9.min.js", "state.json"]  # no temporary file left behind
+
+
+def test_an_artefact_is_trained_once_when_two_ask_for_it_at_once(tmp_path):
+    """Two processes (here threads, which lock each other out the same way) asking for the same untrained
+    artefact: one trains it, the other waits, says for whom, and loads it."""
+    import threading
+    import time
+    from hamviz.models import keras
+    from hamviz.training import train_or_load
+    calls, logs, got = [], [], {}
+
+    def train():
+        calls.append(threading.current_thread().name)
+        time.sleep(1.0)  # long enough for the other to arrive and wait
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        return model, {"loss": [1.0]}, {"test": np.zeros((3, 2))}
+
+    def ask(k):
+        got[k] = train_or_load("demo", "demo", {"a": 1}, train, fingerprint="f", split_id="s", cache_root=tmp_path,
+                               log=logs.append)
+    threads = [threading.Thread(target=ask, args=(k,), name=f"asker-{k}") for k in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.2)
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert sorted(a.loaded for a in got.values()) == [False, True]
+    assert got[0].key == got[1].key and got[0].path == got[1].path
+    assert any("is being trained by process" in m and "waiting for it" in m for m in logs), logs
+    assert not [p for p in (tmp_path / "models").iterdir() if p.name != got[0].path.name]  # nothing else there
 
 
 # ----------------------------------------------------------------------------------------- determinism

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ParamsError
+from ..files import write_atomic
 from ..params import chapter_params, load_profile, parse_yaml
 from ..record import jsonable, provenance
 from ..view import PreparedView, prepare
@@ -64,10 +65,7 @@ class Chapter:
         self.save()
 
     def save(self) -> None:
-        self.record_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.record_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.record, indent=1, sort_keys=False))
-        tmp.replace(self.record_path)
+        write_atomic(self.record_path, json.dumps(self.record, indent=1, sort_keys=False))
 
     def finish(self) -> None:
         """Mark the record complete (the book checks for it)."""
