@@ -164,9 +164,7 @@ def run_chapter(spec_path: Path, profile_path: Path, data_dir: str | None, out: 
         exporter = HTMLExporter(template_name="lab")
         exporter.embed_images = True
         executed = nbformat.read(nb_out, as_version=4)
-        # Live widgets cannot run in the static book (their chapters show a static figure instead), and with
-        # widget state in the metadata nbconvert's template loads the widget renderer from unpkg.com.
-        executed.metadata.pop("widgets", None)
+        static_widgets(executed)
         html_text, _ = exporter.from_notebook_node(executed, resources={"metadata": {"name": spec_path.stem}})
         html_text = share_plotly_js(strip_remote_scripts(html_text), out)
         (work / f"{stem}.html").write_text(html_text, encoding="utf-8")
@@ -195,6 +193,25 @@ def run_chapter(spec_path: Path, profile_path: Path, data_dir: str | None, out: 
         _write_json(work / "failure.json", result)
         work.rename(failed)
     return result
+
+
+#: What a static page shows for a live widget that brings no static form of its own.
+WIDGET_NOTE = "(A live widget: it runs in JupyterLab with a kernel; this static page has none.)"
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def static_widgets(nb) -> None:
+    """Ready an executed notebook (in place) for a static page. Live widgets cannot run there (a chapter with one
+    shows a static figure beside it), and with widget state in the metadata nbconvert's template loads the widget
+    renderer from unpkg.com: the state goes. Without it nbconvert falls back to a widget output's HTML, else its
+    ``text/plain``, which for ipywidgets is the Python repr (``VBox(children=(HBox(...``): an output that brings no
+    HTML of its own gets :data:`WIDGET_NOTE` as its text instead."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            data = out.get("data", {})
+            if _WIDGET_VIEW in data and "text/html" not in data:
+                data["text/plain"] = WIDGET_NOTE
 
 
 _REMOTE_SCRIPT = re.compile(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>', re.I)
