@@ -24,6 +24,7 @@ half-written chapter that looks complete. Independent chapters run in parallel w
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import html
@@ -43,6 +44,7 @@ import yaml
 
 from .config import DataError, HamvizError, ParamsError
 from .config import notebooks_dir
+from .files import Busy, describe, locked, write_atomic
 from .params import CHAPTER_SCHEMAS, chapter_params, find_profile, load_profile, wanted_weights, weights_problems
 from .record import jsonable as _jsonable, provenance
 
@@ -115,10 +117,7 @@ def check_notebook(spec: ChapterSpec) -> None:
 
 
 def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(_jsonable(obj), indent=1))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(_jsonable(obj), indent=1))
 
 
 def _read_json(path: Path):
@@ -172,9 +171,7 @@ def run_chapter(spec_path: Path, profile_path: Path, data_dir: str | None, out: 
         exporter = HTMLExporter(template_name="lab")
         exporter.embed_images = True
         executed = nbformat.read(nb_out, as_version=4)
-        # Live widgets cannot run in the static book (their chapters show a static figure instead), and with
-        # widget state in the metadata nbconvert's template loads the widget renderer from unpkg.com.
-        executed.metadata.pop("widgets", None)
+        static_widgets(executed)
         html_text, _ = exporter.from_notebook_node(executed, resources={"metadata": {"name": spec_path.stem}})
         html_text = share_plotly_js(strip_remote_scripts(html_text), out)
         (work / f"{stem}.html").write_text(html_text, encoding="utf-8")
@@ -205,6 +202,25 @@ def run_chapter(spec_path: Path, profile_path: Path, data_dir: str | None, out: 
     return result
 
 
+#: What a static page shows for a live widget that brings no static form of its own.
+WIDGET_NOTE = "(A live widget: it runs in JupyterLab with a kernel; this static page has none.)"
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def static_widgets(nb) -> None:
+    """Ready an executed notebook (in place) for a static page. Live widgets cannot run there (a chapter with one
+    shows a static figure beside it), and with widget state in the metadata nbconvert's template loads the widget
+    renderer from unpkg.com: the state goes. Without it nbconvert falls back to a widget output's HTML, else its
+    ``text/plain``, which for ipywidgets is the Python repr (``VBox(children=(HBox(...``): an output that brings no
+    HTML of its own gets :data:`WIDGET_NOTE` as its text instead."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            data = out.get("data", {})
+            if _WIDGET_VIEW in data and "text/html" not in data:
+                data["text/plain"] = WIDGET_NOTE
+
+
 _REMOTE_SCRIPT = re.compile(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>', re.I)
 
 
@@ -233,10 +249,7 @@ def share_plotly_js(page: str, out: Path, depth: int = 2) -> str:
     body = m.group(0)
     js = body[body.index(">") + 1:-len("</script>")]
     if not target.is_file() or target.stat().st_size != len(js.encode()):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{name}.tmp{os.getpid()}")
-        tmp.write_text(js, encoding="utf-8")
-        tmp.replace(target)
+        write_atomic(target, js)
     src = "../" * depth + f"{ASSETS}/{name}"
     return page[:m.start()] + f'<script src="{src}"></script>' + page[m.end():]
 
@@ -294,8 +307,14 @@ def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, o
     problems = weights_problems(params, names)
     if problems:
         raise ParamsError(f"Invalid parameters in {profile_path}:\n  - " + "\n  - ".join(problems))
-    ds = load_ham10000(params["data_dir"], masks=params["masks"], on_missing=params["on_missing"])
+    ds = load_ham10000(params["data_dir"], masks=params["masks"], on_missing=params["on_missing"],
+                       on_corrupt=params["on_corrupt"])
     params["data_dir"] = str(ds.root)
+    damaged = ds.report.get("damaged_files")
+    if damaged:
+        print(f"[book] note: {len(damaged)} damaged image file(s) left out (on_corrupt: skip): "
+              + ", ".join(f"{i} ({why})" for i, why in list(damaged.items())[:5])
+              + (f", ... ({len(damaged) - 5} more)" if len(damaged) > 5 else ""))
     absent = ds.report.get("missing_optional_columns")
     if absent and "eda" in names:
         log(f"[book] note: the metadata has no {', '.join(absent)} column(s): the EDA chapter skips what needs "
@@ -306,7 +325,8 @@ def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, o
     external = (params.get("chapters", {}).get("classifier") or {}).get("external_test")
     if external and "classifier" in names:
         from .external import load_isic2018
-        load_isic2018(external)  # the folder, its ground truth and images: checked before any training
+        # the folder, its ground truth and images: checked before any training
+        load_isic2018(external, on_corrupt=params["on_corrupt"])
     return Book(Path(out).resolve(), params, specs, chapter_keys(specs, params, ds.fingerprint), ds.fingerprint)
 
 
@@ -497,14 +517,36 @@ def chapter_state(book: Book, spec: ChapterSpec) -> dict:
     return state
 
 
+#: The lock file of an output folder: held by the build that writes into it (see :func:`build`).
+LOCK = ".hamviz-book.lock"
+
+
 def build(profile="cpu", out="book", data_dir=None, jobs: int | None = None, force: bool = False,
           only=None, notebooks_dir=NOTEBOOKS, log=print, download: bool | None = None) -> dict:
     """Build (or bring up to date) the results book; returns the book summary (also ``book.json``).
     ``download``: whether missing data and weights may be downloaded first (:func:`provide`; None: unless
-    $HAMVIZ_NO_DOWNLOAD is set). Raises HamvizError for what :func:`prepare` finds before any chapter runs."""
+    $HAMVIZ_NO_DOWNLOAD is set). Raises HamvizError for what :func:`prepare` finds before any chapter runs.
+
+    One build at a time writes into an output folder: after the checks (:func:`prepare`) the build takes the
+    folder's lock (``<out>/.hamviz-book.lock``, released when the build ends or dies), and a second build into the
+    same folder stops at once with a HamvizError naming the folder and the process that holds it, before it runs
+    anything: it would otherwise train the same models and overwrite the same pages. Builds into different folders
+    run side by side (models they share are trained once: :func:`hamviz.training.train_or_load` locks each)."""
     t0 = time.time()
     book = prepare(profile, out, data_dir, notebooks_dir, only, download=download, log=log)
     book.out.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(locked(book.out / LOCK, wait=False))
+        except Busy as exc:
+            raise HamvizError(f"Another hamviz book is building into {book.out} ({describe(exc.holder)}): two "
+                              f"builds into one folder would train the same models twice and overwrite each other's "
+                              f"pages. Wait for it to finish (or stop it), or pass --out another folder.") from None
+        return _build_locked(book, jobs, force, t0, log)
+
+
+def _build_locked(book: Book, jobs, force: bool, t0: float, log) -> dict:
+    """:func:`build` once it holds the output folder's lock."""
     clean_work(book.out)
     jobs = jobs or book.profile.get("jobs", 1)
     profile_path = Path(book.profile["_source"])
@@ -723,10 +765,7 @@ def write_index(book: Book, elapsed: float) -> dict:
 </tbody></table>
 <h3>Parameters</h3><pre>{html.escape(params_yaml)}</pre>
 </body></html>"""
-    book.out.mkdir(parents=True, exist_ok=True)
-    tmp = book.out / "index.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(book.out / "index.html")
+    write_atomic(book.out / "index.html", page)
     _write_json(book.out / "book.json", info)
     return info
 

@@ -35,7 +35,7 @@ def _cache(args) -> int:
     from .data import load_ham10000
     from .params import load_profile
     p = load_profile(args.profile, {"data_dir": args.data} if args.data else None)
-    ds = load_ham10000(p["data_dir"], masks=p["masks"], on_missing=p["on_missing"])
+    ds = load_ham10000(p["data_dir"], masks=p["masks"], on_missing=p["on_missing"], on_corrupt=p["on_corrupt"])
     for size in args.size or [p["image_size"]]:
         t = time.time()
         c = build_cache(ds, size, mode=p["resize"], on_corrupt=p["on_corrupt"], progress=True)

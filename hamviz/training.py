@@ -199,20 +199,33 @@ def train_or_load(kind: str, name: str, config, train: Callable[[], tuple], *, f
 
     ``train()`` returns (model, history, arrays) and is called only when the store has no intact artefact for
     the key (or ``retrain``); ``accept(stored)`` may reject a stored one (e.g. arrays of another length).
-    ``name`` prefixes the folder; ``meta`` is saved beside the config."""
+    ``name`` prefixes the folder; ``meta`` is saved beside the config. Training holds the artefact's lock
+    (:func:`hamviz.store.training`): a second process asking for the same artefact meanwhile waits and then loads
+    it, rather than training it again."""
     key = artefact_key(kind, config, fingerprint, split_id, parents)
     path = store.folder(name, key, cache_root)
-    found = None if retrain else store.load(path, log=log)
-    if found is not None and (accept is None or accept(found)):
-        return Artefact(found.model, found.history, config, key, path, found.arrays, dict(rows or {}),
-                        found.meta.get("seconds", 0.0), True, found.meta)
-    t = time.time()
-    model, history, arrays = train()
-    seconds = time.time() - t
-    cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-    info = {"kind": kind, "config": cfg, "key": key, "fingerprint": fingerprint, "split": split_id,
-            "parents": list(parents), "seconds": seconds, **(meta or {})}
-    store.save(path, model, history, info, arrays)
+
+    def stored():
+        found = None if retrain else store.load(path, log=log)
+        if found is not None and (accept is None or accept(found)):
+            return Artefact(found.model, found.history, config, key, path, found.arrays, dict(rows or {}),
+                            found.meta.get("seconds", 0.0), True, found.meta)
+        return None
+
+    done = stored()
+    if done is not None:
+        return done
+    with store.training(path, log=log):  # another process training the same artefact: wait, then load it
+        done = stored()  # trained meanwhile by the process that held the lock
+        if done is not None:
+            return done
+        t = time.time()
+        model, history, arrays = train()
+        seconds = time.time() - t
+        cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+        info = {"kind": kind, "config": cfg, "key": key, "fingerprint": fingerprint, "split": split_id,
+                "parents": list(parents), "seconds": seconds, **(meta or {})}
+        store.save(path, model, history, info, arrays)
     return Artefact(model, history, config, key, path, arrays, dict(rows or {}), seconds, False, info)
 
 

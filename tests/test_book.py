@@ -122,6 +122,15 @@ def test_compression_chapter_records_every_method(tiny_book):
     assert all(len(values) == 1 for values in by.values()), by
     assert {a["ratio"] for a in v["autoencoders"]} == {"3x", "6x"}
     assert all(np.isfinite(a["test MAE"]) for a in v["autoencoders"])
+    # the live explorer: its static page shows a note and the precomputed slider, never the widget's repr
+    from hamviz.widgets import STATIC_NOTE
+    nb = nbformat.read(out / "chapters" / "03_compression" / "03_compression.ipynb", as_version=4)
+    texts = [str(o.get("data", {}).get("text/plain", "")) for c in nb.cells if c.cell_type == "code"
+             for o in c.get("outputs", [])]
+    assert STATIC_NOTE in texts and not [t for t in texts if "VBox(" in t or "HBox(" in t]
+    page = (out / "chapters" / "03_compression" / "03_compression.html").read_text()
+    assert STATIC_NOTE in page and "VBox(" not in page and "HBox(" not in page
+    assert page.count("Plotly.newPlot") >= 1 and "quality " in page  # the precomputed slider
 
 
 def test_joint_chapter_records_the_comparison_and_the_hypothesis_tests(tiny_book):

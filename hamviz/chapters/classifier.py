@@ -43,6 +43,13 @@ def evaluate_parts(s: PreparedView, t: Artefact, n_boot: int = 1000, seed: int =
     return out
 
 
+def averaging_notes(evals: dict) -> list[str]:
+    """"<part>: <note>" for every evaluate() result (by part or data set name) whose macro metrics average over
+    fewer than all classes (:func:`hamviz.metrics.averaging_note`)."""
+    from ..metrics import averaging_note
+    return [f"{name}: {note}" for name, ev in evals.items() if (note := averaging_note(ev))]
+
+
 def parts_table(evals: dict) -> pd.DataFrame:
     """Headline metrics (rows: train/val/test), as in the reference works' metrics tables."""
     cols = ["n", "log_loss", "accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "ece"]
@@ -132,7 +139,7 @@ def external(P: dict, t: Artefact, n_boot: int = 1000):
     from ..cache import build_cache
     from ..external import load_isic2018
     from ..training import predict
-    ds = load_isic2018(P["external_test"])
+    ds = load_isic2018(P["external_test"], on_corrupt=P["on_corrupt"])
     # the resize mode of training (stretch/crop/pad): another collection's sizes and aspect ratios get the same
     cache = build_cache(ds, t.config.image_size, mode=P["resize"], on_corrupt=P["on_corrupt"], masks=False)
     meta = ds.meta.set_index("image_id").loc[cache.image_ids]
