@@ -25,6 +25,7 @@ half-written chapter that looks complete. Independent chapters run in parallel w
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import html
@@ -45,10 +46,12 @@ import yaml
 
 from .config import DataError, HamvizError, ParamsError
 from .config import notebooks_dir
+from .files import Busy, describe, locked, write_atomic
 from .params import CHAPTER_SCHEMAS, chapter_params, find_profile, load_profile, wanted_weights, weights_problems
 from .progress import BuildProgress
 from .record import jsonable as _jsonable, provenance
-from .render import Page, RenderError, duration, render_book
+from .render import Page, RenderError, duration, render_book  # noqa: F401 (RenderError: raised by build)
+from .render import share_plotly_js, strip_remote_scripts  # noqa: F401 (where they were before hamviz.render)
 
 NOTEBOOKS = notebooks_dir()
 #: Parameters every chapter notebook declares in its ``parameters`` cell (the book sets them).
@@ -119,10 +122,7 @@ def check_notebook(spec: ChapterSpec) -> None:
 
 
 def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(_jsonable(obj), indent=1))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(_jsonable(obj), indent=1))
 
 
 def _read_json(path: Path):
@@ -283,8 +283,14 @@ def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, o
     problems = weights_problems(params, names)
     if problems:
         raise ParamsError(f"Invalid parameters in {profile_path}:\n  - " + "\n  - ".join(problems))
-    ds = load_ham10000(params["data_dir"], masks=params["masks"], on_missing=params["on_missing"])
+    ds = load_ham10000(params["data_dir"], masks=params["masks"], on_missing=params["on_missing"],
+                       on_corrupt=params["on_corrupt"])
     params["data_dir"] = str(ds.root)
+    damaged = ds.report.get("damaged_files")
+    if damaged:
+        print(f"[book] note: {len(damaged)} damaged image file(s) left out (on_corrupt: skip): "
+              + ", ".join(f"{i} ({why})" for i, why in list(damaged.items())[:5])
+              + (f", ... ({len(damaged) - 5} more)" if len(damaged) > 5 else ""))
     absent = ds.report.get("missing_optional_columns")
     if absent and "eda" in names:
         log(f"[book] note: the metadata has no {', '.join(absent)} column(s): the EDA chapter skips what needs "
@@ -295,7 +301,8 @@ def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, o
     external = (params.get("chapters", {}).get("classifier") or {}).get("external_test")
     if external and "classifier" in names:
         from .external import load_isic2018
-        load_isic2018(external)  # the folder, its ground truth and images: checked before any training
+        # the folder, its ground truth and images: checked before any training
+        load_isic2018(external, on_corrupt=params["on_corrupt"])
     return Book(Path(out).resolve(), params, specs, chapter_keys(specs, params, ds.fingerprint), ds.fingerprint)
 
 
@@ -486,6 +493,10 @@ def chapter_state(book: Book, spec: ChapterSpec) -> dict:
     return state
 
 
+#: The lock file of an output folder: held by the build that writes into it (see :func:`build`).
+LOCK = ".hamviz-book.lock"
+
+
 def build(profile="cpu", out="book", data_dir=None, jobs: int | None = None, force: bool = False,
           only=None, notebooks_dir=NOTEBOOKS, log=print, download: bool | None = None,
           progress: BuildProgress | None = None) -> dict:
@@ -497,11 +508,29 @@ def build(profile="cpu", out="book", data_dir=None, jobs: int | None = None, for
     one line through ``log`` as each chapter starts and ends). The book's pages are rendered in the background
     while chapters run (the index shows which one runs), and once more at the end. Raises HamvizError for what
     :func:`prepare` finds before any chapter runs, and :class:`hamviz.render.RenderError` when the final
-    rendering fails (the chapters' results are kept)."""
+    rendering fails (the chapters' results are kept).
+
+    One build at a time writes into an output folder: after the checks (:func:`prepare`) the build takes the
+    folder's lock (``<out>/.hamviz-book.lock``, released when the build ends or dies), and a second build into the
+    same folder stops at once with a HamvizError naming the folder and the process that holds it, before it runs
+    anything: it would otherwise train the same models and overwrite the same pages. Builds into different folders
+    run side by side (models they share are trained once: :func:`hamviz.training.train_or_load` locks each)."""
     t0 = time.time()
     progress = progress or BuildProgress(log=log)
     book = prepare(profile, out, data_dir, notebooks_dir, only, download=download, log=progress.log)
     book.out.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(locked(book.out / LOCK, wait=False))
+        except Busy as exc:
+            raise HamvizError(f"Another hamviz book is building into {book.out} ({describe(exc.holder)}): two "
+                              f"builds into one folder would train the same models twice and overwrite each other's "
+                              f"pages. Wait for it to finish (or stop it), or pass --out another folder.") from None
+        return _build_locked(book, jobs, force, t0, progress)
+
+
+def _build_locked(book: Book, jobs, force: bool, t0: float, progress: BuildProgress) -> dict:
+    """:func:`build` once it holds the output folder's lock."""
     clean_work(book.out)
     jobs = jobs or book.profile.get("jobs", 1)
     profile_path = Path(book.profile["_source"])

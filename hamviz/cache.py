@@ -25,10 +25,11 @@ from PIL import Image, UnidentifiedImageError, features
 
 from .codecs import (DEFAULT_QUALITIES, SUBSAMPLINGS, bits_per_pixel, check_jobs, check_qualities,
                      check_subsampling, jpeg_batch)
-from .config import DataError, cache_dir
-from .data import Dataset
+from .config import DataError, cache_dir, permission_error
+from .data import Dataset, check_intact
 
-CACHE_VERSION = 2  # 2: strict decoding (check_intact), masks of any encoding, mask files in the key
+CACHE_VERSION = 3  # 2: strict decoding (check_intact), masks of any encoding, mask files in the key; 3: wide
+#                     modes (16-bit PNG) scaled to 8 bits, not clipped (to_rgb)
 RESIZE_MODES = ("stretch", "crop", "pad")
 
 
@@ -63,31 +64,43 @@ def resize_image(img: Image.Image, size, mode: str = "stretch", resample=Image.R
     raise ValueError(f"resize mode must be one of {RESIZE_MODES}, not {mode!r}")
 
 
-def check_intact(data: bytes) -> None:
-    """Raise ValueError when an image file's bytes are damaged, whatever process-wide Pillow setting another
-    library or notebook changed (``ImageFile.LOAD_TRUNCATED_IMAGES`` makes Pillow pad truncated files, and Pillow
-    never reports corrupt JPEG entropy-coded data: it decodes grey or smeared rows). JPEG: a strict decode by
-    libjpeg-turbo (``simplejpeg``, its warnings as errors: "Corrupt JPEG data: premature end of data segment",
-    bad Huffman codes); other formats: Pillow's ``verify`` (PNG chunk checksums)."""
-    if data[:2] == b"\xff\xd8":
-        import simplejpeg
-        _, _, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-        simplejpeg.decode_jpeg(data, colorspace={"Gray": "GRAY", "CMYK": "CMYK"}.get(colorspace, "RGB"),
-                               strict=True)
-    else:
-        with Image.open(io.BytesIO(data)) as img:
-            img.verify()
+#: Pillow modes of more than 8 bits per sample, and the full scale of their values
+_WIDE_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
+
+
+def to_rgb(img: Image.Image) -> np.ndarray:
+    """An image of any Pillow mode as 8-bit RGB, uint8 (H, W, 3), each value on the same scale as the file's.
+
+    8-bit modes (1, L, LA, P, PA, RGB, RGBA, RGBX, CMYK, YCbCr, ...) go through Pillow's ``convert("RGB")`` (alpha
+    dropped, palettes looked up, CMYK and YCbCr converted). Wider grey modes are scaled, not clipped (Pillow's own
+    conversion clips 16-bit values at 255, so a 16-bit PNG would decode all white): I;16 / I;16L / I;16B / I;16N and
+    I (16-bit PNG and PGM data) from 0..65535 to 0..255 (``round(v / 257)``, exact for 8-bit data stored as
+    ``v * 257``); F (floating point) from 0..1 when its largest value is at most 1, else from 0..255 when at most
+    255, else from 0..65535. Pillow reads 16-bit RGB(A) PNGs as 8-bit RGB(A) itself."""
+    if img.mode in _WIDE_MODES or img.mode == "F":
+        a = np.asarray(img).astype(np.float64)
+        if img.mode == "F":
+            top = float(np.nanmax(a)) if a.size and np.isfinite(a).any() else 0.0
+            full = 1.0 if top <= 1.0 else (255.0 if top <= 255.0 else 65535.0)
+        else:
+            full = float(_WIDE_MODES[img.mode])
+        grey = np.clip(np.rint(np.nan_to_num(a) * (255.0 / full)), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    return np.asarray(img.convert("RGB"))
 
 
 def decode(path, size, mode="stretch") -> np.ndarray:
-    """Decode one image fully and strictly (:func:`check_intact`) and resize it: uint8 (h, w, 3). Raises
-    DataError naming a corrupt or truncated file."""
+    """Decode one image fully and strictly (:func:`check_intact`), as 8-bit RGB whatever its mode or bit depth
+    (:func:`to_rgb`), and resize it: uint8 (h, w, 3). Raises DataError naming a corrupt or truncated file, or a
+    file this user may not read (a permission problem, with its fix)."""
     try:
         data = Path(path).read_bytes()
         check_intact(data)
         with Image.open(io.BytesIO(data)) as img:
             img.load()  # forces a full decode
-            arr = np.asarray(resize_image(img.convert("RGB"), size, mode))
+            arr = np.asarray(resize_image(Image.fromarray(to_rgb(img)), size, mode))
+    except PermissionError:
+        raise permission_error("image", Path(path)) from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise DataError(f"Cannot decode image {path}: {exc}. The file is corrupt or truncated: "
                         f"re-download it, or set on_corrupt: skip to leave it out and report it.") from exc
@@ -118,6 +131,8 @@ def decode_mask(path, size, mode="stretch") -> np.ndarray:
             img.load()
             rgb_like = img.mode in ("P", "PA", "RGB", "RGBA", "LA", "CMYK", "YCbCr")
             m = binary_mask(np.asarray(img.convert("RGB") if rgb_like else img))
+    except PermissionError:
+        raise permission_error("mask", Path(path)) from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise DataError(f"Cannot decode mask {path}: {exc}. Re-download the masks.") from exc
     resized = resize_image(Image.fromarray(m.astype(np.uint8) * 255), size, mode, resample=Image.Resampling.NEAREST)

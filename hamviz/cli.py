@@ -42,7 +42,7 @@ def _cache(args) -> int:
     from .data import load_ham10000
     from .params import load_profile
     p = load_profile(args.profile, {"data_dir": args.data} if args.data else None)
-    ds = load_ham10000(p["data_dir"], masks=p["masks"], on_missing=p["on_missing"])
+    ds = load_ham10000(p["data_dir"], masks=p["masks"], on_missing=p["on_missing"], on_corrupt=p["on_corrupt"])
     for size in args.size or [p["image_size"]]:
         t = time.time()
         c = build_cache(ds, size, mode=p["resize"], on_corrupt=p["on_corrupt"], progress=True)
@@ -59,11 +59,22 @@ def _download(args) -> int:
 
 def _weights(args) -> int:
     from .config import WEIGHTS_ENV
-    from .weights import fetch_preset, local_preset
-    folder = fetch_preset(args.model, into=args.dest) if args.dest else \
-        local_preset(args.model) or fetch_preset(args.model)
-    print(f"{args.model}: Keras-Hub preset in {folder}"
-          + (f"; point hamviz at it with: export {WEIGHTS_ENV}={folder.parent}" if args.dest else ""))
+    from .registry import HUB_BACKBONES
+    from .weights import KERAS_WEIGHTS, fetch_keras_weights, fetch_preset, local_keras_weights, local_preset
+    models = [args.model] if args.model else []
+    if args.profile:  # every pretrained backbone the profile's chapters ask for
+        from .params import load_profile, wanted_weights
+        models += [m for _, m, w in wanted_weights(load_profile(args.profile, check_weights=False)) if w == "imagenet"]
+    for model in dict.fromkeys(models or [next(iter(HUB_BACKBONES))]):
+        if model in HUB_BACKBONES:
+            where = fetch_preset(model, into=args.dest) if args.dest else local_preset(model) or fetch_preset(model)
+            print(f"{model}: Keras-Hub preset in {where}")
+        elif model in KERAS_WEIGHTS:
+            where = fetch_keras_weights(model, into=args.dest) if args.dest else \
+                local_keras_weights(model) or fetch_keras_weights(model)
+            print(f"{model}: Keras ImageNet weights (md5-checked) in {where}")
+    if args.dest:
+        print(f"point hamviz at them with: export {WEIGHTS_ENV}={Path(args.dest).expanduser().absolute()}")
     return 0
 
 
@@ -109,11 +120,15 @@ def main(argv=None) -> int:
         d.set_defaults(func=_download)
 
     from .registry import HUB_BACKBONES
-    wt = sub.add_parser("weights", help="download a pretrained Keras-Hub preset (once) for machines without internet")
-    wt.add_argument("--model", default=next(iter(HUB_BACKBONES)), choices=list(HUB_BACKBONES),
-                    help="the backbone (default: %(default)s)")
-    wt.add_argument("--dest", type=Path, help="put the preset folder in DEST (then: export HAMVIZ_WEIGHTS=DEST); "
-                                              "default: the weights cache, <cache>/weights")
+    from .weights import KERAS_WEIGHTS
+    wt = sub.add_parser("weights", help="download pretrained weights (Keras-Hub presets, Keras-application ImageNet "
+                                        "files) once, e.g. for a machine without internet")
+    wt.add_argument("--model", choices=list(HUB_BACKBONES) + list(KERAS_WEIGHTS),
+                    help=f"one backbone (default without --profile: {next(iter(HUB_BACKBONES))})")
+    wt.add_argument("--profile", help="every pretrained backbone this profile's chapters use (e.g. paper)")
+    wt.add_argument("--dest", type=Path, help="put them in DEST (presets in DEST/<name>/, Keras files in "
+                                              "DEST/keras/; then: export HAMVIZ_WEIGHTS=DEST); default: the "
+                                              "weights cache, <cache>/weights")
     wt.set_defaults(func=_weights)
 
     args = parser.parse_args(argv)

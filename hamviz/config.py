@@ -108,6 +108,7 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path:
                         f"that holds HAM10000_metadata.csv and the image folders (perhaps {path.parent}).")
     if not path.is_dir():
         raise DataError(f"Data directory {path} does not exist. {GET_DATA_HINT}")
+    check_readable_folder(path, "the data directory")
     return path.resolve()
 
 
@@ -170,6 +171,25 @@ def check_writable(path: str | os.PathLike, what: str, fix: str) -> Path:
         reason = "is on a read-only file system" if read_only else "is not writable by this user (permission denied)"
         raise HamvizError(f"{subject} {reason}. {fix}")
     return p
+
+
+def permission_error(what: str, path: Path) -> DataError:
+    """The error for a file or folder this user may not read: a permission problem, named as one (not a missing
+    or damaged download), with the fix."""
+    folder = Path(path).is_dir()
+    fix = f"chmod -R a+rX {path}" if folder else f"chmod a+r {path}"
+    return DataError(f"Cannot read {what} {path}: permission denied (this user may not "
+                     + ("list the folder or open its files" if folder else "open the file")
+                     + f"). Give this user read access (e.g. `{fix}`, or ask the owner), or copy the data somewhere "
+                       f"readable and point hamviz there.")
+
+
+def check_readable_folder(folder: Path, what: str) -> None:
+    """Raise :func:`permission_error` when this user cannot list ``folder`` and open what is in it (read and
+    execute permission). Called before a folder is scanned, so the error says what is wrong rather than "no
+    metadata" or "ids without files"."""
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise permission_error(what, folder)
 
 
 def weights_dir(explicit: str | os.PathLike | None = None) -> Path:

@@ -55,6 +55,7 @@ import requests
 
 from .config import (COMPLETE_MARKER, DATA_ENV, GET_DATA_HINT, DataError, __version__, completed_items,
                      reachable)
+from .files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -421,16 +422,15 @@ def _write_table(raw: Path, out: Path, action: str) -> None:
         return
     with raw.open(encoding="utf-8-sig") as fh:
         header = fh.readline()
-    tmp = out.with_name(out.name + ".tmp")
-    if "\t" in header:
-        import pandas as pd  # noqa: PLC0415 - only needed for the conversion
+    with atomic_path(out) as tmp:
+        if "\t" in header:
+            import pandas as pd  # noqa: PLC0415 - only needed for the conversion
 
-        table = pd.read_csv(raw, sep="\t", dtype=str, keep_default_na=False)
-        table.columns = [str(c).strip().strip('"') for c in table.columns]
-        table.to_csv(tmp, index=False)
-    else:
-        shutil.copyfile(raw, tmp)
-    tmp.replace(out)
+            table = pd.read_csv(raw, sep="\t", dtype=str, keep_default_na=False)
+            table.columns = [str(c).strip().strip('"') for c in table.columns]
+            table.to_csv(tmp, index=False)
+        else:
+            shutil.copyfile(raw, tmp)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import DataError
+from .config import DataError, check_readable_folder
 from .registry import CLASSES
-from .data import IMAGE_SUFFIXES, Dataset, _first_few, fingerprint_files, read_table, reconcile, scan_dirs
+from .data import (IMAGE_SUFFIXES, Dataset, _first_few, drop_damaged, fingerprint_files, read_table, reconcile,
+                   scan_dirs)
 
 # --------------------------------------------------------------------------------------------------
 # ISIC 2018 Task 3
@@ -152,48 +153,9 @@ def _read_ground_truth(gt_path: Path) -> tuple[pd.DataFrame, dict]:
     return pd.DataFrame({"image_id": known.index.to_numpy(), "dx": names}), report
 
 
-def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error",
-                  ground_truth: str | os.PathLike | None = None) -> Dataset:
-    """Load the ISIC 2018 Task 3 layout (meant as an external test set) without decoding images.
-
-    root: a folder with the images (``ISIC_*.jpg``/``.jpeg``/``.png``) directly in it and/or in any
-      first-level subfolder whose name contains "Input" or "Images" (``ISIC2018_Task3_Test_Input/`` from the
-      challenge, ``ISIC2018_Task3_Test_Images/`` from Harvard Dataverse), and a ground-truth CSV
-      ``*_GroundTruth.csv`` in it or in a ``*GroundTruth*`` subfolder: the challenge's, with column ``image``
-      and one-hot float columns ``MEL,NV,BCC,AKIEC,BKL,DF,VASC``, or Dataverse's in HAM10000's columns
-      (``lesion_id,image_id,dx,...``, lesion ids kept). macOS ``._*`` files are ignored. The upper-case columns map
-      to the lower-case hamviz :data:`~hamviz.data.CLASSES`; ``label`` is the index into CLASSES.
-      Extra class columns are an error unless all zero (then they are ignored and listed in
-      ``report["ignored_columns"]``).
-    on_missing: "error" (default) stops on image ids without files or files without ids;
-      "skip" drops those rows / ignores those files and lists them in ``report``
-      (``missing_files``, ``files_without_metadata``), as :func:`hamviz.data.load_ham10000` does.
-    ground_truth: the CSV to use when the folder holds several (default: found in ``root``).
-
-    The challenge's CSV gives no lesion ids for its images, so ``lesion_id`` is then set to ``image_id``
-    (every image is its own lesion); grouping by lesion is then the same as grouping by image.
-    ``mask_path`` is None (no masks). ``source`` and ``layout`` are "isic2018"; ``fingerprint``
-    covers the ground-truth CSV and the name and size of every image used.
-    """
-    if on_missing not in ("error", "skip"):
-        raise ValueError(f"on_missing must be 'error' or 'skip', not {on_missing!r}")
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise DataError(f"ISIC 2018 folder {root} does not exist or is not a folder. {ISIC2018_HINT}, "
-                        f"and pass that folder.")
-    root = root.resolve()
-    if ground_truth is not None:
-        gt_path = Path(ground_truth).expanduser()
-        if not gt_path.is_absolute() and not gt_path.is_file():
-            gt_path = root / gt_path
-        if not gt_path.is_file():
-            raise DataError(f"Ground-truth CSV {ground_truth} not found (also not in {root}). "
-                            f"{ISIC2018_HINT}, or pass the right ground_truth=PATH.")
-    else:
-        gt_path = _find_ground_truth(root)
-    meta, report = _read_ground_truth(gt_path)
-    report["ground_truth"] = str(gt_path)
-
+def _isic_images(root: Path) -> tuple[dict[str, Path], list[str]]:
+    """(image id -> file, the folders used) over ``root`` and its first-level "*Input*" / "*Images*" folders;
+    DataError when there is no image."""
     names = ["."] + sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
                            and ("input" in d.name.lower() or "images" in d.name.lower()))
     images: dict[str, Path] = {}
@@ -209,6 +171,56 @@ def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error",
             f"No images (.jpg/.jpeg/.png) in {root} or in a first-level folder whose name contains "
             f"'Input' (e.g. ISIC2018_Task3_Test_Input/). {ISIC2018_HINT}."
         )
+    return images, used_dirs
+
+
+def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error", on_corrupt: str = "error",
+                  ground_truth: str | os.PathLike | None = None) -> Dataset:
+    """Load the ISIC 2018 Task 3 layout (meant as an external test set) without decoding images.
+
+    root: a folder with the images (``ISIC_*.jpg``/``.jpeg``/``.png``) directly in it and/or in any
+      first-level subfolder whose name contains "Input" or "Images" (``ISIC2018_Task3_Test_Input/`` from the
+      challenge, ``ISIC2018_Task3_Test_Images/`` from Harvard Dataverse), and a ground-truth CSV
+      ``*_GroundTruth.csv`` in it or in a ``*GroundTruth*`` subfolder: the challenge's, with column ``image``
+      and one-hot float columns ``MEL,NV,BCC,AKIEC,BKL,DF,VASC``, or Dataverse's in HAM10000's columns
+      (``lesion_id,image_id,dx,...``, lesion ids kept). macOS ``._*`` files are ignored. The upper-case columns map
+      to the lower-case hamviz :data:`~hamviz.data.CLASSES`; ``label`` is the index into CLASSES.
+      Extra class columns are an error unless all zero (then they are ignored and listed in
+      ``report["ignored_columns"]``).
+    on_missing: "error" (default) stops on image ids without files or files without ids;
+      "skip" drops those rows / ignores those files and lists them in ``report``
+      (``missing_files``, ``files_without_metadata``), as :func:`hamviz.data.load_ham10000` does.
+    on_corrupt: image files that are empty, truncated or no image (a quick look, before any decoding, as
+      :func:`hamviz.data.load_ham10000` does): "error" (default) names them, "skip" drops them and lists them in
+      ``report["damaged_files"]``.
+    ground_truth: the CSV to use when the folder holds several (default: found in ``root``).
+
+    The challenge's CSV gives no lesion ids for its images, so ``lesion_id`` is then set to ``image_id``
+    (every image is its own lesion); grouping by lesion is then the same as grouping by image.
+    ``mask_path`` is None (no masks). ``source`` and ``layout`` are "isic2018"; ``fingerprint``
+    covers the ground-truth CSV and the name and size of every image used.
+    """
+    if on_missing not in ("error", "skip"):
+        raise ValueError(f"on_missing must be 'error' or 'skip', not {on_missing!r}")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"ISIC 2018 folder {root} does not exist or is not a folder. {ISIC2018_HINT}, "
+                        f"and pass that folder.")
+    root = root.resolve()
+    check_readable_folder(root, "the ISIC 2018 folder")
+    if ground_truth is not None:
+        gt_path = Path(ground_truth).expanduser()
+        if not gt_path.is_absolute() and not gt_path.is_file():
+            gt_path = root / gt_path
+        if not gt_path.is_file():
+            raise DataError(f"Ground-truth CSV {ground_truth} not found (also not in {root}). "
+                            f"{ISIC2018_HINT}, or pass the right ground_truth=PATH.")
+    else:
+        gt_path = _find_ground_truth(root)
+    meta, report = _read_ground_truth(gt_path)
+    report["ground_truth"] = str(gt_path)
+
+    images, used_dirs = _isic_images(root)
     report["image_dirs"] = used_dirs
 
     meta = reconcile(meta, images, used_dirs, on_missing, report, where=f"ISIC 2018 data in {root}",
@@ -227,6 +239,11 @@ def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error",
         "path": [str(images[i]) for i in meta["image_id"]],
         "mask_path": None,
     })
+    meta = drop_damaged(meta, ("path",), on_corrupt, report, where=str(root),
+                        fix=f"Re-download them ({ISIC2018_HINT}), or set on_corrupt: skip to leave them out and "
+                            f"report them.").reset_index(drop=True)
+    if meta.empty:
+        raise DataError(f"Every image of {root} is damaged. {ISIC2018_HINT}.")
     report["class_counts"] = {c: int(n) for c, n in meta["dx"].value_counts().items()}
     fp = fingerprint_files(gt_path, meta["path"])
     return Dataset(meta=meta, root=root, fingerprint=fp, classes=CLASSES, source="isic2018",

@@ -136,14 +136,56 @@ def _calibration_bins(y, p, n_bins):
     return conf, correct, edges, np.searchsorted(edges[1:-1], conf)  # as sklearn calibration_curve
 
 
+def present_classes(y, n_classes: int) -> np.ndarray:
+    """The labels (sorted) that occur in ``y``: the classes every macro metric averages over."""
+    return np.flatnonzero(np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes) > 0)
+
+
+def averaged_over(y_true, proba, classes: Sequence[str] = CLASSES) -> dict[str, list[str]]:
+    """For each macro metric of :func:`headline`, the class names it averages over: balanced_accuracy and
+    macro_f1 over the classes present in ``y_true``; macro_auc over those whose one-vs-rest AUC is defined (the
+    same classes when at least two are present, else none)."""
+    y, p = check_inputs(y_true, proba, classes)
+    present = [classes[k] for k in present_classes(y, len(classes))]
+    auc = auc_per_class(y, p, classes)
+    return {"balanced_accuracy": present, "macro_f1": list(present),
+            "macro_auc": [c for c in classes if math.isfinite(auc[c])]}
+
+
+def averaging_note(result: dict) -> str | None:
+    """One line saying over which classes the macro metrics of an :func:`evaluate` ``result`` average, when that
+    is fewer than all its classes (a class absent from the evaluated part); None when they average over all."""
+    over, classes = result.get("averaged_over") or {}, result.get("classes") or []
+    fewer = {m: names for m, names in over.items() if len(names) < len(classes)}
+    if not fewer:
+        return None
+    absent = [c for c in classes if c not in over.get("balanced_accuracy", classes)]
+    groups: dict[tuple, list[str]] = {}
+    for m, names in fewer.items():
+        groups.setdefault(tuple(names), []).append(m)
+    parts = [f"{_and(ms)} average{'s' if len(ms) == 1 else ''} over {len(names)} of {len(classes)} classes "
+             f"({', '.join(names) or 'none'})" for names, ms in groups.items()]
+    return ("; ".join(parts) + (f": {', '.join(absent)} ha{'s' if len(absent) == 1 else 've'} no image here"
+                                if absent else ""))
+
+
+def _and(items) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def headline(y_true, proba, classes: Sequence[str] = CLASSES, n_bins: int = 10) -> dict[str, float]:
     """accuracy, balanced_accuracy, macro_f1, weighted_f1, macro_auc, log_loss, ece, n (all sklearn).
 
-    balanced_accuracy is the mean recall over the classes present in ``y_true``; F1 averages over all K
-    classes (``zero_division=0``); macro_auc is the mean one-vs-rest AUC over the classes present in
-    ``y_true`` (NaN if fewer than two are); ece is top-label with ``n_bins`` equal-width bins."""
+    Every macro metric averages over the classes present in ``y_true`` (:func:`averaged_over` names them):
+    balanced_accuracy is the mean recall over them, macro_f1 the mean F1 over them (sklearn's ``labels=``;
+    ``zero_division=0``; a prediction of an absent class still counts against the true class), macro_auc the
+    mean one-vs-rest AUC over them (NaN if fewer than two are). So a class missing from a split part changes
+    all three alike, never one over 7 classes and another over 6. ece is top-label with ``n_bins``
+    equal-width bins."""
     y, p = check_inputs(y_true, proba, classes)
     pred, labels = p.argmax(axis=1), list(range(len(classes)))
+    present = present_classes(y, len(classes))
     auc = np.array(list(auc_per_class(y, p, classes).values()))
     with warnings.catch_warnings():  # "y_pred contains classes not in y_true": expected for subsets
         warnings.simplefilter("ignore", UserWarning)
@@ -151,7 +193,7 @@ def headline(y_true, proba, classes: Sequence[str] = CLASSES, n_bins: int = 10) 
     return {
         "accuracy": float(accuracy_score(y, pred)),
         "balanced_accuracy": float(bal),
-        "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(y, pred, labels=present, average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(y, pred, labels=labels, average="weighted", zero_division=0)),
         "macro_auc": float(np.nanmean(auc)) if np.isfinite(auc).any() else math.nan,
         "log_loss": float(log_loss(y, p, labels=labels)),
@@ -163,12 +205,17 @@ def headline(y_true, proba, classes: Sequence[str] = CLASSES, n_bins: int = 10) 
 def per_class_report(y_true, proba_or_pred, classes: Sequence[str] = CLASSES) -> pd.DataFrame:
     """sklearn ``classification_report`` as a table: one row per class plus 'macro avg' and
     'weighted avg'; columns precision, recall, f1-score, support, and auc (class rows; NaN in the
-    average rows) when probabilities (N, K) rather than predicted labels (N,) are given."""
+    average rows) when probabilities (N, K) rather than predicted labels (N,) are given. 'macro avg' averages
+    over the classes present in ``y_true``, as :func:`headline`'s macro metrics do (a row of an absent class
+    shows its zeros but does not count)."""
     y, pred, p = _pred(y_true, proba_or_pred, classes)
     rep = classification_report(y, pred, labels=list(range(len(classes))), target_names=list(classes),
                                 output_dict=True, zero_division=0)
     table = pd.DataFrame({k: rep[k] for k in [*classes, "macro avg", "weighted avg"]}).T
     table = table[["precision", "recall", "f1-score", "support"]].astype(float)
+    present = [classes[k] for k in present_classes(y, len(classes))]
+    table.loc["macro avg", ["precision", "recall", "f1-score"]] = \
+        table.loc[present, ["precision", "recall", "f1-score"]].mean()
     if p is not None:
         table["auc"] = pd.Series(auc_per_class(y, p, classes))
     return table
@@ -211,7 +258,7 @@ def weighted_metrics(y, proba, weights, metrics: Sequence[str] = HEADLINE, n_bin
         values = {
             "accuracy": lambda: tp.sum(axis=1) / total,
             "balanced_accuracy": lambda: (tp / support)[:, present].mean(axis=1),
-            "macro_f1": lambda: f1.mean(axis=1),
+            "macro_f1": lambda: f1[:, present].mean(axis=1),
             "weighted_f1": lambda: (f1 * support).sum(axis=1) / total,
             "macro_auc": lambda: _weighted_auc(y, proba, W, present).mean(axis=1),
             "log_loss": lambda: W @ -np.log(np.clip(proba[np.arange(n), y], np.finfo(float).eps,
@@ -325,13 +372,18 @@ def evaluate(y_true, proba, classes: Sequence[str] = CLASSES, groups=None, n_boo
     """Everything above in one JSON-able dict (Python floats, NaN as None): headline, auc_per_class,
     report (per_class_report by row), confusion (counts, nested lists, rows = true), confusion_normalized
     (rows sum to 1), calibration_table (list of per-bin dicts), ci ({metric: {value, low, high}}, cluster
-    bootstrap when ``groups`` is given; n_boot=0 skips it), classes."""
+    bootstrap when ``groups`` is given; n_boot=0 skips it), classes, averaged_over ({metric: the class names
+    each macro metric averages over}, :func:`averaged_over`) and absent_classes (classes with no sample here:
+    the macro metrics leave them out; :func:`averaging_note` says so in one line)."""
     y, p = check_inputs(y_true, proba, classes)
     ece, table = calibration(y, p, n_bins)
     ci = (bootstrap_ci(y, p, n_boot=n_boot, seed=seed, groups=groups, classes=classes, n_bins=n_bins)
           .to_dict(orient="index") if n_boot else {})
+    present = set(present_classes(y, len(classes)).tolist())
     return _jsonable({
         "classes": list(classes),
+        "averaged_over": averaged_over(y, p, classes),
+        "absent_classes": [c for k, c in enumerate(classes) if k not in present],
         "headline": headline(y, p, classes, n_bins),
         "auc_per_class": auc_per_class(y, p, classes),
         "report": per_class_report(y, p, classes).to_dict(orient="index"),

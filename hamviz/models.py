@@ -6,7 +6,8 @@ activation maps can address any layer by name; a Keras-Hub backbone is one neste
 (:func:`hub_model`). Inputs are float images in [0, 255]; each backbone's preprocessing is a layer inside the
 model, so callers never preprocess.
 
-``weights``: ``"imagenet"`` (needs the Keras weights file: downloaded, or already in ``~/.keras/models``),
+``weights``: ``"imagenet"`` (needs the Keras weights file: in ``$HAMVIZ_WEIGHTS/keras``, the weights cache or
+``~/.keras/models``, else downloaded; :func:`hamviz.weights.local_keras_weights`),
 ``None`` (random init), or a path to a weights file (Keras ``.weights.h5`` of the same backbone without top,
 or the no-top ``.h5`` files Keras applications publish). An offline ``"imagenet"`` request fails at once
 with a message saying how to get the file, instead of hanging on the download.
@@ -26,19 +27,10 @@ import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 from .config import HamvizError  # noqa: E402
-from .weights import preset_source, reachable  # noqa: E402
+from .weights import (how_to_get_keras, keras_weights_file, keras_weights_folders,  # noqa: E402
+                      local_keras_weights, preset_source, reachable)
 from .registry import (AE_DOWNSAMPLE, AE_RATIOS, BACKBONES, HUB_BACKBONES, MODEL_NAMES,  # noqa: E402,F401
                        latent_problem)
-
-#: Keras' published no-top ImageNet weight files (what "imagenet" downloads)
-_WEIGHT_FILES = {
-    "inceptionv3": "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "densenet201": "densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "vgg19": "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "mobilenetv2": "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
-}
-
 
 class ModelError(HamvizError):
     """Impossible model settings (unknown backbone, input too small, weights unavailable...)."""
@@ -120,20 +112,16 @@ def weights_source(backbone: str, weights, input_size: int | None = None):
             raise ModelError(f"Weights file {path} for {backbone} does not exist. Pass weights='imagenet', "
                              f"None (random init) or the path of a weights file.")
         return str(path)
-    fname = _WEIGHT_FILES[backbone]
-    if "{size}" in fname:
-        size = min((s for s in (96, 128, 160, 192, 224) if s >= (input_size or 224)), default=224)
-        fname = fname.format(size=size)
-    cached = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else
-                  Path.home() / ".keras") / "models" / fname
-    if cached.is_file():
-        return "imagenet"
+    local = local_keras_weights(backbone, input_size)
+    if local is not None:
+        return str(local)  # Keras loads a weights file by path: no download, wherever it was found
     if not reachable("storage.googleapis.com"):
+        fname = keras_weights_file(backbone, input_size)[0]
         raise ModelError(
-            f"ImageNet weights for {backbone} are not on this machine ({cached}) and cannot be downloaded "
-            f"(no connection to storage.googleapis.com). Copy {fname} from a machine with internet "
-            f"(https://storage.googleapis.com/tensorflow/keras-applications/) into {cached.parent}, or pass "
-            f"weights=None (random init) or weights='<path to a weights file>'.")
+            f"ImageNet weights for {backbone} ({fname}) are not on this machine (looked in "
+            f"{', '.join(map(str, keras_weights_folders()))}) and cannot be downloaded (no connection to "
+            f"storage.googleapis.com). {how_to_get_keras(backbone, input_size)} Or pass weights=None (random "
+            f"init) or weights='<path to a weights file>'.")
     return "imagenet"
 
 
@@ -291,24 +279,28 @@ def hub_model(backbone: str, input_shape=(224, 224, 3), n_classes: int = 7, *, w
 #: the keyword arguments of :func:`configurable_cnn` (a search trial's other keys, e.g. optimizer and
 #: learning_rate, are for training)
 CNN_KEYS = ("conv_blocks", "filters", "kernel", "convs_per_block", "dense_layers", "dense_units", "dropout",
-            "pooling", "init")
+            "pooling", "init", "pool_size", "padding", "filter_growth")
 
 
 def configurable_cnn(input_shape=(64, 64, 3), n_classes: int = 2, *, conv_blocks: int = 2, filters: int = 32,
                      kernel: int = 3, convs_per_block: int = 2, dense_layers: int = 1, dense_units: int = 128,
                      dropout: float = 0.3, pooling: str = "max", init: str = "glorot_uniform",
+                     pool_size: int = 2, padding: str = "same", filter_growth: str = "double",
                      name: str = "configurable_cnn"):
-    """A small CNN whose shape is set by the arguments (the search space of the reference's random search).
+    """A small CNN whose shape is set by the arguments (the search space of the reference's random search,
+    Bunu et al., whose two best CNNs had one convolution per pooling, pool size 3 and constant filters).
 
     One flat functional graph: image in [0, 255] -> ``ImagenetPreprocess("unit")`` (scale to [0, 1]) ->
-    ``conv_blocks`` blocks of [``convs_per_block`` x Conv2D(filters * 2**b, kernel, 'same', relu) -> 2x2
-    max or average pooling -> Dropout(dropout)] -> Flatten -> ``dense_layers`` x [Dense(dense_units, relu)
-    -> Dropout(dropout)] -> Dense(n_classes, softmax). ``init`` is the Keras kernel initializer of every
-    conv and dense layer (e.g. glorot_uniform, he_normal, he_uniform, lecun_normal).
+    ``conv_blocks`` blocks of [``convs_per_block`` x Conv2D(f_b, kernel, padding, relu) -> ``pool_size`` x
+    ``pool_size`` max or average pooling (stride = pool size) -> Dropout(dropout)] -> Flatten ->
+    ``dense_layers`` x [Dense(dense_units, relu) -> Dropout(dropout)] -> Dense(n_classes, softmax), where f_b
+    is ``filters`` * 2**b with ``filter_growth`` "double" and ``filters`` in every block with "constant".
+    ``padding``: "same" or "valid" convolutions. ``init`` is the Keras kernel initializer of every conv and
+    dense layer (e.g. glorot_uniform, he_normal, he_uniform, lecun_normal).
     Layer names: scale, conv{b}_{k}, pool{b}, drop{b}, flatten, dense{i}, drop_dense{i}, predictions.
 
     Raises ModelError for impossible settings, e.g. an input too small for ``conv_blocks`` poolings
-    (each halves the size: 16x16 allows at most 4 blocks).
+    (each divides the size by ``pool_size``: 16x16 allows at most 4 blocks of 2x2).
     """
     if len(input_shape) != 3 or input_shape[-1] != 3:
         raise ModelError(f"configurable_cnn: input shape must be (height, width, 3), not {tuple(input_shape)}")
@@ -327,21 +319,33 @@ def configurable_cnn(input_shape=(64, 64, 3), n_classes: int = 2, *, conv_blocks
     except (ValueError, TypeError):
         raise ModelError(f"configurable_cnn: unknown weight initialisation {init!r} (a Keras initializer "
                          f"name such as 'glorot_uniform', 'he_normal', 'he_uniform', 'lecun_normal')") from None
+    if not isinstance(pool_size, (int, np.integer)) or isinstance(pool_size, bool) or pool_size < 2:
+        raise ModelError(f"configurable_cnn: pool_size must be an integer >= 2, not {pool_size!r}")
+    if padding not in ("same", "valid"):
+        raise ModelError(f"configurable_cnn: padding must be 'same' or 'valid', not {padding!r}")
+    if filter_growth not in ("double", "constant"):
+        raise ModelError(f"configurable_cnn: filter_growth must be 'double' or 'constant', not {filter_growth!r}")
     h, w = int(input_shape[0]), int(input_shape[1])
-    final = (h // 2 ** conv_blocks, w // 2 ** conv_blocks)
-    if min(final) < 1:
-        most = max(0, int(math.floor(math.log2(min(h, w))))) if min(h, w) >= 1 else 0
-        raise ModelError(f"configurable_cnn: a {h}x{w} input is too small for {conv_blocks} pooling blocks "
-                         f"(each halves the size; it would reach {final[0]}x{final[1]}). Use at most {most} "
-                         f"conv_blocks at this size, or images of at least {2 ** conv_blocks}x"
-                         f"{2 ** conv_blocks}.")
+    lose = 0 if padding == "same" else convs_per_block * (int(kernel) - 1)  # what valid convolutions cut
+    fh, fw = h, w
+    for _ in range(conv_blocks):
+        fh, fw = (fh - lose) // pool_size, (fw - lose) // pool_size
+    if min(fh, fw) < 1:
+        need = 1
+        for _ in range(conv_blocks):
+            need = need * pool_size + lose
+        raise ModelError(f"configurable_cnn: a {h}x{w} input is too small for {conv_blocks} pooling blocks of "
+                         f"{pool_size}x{pool_size} with {padding!r} {kernel}x{kernel} convolutions (it would reach "
+                         f"{max(fh, 0)}x{max(fw, 0)}). Use fewer conv_blocks at this size, or images of at least "
+                         f"{need}x{need}.")
     inputs = keras.Input(tuple(input_shape), name="image")
     x = ImagenetPreprocess("unit", name="scale")(inputs)
     for b in range(1, conv_blocks + 1):
+        f = int(filters) * (2 ** (b - 1) if filter_growth == "double" else 1)
         for k in range(1, convs_per_block + 1):
-            x = layers.Conv2D(int(filters) * 2 ** (b - 1), int(kernel), padding="same", activation="relu",
+            x = layers.Conv2D(f, int(kernel), padding=padding, activation="relu",
                               kernel_initializer=init, name=f"conv{b}_{k}")(x)
-        x = pool_layer(pool_size=2, name=f"pool{b}")(x)
+        x = pool_layer(pool_size=int(pool_size), name=f"pool{b}")(x)
         x = layers.Dropout(float(dropout), name=f"drop{b}")(x)
     x = layers.Flatten(name="flatten")(x)
     for i in range(1, dense_layers + 1):

@@ -4,8 +4,11 @@ A profile is YAML with the shared settings at the top level and one section per 
 ``chapters:`` (keyed by the chapter name, the notebook file name without its number: ``01_eda.ipynb`` ->
 ``eda``). ``extends: other`` starts from another profile and overrides it key by key.
 Every profile is validated against :data:`SCHEMA` (JSON Schema, via ``jsonschema``) before any notebook
-runs: an unknown key (with the closest known key suggested), a wrong type or an out-of-range value is a
-:class:`~hamviz.config.ParamsError` naming the file, the key and the fix.
+runs, every key of every section down to list entries (ensemble transfer members, augmentation options): an
+unknown key (with the closest known key suggested), a wrong type or an out-of-range value is a
+:class:`~hamviz.config.ParamsError` naming the file, the key and the fix. ``extends:`` and the paths a profile
+names are resolved against the profile's own folder, to absolute paths, when it is loaded: the book and its
+chapters (which run in ``notebooks/``) read the same files.
 """
 from __future__ import annotations
 
@@ -32,6 +35,29 @@ def _obj(props: dict, required=()) -> dict:
             "required": list(required)}
 
 
+#: Training augmentation (:func:`hamviz.pipeline.augmentation`'s options), wherever a section takes one.
+AUGMENT = {"rot90": _bool, "flip": _bool,
+           "zoom": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+           "shift": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}}
+#: The options a backbone takes (:func:`hamviz.models.transfer_model`, :func:`hamviz.models.hub_model`): the
+#: classifier section's keys of the same names, and each ensemble transfer member's.
+TRANSFER_OPTIONS = {
+    "weights": {"type": ["string", "null"], "default": None,
+                "description": "imagenet | null (random init) | a weights file (Keras applications) | a "
+                               "Keras-Hub preset folder or handle (hf://..., kaggle://...)"},
+    "trainable": {"anyOf": [{"enum": ["frozen", "all"]}, {"type": "integer", "minimum": 0}],
+                  "default": "all", "description": "backbone layers that train: frozen, all, or the last N"},
+    "head": {"enum": ["reference", "simple"], "default": "reference"},
+    "dense": {**_int, "minimum": 1, "default": 1024},
+    "dropout": {"type": "number", "minimum": 0, "maximum": 0.9, "default": 0.5},
+    "l2": {"type": "number", "minimum": 0, "default": 0.0},
+}
+#: One ensemble member on an ImageNet backbone (``chapters.explain.transfer_members`` entries).
+TRANSFER_MEMBER = _obj({
+    "model": {"enum": list(PRETRAINED_BACKBONES), "description": "the backbone, e.g. vgg19"},
+    **{k: {kk: vv for kk, vv in v.items() if kk != "default"} for k, v in TRANSFER_OPTIONS.items()},
+}, required=("model",))
+
 #: Chapter sections, by chapter name. Chapters added later register their schema here.
 CHAPTER_SCHEMAS: dict[str, dict] = {
     "eda": _obj({
@@ -50,16 +76,7 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "image_size": {"type": ["integer", "null"], "minimum": 16, "maximum": 1024, "default": None,
                        "description": "input edge of the main model (and of the chapters that analyse it: "
                                       "compression, joint, Grad-CAM); null: the profile's image_size"},
-        "weights": {"type": ["string", "null"], "default": None,
-                    "description": "imagenet | null (random init) | a weights file (Keras applications) | a "
-                                   "Keras-Hub preset folder or handle (hf://..., kaggle://...)"},
-        "trainable": {"anyOf": [{"enum": ["frozen", "all"]}, {"type": "integer", "minimum": 0}],
-                      "default": "all", "description": "backbone layers that train: frozen, all, or "
-                                                       "the last N"},
-        "head": {"enum": ["reference", "simple"], "default": "reference"},
-        "dense": {**_int, "minimum": 1, "default": 1024},
-        "dropout": {"type": "number", "minimum": 0, "maximum": 0.9, "default": 0.5},
-        "l2": {"type": "number", "minimum": 0, "default": 0.0},
+        **TRANSFER_OPTIONS,
         "strategy": {"enum": list(STRATEGIES), "default": "S4"},
         "optimizer": {"enum": list(OPTIMIZERS), "default": "adam"},
         "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1e-3},
@@ -76,10 +93,9 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "epochs": {**_int, "minimum": 1, "maximum": 1000, "default": 10},
         "patience": {**_int, "minimum": 1, "default": 4},
         "batch_size": {**_int, "minimum": 1, "maximum": 4096, "default": 32},
-        "augment": {**_obj({"rot90": _bool, "flip": _bool,
-                            "zoom": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
-                            "shift": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}}),
-                    "default": {"rot90": True, "flip": True, "zoom": 0.1, "shift": 0.1}},
+        "augment": {**_obj(AUGMENT), "default": {"rot90": True, "flip": True, "zoom": 0.1, "shift": 0.1},
+                    "description": "training augmentation: rot90, flip (booleans), zoom, shift (fractions in "
+                                   "[0, 1))"},
         "train_limit": {"type": ["integer", "null"], "minimum": 50, "default": None,
                         "description": "stratified subsample of the training part (tiny profile)"},
         "leak_audit": {"enum": [True, False, "frozen_head"], "default": True,
@@ -95,6 +111,18 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
             "frozen_head": {**_bool, "description": "also each strategy on the main model's head alone over "
                                                     "its backbone's cached frozen features (pretrained "
                                                     "backbone, head: simple; head_warmup epochs)"},
+            "settings": {"type": "object", "propertyNames": {"enum": list(MODEL_NAMES)},
+                         "additionalProperties": _obj({
+                             "optimizer": {"enum": list(OPTIMIZERS)},
+                             "learning_rate": {"type": "number", "exclusiveMinimum": 0},
+                             "schedule": {"enum": list(SCHEDULES)},
+                             "epochs": {**_int, "minimum": 1, "maximum": 1000},
+                             "patience": {**_int, "minimum": 1},
+                             "batch_size": {**_int, "minimum": 1},
+                             "l2": {"type": "number", "minimum": 0},
+                         }),
+                         "description": "per grid model, training settings that differ from the main model's "
+                                        "(the reference's own protocol per model)"},
         }), "default": {"models": ["small_cnn"], "strategies": list(STRATEGIES)},
             "description": "strategy x model table; image_size and epochs default to the main model's"},
         "external_test": {"type": ["string", "null"], "default": None,
@@ -165,7 +193,9 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "epochs": {**_int, "minimum": 1, "maximum": 1000, "default": 10},
         "patience": {**_int, "minimum": 1, "default": 3},
         "batch_size": {**_int, "minimum": 1, "default": 32},
-        "augment": {"type": ["object", "null"], "default": {"rot90": True, "flip": True, "zoom": 0.1, "shift": 0.1}},
+        "augment": {"type": ["object", "boolean", "null"], "properties": AUGMENT, "additionalProperties": False,
+                    "default": {"rot90": True, "flip": True, "zoom": 0.1, "shift": 0.1},
+                    "description": "as chapters.classifier.augment; null or false: none, true: the default"},
         "train_limit": {"type": ["integer", "null"], "minimum": 50, "default": None},
         "per_class": {"type": ["integer", "null"], "minimum": 1, "default": 600,
                       "description": "every class exactly this many training images: larger classes subsampled, "
@@ -175,8 +205,9 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                       "description": "JPEG qualities; null: the compression chapter's"},
         "embed_points": {**_int, "minimum": 20, "maximum": 20000, "default": 600},
         "perplexity": {"type": "number", "exclusiveMinimum": 1, "default": 30},
-        "holdout_class": {"type": ["string", "null"], "default": "bcc",
-                          "description": "class added to the memory without retraining (demo); null: skip"},
+        "holdout_class": {"enum": [*CLASSES, None], "default": "bcc",
+                          "description": "class added to the memory without retraining (demo), one of the "
+                                         "chapter's classes; null: skip"},
         "pretrained_head": {
             **_obj({
                 "model": {"enum": list(PRETRAINED_BACKBONES),
@@ -206,9 +237,36 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "search_epochs": {**_int, "minimum": 1, "maximum": 100, "default": 3},
         "search_members": {**_int, "minimum": 0, "maximum": 10, "default": 2,
                            "description": "best random-search CNNs that join the ensemble"},
-        "transfer_members": {"type": "array", "items": {"type": "object"}, "default": [],
+        "search_space": {
+            "type": ["object", "null"], "default": None, "additionalProperties": False,
+            "description": "the random search's space (key -> values drawn uniformly); null: hamviz's default "
+                           "(hamviz.search.SEARCH_SPACE, optimisers with adamax)",
+            "properties": {
+                "conv_blocks": {"type": "array", "minItems": 1, "items": {**_int, "minimum": 1, "maximum": 8}},
+                "filters": {"type": "array", "minItems": 1, "items": {**_int, "minimum": 1, "maximum": 1024}},
+                "kernel": {"type": "array", "minItems": 1, "items": {**_int, "minimum": 1, "maximum": 15}},
+                "convs_per_block": {"type": "array", "minItems": 1, "items": {**_int, "minimum": 1, "maximum": 4}},
+                "dense_layers": {"type": "array", "minItems": 1, "items": {**_int, "minimum": 0, "maximum": 4}},
+                "dense_units": {"type": "array", "minItems": 1, "items": {**_int, "minimum": 1, "maximum": 8192}},
+                "dropout": {"type": "array", "minItems": 1, "items": {"type": "number", "minimum": 0,
+                                                                      "exclusiveMaximum": 1}},
+                "pooling": {"type": "array", "minItems": 1, "items": {"enum": ["max", "avg"]}},
+                "pool_size": {"type": "array", "minItems": 1, "items": {**_int, "minimum": 2, "maximum": 8}},
+                "padding": {"type": "array", "minItems": 1, "items": {"enum": ["same", "valid"]}},
+                "filter_growth": {"type": "array", "minItems": 1, "items": {"enum": ["double", "constant"]}},
+                "init": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+                "optimizer": {"type": "array", "minItems": 1, "items": {"enum": list(OPTIMIZERS)}},
+                "learning_rate": {"type": "array", "minItems": 1, "items": {"type": "number",
+                                                                            "exclusiveMinimum": 0}},
+            }},
+        "main_member": {**_bool, "default": True,
+                        "description": "the classifier chapter's main model (its malignant classes summed) as an "
+                                       "ensemble member (hamviz's addition)"},
+        "reference_member": {**_bool, "default": True,
+                             "description": "the reference small CNN as an ensemble member (hamviz's addition)"},
+        "transfer_members": {"type": "array", "items": TRANSFER_MEMBER, "default": [],
                              "description": "backbone members, e.g. {model: vgg19, weights: imagenet, "
-                                            "trainable: all}"},
+                                            "trainable: all}; trained at the profile's image_size"},
         "weak_member": {**_bool, "default": True,
                         "description": "add a deliberately under-trained member (1 epoch) to show its effect"},
         "target_sensitivity": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.95},
@@ -263,21 +321,45 @@ def params_dirs() -> list[Path]:
     return dirs
 
 
-def find_profile(profile: str | os.PathLike) -> Path:
-    """A profile's file: an existing path, or ``<name>.yaml`` in $HAMVIZ_PARAMS or the repo's params/."""
-    p = Path(profile)
-    if p.suffix in (".yaml", ".yml") and p.is_file():
-        return p.resolve()
-    for d in params_dirs():
-        cand = d / f"{profile}.yaml"
-        if cand.is_file():
-            return cand.resolve()
-    known = sorted({f.stem for d in params_dirs() if d.is_dir() for f in d.glob("*.yaml")})
+def find_profile(profile: str | os.PathLike, beside: Path | None = None) -> Path:
+    """A profile's file, as an absolute path: an existing path, or ``<name>.yaml`` in $HAMVIZ_PARAMS, the
+    shipped profiles or ``params/`` of the working folder (or its parent).
+
+    beside: the file of a profile that ``extends:`` this one. Its name (``base``, ``base.yaml``, ``../x.yaml``) is
+    then looked up next to that file first, else in $HAMVIZ_PARAMS and the shipped profiles, never relative to
+    the working folder: a chapter (which runs in ``notebooks/``) resolves it to the same file as ``hamviz
+    validate`` did. A profile never extends itself this way (``params/tiny.yaml`` with ``extends: tiny`` beside
+    a shipped ``tiny`` means the shipped one)."""
+    p = Path(profile).expanduser()
+    if beside is None:
+        if p.suffix in (".yaml", ".yml") and p.is_file():
+            return p.resolve()
+        dirs = params_dirs()
+    else:
+        here = Path(beside).resolve()
+        if p.is_absolute():
+            if p.is_file():
+                return p.resolve()
+            dirs = []
+        else:
+            for cand in (here.parent / p, here.parent / f"{p}.yaml", here.parent / f"{p}.yml"):
+                if cand.suffix in (".yaml", ".yml") and cand.is_file() and cand.resolve() != here:
+                    return cand.resolve()
+            dirs = ([Path(os.environ[PARAMS_ENV])] if os.environ.get(PARAMS_ENV) else []) + [profiles_dir()]
+    for d in dirs:
+        for cand in (d / f"{profile}.yaml", d / str(profile)):
+            if cand.suffix in (".yaml", ".yml") and cand.is_file():
+                return cand.resolve()
+    places = dirs if beside is None else [Path(beside).resolve().parent, *dirs]
+    known = sorted({f.stem for d in places if d.is_dir() for f in d.glob("*.yaml")})
     hint = difflib.get_close_matches(str(profile), known, n=1)
-    raise ParamsError(f"No parameter profile {profile!r}"
+    where = "" if beside is None else f" (extended by {beside}; looked next to it, then in " \
+        f"{', '.join(map(str, dirs))})"
+    raise ParamsError(f"No parameter profile {str(profile)!r}{where}"
                       + (f" (did you mean {hint[0]!r}?)" if hint else "")
                       + f"; known profiles: {', '.join(known) or 'none'}. "
-                        f"Give a name from params/ or a path to a .yaml file.")
+                        f"Give a name from params/ or a path to a .yaml file"
+                      + (" (relative to the extending profile's folder, or absolute)." if beside else "."))
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -356,9 +438,23 @@ def _whole_numbers_as_int(params, schema=None):
     return params
 
 
+def _allowed(schema: dict) -> str:
+    """What a (sub)schema allows, in words: "one of 'frozen', 'all'", "an integer >= 0"."""
+    if "enum" in schema:
+        return "one of " + ", ".join("null" if v is None else repr(v) for v in schema["enum"])
+    kinds = schema.get("type", "value")
+    kinds = " or ".join(kinds) if isinstance(kinds, list) else kinds
+    bounds = [f"{op} {schema[k]}" for k, op in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
+                                                 ("exclusiveMaximum", "<")) if k in schema]
+    return f"a{'n' if kinds[0] in 'aeiou' else ''} {kinds}" + (" " + " and ".join(bounds) if bounds else "")
+
+
 def _schema_at(path) -> dict:
     node = SCHEMA
     for part in path:
+        if isinstance(part, int) and isinstance(node.get("items"), dict):  # an entry of a list
+            node = node["items"]
+            continue
         props = node.get("properties", {})
         if part not in props:
             return {}
@@ -389,12 +485,16 @@ def validate(params: dict, source: str = "params", partial: bool = False, check_
                                 + f"; known keys there: {', '.join(known)}")
         elif err.validator == "type":
             problems.append(f"{where}: {err.instance!r} is not of type {err.validator_value}")
+        elif err.validator == "anyOf":  # jsonschema says only "is not valid under any of the given schemas"
+            problems.append(f"{where}: {err.instance!r} is not allowed; it must be "
+                            + " or ".join(_allowed(alt) for alt in err.validator_value))
         else:
             problems.append(f"{where}: {err.message}")
     if not problems:
         problems += _model_size_problems(params)
         if not partial and "chapters" in params:
             problems += _frozen_head_problems(params)
+            problems += _member_problems(params)
             problems += weights_problems(params) if check_weights else []
         fr = (params.get("split") or {}).get("fractions")
         if fr is not None:
@@ -423,6 +523,37 @@ def _frozen_head_problems(params: dict) -> list[str]:
     if clf["leak_audit"] == "frozen_head":
         out.append(f"chapters.classifier.leak_audit: frozen_head needs a pretrained main model with head: simple; "
                    f"{fix} (leak_audit: true)")
+    return out
+
+
+def _member_problems(params: dict) -> list[str]:
+    """Entries of lists and sections that are valid one by one but not together: two ensemble transfer members
+    on one backbone (members are named by their model: the second would silently replace the first), a member
+    or hypervector backbone that cannot take the size it trains at, a hypervector hold-out class outside the
+    chapter's classes (its demo would silently not run)."""
+    out = []
+    size = params.get("image_size")
+    members = chapter_params(params, "explain")["transfer_members"]
+    seen: dict[str, int] = {}
+    for i, spec in enumerate(members):
+        where = f"chapters.explain.transfer_members.{i}"
+        if spec["model"] in seen:
+            out.append(f"{where}: model {spec['model']!r} is already member {seen[spec['model']]}; members are named "
+                       f"by their model, so this one would replace it. Keep one entry per backbone")
+        seen.setdefault(spec["model"], i)
+        msg = check_size(spec["model"], size) if size else None
+        if msg:
+            out.append(f"{where}: {msg} (members train at the profile's image_size, {size})")
+    hd = chapter_params(params, "hypervector")
+    hd_size = hd.get("image_size") or size
+    if hd["backbone"] != "hd_cnn" and hd_size:
+        msg = check_size(hd["backbone"], hd_size)
+        if msg:
+            out.append(f"chapters.hypervector.backbone: {msg} (the chapter's image_size is {hd_size})")
+    classes = hd["classes"] or list(CLASSES)
+    if hd["holdout_class"] is not None and hd["holdout_class"] not in classes:
+        out.append(f"chapters.hypervector.holdout_class: {hd['holdout_class']!r} is not one of the chapter's classes "
+                   f"{classes}, so its demo would not run; choose one of them, or null to skip the demo")
     return out
 
 
@@ -495,6 +626,32 @@ def _model_size_problems(params: dict) -> list[str]:
     return out
 
 
+def _local_path(value) -> bool:
+    """Whether a ``weights`` value names a local file or folder (not imagenet, null or a hub handle)."""
+    return isinstance(value, str) and value != "imagenet" and "://" not in value
+
+
+def _absolute_paths(raw: dict, folder: Path) -> None:
+    """Relative paths a profile file names (``data_dir``, ``chapters.classifier.external_test``, weights files
+    and preset folders) made absolute against the file's own folder, in place: a profile means the same files
+    from any working folder (the book's, a chapter's in ``notebooks/``, a user's)."""
+    def absolute(value):
+        p = Path(value).expanduser()
+        return str(p if p.is_absolute() else (folder / p).resolve())
+
+    if isinstance(raw.get("data_dir"), str) and raw["data_dir"]:
+        raw["data_dir"] = absolute(raw["data_dir"])
+    chapters = raw.get("chapters") or {}
+    clf = chapters.get("classifier") or {}
+    if isinstance(clf.get("external_test"), str) and clf["external_test"]:
+        clf["external_test"] = absolute(clf["external_test"])
+    specs = [clf, *((chapters.get("explain") or {}).get("transfer_members") or []),
+             (chapters.get("hypervector") or {}).get("pretrained_head") or {}]
+    for spec in specs:
+        if isinstance(spec, dict) and _local_path(spec.get("weights")):
+            spec["weights"] = absolute(spec["weights"])
+
+
 def load_profile(profile: str | os.PathLike = "cpu", overrides: dict | None = None,
                  _seen: tuple = (), check_weights: bool = True) -> dict:
     """The validated, fully merged parameters of a profile (defaults < extended profile < file < overrides).
@@ -505,8 +662,9 @@ def load_profile(profile: str | os.PathLike = "cpu", overrides: dict | None = No
         raise ParamsError(f"Profiles extend each other in a loop: {' -> '.join(map(str, _seen + (path,)))}")
     raw = _read_yaml(path)
     validate(raw, source=str(path), partial="extends" in raw, check_weights=check_weights)
-    base = load_profile(raw["extends"], _seen=_seen + (path,), check_weights=check_weights) if "extends" in raw \
-        else copy.deepcopy(DEFAULTS)
+    _absolute_paths(raw, path.parent)
+    base = load_profile(find_profile(raw["extends"], beside=path), _seen=_seen + (path,), check_weights=check_weights) \
+        if "extends" in raw else copy.deepcopy(DEFAULTS)
     merged = deep_merge(base, {k: v for k, v in raw.items() if k != "extends"})
     if "profile" not in raw:
         merged["profile"] = path.stem

@@ -62,6 +62,23 @@ def augmentation(*, rot90: bool = True, flip: bool = True, zoom: float = 0.1, sh
     return keras.Sequential(layers, name="augmentation")
 
 
+def _check_images(images: np.ndarray, augment) -> None:
+    """Images (N, H, W, 3), or feature vectors (N, C) without augmentation (e.g. cached backbone features)."""
+    vectors = images.ndim == 2 and not augment
+    if not vectors and (images.ndim != 4 or images.shape[-1] != 3):
+        raise ValueError(f"images must be (N, H, W, 3) (or feature vectors (N, C) without augmentation), "
+                         f"got shape {images.shape}")
+
+
+def _by_index(images, rows) -> tuple[np.ndarray, np.ndarray]:
+    """(each image of ``images[rows]`` once, int64 positions into it giving ``images[rows]`` in order)."""
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or (len(rows) and not np.issubdtype(rows.dtype, np.integer)):
+        raise ValueError(f"rows must be a 1-d array of integer indices, got {rows.dtype} {rows.shape}")
+    uniq, inv = np.unique(rows, return_inverse=True)
+    return np.asarray(images[uniq]), inv.astype(np.int64)
+
+
 def make_dataset(images, labels=None, *, batch_size: int = 32, shuffle: bool = False,
                  augment=None, n_classes: int | None = None, seed: int = 0,
                  repeat: bool = False, scale: bool = False, sample_weight=None, targets=None, pack=None,
@@ -89,24 +106,13 @@ def make_dataset(images, labels=None, *, batch_size: int = 32, shuffle: bool = F
     """
     tf = _tf()
     base = None
-    if rows is not None:
-        rows = np.asarray(rows)
-        if rows.ndim != 1 or (len(rows) and not np.issubdtype(rows.dtype, np.integer)):
-            raise ValueError(f"rows must be a 1-d array of integer indices, got {rows.dtype} {rows.shape}")
-        uniq, inv = np.unique(rows, return_inverse=True)
-        base = np.asarray(images[uniq])  # each image (or feature vector) once
-        vectors = base.ndim == 2 and not augment
-        if not vectors and (base.ndim != 4 or base.shape[-1] != 3):
-            raise ValueError(f"images must be (N, H, W, 3) (or feature vectors (N, C) without augmentation), "
-                             f"got shape {base.shape}")
+    if rows is not None:  # the dataset holds indices; prep() gathers each batch from the images held once
+        base, images = _by_index(images, rows)
+        _check_images(base, augment)
         base = tf.convert_to_tensor(base)
-        images = inv.astype(np.int64)
     images = np.asarray(images)
     if base is None:
-        vectors = images.ndim == 2 and not augment  # feature vectors (N, C), e.g. cached backbone features
-    if base is None and not vectors and (images.ndim != 4 or images.shape[-1] != 3):
-        raise ValueError(f"images must be (N, H, W, 3) (or feature vectors (N, C) without augmentation), "
-                         f"got shape {images.shape}")
+        _check_images(images, augment)
     if labels is not None and targets is not None:
         raise ValueError("give labels or targets, not both")
     if labels is not None and len(labels) != len(images):

@@ -66,7 +66,7 @@ def check_size(model: str, size: int) -> str | None:
 
 # ------------------------------------------------------------------------------------------------ training
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "rmsprop", "nadam", "adamax", "sgd")
-SCHEDULES: tuple[str, ...] = ("none", "plateau", "cosine")
+SCHEDULES: tuple[str, ...] = ("none", "plateau", "cosine", "step")
 #: The five imbalance strategies of the reference study (Zhang): strategy -> (oversampling mode of
 #: :func:`hamviz.balance.oversample`, class weights?). S1 none; S2 oversample classes smaller than 1000 to
 #: 1000; S3 oversample every class to the majority size; S4 class weights; S5 class weights + S2.

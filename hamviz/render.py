@@ -38,6 +38,7 @@ from pathlib import Path
 import nbformat
 
 from .config import HamvizError
+from .files import atomic_path, write_atomic
 
 #: where the Sphinx sources and state live inside the book's output folder
 SITE = ".site"
@@ -166,10 +167,7 @@ def share_plotly_js(page: str, out: Path, depth: int = 2) -> str:
     body = m.group(0)
     js = body[body.index(">") + 1:-len("</script>")]
     if not target.is_file() or target.stat().st_size != len(js.encode()):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{name}.tmp{os.getpid()}")
-        tmp.write_text(js, encoding="utf-8")
-        tmp.replace(target)
+        write_atomic(target, js)
     src = "../" * depth + f"{ASSETS}/{name}"
     return page[:m.start()] + f'<script src="{src}"></script>' + page[m.end():]
 
@@ -199,8 +197,8 @@ def prepare_notebook(nb, number: int, out: Path, depth: int = 2, key_results: st
     """The executed notebook ``nb`` made into a book page (a copy; ``nb`` is not changed).
 
     Leaves out the parameters cells; folds every code cell's source behind a toggle (tag ``hide-input``);
-    drops stderr (warnings, progress bars); replaces a live widget's output by a note (never its repr, also where
-    the output is the repr alone: :data:`WIDGET_REPR`); moves
+    drops stderr (warnings, progress bars); shows a live widget's own static HTML where it brings one, else a note
+    (never its repr, also where the output is the repr alone: :data:`WIDGET_REPR`); moves
     plotly.js to ``out/assets`` (:func:`share_plotly_js`) and removes CDN scripts; numbers plotly figures
     ("Figure N.k", captioned by the figure's title) and tables ("Table N.k", captioned by the cell's leading
     comment), folds the chapter's parameter table; puts ``banner`` and ``key_results`` (HTML) right under the
@@ -220,6 +218,11 @@ def prepare_notebook(nb, number: int, out: Path, depth: int = 2, key_results: st
                     continue
                 data = o.get("data")
                 if data is None:
+                    outputs.append(o)
+                    continue
+                own = _text(data.get("text/html", ""))
+                if WIDGET_MIME in data and own.strip() and not WIDGET_REPR.match(own):
+                    o["data"] = {"text/html": own}  # the widget's own static form (e.g. the explorer's note)
                     outputs.append(o)
                     continue
                 if WIDGET_MIME in data or (set(data) == {"text/plain"} and
@@ -457,10 +460,7 @@ def _write_if_changed(path: Path, text: str) -> bool:
     """Write ``text`` to ``path`` unless it already holds it (Sphinx re-reads only sources whose time changed)."""
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, text)
     return True
 
 
@@ -515,14 +515,12 @@ def publish(html_dir: Path, out: Path) -> int:
         if target.is_file() and target.stat().st_size == f.stat().st_size and \
                 target.read_bytes() == f.read_bytes():
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-        shutil.copyfile(f, tmp)
-        tmp.replace(target)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(f, tmp)
         written += 1
     for gone in before - now:
         (out / gone).unlink(missing_ok=True)
-    manifest.write_text(json.dumps(sorted(now)))
+    write_atomic(manifest, json.dumps(sorted(now)))
     return written
 
 

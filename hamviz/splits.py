@@ -20,6 +20,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from .config import cache_dir
 from .data import Dataset
+from .files import atomic_path
 from .registry import CLASSES, SPLITS
 
 
@@ -122,10 +123,8 @@ def get_split(ds: Dataset, fractions=(0.7, 0.2, 0.1), seed: int = 0, grouped: bo
         if set(saved.index) == set(ds.meta["image_id"]):
             return saved.loc[ds.meta["image_id"]].rename("split")
     split = make_split(ds.meta, fractions, seed, grouped)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    split.rename_axis("image_id").reset_index().to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # a unique temporary name: chapters running in parallel may both write it
+        split.rename_axis("image_id").reset_index().to_csv(tmp, index=False)
     return split
 
 

@@ -6,24 +6,27 @@ An artefact folder holds ``model.keras``, ``history.json`` (per-epoch metrics), 
 config, key, data fingerprint, split, seconds, ...), ``arrays.npz`` (e.g. the class probabilities of every split
 part) and ``manifest.json``, written last, with every file's size and SHA-256. Folders are built under a
 temporary name and renamed into place in one step (:func:`hamviz.cache.publish`), so a reader never sees a
-partial artefact; a reader that finds a file whose size or checksum differs from the manifest removes the
+partial artefact; an artefact is trained under its lock (:func:`training`), so two processes
+never train it twice; a reader that finds a file whose size or checksum differs from the manifest removes the
 folder and reports it, and the artefact is trained again.
 
 What the key covers is decided by :func:`hamviz.training.artefact_key`; this module only stores.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from .cache import publish
 from .config import cache_dir
+from .files import describe, locked, temp_dir_beside
 
 FILES = ("model.keras", "history.json", "config.json", "arrays.npz")
 
@@ -56,18 +59,33 @@ def save(path: Path, model, history: dict, meta: dict, arrays: dict) -> None:
     """Store a trained ``model`` with its ``history``, ``meta`` (JSON-able) and ``arrays`` (name -> ndarray)
     at ``path``, atomically; an existing artefact there is replaced."""
     path = Path(path)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save(tmp / "model.keras")
-    (tmp / "history.json").write_text(json.dumps(history))
-    (tmp / "config.json").write_text(json.dumps(meta, default=str))
-    np.savez_compressed(tmp / "arrays.npz", **arrays)
-    manifest = {f: {"bytes": (tmp / f).stat().st_size, "sha256": _sha256(tmp / f)} for f in FILES}
-    shutil.rmtree(path, ignore_errors=True)
-    # the manifest is written last: a folder without it was never finished
-    (tmp / "manifest.json").write_text(json.dumps(manifest))
-    publish(tmp, path, None)
+    tmp = temp_dir_beside(path)  # a unique name: two writers never share it
+    try:
+        model.save(tmp / "model.keras")
+        (tmp / "history.json").write_text(json.dumps(history))
+        (tmp / "config.json").write_text(json.dumps(meta, default=str))
+        np.savez_compressed(tmp / "arrays.npz", **arrays)
+        manifest = {f: {"bytes": (tmp / f).stat().st_size, "sha256": _sha256(tmp / f)} for f in FILES}
+        shutil.rmtree(path, ignore_errors=True)
+        # the manifest is written last: a folder without it was never finished
+        (tmp / "manifest.json").write_text(json.dumps(manifest))
+        publish(tmp, path, None)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def training(path: Path, log=print) -> Iterator[None]:
+    """Hold the lock of the artefact at ``path`` (``<cache>/locks/models/<name>-<key>.lock``: lock files stay out
+    of the artefact folders) while it is trained and saved, so that two processes (two books, parallel chapters, a
+    notebook) never train the same artefact at once: the second waits (saying for whom) and then finds it in the
+    store. The lock is released when the block ends or the process dies."""
+    path = Path(path)
+    with locked(path.parent.parent / "locks" / path.parent.name / f"{path.name}.lock",
+                on_wait=lambda who: log(f"{path.name} is being trained by {describe(who)}: waiting for it, then "
+                                        f"loading it")):
+        yield
 
 
 def damage(path: Path) -> str | None:

@@ -155,7 +155,8 @@ def fit(model, train, val=None, *, epochs: int, patience: int, label: str, learn
 
     Early stopping on the validation loss (the training loss without ``val``) with ``patience`` epochs, the
     best epoch's weights restored; ``schedule``: "none", "plateau" (halve the learning rate after
-    patience // 2 epochs without progress, down to learning_rate / 64) or "cosine" (over ``epochs``).
+    patience // 2 epochs without progress, down to learning_rate / 64), "cosine" (over ``epochs``) or "step"
+    (halve it every 3 epochs, the strategy study's CNN protocol, Zhang).
     Returns the history: per-epoch metrics as floats and ``best_epoch`` (1-based). Raises
     :class:`TrainingError` naming the epoch, the batch and the fix when the loss becomes NaN.
     """
@@ -173,6 +174,8 @@ def fit(model, train, val=None, *, epochs: int, patience: int, label: str, learn
     elif schedule == "cosine":
         callbacks.append(keras.callbacks.LearningRateScheduler(
             lambda e: learning_rate * 0.5 * (1 + math.cos(math.pi * e / epochs))))
+    elif schedule == "step":
+        callbacks.append(keras.callbacks.LearningRateScheduler(lambda e: learning_rate * 0.5 ** (e // 3)))
     if os.environ.get(PROGRESS_ENV):  # run by `hamviz book`: say where training is
         callbacks.append(progress_reporter(os.environ[PROGRESS_ENV] + ".train.json", label, epochs))
     hist = model.fit(train, validation_data=val, epochs=epochs, steps_per_epoch=steps_per_epoch,
@@ -246,23 +249,36 @@ def train_or_load(kind: str, name: str, config, train: Callable[[], tuple], *, f
 
     ``train()`` returns (model, history, arrays) and is called only when the store has no intact artefact for
     the key (or ``retrain``); ``accept(stored)`` may reject a stored one (e.g. arrays of another length).
-    ``name`` prefixes the folder; ``meta`` is saved beside the config."""
+    ``name`` prefixes the folder; ``meta`` is saved beside the config. Training holds the artefact's lock
+    (:func:`hamviz.store.training`): a second process asking for the same artefact meanwhile waits and then loads
+    it, rather than training it again."""
     key = artefact_key(kind, config, fingerprint, split_id, parents)
     path = store.folder(name, key, cache_root)
-    found = None if retrain else store.load(path, log=log)
-    if found is not None and (accept is None or accept(found)):
-        TRAINED.append({"name": name, "key": key, "seconds": float(found.meta.get("seconds") or 0.0),
-                        "loaded": True})
-        return Artefact(found.model, found.history, config, key, path, found.arrays, dict(rows or {}),
-                        found.meta.get("seconds", 0.0), True, found.meta)
-    t = time.time()
-    model, history, arrays = train()
-    seconds = time.time() - t
-    TRAINED.append({"name": name, "key": key, "seconds": seconds, "loaded": False})
-    cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-    info = {"kind": kind, "config": cfg, "key": key, "fingerprint": fingerprint, "split": split_id,
-            "parents": list(parents), "seconds": seconds, **(meta or {})}
-    store.save(path, model, history, info, arrays)
+
+    def stored():
+        found = None if retrain else store.load(path, log=log)
+        if found is not None and (accept is None or accept(found)):
+            TRAINED.append({"name": name, "key": key, "seconds": float(found.meta.get("seconds") or 0.0),
+                            "loaded": True})
+            return Artefact(found.model, found.history, config, key, path, found.arrays, dict(rows or {}),
+                            found.meta.get("seconds", 0.0), True, found.meta)
+        return None
+
+    done = stored()
+    if done is not None:
+        return done
+    with store.training(path, log=log):  # another process training the same artefact: wait, then load it
+        done = stored()  # trained meanwhile by the process that held the lock
+        if done is not None:
+            return done
+        t = time.time()
+        model, history, arrays = train()
+        seconds = time.time() - t
+        TRAINED.append({"name": name, "key": key, "seconds": seconds, "loaded": False})
+        cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+        info = {"kind": kind, "config": cfg, "key": key, "fingerprint": fingerprint, "split": split_id,
+                "parents": list(parents), "seconds": seconds, **(meta or {})}
+        store.save(path, model, history, info, arrays)
     return Artefact(model, history, config, key, path, arrays, dict(rows or {}), seconds, False, info)
 
 

@@ -52,6 +52,27 @@ class PreparedView:
         """Every cached image (N, H, W, 3) uint8, in memory."""
         return np.asarray(self.cache.images)
 
+    def absent_classes(self) -> dict[str, list[str]]:
+        """part -> the classes (names) with no image in that part, for the parts that lack some (a class with
+        fewer lesions than the split has folds cannot be in every part of a lesion-grouped split)."""
+        out = {}
+        for p in SPLITS:
+            have = set(self.labels[self.rows[p]].tolist())
+            missing = [c for k, c in enumerate(self.classes) if k not in have]
+            if missing:
+                out[p] = missing
+        return out
+
+    def split_warnings(self) -> list[str]:
+        """One warning per split part that lacks a class (:meth:`absent_classes`): what it means for that part's
+        macro metrics, and the fix."""
+        return [f"the {part} part has no image of {', '.join(missing)} (too few lesions for every part of the "
+                f"split): its balanced accuracy, macro-F1 and macro AUC average over the other "
+                f"{len(self.classes) - len(missing)} classes. More data of "
+                f"{'that class' if len(missing) == 1 else 'those classes'} or fewer folds (split.fractions, e.g. "
+                f"[0.5, 0.25, 0.25]) puts {'it' if len(missing) == 1 else 'them'} in every part."
+                for part, missing in self.absent_classes().items()]
+
     def part(self, part: str):
         """(images, labels, groups) of one split part."""
         r = self.rows[part]

@@ -8,6 +8,12 @@ preset folder may be named directly. :func:`fetch_preset` downloads a preset's h
 (the book does so before any chapter runs, when the folder is missing and the hub can be reached); later runs find
 it there. On a machine without internet a request that needs a download fails at once, naming the folder, the
 handle and the fix (:func:`how_to_get`).
+
+Keras applications (InceptionV3, DenseNet201, ResNet50, VGG19, MobileNetV2): "imagenet" means Keras' published
+no-top ``.h5`` file (:data:`KERAS_WEIGHTS`: its URL and md5), looked for in ``$HAMVIZ_WEIGHTS/keras/``, the weights
+cache's ``keras/`` and Keras' own ``~/.keras/models`` (:func:`local_keras_weights`); :func:`fetch_keras_weights`
+(``hamviz weights --model resnet50 --dest DIR``) downloads it, checked against its md5, so that a GPU machine
+without internet can run the `paper` profile with ``HAMVIZ_WEIGHTS=DIR``.
 """
 from __future__ import annotations
 
@@ -24,6 +30,20 @@ class WeightsError(HamvizError):
 
 
 HUB_HOSTS = {"hf://": "huggingface.co", "kaggle://": "www.kaggle.com"}
+KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications"
+#: Keras' published no-top ImageNet weights (what ``keras.applications.<Model>(weights="imagenet",
+#: include_top=False)`` downloads): backbone -> (folder on the server, file name, md5 as in Keras' source;
+#: None where Keras publishes none). MobileNetV2's name has the input size in it.
+KERAS_WEIGHTS = {
+    "inceptionv3": ("inception_v3", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                    "bcbd6486424b2319ff4ef7d526e38f63"),
+    "densenet201": ("densenet", "densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                    "c13680b51ded0fb44dff2d8f86ac8bb1"),
+    "resnet50": ("resnet", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                 "4d473c1dd8becc155b73f8504c6f6626"),
+    "vgg19": ("vgg19", "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", "253f8cb515780f3b799900260a226db6"),
+    "mobilenetv2": ("mobilenet_v2", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5", None),
+}
 #: approximate download size of each Keras-Hub preset, megabytes
 PRESET_MB = {"efficientnet_lite0": 19}
 # ``reachable`` (imported from config) is looked up here at call time: tests replace ``hamviz.weights.reachable``
@@ -153,3 +173,54 @@ def check(model: str, weights) -> str | None:
     except WeightsError as exc:
         return str(exc)
     return None
+
+
+# ------------------------------------------------------------------------------------------- Keras applications
+def keras_weights_file(backbone: str, input_size: int | None = None) -> tuple[str, str, str | None]:
+    """(file name, URL, md5 or None) of the no-top ImageNet weights Keras publishes for ``backbone``
+    (:data:`KERAS_WEIGHTS`); MobileNetV2's file is the one for the smallest published size >= ``input_size``."""
+    folder, fname, md5 = KERAS_WEIGHTS[backbone]
+    if "{size}" in fname:
+        size = min((s for s in (96, 128, 160, 192, 224) if s >= (input_size or 224)), default=224)
+        fname = fname.format(size=size)
+    return fname, f"{KERAS_URL}/{folder}/{fname}", md5
+
+
+def keras_weights_folders() -> list[Path]:
+    """Where Keras-application weight files are looked for, in order: ``$HAMVIZ_WEIGHTS/keras``, the weights
+    cache's ``keras/`` (where :func:`fetch_keras_weights` puts them by default), Keras' ``~/.keras/models``."""
+    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+    return list(dict.fromkeys([weights_dir() / "keras", weights_cache_dir() / "keras", home / "models"]))
+
+
+def local_keras_weights(backbone: str, input_size: int | None = None) -> Path | None:
+    """The first of :func:`keras_weights_folders` that holds ``backbone``'s weight file, or None."""
+    fname = keras_weights_file(backbone, input_size)[0]
+    return next((f / fname for f in keras_weights_folders() if (f / fname).is_file()), None)
+
+
+def fetch_keras_weights(backbone: str, *, into=None, input_size: int | None = None, get_file=None) -> Path:
+    """``backbone``'s Keras ImageNet weights file in ``into/keras/`` (default: the weights cache), downloaded once
+    from Keras' server and checked against its md5 (``keras.utils.get_file``, or ``get_file`` with its
+    signature). Raises WeightsError when the download fails."""
+    fname, url, md5 = keras_weights_file(backbone, input_size)
+    root = Path(into).expanduser().absolute() if into else weights_cache_dir()
+    final = root / "keras" / fname
+    if final.is_file():
+        return final
+    if get_file is None:
+        from keras.utils import get_file  # noqa: PLC0415 - TensorFlow only when a download is asked for
+    try:
+        got = get_file(fname, url, cache_dir=str(root), cache_subdir="keras", file_hash=md5)
+    except Exception as exc:
+        raise WeightsError(f"Could not download {url} into {final.parent}: {exc}. {how_to_get_keras(backbone)}") \
+            from exc
+    return Path(got)
+
+
+def how_to_get_keras(backbone: str, input_size: int | None = None) -> str:
+    """How to put ``backbone``'s Keras ImageNet weights on a machine without internet."""
+    fname, url, _ = keras_weights_file(backbone, input_size)
+    return (f"On a machine with internet run `hamviz weights --model {backbone} --dest WEIGHTS_DIR` (or download "
+            f"{url} into WEIGHTS_DIR/keras/), copy WEIGHTS_DIR here and `export {WEIGHTS_ENV}=WEIGHTS_DIR`; or put "
+            f"{fname} in ~/.keras/models.")

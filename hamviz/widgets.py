@@ -2,7 +2,8 @@
 a K-means palette, and see the image, its size, its fidelity and what the classifier makes of it.
 
 Built from ipywidgets; the state after every change is in :attr:`CompressionExplorer.state`, which is what
-the tests check. In the static book (no kernel) the chapter shows :func:`static_jpeg_slider` instead.
+the tests check. In the static book (no kernel) the widget's place holds a one-line note (:data:`STATIC_NOTE`,
+its ``text/html`` and ``text/plain`` outputs) and the chapter shows :func:`static_jpeg_slider` after it.
 """
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ def _png(img: np.ndarray, scale: int = 1) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return buf.getvalue()
+
+
+#: What a page without a kernel shows in place of the live widget.
+STATIC_NOTE = ("Live widget (JPEG quality, autoencoder and K-means explorer): it needs a running kernel; open this "
+               "notebook in JupyterLab to use it. The figure below precomputes its JPEG-quality slider.")
 
 
 class CompressionExplorer:
@@ -93,7 +99,13 @@ class CompressionExplorer:
             self.probs.value = f"<b>classifier: {st['predicted']}</b><table>{rows}</table>"
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        """The live widget for a front end with a kernel and the widget renderer (JupyterLab, Notebook, VS Code),
+        and a one-line note, as HTML and as text, for everything else: a static page (nbconvert, the book) shows
+        the note rather than the widget's Python repr (``VBox(children=(HBox(...``), which it used to print."""
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
+        bundle["text/plain"] = STATIC_NOTE
+        bundle["text/html"] = f'<p class="hamviz-widget-note"><em>{STATIC_NOTE}</em></p>'
+        return bundle
 
 
 def static_jpeg_slider(image, qualities, model=None, classes=CLASSES, title: str = "JPEG quality",

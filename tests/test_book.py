@@ -122,6 +122,15 @@ def test_compression_chapter_records_every_method(tiny_book):
     assert all(len(values) == 1 for values in by.values()), by
     assert {a["ratio"] for a in v["autoencoders"]} == {"3x", "6x"}
     assert all(np.isfinite(a["test MAE"]) for a in v["autoencoders"])
+    # the live explorer: its static page shows a note and the precomputed slider, never the widget's repr
+    from hamviz.widgets import STATIC_NOTE
+    nb = nbformat.read(out / "chapters" / "03_compression" / "03_compression.ipynb", as_version=4)
+    texts = [str(o.get("data", {}).get("text/plain", "")) for c in nb.cells if c.cell_type == "code"
+             for o in c.get("outputs", [])]
+    assert STATIC_NOTE in texts and not [t for t in texts if "VBox(" in t or "HBox(" in t]
+    page = (out / "chapters" / "03_compression" / "03_compression.html").read_text()
+    assert STATIC_NOTE in page and "VBox(" not in page and "HBox(" not in page
+    assert page.count("Plotly.newPlot") >= 1 and "quality " in page  # the precomputed slider
 
 
 def test_joint_chapter_records_the_comparison_and_the_hypothesis_tests(tiny_book):
@@ -242,6 +251,22 @@ def test_book_html_is_complete_and_offline(tiny_book):
     trained = {c["stem"]: c["training"] for c in info["chapters"]}
     assert trained["02_classifier"]["models"] >= 1 and trained["02_classifier"]["seconds"] > 0
     assert trained["01_eda"]["models"] == 0
+
+
+def test_every_chapter_states_its_protocol_before_its_numbers(tiny_book):
+    """Chapters 2-6 record and show their protocol table (reference | this run | why) above their results; the
+    tiny profile differs from the reference in input size, and says so."""
+    out, summary, _ = tiny_book
+    for c in summary["chapters"][1:]:
+        v = record(out, c["stem"])["values"]
+        assert v["protocol"]["split"]["same?"] == "by design" and v["protocol_source"], c["stem"]
+        nb = nbformat.read(out / "chapters" / c["stem"] / f"{c['stem']}.ipynb", as_version=4)
+        texts = [json.dumps(o.get("data", {})) for cell in nb.cells if cell.cell_type == "code"
+                 for o in cell.get("outputs", [])]
+        first = next(i for i, t in enumerate(texts) if "Protocol" in t)
+        assert "why it differs" in texts[first + 1], c["stem"]  # the table, right under its heading
+    hd = record(out, "05_hypervector")["values"]["protocol"]
+    assert hd["input"]["this run"] == "32x32" and hd["input"]["same?"] == "no" and hd["input"]["why it differs"]
 
 
 def test_unchanged_book_is_not_rerun(tiny_book, tiny_profile):

@@ -1,10 +1,11 @@
 """hamviz.chapters.classifier: configs from params, the leak table, and the external test set path."""
 import numpy as np
+import pytest
 from conftest import write_isic2018
 
 from hamviz.chapters.classifier import config, external, leak_audit, side_by_side
 from hamviz.models import small_cnn
-from hamviz.params import chapter_params, load_profile
+from hamviz.params import ParamsError, chapter_params, load_profile
 from hamviz.training import TrainConfig
 
 
@@ -48,3 +49,44 @@ def test_side_by_side_shows_intervals_where_there_are_some():
     assert list(t.index) == ["HAM10000", "external"] and t.loc["external", "n"] == 70
     assert t.loc["HAM10000", "balanced_accuracy"] == "0.600 [0.550, 0.660]"
     assert t.loc["HAM10000", "accuracy"] == "0.800" and t.loc["external", "macro_auc"] == "n/a"
+
+
+def test_grid_trains_each_model_with_its_own_settings(monkeypatch):
+    """grid.settings gives a grid model the reference's own protocol (the strategy study trained its CNN with
+    Adam and a step schedule, batch 16, 50 epochs, and its transfer models with RMSprop, 30 epochs): each
+    model's configs carry its settings, the others keep the main model's."""
+    from types import SimpleNamespace
+
+    from hamviz.chapters import classifier
+    seen = []
+    monkeypatch.setattr(classifier, "train_classifier", lambda cfg, s, log=print: seen.append(cfg) or cfg)
+    monkeypatch.setattr(classifier, "_grid_row", lambda s, t, model, strategy: {"model": model,
+                                                                                 "strategy": strategy})
+    P = chapter_params(load_profile("cpu"), "classifier")
+    P = {**P, "grid": {"models": ["small_cnn", "resnet50"], "strategies": ["S1", "S3"], "image_size": 32,
+                       "epochs": 7, "settings": {"small_cnn": {"schedule": "step", "batch_size": 16, "epochs": 50,
+                                                               "optimizer": "adam", "learning_rate": 1e-3},
+                                                 "resnet50": {"optimizer": "rmsprop", "learning_rate": 1e-5,
+                                                              "l2": 0.0}}}}
+    ch = SimpleNamespace(view=lambda size=None, **kw: SimpleNamespace(size=size))
+    table = classifier.grid(ch, P, log=lambda *_: None)
+    assert table[["model", "strategy"]].values.tolist() == [["small_cnn", "S1"], ["small_cnn", "S3"],
+                                                             ["resnet50", "S1"], ["resnet50", "S3"]]
+    cnn, res = seen[0], seen[2]
+    assert (cnn.schedule, cnn.batch_size, cnn.epochs, cnn.optimizer) == ("step", 16, 50, "adam")
+    assert (res.optimizer, res.learning_rate, res.epochs, res.schedule) == ("rmsprop", 1e-5, 7, P["schedule"])
+    assert res.model_options["l2"] == 0.0 and res.batch_size == P["batch_size"] and seen[3].strategy == "S3"
+    with pytest.raises(ParamsError, match="settings"):
+        load_profile("cpu", {"chapters": {"classifier": {"grid": {"settings": {"small_cnn": {"momentum": 0.9}}}}}})
+
+
+def test_step_schedule_halves_the_learning_rate_every_three_epochs():
+    from hamviz.models import keras
+    from hamviz.training import fit
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    m.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x = np.random.default_rng(0).random((16, 3)).astype("float32")
+    import tensorflow as tf
+    h = fit(m, tf.data.Dataset.from_tensor_slices((x, x[:, :1])).batch(8), epochs=7, patience=7, label="t", learning_rate=0.1, schedule="step")
+    np.testing.assert_allclose(h["learning_rate"], [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025], rtol=1e-6)

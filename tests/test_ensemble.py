@@ -51,6 +51,18 @@ def test_configurable_cnn_shapes_and_limits():
         configurable_cnn((16, 16, 3), pooling="median")
     with pytest.raises(ModelError, match="initiali"):
         configurable_cnn((16, 16, 3), init="nonsense_init")
+    # the reference's winning shape: one convolution per pooling, 3x3 pools, constant filters; valid padding
+    ref = configurable_cnn((64, 64, 3), 2, conv_blocks=3, filters=8, kernel=3, convs_per_block=1, pool_size=3,
+                           filter_growth="constant", padding="valid", dense_units=8)
+    assert [l.filters for l in ref.layers if isinstance(l, keras.layers.Conv2D)] == [8, 8, 8]
+    # 64 -conv-> 62 -pool3-> 20 -conv-> 18 -pool3-> 6 -conv-> 4 -pool3-> 1
+    assert [tuple(ref.get_layer(f"pool{b}").output.shape[1:3]) for b in (1, 2, 3)] == [(20, 20), (6, 6), (1, 1)]
+    with pytest.raises(ModelError, match="at least 161x161"):  # 161 -> 159 -> 53 -> 51 -> 17 -> 15 -> 5 -> 3 -> 1
+        configurable_cnn((64, 64, 3), conv_blocks=4, kernel=3, convs_per_block=1, pool_size=3, padding="valid")
+    for bad, words in (({"pool_size": 1}, "pool_size"), ({"padding": "full"}, "padding"),
+                       ({"filter_growth": "triple"}, "filter_growth")):
+        with pytest.raises(ModelError, match=words):
+            configurable_cnn((16, 16, 3), **bad)
 
 
 # --------------------------------------------------------------------------------------------- search
@@ -241,3 +253,31 @@ def test_optimiser_comparison_and_search_trials_get_equal_budgets(monkeypatch):
     assert len(fair) == 4 and all(c.schedule == "none" and c.patience >= c.epochs for c in fair)
     assert [c.epochs for c in fair] == [5, 5, 4, 4]
     assert ensemble_member.epochs == 6 and ensemble_member.patience == 2 and ensemble_member.schedule == "plateau"
+    # the profile's search space (the paper profile: the reference's one convolution per 3x3 pool, constant
+    # filters) reaches the trials' models; unset optimiser and learning rate fall back to the chapter's
+    cfgs.clear()
+    space = {"conv_blocks": [3], "filters": [8], "convs_per_block": [1], "pool_size": [3],
+             "filter_growth": ["constant"], "padding": ["valid"]}
+    trials = explain.search(b, {**P, "search_space": space, "search_trials": 1}, log=lambda *_: None)
+    (cfg,) = cfgs
+    assert cfg.model == "configurable_cnn" and cfg.optimizer == "adam" and cfg.learning_rate == 1e-3
+    assert cfg.model_options == {"conv_blocks": 3, "filters": 8, "convs_per_block": 1, "pool_size": 3,
+                                 "filter_growth": "constant", "padding": "valid"}
+    opts, opt, lr = explain.member_options(trials.iloc[0])
+    assert opts == cfg.model_options and (opt, lr) == ("adam", 1e-3)
+
+
+def test_main_member_sums_the_malignant_classes_and_checks_their_names():
+    from types import SimpleNamespace
+
+    from hamviz.chapters.explain import main_member
+    from hamviz.registry import CLASSES
+    rows = {"val": np.arange(2), "test": np.arange(2, 4)}
+    p = np.full((2, 7), 0.1)
+    p[:, CLASSES.index("nv")] = 0.4
+    t = SimpleNamespace(rows=rows, proba={"val": p, "test": p}, model=None, history={}, config=None, key="k",
+                        path=None, seconds=0.0)
+    m = main_member(t, SimpleNamespace(rows=rows), ["mel", "bcc"])
+    np.testing.assert_allclose(m.proba["test"], [[0.8, 0.2]] * 2)
+    with pytest.raises(ValueError, match="unknown class name"):
+        main_member(t, SimpleNamespace(rows=rows), ["melanoma"])

@@ -264,3 +264,36 @@ def test_plots():
     fig = plots.metric_bars(M.compare(results), ci={k: r["ci"] for k, r in results.items()})
     assert len(fig.data) == 3 and fig.data[0].error_y.array is not None
     assert len(plots.metric_bars(M.compare(results), metrics=("accuracy",)).data) == 1
+
+
+def test_a_class_absent_from_the_part_every_macro_metric_over_the_same_classes():
+    """Class d has no sample here (a class missing from a split part) but is predicted once. Worked by hand:
+    recall a 1/2, b 2/2, c 1/2; precision a 1/1, b 2/3, c 1/1; F1 a 2/3, b 4/5, c 2/3; one-vs-rest AUC a 6/8,
+    b 7/8, c 6/8 (scores 0.7 for the predicted class, 0.1 for the others; ties count 1/2). Balanced accuracy,
+    macro-F1 and macro AUC all average over a, b, c: macro-F1 used to divide by 4 (0.533) while the other two
+    divided by 3. The result says over which classes, and the note says it in one line."""
+    classes = ("a", "b", "c", "d")
+    y = [0, 0, 1, 1, 2, 2]
+    pred = [0, 1, 1, 1, 2, 3]
+    p = np.full((6, 4), 0.1)
+    p[np.arange(6), pred] = 0.7
+    h = M.headline(y, p, classes)
+    assert h["accuracy"] == pytest.approx(4 / 6)
+    assert h["balanced_accuracy"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
+    assert h["macro_f1"] == pytest.approx((2 / 3 + 4 / 5 + 2 / 3) / 3)  # 32/45, not 32/60
+    assert h["macro_auc"] == pytest.approx((6 / 8 + 7 / 8 + 6 / 8) / 3)
+    rep = M.per_class_report(y, p, classes)
+    assert rep.loc["macro avg", "f1-score"] == pytest.approx(h["macro_f1"])
+    assert rep.loc["macro avg", "recall"] == pytest.approx(h["balanced_accuracy"])
+    assert rep.loc["macro avg", "precision"] == pytest.approx((1 + 2 / 3 + 1) / 3)
+    assert rep.loc["d", "f1-score"] == 0 and rep.loc["d", "support"] == 0  # shown, not averaged
+    w = M.weighted_metrics(*M.check_inputs(y, p, classes), np.ones((1, 6)))
+    for m in ("balanced_accuracy", "macro_f1", "macro_auc"):
+        assert w[m][0] == pytest.approx(h[m]), m  # the bootstrap's formulas average over the same classes
+    r = M.evaluate(y, p, classes, n_boot=20)
+    assert r["averaged_over"] == {m: ["a", "b", "c"] for m in ("balanced_accuracy", "macro_f1", "macro_auc")}
+    assert r["absent_classes"] == ["d"]
+    assert M.averaging_note(r) == ("balanced_accuracy, macro_f1 and macro_auc average over 3 of 4 classes "
+                                   "(a, b, c): d has no image here")
+    full = M.evaluate([0, 1, 2, 3], np.eye(4), classes, n_boot=0)
+    assert full["absent_classes"] == [] and M.averaging_note(full) is None

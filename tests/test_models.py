@@ -1,4 +1,6 @@
 """hamviz.models: builders, flat graphs, weights handling and impossible settings."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -84,9 +86,61 @@ def test_offline_imagenet_fails_fast(monkeypatch, tmp_path):
         raise OSError("network unreachable")
     monkeypatch.setattr(socket, "create_connection", refuse)
     t = time.time()
-    with pytest.raises(ModelError, match="cannot be downloaded.*weights=None"):
+    monkeypatch.setenv("HAMVIZ_WEIGHTS", str(tmp_path / "none"))
+    with pytest.raises(ModelError, match="cannot be downloaded.*hamviz weights --model resnet50.*weights=None"):
         transfer_model("resnet50", (64, 64, 3), weights="imagenet")
     assert time.time() - t < 5
+
+
+def test_keras_imagenet_weights_carried_in_hamviz_weights_load_offline(monkeypatch, tmp_path, capsys):
+    """A GPU machine without internet: `hamviz weights --profile paper --dest DIR` on a machine with internet
+    fetches each Keras application's md5-checked file into DIR/keras/ (downloads faked here: the real file's
+    name, URL and md5 are checked); with HAMVIZ_WEIGHTS=DIR, weights='imagenet' loads that file with no
+    network."""
+    import socket
+
+    import keras
+
+    from hamviz import cli
+    from hamviz import weights as w
+    asked = []
+
+    def get_file(fname, origin, cache_dir, cache_subdir, file_hash):
+        asked.append((fname, origin, file_hash))
+        target = Path(cache_dir) / cache_subdir / fname
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if fname.startswith("mobilenet_v2"):  # a real weights file (Keras' legacy .h5 layout) for the model below
+            import h5py
+            from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+            src = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(96, 96, 3))
+            src.get_layer("Conv1").set_weights([np.full_like(k, 0.125) for k in src.get_layer("Conv1").get_weights()])
+            with h5py.File(target, "w") as f:
+                save_weights_to_hdf5_group(f, src)
+        else:
+            target.write_bytes(b"weights")
+        return str(target)
+
+    import keras.utils
+    monkeypatch.setattr(keras.utils, "get_file", get_file)
+    monkeypatch.setattr(w, "fetch_preset", lambda model, into=None: Path(into) / model)
+    carry = tmp_path / "carry"
+    assert cli.main(["weights", "--profile", "paper", "--dest", str(carry)]) == 0
+    names = {a[0] for a in asked}
+    assert {"resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5"} == names  # the paper profile's four
+    resnet = next(a for a in asked if a[0].startswith("resnet50"))
+    assert resnet[1] == ("https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+                         "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    assert resnet[2] == "4d473c1dd8becc155b73f8504c6f6626"  # Keras' own md5
+    assert f"export HAMVIZ_WEIGHTS={carry}" in capsys.readouterr().out
+    # offline, with HAMVIZ_WEIGHTS pointing at the carried folder
+    w.fetch_keras_weights("mobilenetv2", into=carry, input_size=96, get_file=get_file)
+    monkeypatch.setenv("HAMVIZ_WEIGHTS", str(carry))
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    assert w.local_keras_weights("resnet50") == carry / "keras" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    m = transfer_model("mobilenetv2", (96, 96, 3), weights="imagenet")
+    assert np.all(m.get_layer("Conv1").get_weights()[0] == 0.125)  # the carried file's weights, loaded offline
 
 
 @pytest.mark.parametrize("mode,expected", [("tf", [-1.0, 1.0]), ("unit", [0.0, 1.0])])

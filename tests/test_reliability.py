@@ -89,10 +89,165 @@ def _files_without_ids(env):
 
 
 def _truncated_jpeg(env):
+    """Truncated after the data were loaded (load_ham10000 refuses a truncated file itself: rows below)."""
+    ds = load_ham10000(env.data)
     victim = sorted((env.data / "images").iterdir())[3]
     victim.write_bytes(victim.read_bytes()[:600])
     env.vars["victim"] = victim.name
-    return build_cache(load_ham10000(env.data), 16, cache_root=env.tmp / "cache")
+    return build_cache(ds, 16, cache_root=env.tmp / "cache")
+
+
+def _damage(how: str, count: int = 1, folder: str = "images"):
+    """Damage ``count`` image files of a fresh copy the way downloads get damaged, then load it as validate does:
+    ``empty`` (0 bytes), ``cut`` (the last third missing), ``png-cut`` (a PNG in place of the JPEG, cut),
+    ``html`` (an error page saved under the image's name)."""
+    def produce(env):
+        files = sorted((env.data / "images").iterdir())[:count]
+        env.vars["victim"] = files[0].stem
+        for f in files:
+            data = f.read_bytes()
+            if how == "empty":
+                f.write_bytes(b"")
+            elif how == "cut":
+                f.write_bytes(data[: len(data) * 2 // 3])
+            elif how == "png-cut":
+                import io
+                from PIL import Image
+                buf = io.BytesIO()
+                Image.open(f).save(buf, "PNG")
+                f.unlink()
+                f.with_suffix(".png").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+            elif how == "html":
+                f.write_bytes(b"<!DOCTYPE html><html><body>503 Service Unavailable</body></html>")
+        return load_ham10000(env.data)
+    return produce
+
+
+def _mask_cut(env):
+    make_subset(env.tmp / "hm", env.metadata, n_per_class=2, masks=True)
+    victim = sorted((env.tmp / "hm" / "masks").iterdir())[2]
+    victim.write_bytes(victim.read_bytes()[:100])
+    env.vars["victim"] = victim.name
+    return load_ham10000(env.tmp / "hm")
+
+
+def _validate_damaged(env):
+    """``hamviz validate`` / the start of ``hamviz book``: a truncated image is named before any chapter runs."""
+    from hamviz.book import prepare
+    victim = sorted((env.data / "images").iterdir())[4]
+    victim.write_bytes(victim.read_bytes()[:900])
+    env.vars["victim"] = victim.name
+    return prepare("tiny", env.tmp / "book", data_dir=env.data)
+
+
+def _isic_damaged(env):
+    from conftest import write_isic2018
+    from hamviz.external import load_isic2018
+    rows = env.metadata.groupby("dx").head(1)
+    write_isic2018(env.tmp / "isic", DATA / "images", rows)
+    victim = sorted((env.tmp / "isic" / "ISIC2018_Task3_Test_Input").iterdir())[1]
+    victim.write_bytes(b"")
+    env.vars["victim"] = victim.name
+    return load_isic2018(env.tmp / "isic")
+
+
+def _unreadable(env, path: Path) -> None:
+    """Take this user's read permission on ``path`` (a folder: also execute). Root ignores permissions, so as root
+    the failures are simulated: os.access says no, and listing the folder or opening the file raises
+    PermissionError, as they do for any other user."""
+    import builtins
+    import io
+    import os
+    env.vars["path"] = str(path)
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0)
+        env.request.addfinalizer(lambda: path.chmod(mode))
+        return
+    mp = env.request.getfixturevalue("monkeypatch")
+    target = os.path.abspath(path)
+
+    def hit(p) -> bool:
+        try:
+            return os.path.abspath(os.fspath(p)) == target
+        except TypeError:
+            return False
+
+    def denied(p):
+        return PermissionError(13, "Permission denied", os.fspath(p))
+
+    real_access, real_scandir, real_iterdir, real_open = os.access, os.scandir, Path.iterdir, builtins.open
+    mp.setattr(os, "access", lambda p, mode, *a, **kw: False if hit(p) else real_access(p, mode, *a, **kw))
+
+    def scandir(p="."):
+        if hit(p):
+            raise denied(p)
+        return real_scandir(p)
+
+    def iterdir(self):
+        if hit(self):
+            raise denied(self)
+        return real_iterdir(self)
+
+    def open_(file, *a, **kw):
+        if not isinstance(file, int) and hit(file):
+            raise denied(file)
+        return real_open(file, *a, **kw)
+    mp.setattr(os, "scandir", scandir)
+    mp.setattr(Path, "iterdir", iterdir)
+    mp.setattr(builtins, "open", open_)
+    mp.setattr(io, "open", open_)
+
+
+def _unreadable_folder(name: str, masks: bool = False):
+    def produce(env):
+        root = env.tmp / "hm"
+        make_subset(root, env.metadata, n_per_class=2, layout="flat" if name in ("images", "masks", ".") else
+                    "official", masks=masks)
+        _unreadable(env, (root / name).resolve())
+        return load_ham10000(root, masks=masks)
+    return produce
+
+
+def _unreadable_isic_folder(env):
+    from conftest import write_isic2018
+    from hamviz.external import load_isic2018
+    write_isic2018(env.tmp / "isic", DATA / "images", env.metadata.groupby("dx").head(1))
+    _unreadable(env, env.tmp / "isic" / "ISIC2018_Task3_Test_Input")
+    return load_isic2018(env.tmp / "isic")
+
+
+def _unreadable_image_file(env):
+    victim = sorted((env.data / "images").iterdir())[2]
+    _unreadable(env, victim)
+    return load_ham10000(env.data)
+
+
+def _unreadable_at_decode(env):
+    """A file that became unreadable after the data were loaded: decoding names the permission problem too."""
+    ds = load_ham10000(env.data)
+    victim = sorted((env.data / "images").iterdir())[2]
+    _unreadable(env, victim)
+    return build_cache(ds, 16, cache_root=env.tmp / "cache")
+
+
+def _book_into_a_locked_folder(env):
+    """A second ``hamviz book`` into a folder another one is building: the first holds the folder's lock (here a
+    separate process that only holds it); the second stops before running anything, naming both."""
+    import subprocess
+    import sys
+    from hamviz.book import LOCK, build
+    out = env.tmp / "book"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom hamviz.files import locked\n"
+                               f"with locked({str(out / LOCK)!r}):\n    print('locked', flush=True)\n"
+                               "    time.sleep(120)\n"],
+        stdout=subprocess.PIPE, text=True)
+    env.request.addfinalizer(lambda: (holder.kill(), holder.wait()))
+    assert holder.stdout.readline().strip() == "locked"
+    env.vars.update(out=str(out), pid=str(holder.pid))
+    return build("tiny", out, log=lambda *_: None)
 
 
 def _semicolon_metadata_without_dx(env):
@@ -236,6 +391,21 @@ def _profile_with_duplicate_key(env):
     return load_profile(path)
 
 
+def _extends_nothing_beside(env):
+    from hamviz.params import load_profile
+    path = env.tmp / "mine.yaml"
+    path.write_text("extends: my-base\nseed: 1\n")
+    return load_profile(path)
+
+
+def _transfer_members(*members):
+    return _profile({"chapters": {"explain": {"transfer_members": list(members)}}})
+
+
+def _hypervector(**section):
+    return _profile({"chapters": {"hypervector": section}})
+
+
 def _notebook_params_not_a_mapping(env):
     from hamviz.chapters import start
     return start("eda", "tiny", "[seed, 3]", record_path=env.tmp / "eda.json", load_data=False)
@@ -279,6 +449,42 @@ BAD_INPUTS = [
     _bad("dx-unknown", _unknown_dx, DataError,
          ("unknown dx label(s) {'melanoma': 1}",),
          ("labels are akiec, bcc, bkl, df, mel, nv, vasc", "Fix or drop those rows")),
+    # damaged files, caught by a quick look before any decoding (issue 19 item 19)
+    _bad("jpeg-empty", _damage("empty"), DataError,
+         ("1 file(s)", "are damaged", "{victim}.jpg (empty (0 bytes))"), ("Re-download them", "on_corrupt: skip")),
+    _bad("jpeg-cut-at-load", _damage("cut"), DataError,
+         ("{victim}.jpg (truncated: no JPEG end marker",), ("Re-download them", "on_corrupt: skip")),
+    _bad("png-cut-at-load", _damage("png-cut"), DataError,
+         ("{victim}.png (truncated: no PNG IEND chunk",), ("Re-download them", "on_corrupt: skip")),
+    _bad("image-is-an-html-page", _damage("html"), DataError,
+         ("{victim}.jpg (not a JPEG or PNG image", "<!DOCTYPE"), ("Re-download them", "on_corrupt: skip")),
+    _bad("many-damaged-files-counted", _damage("empty", count=7), DataError,
+         ("7 file(s)", "{victim}.jpg (empty", "(2 more)"), ("Re-download them", "on_corrupt: skip")),
+    _bad("mask-cut-at-load", _mask_cut, DataError,
+         ("1 file(s)", "{victim} (truncated: no PNG IEND chunk"), ("--masks", "on_corrupt: skip")),
+    _bad("validate-names-damaged-image", _validate_damaged, DataError,
+         ("{victim} (truncated",), ("Re-download them", "on_corrupt: skip")),
+    _bad("isic2018-image-empty", _isic_damaged, DataError,
+         ("{victim} (empty (0 bytes))",), ("ISIC2018_Task3_Test_Input.zip", "on_corrupt: skip")),
+    # folders and files this user may not read: a permission problem, named as one (issue 19 items 16 and 19)
+    _bad("images-folder-unreadable", _unreadable_folder("images"), DataError,
+         ("Cannot read the image folder", "{path}", "permission denied"), ("chmod -R a+rX {path}",)),
+    _bad("image-part-folder-unreadable", _unreadable_folder("HAM10000_images_part_2"), DataError,
+         ("Cannot read the image folder", "{path}", "permission denied"), ("chmod -R a+rX {path}",)),
+    _bad("mask-folder-unreadable", _unreadable_folder("masks", masks=True), DataError,
+         ("Cannot read the mask folder", "{path}", "permission denied"), ("chmod -R a+rX {path}",)),
+    _bad("data-dir-unreadable", _unreadable_folder("."), DataError,
+         ("Cannot read the data directory", "{path}", "permission denied"), ("chmod -R a+rX {path}",)),
+    _bad("isic2018-images-unreadable", _unreadable_isic_folder, DataError,
+         ("Cannot read the image folder", "{path}", "permission denied"), ("chmod -R a+rX {path}",)),
+    _bad("image-file-unreadable", _unreadable_image_file, DataError,
+         ("Cannot read 1 file(s)", "permission denied", "{path}"), ("chmod -R a+rX",)),
+    _bad("image-file-unreadable-at-decode", _unreadable_at_decode, DataError,
+         ("Cannot read image {path}", "permission denied"), ("chmod a+r {path}",)),
+    # two builds into one output folder (issue 19 item 18)
+    _bad("book-into-a-locked-folder", _book_into_a_locked_folder, HamvizError,
+         ("Another hamviz book is building into {out}", "process {pid}"),
+         ("Wait for it to finish", "pass --out another folder")),
     # parameter profiles
     _bad("params-typo-top-level", _profile({"imgae_size": 32}), ParamsError,
          ("unknown key 'imgae_size'",), ("did you mean 'image_size'?",)),
@@ -342,6 +548,41 @@ BAD_INPUTS = [
          ("key 'epochs' is given twice", "lines 5 and 6", "mine.yaml"), ("keep one",)),
     _bad("params-notebook-not-a-mapping", _notebook_params_not_a_mapping, ParamsError,
          ("params must be a mapping", "list"), ("-y 'params: {seed: 3",)),
+    # every key of every section, down to list entries (issue 19 item 15)
+    _bad("params-transfer-member-typo", _transfer_members({"model": "vgg19", "trainabel": "all"}), ParamsError,
+         ("unknown key 'chapters.explain.transfer_members.0.trainabel'",), ("did you mean 'trainable'?",)),
+    _bad("params-transfer-member-not-a-mapping", _transfer_members("vgg19"), ParamsError,
+         ("chapters.explain.transfer_members.0: 'vgg19' is not of type object",), ("Fix these keys",)),
+    _bad("params-transfer-member-without-model", _transfer_members({"weights": "imagenet"}), ParamsError,
+         ("chapters.explain.transfer_members.0", "'model' is a required property"), ("Fix these keys",)),
+    _bad("params-transfer-member-unknown-model", _transfer_members({"model": "vgg20"}), ParamsError,
+         ("chapters.explain.transfer_members.0.model: 'vgg20' is not one of",), ("'vgg19'", "'resnet50'")),
+    _bad("params-transfer-member-bad-trainable", _transfer_members({"model": "vgg19", "trainable": "some"}),
+         ParamsError, ("chapters.explain.transfer_members.0.trainable: 'some' is not allowed",),
+         ("one of 'frozen', 'all' or an integer >= 0",)),
+    _bad("params-transfer-member-too-small", _transfer_members({"model": "inceptionv3"}), ParamsError,
+         ("chapters.explain.transfer_members.0", "inceptionv3 needs inputs of at least 75x75", "image_size, 32"),
+         ("raise the image size or choose another model",)),
+    _bad("params-transfer-member-twice", _transfer_members({"model": "vgg19"}, {"model": "vgg19", "l2": 0.1}),
+         ParamsError, ("chapters.explain.transfer_members.1", "'vgg19' is already member 0", "would replace it"),
+         ("Keep one entry per backbone",)),
+    _bad("params-hypervector-augment-typo", _hypervector(augment={"flp": True}), ParamsError,
+         ("unknown key 'chapters.hypervector.augment.flp'",), ("did you mean 'flip'?",)),
+    _bad("params-hypervector-augment-range", _hypervector(augment={"zoom": 1.5}), ParamsError,
+         ("chapters.hypervector.augment.zoom: 1.5",), ("maximum of 1",)),
+    _bad("params-hypervector-augment-type", _hypervector(augment="yes"), ParamsError,
+         ("chapters.hypervector.augment: 'yes' is not of type",), ("'object', 'boolean', 'null'",)),
+    _bad("params-hypervector-holdout-unknown", _hypervector(holdout_class="melanoma"), ParamsError,
+         ("chapters.hypervector.holdout_class: 'melanoma' is not one of",), ("'mel'",)),
+    _bad("params-hypervector-holdout-outside-classes", _hypervector(holdout_class="df"), ParamsError,
+         ("chapters.hypervector.holdout_class: 'df' is not one of the chapter's classes", "would not run"),
+         ("choose one of them, or null to skip the demo",)),
+    _bad("params-hypervector-backbone-too-small", _hypervector(backbone="inceptionv3"), ParamsError,
+         ("chapters.hypervector.backbone", "inceptionv3 needs inputs of at least 75x75"),
+         ("raise the image size or choose another model",)),
+    _bad("params-extends-nothing-beside", _extends_nothing_beside, ParamsError,
+         ("No parameter profile 'my-base'", "extended by", "mine.yaml", "looked next to it"),
+         ("relative to the extending profile's folder, or absolute",)),
     # external test set
     _bad("isic2018-unknown-label", _isic_unknown_label, DataError,
          ("class column(s) hamviz does not know", "{'UNK': 1}", "rows labelled with them"),
@@ -414,6 +655,37 @@ def test_numbers_as_people_write_them(tmp_path):
     assert ch.params["seed"] == 3 and ch.params["samples_per_class"] == 1
 
 
+def test_profiles_resolve_beside_themselves_from_any_working_folder(tmp_path, monkeypatch):
+    """A user's own ./params/mine.yaml extending its neighbour (by name or file name) and naming paths relative
+    to itself means the same files from the folder ``hamviz validate`` runs in and from ``notebooks/``, where the
+    chapters run: everything is resolved against the profile's folder, to absolute paths, when it is loaded."""
+    from hamviz.params import chapter_params, load_profile
+    proj = tmp_path / "proj"
+    (proj / "params").mkdir(parents=True)
+    (proj / "isic").mkdir()
+    (proj / "params" / "base.yaml").write_text("extends: tiny\nseed: 5\nchapters:\n  eda:\n    samples_per_class: 3\n")
+    (proj / "params" / "mid.yml").write_text("extends: ./base.yaml\nchapters:\n  eda:\n    sample_size: 40\n")
+    (proj / "params" / "mine.yaml").write_text("extends: base\nchapters:\n  classifier:\n"
+                                               "    external_test: ../isic\n")
+    (proj / "params" / "other.yaml").write_text("extends: mid\n")
+    elsewhere = tmp_path / "repo" / "notebooks"
+    elsewhere.mkdir(parents=True)
+    seen = []
+    for cwd in (proj, elsewhere, proj / "params"):
+        monkeypatch.chdir(cwd)
+        mine = load_profile(proj / "params" / "mine.yaml")
+        other = load_profile(proj / "params" / "other.yaml")
+        eda, clf = chapter_params(mine, "eda"), chapter_params(mine, "classifier")
+        seen.append((mine["seed"], eda["samples_per_class"], clf["external_test"], chapter_params(other, "eda")))
+    assert seen[0][:3] == (5, 3, str(proj / "isic"))
+    assert seen[0][3]["sample_size"] == 40 and seen[0][3]["samples_per_class"] == 3
+    assert seen[0] == seen[1] == seen[2]
+    # a profile named like the one it extends is not its own parent: params/tiny.yaml extends the shipped tiny
+    (proj / "params" / "tiny.yaml").write_text("extends: tiny\nseed: 9\n")
+    p = load_profile(proj / "params" / "tiny.yaml")
+    assert p["seed"] == 9 and p["image_size"] == load_profile("tiny")["image_size"]
+
+
 @pytest.mark.parametrize("sep, name", [("\t", "HAM10000_metadata"), (";", "HAM10000_metadata.csv"),
                                        ("|", "HAM10000_metadata.tab"), (",", "HAM10000_metadata.tab")])
 def test_metadata_in_any_delimiter_and_name(tmp_path, metadata, sep, name):
@@ -462,6 +734,64 @@ def test_small_classes_are_a_warning_naming_them_and_a_fix(metadata):
     assert check_splittable(meta, (0.5, 0.25, 0.25)) == [] or n_df < 4
 
 
+def test_damaged_files_skipped_and_reported_with_on_corrupt_skip(tmp_path, metadata, capsys):
+    """on_corrupt: skip leaves the damaged files out and reports them (validate and the book say which), rather
+    than failing; a JPEG with data after its end marker (some cameras append some) is not damaged."""
+    from hamviz.book import prepare
+    rows = make_subset(tmp_path / "d", metadata, n_per_class=6, masks=False)
+    files = sorted((tmp_path / "d" / "images").iterdir())
+    files[0].write_bytes(b"")
+    files[1].write_bytes(files[1].read_bytes()[:700])
+    files[2].write_bytes(files[2].read_bytes() + bytes(range(256)) * 20)  # 5 KB after the end marker
+    ds = load_ham10000(tmp_path / "d", on_corrupt="skip")
+    assert len(ds) == len(rows) - 2 and set(ds.report["damaged_files"]) == {files[0].stem, files[1].stem}
+    assert "empty" in ds.report["damaged_files"][files[0].stem]
+    assert build_cache(ds, 16, cache_root=tmp_path / "c").skipped == {}  # what is left decodes
+    profile = tmp_path / "skip.yaml"
+    profile.write_text("extends: tiny\non_corrupt: skip\nsplit: {fractions: [0.5, 0.25, 0.25]}\n")
+    book = prepare(profile, tmp_path / "book", data_dir=tmp_path / "d")
+    assert "2 damaged image file(s) left out (on_corrupt: skip)" in capsys.readouterr().out
+    assert book.profile["on_corrupt"] == "skip"
+
+
+def test_a_class_missing_from_a_split_part_is_a_warning_in_the_chapter(ham, tmp_path, capsys):
+    """A class with a single lesion lands in one split part only. The chapter says so when it builds its view
+    (printed and recorded), and the classifier chapter's note says over which classes that part's macro metrics
+    average (the same classes for all three)."""
+    import warnings
+    from hamviz.chapters.base import Chapter
+    from hamviz.chapters.classifier import averaging_notes
+    from hamviz.metrics import evaluate
+    from hamviz.params import chapter_params, load_profile
+    meta = ham.meta
+    lesion = meta[meta["dx"] == "df"]["lesion_id"].iloc[0]
+    ids = (meta[meta["dx"] != "df"].groupby("dx").head(40)["image_id"].tolist()
+           + meta[meta["lesion_id"] == lesion]["image_id"].tolist())
+    ds = dataclasses.replace(ham.subset(ids), fingerprint=f"{ham.fingerprint}-one-df-lesion")
+    P = {**chapter_params(load_profile("tiny"), "classifier"), "image_size": 16}
+    ch = Chapter("classifier", P, tmp_path / "classifier.json", data=ds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # make_split's own warning about df (tested above)
+        view = ch.view()
+    absent = view.absent_classes()
+    assert len(absent) == 2 and all(v == ["df"] for v in absent.values())  # df is in one part only
+    printed = capsys.readouterr().out
+    for part in absent:
+        assert f"Warning: the {part} part has no image of df" in printed
+        assert "average over the other 6 classes" in printed and "split.fractions" in printed
+    assert len(ch.record["values"]["split_warnings"]) == 2
+    ch.view()  # built once: said once
+    assert "Warning" not in capsys.readouterr().out
+    part = sorted(absent)[0]
+    rows = view.rows[part]
+    proba = np.random.default_rng(0).dirichlet(np.ones(7), size=len(rows))
+    ev = evaluate(view.labels[rows], proba, view.classes, n_boot=0)
+    assert ev["absent_classes"] == ["df"] and all(len(c) == 6 for c in ev["averaged_over"].values())
+    (note,) = averaging_notes({part: ev})
+    assert note.startswith(f"{part}: balanced_accuracy, macro_f1 and macro_auc average over 6 of 7 classes")
+    assert note.endswith("df has no image here")
+
+
 def test_identical_copies_in_both_image_parts_are_fine(tmp_path, metadata):
     rows = make_subset(tmp_path / "d", metadata, n_per_class=2, masks=False)
     part2 = tmp_path / "d" / "HAM10000_images_part_2"
@@ -481,6 +811,77 @@ def test_table_covers_every_kind_of_bad_input():
                      "params-autoencoder-ratio", "backbone-unknown", "params-backbone-unknown",
                      "inceptionv3-below-75", "params-inceptionv3-at-64", "isic2018-unknown-label", "nan-loss"):
         assert required in ids, required
+
+
+# ------------------------------------------------------------------------------------------ concurrency
+def test_concurrent_writers_of_the_index_and_its_files_do_not_collide(tmp_path):
+    """Two builds write the same book.json, plotly asset and pages: every write goes through a unique temporary
+    name (a fixed index.html.tmp let one writer rename the other's file away: FileNotFoundError), and every
+    reader sees a whole file. (The pages are rendered by Sphinx, a few seconds each: written 40 times by 4
+    writers here without them, then by two writers at once.)"""
+    import json
+    import threading
+    from hamviz.book import Book, _write_json, share_plotly_js, write_index
+    from hamviz.params import load_profile
+    book = Book(tmp_path / "out", load_profile("tiny"), [], {}, "fingerprint")
+    page = "<html><script>/**\n* plotly.js v9.9.9\n*/" + "x" * 200_000 + "</script></html>"
+    errors = []
+
+    def writer(k):
+        try:
+            for i in range(40):
+                write_index(book, float(i), render=False)
+                _write_json(book.out / "state.json", {"writer": k, "i": i, "pad": "y" * 50_000})
+                share_plotly_js(page, book.out)
+                json.loads((book.out / "book.json").read_text())  # whole, whenever read
+        except Exception as exc:  # noqa: BLE001 - any error fails the test below
+            errors.append(exc)
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    renders = [threading.Thread(target=lambda: write_index(book, 1.0)) for _ in range(2)]
+    for t in renders:
+        t.start()
+    for t in renders:
+        t.join()
+    assert (book.out / "index.html").read_text().lstrip().lower().startswith("<!doctype html>")
+    names = sorted(p.name for p in book.out.rglob("*") if p.is_file() and ".site" not in p.parts)
+    assert {"book.json", "index.html", "search.html", "plotly-9.9.9.min.js", "state.json"} <= set(names)
+    assert not [n for n in names if ".tmp" in n]  # no temporary file left behind
+
+
+def test_an_artefact_is_trained_once_when_two_ask_for_it_at_once(tmp_path):
+    """Two processes (here threads, which lock each other out the same way) asking for the same untrained
+    artefact: one trains it, the other waits, says for whom, and loads it."""
+    import threading
+    import time
+    from hamviz.models import keras
+    from hamviz.training import train_or_load
+    calls, logs, got = [], [], {}
+
+    def train():
+        calls.append(threading.current_thread().name)
+        time.sleep(1.0)  # long enough for the other to arrive and wait
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        return model, {"loss": [1.0]}, {"test": np.zeros((3, 2))}
+
+    def ask(k):
+        got[k] = train_or_load("demo", "demo", {"a": 1}, train, fingerprint="f", split_id="s", cache_root=tmp_path,
+                               log=logs.append)
+    threads = [threading.Thread(target=ask, args=(k,), name=f"asker-{k}") for k in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.2)
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert sorted(a.loaded for a in got.values()) == [False, True]
+    assert got[0].key == got[1].key and got[0].path == got[1].path
+    assert any("is being trained by process" in m and "waiting for it" in m for m in logs), logs
+    assert not [p for p in (tmp_path / "models").iterdir() if p.name != got[0].path.name]  # nothing else there
 
 
 # ----------------------------------------------------------------------------------------- determinism

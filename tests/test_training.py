@@ -29,7 +29,7 @@ def test_strategies_counts():
 
 @pytest.mark.parametrize("bad,words", [({"strategy": "S6"}, "strategy"), ({"optimizer": "adagrad"}, "optimizer"),
                                        ({"epochs": 0}, "epochs"), ({"learning_rate": 0}, "learning_rate"),
-                                       ({"schedule": "step"}, "schedule")])
+                                       ({"schedule": "exponential"}, "schedule")])
 def test_bad_config(bad, words):
     with pytest.raises(TrainingError, match=words):
         TrainConfig(**bad)

@@ -56,3 +56,40 @@ def test_static_slider(image, model):
     sources = [s.args[0]["source"][0] for s in steps]
     assert len(set(sources)) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert all(len(s.args[0]["y"][1]) == 7 for s in steps)
+
+
+def _static_page(outputs, tmp_path) -> str:
+    """The HTML the book makes of a notebook whose one code cell has ``outputs`` (as hamviz.render.render_book)."""
+    import nbformat
+    from hamviz.render import Page, render_book
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Widgets"),
+                                         nbformat.v4.new_code_cell("explorer", outputs=outputs)])
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2,
+                                                                            "version_minor": 0}}
+    out = tmp_path / "book"
+    (out / "chapters" / "01_w").mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out / "chapters" / "01_w" / "01_w.ipynb")
+    render_book(out, {"profile": "tiny", "provenance": {}, "chapters": []},
+                [Page("chapters/01_w/01_w", out / "chapters" / "01_w" / "01_w.ipynb", 1, "Widgets")], {})
+    return (out / "chapters" / "01_w" / "01_w.html").read_text()
+
+
+def test_static_page_shows_a_note_not_the_widget_repr(image, tmp_path):
+    """A static page has no kernel: it used to print the explorer's Python repr (VBox(children=(HBox(...). The
+    explorer gives the live widget to JupyterLab and a one-line note to everything else; any other widget a
+    chapter might display gets the book's note."""
+    import ipywidgets
+    import nbformat
+    from IPython.core.formatters import DisplayFormatter
+    from hamviz.render import WIDGET_NOTE
+    from hamviz.widgets import STATIC_NOTE
+    data, _ = DisplayFormatter().format(CompressionExplorer(image))
+    assert "application/vnd.jupyter.widget-view+json" in data  # JupyterLab still gets the live widget
+    assert data["text/plain"] == STATIC_NOTE and STATIC_NOTE in data["text/html"]
+    page = _static_page([nbformat.v4.new_output("display_data", data=data)], tmp_path / "explorer")
+    assert STATIC_NOTE in page and "VBox(" not in page and "HBox(" not in page
+    slider, _ = DisplayFormatter().format(ipywidgets.IntSlider(3))
+    assert slider["text/plain"].startswith("IntSlider(")
+    page = _static_page([nbformat.v4.new_output("display_data", data=slider)], tmp_path / "slider")
+    assert 'class="admonition note hamviz-widget"' in WIDGET_NOTE and "IntSlider(" not in page
+    assert 'class="admonition note hamviz-widget"' in page  # the book's note

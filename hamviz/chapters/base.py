@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ParamsError
+from ..files import write_atomic
 from ..params import chapter_params, load_profile, parse_yaml, weights_problems
 from ..record import jsonable, provenance
 from ..view import PreparedView, prepare
@@ -64,10 +65,7 @@ class Chapter:
         self.save()
 
     def save(self) -> None:
-        self.record_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.record_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.record, indent=1, sort_keys=False))
-        tmp.replace(self.record_path)
+        write_atomic(self.record_path, json.dumps(self.record, indent=1, sort_keys=False))
 
     def finish(self) -> None:
         """Mark the record complete (the book checks for it), with the chapter's training time: ``training`` =
@@ -85,8 +83,26 @@ class Chapter:
         self.record["complete"] = True
         self.save()
 
+    def protocol_table(self):
+        """This chapter's reference protocol beside this run (:func:`hamviz.protocol.protocol_table`), also
+        recorded (``protocol``: setting -> row); None for a chapter without a reference protocol."""
+        from ..protocol import protocol_table
+        table = protocol_table(self.name, self.params)
+        if table is not None:
+            self.log(protocol=table.to_dict(orient="index"), protocol_source=table.attrs["source"])
+        return table
+
     def params_table(self):
+        """The chapter's parameters as a table, after its protocol table (reference | this run | why they
+        differ; displayed first, so that every difference from the reference is stated above the numbers)."""
         import pandas as pd
+        protocol = self.protocol_table()
+        if protocol is not None:
+            from IPython.display import Markdown, display
+            display(Markdown(f"**Protocol** — reference: {protocol.attrs['source']}; profile "
+                             f"`{self.params.get('profile', '')}`. Every difference from the reference is stated "
+                             f"here, where the numbers below come from."))
+            display(protocol)
         rows = [(k, json.dumps(v) if isinstance(v, (dict, list)) else v)
                 for k, v in self.params.items() if not k.startswith("_")]
         return pd.DataFrame(rows, columns=["parameter", "value"]).set_index("parameter")
@@ -97,14 +113,20 @@ class Chapter:
 
     def view(self, size: int | None = None, grouped: bool | None = None) -> PreparedView:
         """The :class:`~hamviz.view.PreparedView` of this chapter's data at ``size`` (default: image_size) with
-        the profile's split (``grouped=False``: the image-level split, for the leak audit only); built once."""
+        the profile's split (``grouped=False``: the image-level split, for the leak audit only); built once. A
+        split part without some class is a warning, printed in the chapter and recorded (``split_warnings``)."""
         P = self.params
         size = int(size or P["image_size"])
         grouped = P["split"]["grouped"] if grouped is None else grouped
         if (size, grouped) not in self._views:
-            self._views[(size, grouped)] = prepare(self.data, size, resize=P["resize"], on_corrupt=P["on_corrupt"],
-                                                   fractions=P["split"]["fractions"], seed=P["seed"],
-                                                   grouped=grouped)
+            view = prepare(self.data, size, resize=P["resize"], on_corrupt=P["on_corrupt"],
+                           fractions=P["split"]["fractions"], seed=P["seed"], grouped=grouped)
+            warnings = view.split_warnings()
+            if warnings and not any(v.split_id == view.split_id for v in self._views.values()):
+                for w in warnings:  # once per split (every size shares it)
+                    print(f"Warning: {w}")
+                self.log(split_warnings=warnings)
+            self._views[(size, grouped)] = view
         return self._views[(size, grouped)]
 
 
@@ -145,7 +167,12 @@ def start(chapter: str, profile: str = "cpu", params: dict | None = None, data_d
         record_path = rec_dir / f"{chapter}.json"
     ch = Chapter(chapter, flat, Path(record_path), profile=full)
     if load_data:
-        ch.data = load_ham10000(flat["data_dir"], masks=flat["masks"], on_missing=flat["on_missing"])
+        ch.data = load_ham10000(flat["data_dir"], masks=flat["masks"], on_missing=flat["on_missing"],
+                                on_corrupt=flat["on_corrupt"])
+        damaged = ch.data.report.get("damaged_files")
+        if damaged:
+            print(f"Note: {len(damaged)} damaged image file(s) left out (on_corrupt: skip): "
+                  + ", ".join(list(damaged)[:5]) + (", ..." if len(damaged) > 5 else ""))
     ch.record = {"chapter": chapter, "profile": flat["profile"], "complete": False,
                  "provenance": provenance(flat, ch.data.fingerprint if ch.data is not None else None),
                  "summary": {}, "values": {}}

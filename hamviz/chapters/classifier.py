@@ -43,6 +43,13 @@ def evaluate_parts(s: PreparedView, t: Artefact, n_boot: int = 1000, seed: int =
     return out
 
 
+def averaging_notes(evals: dict) -> list[str]:
+    """"<part>: <note>" for every evaluate() result (by part or data set name) whose macro metrics average over
+    fewer than all classes (:func:`hamviz.metrics.averaging_note`)."""
+    from ..metrics import averaging_note
+    return [f"{name}: {note}" for name, ev in evals.items() if (note := averaging_note(ev))]
+
+
 def parts_table(evals: dict) -> pd.DataFrame:
     """Headline metrics (rows: train/val/test), as in the reference works' metrics tables."""
     cols = ["n", "log_loss", "accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "ece"]
@@ -71,15 +78,18 @@ def grid(ch, P: dict, log=print) -> pd.DataFrame:
     """Test metrics of every (model, strategy) of ``P['grid']``: the reference Table 4. With
     ``grid.frozen_head``, each strategy also on the main model's head alone over its pretrained backbone's cached
     frozen features at the main model's size (model "<backbone> frozen head"), where fine-tuning five times would
-    take too long on a CPU."""
+    take too long on a CPU. ``grid.settings[model]`` sets that model's own optimizer, learning rate, schedule,
+    epochs, patience, batch size and L2 (the reference trained its CNN and its transfer models differently)."""
     g = P["grid"]
     size = g.get("image_size") or P["image_size"]
     s = ch.view(size)
     rows = []
     for model in g.get("models", [P["model"]]):
+        own = dict((g.get("settings") or {}).get(model, {}))  # the reference's protocol for this model
+        Pm = {**P, **own}
         for strategy in g.get("strategies", ["S1"]):
-            cfg = config(P, model=model, strategy=strategy, image_size=size,
-                         epochs=g.get("epochs") or P["epochs"])
+            cfg = config(Pm, model=model, strategy=strategy, image_size=size,
+                         epochs=own.get("epochs") or g.get("epochs") or P["epochs"])
             rows.append(_grid_row(s, train_classifier(cfg, s, log=log), model, strategy))
     if g.get("frozen_head"):
         s_main = ch.view(P["image_size"])
@@ -129,7 +139,7 @@ def external(P: dict, t: Artefact, n_boot: int = 1000):
     from ..cache import build_cache
     from ..external import load_isic2018
     from ..training import predict
-    ds = load_isic2018(P["external_test"])
+    ds = load_isic2018(P["external_test"], on_corrupt=P["on_corrupt"])
     # the resize mode of training (stretch/crop/pad): another collection's sizes and aspect ratios get the same
     cache = build_cache(ds, t.config.image_size, mode=P["resize"], on_corrupt=P["on_corrupt"], masks=False)
     meta = ds.meta.set_index("image_id").loc[cache.image_ids]

@@ -42,7 +42,8 @@ def main_member(t: Artefact, b: PreparedView, malignant) -> Artefact:
     """The classifier chapter's main (7-class) model ``t`` as a binary member: P(malignant) = the sum of its
     probabilities of the ``malignant`` classes, on the validation and test rows it shares with the binary view
     ``b`` (same split: the same rows at any image size). No training; ``meta["from_main_model"]`` marks it.
-    Raises ValueError when the rows differ (another split or data set)."""
+    Raises ValueError when the rows differ (another split or data set) or ``malignant`` names no class."""
+    malignant = ens._check_malignant(malignant, CLASSES)
     for part in ("val", "test"):
         if not np.array_equal(t.rows[part], b.rows[part]):
             raise ValueError(f"the main model's {part} rows are not the binary view's: the ensemble needs one split "
@@ -82,8 +83,7 @@ def search(b: PreparedView, P: dict, log=print) -> pd.DataFrame:
     from sklearn.metrics import roc_auc_score
 
     from ..models import CNN_KEYS
-    space = dict(SEARCH_SPACE)
-    space["optimizer"] = sorted(set(space["optimizer"]) | {"adamax"})
+    space = search_space(P)
 
     def train_fn(params):
         opts = {k: params[k] for k in CNN_KEYS if k in params}
@@ -96,10 +96,24 @@ def search(b: PreparedView, P: dict, log=print) -> pd.DataFrame:
     return random_search(train_fn, space, n_trials=P["search_trials"], seed=P["seed"])
 
 
+def search_space(P: dict) -> dict:
+    """The random search's space: the profile's ``search_space`` where it sets one, else hamviz's
+    :data:`hamviz.search.SEARCH_SPACE` with adamax among the optimisers. Keys without a value list (optimizer,
+    learning_rate) fall back to the chapter's own ``optimizer`` / ``learning_rate``."""
+    if P.get("search_space"):
+        space = {k: list(v) for k, v in P["search_space"].items()}
+        space.setdefault("optimizer", [P["optimizer"]])
+        space.setdefault("learning_rate", [P["learning_rate"]])
+        return space
+    space = dict(SEARCH_SPACE)
+    space["optimizer"] = sorted(set(space["optimizer"]) | {"adamax"})
+    return space
+
+
 def member_options(row: pd.Series) -> tuple[dict, str, float]:
     """(configurable_cnn options, optimizer, learning rate) of one random-search trial."""
     from ..models import CNN_KEYS
-    ints = ("conv_blocks", "filters", "kernel", "convs_per_block", "dense_layers", "dense_units")
+    ints = ("conv_blocks", "filters", "kernel", "convs_per_block", "dense_layers", "dense_units", "pool_size")
     opts = {}
     for k in CNN_KEYS:
         if k in row and not (isinstance(row[k], float) and np.isnan(row[k])):

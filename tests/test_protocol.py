@@ -1,0 +1,38 @@
+"""hamviz.protocol: every chapter's reference protocol beside this run, with each difference explained."""
+import pytest
+
+from hamviz.params import chapter_params, load_profile
+from hamviz.protocol import PROTOCOLS, protocol_table
+
+CHAPTERS = ("classifier", "compression", "joint", "hypervector", "explain")
+
+
+@pytest.mark.parametrize("profile", ["tiny", "cpu", "paper"])
+def test_every_difference_is_explained(profile):
+    full = load_profile(profile)
+    assert protocol_table("eda", chapter_params(full, "eda")) is None  # no reference protocol to compare with
+    for chapter in CHAPTERS:
+        t = protocol_table(chapter, chapter_params(full, chapter))
+        assert list(t.columns) == ["reference", "this run", "same?", "why it differs"]
+        assert t.attrs["source"] == PROTOCOLS[chapter][0] and t.loc["split", "same?"] == "by design"
+        differs = t[t["same?"] != "yes"]
+        assert (differs["why it differs"].str.len() > 10).all(), differs
+        assert (t.loc[t["same?"] == "yes", "why it differs"] == "").all()
+
+
+def test_the_table_follows_the_profile():
+    """The paper profile follows the hypervector and strategy-table protocols; shrinking a setting shows up as a
+    difference, the cpu profile's reductions are all stated."""
+    paper = load_profile("paper")
+    hd = protocol_table("hypervector", chapter_params(paper, "hypervector"))
+    assert set(hd["same?"]) == {"yes", "by design"}
+    small = protocol_table("hypervector", chapter_params(load_profile("paper", {"chapters": {"hypervector": {
+        "image_size": 64, "per_class": None}}}), "hypervector"))
+    assert small.loc["input", ["this run", "same?"]].tolist() == ["64x64", "no"]
+    assert small.loc["training set", ["this run", "same?"]].tolist() == ["the training part as it is", "no"]
+    grid = protocol_table("classifier", chapter_params(paper, "classifier"))
+    assert (grid.drop(index="split")["same?"] == "yes").all(), grid
+    assert grid.loc["transfer models' training", "this run"].startswith("rmsprop 0.0001")
+    cpu = protocol_table("explain", chapter_params(load_profile("cpu"), "explain"))
+    assert cpu.loc["members", "this run"] == "main model, reference CNN, 2 best search CNNs, weak CNN"
+    assert protocol_table("explain", chapter_params(paper, "explain")).loc["members", "same?"] == "yes"
