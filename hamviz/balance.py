@@ -13,6 +13,12 @@ from sklearn.utils.class_weight import compute_class_weight
 MODES = ("none", "below", "majority")
 
 
+def _draw(idx: np.ndarray, k: int, rng) -> np.ndarray:
+    """``k`` rows of ``idx``: every row k // len(idx) times, then k % len(idx) distinct ones drawn by ``rng``."""
+    reps, rest = divmod(k, len(idx))
+    return np.concatenate([np.tile(idx, reps), rng.choice(idx, size=rest, replace=False)])
+
+
 def oversample(labels, mode: str = "below", *, min_size: int = 1000, seed: int = 0,
                shuffle: bool = True) -> np.ndarray:
     """Indices into ``labels`` with minority classes repeated (sampled with replacement beyond whole copies).
@@ -33,10 +39,7 @@ def oversample(labels, mode: str = "below", *, min_size: int = 1000, seed: int =
         idx = np.flatnonzero(labels == c)
         out.append(idx)
         if target is not None and n < target:
-            extra = target - n
-            reps, rest = divmod(extra, n)
-            out.append(np.tile(idx, reps))
-            out.append(rng.choice(idx, size=rest, replace=False))
+            out.append(_draw(idx, target - n, rng))
     result = np.concatenate(out)
     return rng.permutation(result) if shuffle else np.sort(result)
 
@@ -52,9 +55,7 @@ def per_class(labels, size: int, *, seed: int = 0, shuffle: bool = True) -> np.n
     rng = np.random.default_rng(seed)
     out = []
     for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        reps, rest = divmod(size, len(idx))
-        out += [np.tile(idx, reps), rng.choice(idx, size=rest, replace=False)]
+        out.append(_draw(np.flatnonzero(labels == c), size, rng))
     result = np.concatenate(out).astype(np.int64)
     return rng.permutation(result) if shuffle else np.sort(result)
 
