@@ -102,7 +102,8 @@ class Chapter:
             display(Markdown(f"**Protocol** — reference: {protocol.attrs['source']}; profile "
                              f"`{self.params.get('profile', '')}`. Every difference from the reference is stated "
                              f"here, where the numbers below come from."))
-            display(protocol)
+            with pd.option_context("display.max_colwidth", None):  # the reasons in full, not cut at 50 characters
+                display(protocol)
         rows = [(k, json.dumps(v) if isinstance(v, (dict, list)) else v)
                 for k, v in self.params.items() if not k.startswith("_")]
         return pd.DataFrame(rows, columns=["parameter", "value"]).set_index("parameter")
