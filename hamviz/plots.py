@@ -158,6 +158,48 @@ def training_curves(history: dict[str, list[float]], title: str = "Training curv
     return fig
 
 
+def curves_compared(histories: Mapping[str, Mapping[str, list[float]]], keys=("loss", "val_loss"),
+                    title: str = "Training curves compared") -> go.Figure:
+    """One panel per history key in ``keys`` (e.g. loss and val_loss), one line per run: ``histories`` maps a
+    run's name (e.g. a strategy) to its Keras ``History.history``; epochs from 1. A key no run has is left out.
+
+    Raises ValueError when ``histories`` is empty."""
+    if not histories:
+        raise ValueError("no runs to compare")
+    keys = [k for k in keys if any(k in h for h in histories.values())]
+    fig = make_subplots(rows=1, cols=max(len(keys), 1), subplot_titles=keys, horizontal_spacing=0.1)
+    palette = px.colors.qualitative.D3
+    for col, key in enumerate(keys, start=1):
+        for i, (name, h) in enumerate(histories.items()):
+            if key in h:
+                v = list(h[key])
+                fig.add_scatter(x=list(range(1, len(v) + 1)), y=v, name=name, legendgroup=name, showlegend=col == 1,
+                                mode="lines+markers", line=dict(color=palette[i % len(palette)]),
+                                hovertemplate=f"{name}, epoch %{{x}}: {key} %{{y:.4f}}<extra></extra>",
+                                row=1, col=col)
+        fig.update_xaxes(title_text="epoch", row=1, col=col)
+    fig.update_layout(title=title, height=380)
+    return fig
+
+
+def ensemble_growth(table: pd.DataFrame,
+                    metrics=("test_auc", "test_balanced_accuracy", "test_sensitivity", "test_specificity"),
+                    title: str = "The ensemble as members are added") -> go.Figure:
+    """One line per metric over the steps of :func:`hamviz.ensemble.incremental`'s table (columns step, added and
+    the ``metrics``); the x axis names the member added at each step. A weak member shows as a dip at its step."""
+    missing = [c for c in ("step", "added", *metrics) if c not in table.columns]
+    if missing:
+        raise ValueError(f"ensemble table lacks {missing} (has {list(table.columns)})")
+    ticks = [f"{int(st)}: +{a}" for st, a in zip(table["step"], table["added"])]
+    fig = go.Figure()
+    for m in metrics:
+        fig.add_scatter(x=ticks, y=table[m], name=m.removeprefix("test_").replace("_", " "), mode="lines+markers",
+                        hovertemplate=f"%{{x}}: {m} %{{y:.3f}}<extra></extra>")
+    fig.update_layout(title=title, xaxis_title="members (added in this order)", yaxis_title="test part",
+                      yaxis_range=[0, 1.02], height=400)
+    return fig
+
+
 def confusion_heatmap(cm_counts: pd.DataFrame, title: str = "Confusion matrix",
                       normalized: pd.DataFrame | None = None) -> go.Figure:
     """Confusion matrix (rows true, top to bottom; columns predicted) coloured by the row-normalised share

@@ -1,5 +1,6 @@
 """hamviz.chapters.classifier: configs from params, the leak table, and the external test set path."""
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import write_isic2018
 
@@ -69,7 +70,8 @@ def test_grid_trains_each_model_with_its_own_settings(monkeypatch):
                                                  "resnet50": {"optimizer": "rmsprop", "learning_rate": 1e-5,
                                                               "l2": 0.0}}}}
     ch = SimpleNamespace(view=lambda size=None, **kw: SimpleNamespace(size=size))
-    table = classifier.grid(ch, P, log=lambda *_: None)
+    table, runs = classifier.grid(ch, P, log=lambda *_: None)
+    assert list(runs) == [("small_cnn", "S1"), ("small_cnn", "S3"), ("resnet50", "S1"), ("resnet50", "S3")]
     assert table[["model", "strategy"]].values.tolist() == [["small_cnn", "S1"], ["small_cnn", "S3"],
                                                              ["resnet50", "S1"], ["resnet50", "S3"]]
     cnn, res = seen[0], seen[2]
@@ -90,3 +92,24 @@ def test_step_schedule_halves_the_learning_rate_every_three_epochs():
     import tensorflow as tf
     h = fit(m, tf.data.Dataset.from_tensor_slices((x, x[:, :1])).batch(8), epochs=7, patience=7, label="t", learning_rate=0.1, schedule="step")
     np.testing.assert_allclose(h["learning_rate"], [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025], rtol=1e-6)
+
+
+def test_best_strategy_per_model_and_the_s3_s5_pair():
+    from types import SimpleNamespace
+
+    from hamviz.chapters import classifier
+    table = pd.DataFrame({"model": ["cnn", "cnn", "cnn", "res", "res"], "strategy": ["S1", "S3", "S5", "S1", "S4"],
+                          "balanced_accuracy": [0.4, 0.6, 0.6, 0.7, 0.5], "macro_f1": [0.1] * 5})
+    best = classifier.best_strategies(table)
+    assert best[["model", "strategy"]].values.tolist() == [["cnn", "S3"], ["res", "S1"]]  # a tie: the first listed
+    run = lambda loss: (None, SimpleNamespace(history={"loss": loss, "val_loss": loss}))
+    runs = {("cnn", "S3"): run([1.0, 0.5]), ("cnn", "S5"): run([1.2, 0.9]), ("res", "S1"): run([1.0])}
+    assert classifier.curves_by_strategy(runs, "cnn") == {"S3": {"loss": [1.0, 0.5], "val_loss": [1.0, 0.5]},
+                                                         "S5": {"loss": [1.2, 0.9], "val_loss": [1.2, 0.9]}}
+    assert classifier.curves_by_strategy(runs, "res") == {}  # only one of the pair ran
+    from hamviz import plots
+    fig = plots.curves_compared(classifier.curves_by_strategy(runs, "cnn"))
+    assert [(t.name, list(t.y)) for t in fig.data] == [("S3", [1.0, 0.5]), ("S5", [1.2, 0.9]),
+                                                        ("S3", [1.0, 0.5]), ("S5", [1.2, 0.9])]
+    with pytest.raises(ValueError, match="no runs"):
+        plots.curves_compared({})

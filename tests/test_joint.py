@@ -140,3 +140,25 @@ def test_error_by_bins_and_contrast_verdict():
     assert verdict.loc["random", "Mann-Whitney p (errors lower)"] > 0.01
     assert "supports 'low contrast" in lines[0] and "does not support" not in lines[0]
     assert "does not support 'low contrast" in lines[1]
+
+
+def test_parts_by_model_scores_each_model_on_its_own_rows():
+    """The per-model train/val/test table (the reference's Tables 7-9): each artefact on its own rows, known
+    answers on a made-up view (one model right everywhere, one wrong on its validation rows only)."""
+    from types import SimpleNamespace
+
+    from hamviz.chapters.joint import parts_by_model
+    from hamviz.registry import CLASSES
+    labels = np.arange(28) % 7
+    view = SimpleNamespace(labels=labels, groups=np.arange(28))
+    onehot = np.eye(7)[labels] * 0.9 + 0.1 / 7
+    rows = {"train": np.arange(14), "val": np.arange(14, 21), "test": np.arange(21, 28)}
+    right = SimpleNamespace(rows=rows, proba={p: onehot[r] for p, r in rows.items()})
+    sub = {**rows, "train": np.arange(7)}  # a limited training subset
+    wrong_val = SimpleNamespace(rows=sub, proba={"train": onehot[sub["train"]], "test": onehot[rows["test"]],
+                                                 "val": np.roll(onehot[rows["val"]], 1, axis=1)})
+    t = parts_by_model(view, {"alone": right, "joint 3x": wrong_val})
+    assert list(t.index) == [(m, p) for m in ("alone", "joint 3x") for p in ("train", "val", "test")]
+    assert t.loc[("alone", "val"), "balanced_accuracy"] == 1.0 and t.loc[("joint 3x", "val"), "balanced_accuracy"] == 0
+    assert t.loc[("joint 3x", "train"), "n"] == 7 and t.loc[("alone", "train"), "n"] == 14
+    assert t.loc[("joint 3x", "test"), "macro_f1"] == 1.0 and len(CLASSES) == 7

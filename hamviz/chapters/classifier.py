@@ -70,33 +70,55 @@ def _grid_row(s: PreparedView, t: Artefact, model: str, strategy: str) -> dict:
     return {"model": model, "strategy": strategy, "image_size": s.size,
             "epochs_run": len(t.history["loss"]), "train_seconds": round(t.seconds),
             **{k: h[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")},
-            **{f"f1_{c}": ev["report"][c]["f1-score"] for c in CLASSES},
-            **{f"recall_{c}": ev["report"][c]["recall"] for c in CLASSES}}
+            **{f"{m}_{c}": ev["report"][c][name] for m, name in (("precision", "precision"), ("recall", "recall"),
+                                                                 ("f1", "f1-score")) for c in CLASSES}}
 
 
-def grid(ch, P: dict, log=print) -> pd.DataFrame:
-    """Test metrics of every (model, strategy) of ``P['grid']``: the reference Table 4. With
-    ``grid.frozen_head``, each strategy also on the main model's head alone over its pretrained backbone's cached
-    frozen features at the main model's size (model "<backbone> frozen head"), where fine-tuning five times would
-    take too long on a CPU. ``grid.settings[model]`` sets that model's own optimizer, learning rate, schedule,
-    epochs, patience, batch size and L2 (the reference trained its CNN and its transfer models differently)."""
+def grid(ch, P: dict, log=print) -> tuple[pd.DataFrame, dict]:
+    """Test metrics of every (model, strategy) of ``P['grid']``: the reference Table 4, with per-class precision,
+    recall and F1 (columns ``precision_<class>`` ...). With ``grid.frozen_head``, each strategy also on the main
+    model's head alone over its pretrained backbone's cached frozen features at the main model's size (model
+    "<backbone> frozen head"), where fine-tuning five times would take too long on a CPU. ``grid.settings[model]``
+    sets that model's own optimizer, learning rate, schedule, epochs, patience, batch size and L2 (the reference
+    trained its CNN and its transfer models differently).
+
+    Returns (table, runs): one table row per run, and ``runs[(model, strategy)] = (view, artefact)`` for the
+    figures (:func:`best_strategies`' confusion matrices, :func:`curves_by_strategy`)."""
     g = P["grid"]
     size = g.get("image_size") or P["image_size"]
     s = ch.view(size)
-    rows = []
+    rows, runs = [], {}
     for model in g.get("models", [P["model"]]):
         own = dict((g.get("settings") or {}).get(model, {}))  # the reference's protocol for this model
         Pm = {**P, **own}
         for strategy in g.get("strategies", ["S1"]):
             cfg = config(Pm, model=model, strategy=strategy, image_size=size,
                          epochs=own.get("epochs") or g.get("epochs") or P["epochs"])
-            rows.append(_grid_row(s, train_classifier(cfg, s, log=log), model, strategy))
+            t = train_classifier(cfg, s, log=log)
+            rows.append(_grid_row(s, t, model, strategy))
+            runs[model, strategy] = (s, t)
     if g.get("frozen_head"):
         s_main = ch.view(P["image_size"])
         for strategy in g.get("strategies", ["S1"]):
             t = train_frozen_head(config(P, strategy=strategy), s_main, log=log)
-            rows.append(_grid_row(s_main, t, f"{P['model']} frozen head", strategy))
-    return pd.DataFrame(rows)
+            name = f"{P['model']} frozen head"
+            rows.append(_grid_row(s_main, t, name, strategy))
+            runs[name, strategy] = (s_main, t)
+    return pd.DataFrame(rows), runs
+
+
+def best_strategies(table: pd.DataFrame) -> pd.DataFrame:
+    """Each grid model's row with the highest test balanced accuracy (ties: the first strategy listed), in the
+    table's model order: the runs whose confusion matrices the reference shows."""
+    best = table.loc[table.groupby("model", sort=False)["balanced_accuracy"].idxmax()]
+    return best.reset_index(drop=True)
+
+
+def curves_by_strategy(runs: dict, model: str, strategies=("S3", "S5")) -> dict[str, dict]:
+    """strategy -> training history of ``model`` for each of ``strategies`` the grid ran (the reference compares
+    S3's and S5's curves); empty when the grid ran fewer than two of them."""
+    found = {st: runs[model, st][1].history for st in strategies if (model, st) in runs}
+    return found if len(found) >= 2 else {}
 
 
 def leak_audit_models(ch, P: dict, t: Artefact, log=print) -> tuple[Artefact, Artefact, PreparedView, str]:

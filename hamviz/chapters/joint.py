@@ -4,6 +4,8 @@ by the untouched classifier; the contrast hypothesis is tested with :mod:`hamviz
 """
 from __future__ import annotations
 
+import pandas as pd
+
 from ..joint import JointConfig, train_joint
 from ..training import Artefact
 from ..view import PreparedView
@@ -30,3 +32,13 @@ def joint_models(P: dict, autoencoders: dict, classifier: Artefact, view: Prepar
     c = classifier.config
     return {r: train_joint(config(P, r, view.size, c.strategy, c.oversample_min), autoencoders[r], classifier, view, rows=classifier.rows,
                            n_classes=len(view.classes), log=log) for r in P["ratios"]}
+
+
+def parts_by_model(view: PreparedView, models: dict[str, Artefact]) -> pd.DataFrame:
+    """The reference's per-model train/validation/test tables (Doctor, Tables 7-9) in one frame: index (model,
+    part), columns n, log_loss, accuracy, balanced_accuracy, macro_f1, macro_auc, ece, from the probabilities each
+    artefact stored for its own rows (a joint model's train and validation parts are its class-stratified
+    subsets: ``train_limit``, ``val_limit``; the test part is the same for every model). No intervals."""
+    from .classifier import evaluate_parts, parts_table
+    frames = {name: parts_table(evaluate_parts(view, a, n_boot=0)) for name, a in models.items()}
+    return pd.concat(frames, names=["model", "part"])
