@@ -361,7 +361,8 @@ def provide(params: dict, chapters, download: bool | None = None, log=print) -> 
     data = configured if configured is not None else config.default_data_dir()
     items, needs = _data_needs(params, chapters, configured, data)
     presets = _preset_needs(params, chapters)
-    if not (items or presets or needs):
+    keras_files = _keras_needs(params, chapters)
+    if not (items or presets or needs or keras_files):
         if configured is None:
             log(f"[book] data: {data} (the default data folder, downloaded earlier)")
         return data
@@ -377,11 +378,21 @@ def provide(params: dict, chapters, download: bool | None = None, log=print) -> 
                            f"{w.PRESET_MB.get(backbone, '?')} MB; for {', '.join(where)})",
                            w.how_to_get(backbone), allowed and w.reachable(host), _why_not(allowed, [host]),
                            data=False))
+    keras_host = "storage.googleapis.com"
+    for (backbone, top), where in keras_files.items():
+        fname = w.keras_weights_file(backbone, None, top)[0]
+        needs.append(_Need(f"{backbone} ImageNet weights ({fname}; for {', '.join(where)})",
+                           w.how_to_get_keras(backbone, None, top).rstrip("."), allowed and w.reachable(keras_host),
+                           _why_not(allowed, [keras_host]), data=False))
     blocking = [n for n in needs if not n.fetchable and not n.optional]
     if blocking:
-        raise (DataError if any(n.data for n in blocking) else w.WeightsError)(_missing_message(needs, allowed))
+        raise (DataError if any(n.data for n in blocking) else w.WeightsError)(
+            _missing_message(needs, allowed, params.get("_source") or params.get("profile")))
     for backbone in presets:
         w.fetch_preset(backbone, log=log)
+    for backbone, top in keras_files:  # now, not hours later when a chapter builds the model
+        log(f"[book] fetching {backbone}'s ImageNet weights{' with its top' if top else ''} into the weights cache")
+        w.fetch_keras_weights(backbone, top=top)
     if items and not data_ok:  # only the optional masks, and they cannot come now
         log(f"[book] note: the lesion masks are not in {data} and cannot be downloaded now "
             f"({_why_not(allowed, hosts)}): the chapters skip their lesion-contrast analyses")
@@ -447,17 +458,35 @@ def _preset_needs(params: dict, chapters) -> dict[str, list[str]]:
     from .registry import HUB_BACKBONES
     from .weights import local_preset
     out: dict[str, list[str]] = {}
-    for where, model, weights in wanted_weights(params):
+    for where, model, weights, _ in wanted_weights(params):
         if where.split(".")[1] in chapters and model in HUB_BACKBONES and weights in (None, "imagenet") \
                 and local_preset(model) is None:
             out.setdefault(model, []).append(where)
     return out
 
 
-def _missing_message(needs: list[_Need], allowed: bool) -> str:
+def _keras_needs(params: dict, chapters) -> dict[tuple[str, bool], list[str]]:
+    """Keras-application ImageNet weight files the chapters ask for that are on this machine nowhere hamviz looks
+    (:func:`hamviz.weights.local_keras_weights`): (backbone, with its fully connected top?) -> where in the
+    profile."""
+    from .weights import KERAS_WEIGHTS, local_keras_weights
+    out: dict[tuple[str, bool], list[str]] = {}
+    for where, model, weights, top in wanted_weights(params):
+        if where.split(".")[1] in chapters and model in KERAS_WEIGHTS and weights == "imagenet" \
+                and local_keras_weights(model, top=top) is None:
+            out.setdefault((model, top), []).append(where)
+    return out
+
+
+def _missing_message(needs: list[_Need], allowed: bool, profile: str | None = None) -> str:
     from . import config
     lines = [f"  - {n.what}: not here ({'it could be downloaded now' if n.fetchable else n.why_not}). "
              f"To get it: {n.how}." for n in needs]
+    weights = sum(not n.data for n in needs)
+    if weights > 1 and profile:
+        lines.append(f"  All the weights this profile needs in one folder, on a machine with internet: `hamviz weights "
+                     f"--profile {profile} --dest WEIGHTS_DIR`, then copy WEIGHTS_DIR here and "
+                     f"`export {config.WEIGHTS_ENV}=WEIGHTS_DIR`.")
     return (f"The book needs {len(needs)} thing(s) that are not on this machine; nothing was run:\n"
             + "\n".join(lines)
             + f"\nVariables that point hamviz at local copies: {config.DATA_ENV} (the HAM10000 folder), "
@@ -544,8 +573,6 @@ def _build_locked(book: Book, jobs, force: bool, t0: float, progress: BuildProgr
     running: dict = {}
     renderer = _Renderer(book, t0, progress.log) if todo else None
     try:
-        if renderer:
-            renderer.request()
         _schedule(book, pending, results, failed_names, running, jobs, profile_path, t0, progress, renderer)
     finally:
         if renderer:
@@ -558,10 +585,11 @@ def _build_locked(book: Book, jobs, force: bool, t0: float, progress: BuildProgr
 class _Renderer:
     """Renders the book (:func:`write_index`) in a background thread whenever :meth:`request` is called, one
     rendering at a time (requests made while one runs give one more); a failed rendering is logged, the next
-    request tries again."""
+    request tries again. A request waits ``settle`` seconds first: a build that ends by then (a chapter that runs
+    in seconds) renders only once, at the end, instead of competing with its own chapter for the cores."""
 
-    def __init__(self, book: Book, t0: float, log):
-        self.book, self.t0, self.log = book, t0, log
+    def __init__(self, book: Book, t0: float, log, settle: float = 20.0):
+        self.book, self.t0, self.log, self.settle = book, t0, log, settle
         self.cv = threading.Condition()
         self.wanted = self.stopping = False
         self.thread = threading.Thread(target=self._loop, name="hamviz-render", daemon=True)
@@ -584,8 +612,8 @@ class _Renderer:
             with self.cv:
                 while not (self.wanted or self.stopping):
                     self.cv.wait()
-                if self.stopping:
-                    return
+                if self.cv.wait_for(lambda: self.stopping, timeout=self.settle):
+                    return  # the build is over: its final rendering follows
                 self.wanted = False
             try:
                 write_index(self.book, time.time() - self.t0)
@@ -638,7 +666,7 @@ def _schedule_loop(pool, book, pending, results, failed_names, running, jobs, pr
             if res["status"] != "ok":
                 failed_names.add(s.name)
             progress.finished(s.stem, res)
-            if renderer:
+            if renderer and (pending or running):  # after the last one, the build's final rendering follows
                 renderer.request()
 
 

@@ -60,11 +60,22 @@ def _download(args) -> int:
 def _weights(args) -> int:
     from .config import WEIGHTS_ENV
     from .registry import HUB_BACKBONES
-    from .weights import KERAS_WEIGHTS, fetch_keras_weights, fetch_preset, local_keras_weights, local_preset
+    from .weights import (KERAS_TOP_WEIGHTS, KERAS_WEIGHTS, WeightsError, fetch_keras_weights, fetch_preset,
+                          local_keras_weights, local_preset)
     models = [args.model] if args.model else []
+    tops = [args.model] if args.model and args.top else []
+    if tops and args.model not in KERAS_TOP_WEIGHTS:
+        raise WeightsError(f"--top: only {', '.join(KERAS_TOP_WEIGHTS)} has a published fully connected top, not "
+                           f"{args.model}; drop --top")
     if args.profile:  # every pretrained backbone the profile's chapters ask for
         from .params import load_profile, wanted_weights
-        models += [m for _, m, w in wanted_weights(load_profile(args.profile, check_weights=False)) if w == "imagenet"]
+        wanted = wanted_weights(load_profile(args.profile, check_weights=False))
+        models += [m for _, m, w, top in wanted if w == "imagenet" and not top]
+        tops += [m for _, m, w, top in wanted if w == "imagenet" and top]
+    for model in dict.fromkeys(tops):
+        where = fetch_keras_weights(model, into=args.dest, top=True) if args.dest else \
+            local_keras_weights(model, top=True) or fetch_keras_weights(model, top=True)
+        print(f"{model}: Keras ImageNet weights with its fully connected top (md5-checked) in {where}")
     for model in dict.fromkeys(models or [next(iter(HUB_BACKBONES))]):
         if model in HUB_BACKBONES:
             where = fetch_preset(model, into=args.dest) if args.dest else local_preset(model) or fetch_preset(model)
@@ -125,6 +136,8 @@ def main(argv=None) -> int:
                                         "files) once, e.g. for a machine without internet")
     wt.add_argument("--model", choices=list(HUB_BACKBONES) + list(KERAS_WEIGHTS),
                     help=f"one backbone (default without --profile: {next(iter(HUB_BACKBONES))})")
+    wt.add_argument("--top", action="store_true",
+                    help="with --model: the file with the backbone's fully connected top too (head: own_top; vgg19)")
     wt.add_argument("--profile", help="every pretrained backbone this profile's chapters use (e.g. paper)")
     wt.add_argument("--dest", type=Path, help="put them in DEST (presets in DEST/<name>/, Keras files in "
                                               "DEST/keras/; then: export HAMVIZ_WEIGHTS=DEST); default: the "

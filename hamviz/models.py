@@ -27,8 +27,8 @@ import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 from .config import HamvizError  # noqa: E402
-from .weights import (how_to_get_keras, keras_weights_file, keras_weights_folders,  # noqa: E402
-                      local_keras_weights, preset_source, reachable)
+from .weights import (KERAS_TOP_WEIGHTS, how_to_get_keras, keras_weights_file,  # noqa: E402
+                      keras_weights_folders, local_keras_weights, preset_source, reachable)
 from .registry import (AE_DOWNSAMPLE, AE_RATIOS, BACKBONES, HUB_BACKBONES, MODEL_NAMES,  # noqa: E402,F401
                        latent_problem)
 
@@ -102,8 +102,9 @@ def _check_shape(input_shape, minimum, what):
                          f"or choose another model.")
 
 
-def weights_source(backbone: str, weights, input_size: int | None = None):
-    """What to pass to the Keras constructor for ``weights``, failing fast when it cannot work."""
+def weights_source(backbone: str, weights, input_size: int | None = None, top: bool = False):
+    """What to pass to the Keras constructor for ``weights`` (``top``: the file with the fully connected top),
+    failing fast when it cannot work."""
     if weights is None:
         return None
     if weights != "imagenet":
@@ -112,20 +113,20 @@ def weights_source(backbone: str, weights, input_size: int | None = None):
             raise ModelError(f"Weights file {path} for {backbone} does not exist. Pass weights='imagenet', "
                              f"None (random init) or the path of a weights file.")
         return str(path)
-    local = local_keras_weights(backbone, input_size)
+    local = local_keras_weights(backbone, input_size, top)
     if local is not None:
         return str(local)  # Keras loads a weights file by path: no download, wherever it was found
     if not reachable("storage.googleapis.com"):
-        fname = keras_weights_file(backbone, input_size)[0]
+        fname = keras_weights_file(backbone, input_size, top)[0]
         raise ModelError(
             f"ImageNet weights for {backbone} ({fname}) are not on this machine (looked in "
             f"{', '.join(map(str, keras_weights_folders()))}) and cannot be downloaded (no connection to "
-            f"storage.googleapis.com). {how_to_get_keras(backbone, input_size)} Or pass weights=None (random "
+            f"storage.googleapis.com). {how_to_get_keras(backbone, input_size, top)} Or pass weights=None (random "
             f"init) or weights='<path to a weights file>'.")
     return "imagenet"
 
 
-def _check_transfer_options(trainable, head, heads=("reference", "simple")) -> None:
+def _check_transfer_options(trainable, head, heads=("reference", "simple", "own_top")) -> None:
     if head not in heads:
         raise ModelError(f"Unknown head {head!r}: one of {', '.join(map(repr, heads))}")
     if not (trainable in ("frozen", "all") or (isinstance(trainable, int) and not isinstance(trainable, bool)
@@ -166,7 +167,11 @@ def transfer_model(backbone: str, input_shape=(128, 128, 3), n_classes: int = 7,
     """A Keras application backbone with a classification head, as one flat functional graph.
 
     trainable: "frozen" (only the head trains), "all", or an int N: the last N backbone layers train
-      (see :func:`set_trainable` for BatchNorm). head: see :func:`classification_head`.
+      (see :func:`set_trainable` for BatchNorm). head: see :func:`classification_head`, or "own_top": the
+      backbone's own fully connected top (VGG19: flatten - fc1 - fc2, 4096 units each, ImageNet-trained) with its
+      1000-class layer replaced by Dense(n_classes) (Bunu et al.'s VGG19; pretrained only at 224x224; ``l2`` on
+      the new layer, ``dense`` / ``dropout`` unused).
+    Raises ModelError for an unknown backbone or head, an input too small, or own_top where it cannot work.
     """
     key = backbone.lower()
     if key not in BACKBONES:
@@ -175,12 +180,25 @@ def transfer_model(backbone: str, input_shape=(128, 128, 3), n_classes: int = 7,
     ctor, mode, minimum = BACKBONES[key]
     _check_shape(input_shape, minimum, backbone)
     _check_transfer_options(trainable, head)
-    src = weights_source(key, weights, input_shape[0])
+    top = head == "own_top"
+    if top and key not in KERAS_TOP_WEIGHTS:
+        raise ModelError(f"head 'own_top' keeps a backbone's own fully connected top: only "
+                         f"{', '.join(KERAS_TOP_WEIGHTS)} has one; use head 'reference' or 'simple' for {backbone}")
+    if top and weights is not None and tuple(input_shape[:2]) != (224, 224):
+        raise ModelError(f"{backbone}'s pretrained fully connected top (head 'own_top') takes 224x224 inputs, not "
+                         f"{input_shape[0]}x{input_shape[1]}: set the image size to 224, or use another head")
+    src = weights_source(key, weights, input_shape[0], top)
     inputs = keras.Input(input_shape, name="image")
     x = ImagenetPreprocess(mode, name="preprocess")(inputs)
-    base = getattr(keras.applications, ctor)(include_top=False, weights=src, input_tensor=x)
-    set_trainable([l for l in base.layers if not isinstance(l, layers.InputLayer)], trainable, src is not None)
-    outputs = classification_head(base.output, n_classes, head, dense, dropout, l2)
+    base = getattr(keras.applications, ctor)(include_top=top, weights=src, input_tensor=x)
+    if top:  # the backbone's own top up to its last hidden layer, then a new output layer (Bunu et al.'s VGG19)
+        body = [l for l in base.layers if not isinstance(l, layers.InputLayer) and l.name != "predictions"]
+        set_trainable(body, trainable, src is not None)
+        outputs = layers.Dense(n_classes, activation="softmax", kernel_regularizer=_regulariser(l2),
+                               name="predictions")(base.get_layer("fc2").output)
+    else:
+        set_trainable([l for l in base.layers if not isinstance(l, layers.InputLayer)], trainable, src is not None)
+        outputs = classification_head(base.output, n_classes, head, dense, dropout, l2)
     return keras.Model(inputs, outputs, name=name or key)
 
 
@@ -380,27 +398,30 @@ def last_conv_layer(model: keras.Model) -> str:
     raise ModelError(f"model {model.name} has no convolutional layer")
 
 
-def latent_channels(input_shape, ratio: float) -> int:
-    """Latent channels N giving a latent ``ratio`` times smaller than the input: H*W*3 / ratio =
-    (H/4)*(W/4)*N, so N = 48 / ratio (:func:`hamviz.registry.latent_problem`). Raises ModelError for a ratio
-    the shape cannot give."""
+def latent_channels(input_shape, ratio: float, levels: int = 2) -> int:
+    """Latent channels N giving a latent ``ratio`` times smaller than the input after ``levels`` 2x2 poolings:
+    H*W*3 / ratio = (H/d)*(W/d)*N with d = 2**levels, so N = 48 / ratio for two levels, 192 / ratio for three
+    (:func:`hamviz.registry.latent_problem`). Raises ModelError for a ratio the shape cannot give."""
     h, w, c = input_shape
-    problem = latent_problem(h, ratio, c) or (latent_problem(w, ratio, c) if w != h else None)
+    problem = latent_problem(h, ratio, c, levels) or (latent_problem(w, ratio, c, levels) if w != h else None)
     if problem:
         raise ModelError(problem)
-    return round(c * AE_DOWNSAMPLE ** 2 / ratio)
+    return round(c * (2 ** levels) ** 2 / ratio)
 
 
 def autoencoder(input_shape=(64, 64, 3), ratio: float = 3.0, filters=(32, 64), *,
                 name: str | None = None) -> keras.Model:
-    """The reference SegNet-like convolutional autoencoder, with the latent ``ratio`` x smaller than the input.
+    """The reference SegNet-like convolutional autoencoder (Doctor), with the latent ``ratio`` x smaller than the
+    input.
 
-    Encoder: (conv-conv-pool) twice; latent: two conv layers with N = 48/ratio channels at H/4 x W/4 (the
-    second is named ``latent``); decoder: (upsample-conv-conv) twice and a 3-channel sigmoid conv. Input and
-    output are images in [0, 255] (scaled inside), so the output can feed any hamviz classifier.
+    Encoder: (conv-conv-pool) once per entry of ``filters`` (two levels: the reference's main variant; three: its
+    3-level variant); latent: two conv layers with N = 3 * d**2 / ratio channels at H/d x W/d, d = 2**levels (48 /
+    ratio at H/4 for two levels; the second is named ``latent``); decoder: (upsample-conv-conv) per level and a
+    3-channel sigmoid conv. Input and output are images in [0, 255] (scaled inside), so the output can feed any
+    hamviz classifier. Raises ModelError when the size or ratio cannot give a whole number of channels.
     """
     _check_shape(input_shape, 8, "autoencoder")
-    n = latent_channels(input_shape, ratio)
+    n = latent_channels(input_shape, ratio, levels=len(filters))
     inputs = keras.Input(input_shape, name="image")
     x = ImagenetPreprocess("unit", name="scale")(inputs)
     for b, f in enumerate(filters, start=1):

@@ -47,7 +47,9 @@ TRANSFER_OPTIONS = {
                                "Keras-Hub preset folder or handle (hf://..., kaggle://...)"},
     "trainable": {"anyOf": [{"enum": ["frozen", "all"]}, {"type": "integer", "minimum": 0}],
                   "default": "all", "description": "backbone layers that train: frozen, all, or the last N"},
-    "head": {"enum": ["reference", "simple"], "default": "reference"},
+    "head": {"enum": ["reference", "simple", "own_top"], "default": "reference",
+             "description": "reference: GAP-Dense-Dropout-BN-Dense; simple: GAP-Dropout-Dense; own_top: the "
+                            "backbone's own fully connected top with a new output layer (vgg19, 224x224)"},
     "dense": {**_int, "minimum": 1, "default": 1024},
     "dropout": {"type": "number", "minimum": 0, "maximum": 0.9, "default": 0.5},
     "l2": {"type": "number", "minimum": 0, "default": 0.0},
@@ -56,7 +58,18 @@ TRANSFER_OPTIONS = {
 TRANSFER_MEMBER = _obj({
     "model": {"enum": list(PRETRAINED_BACKBONES), "description": "the backbone, e.g. vgg19"},
     **{k: {kk: vv for kk, vv in v.items() if kk != "default"} for k, v in TRANSFER_OPTIONS.items()},
+    "image_size": {**_int, "minimum": 16, "maximum": 1024,
+                   "description": "the member's own input edge (the reference's transfer members: 224); default "
+                                  "the profile's image_size"},
+    "epochs": {**_int, "minimum": 1, "maximum": 1000,
+               "description": "epochs of training (after any head_warmup); default the chapter's member_epochs"},
+    "head_warmup": {**_int, "minimum": 0, "maximum": 1000,
+                    "description": "two stages: this many epochs of the head alone on the frozen backbone's cached "
+                                   "features first, then `epochs` with `trainable` layers unfrozen (needs head: "
+                                   "simple)"},
 }, required=("model",))
+#: The keys of a transfer member that set its training rather than its network.
+MEMBER_TRAINING_KEYS = ("image_size", "epochs", "head_warmup")
 
 #: Chapter sections, by chapter name. Chapters added later register their schema here.
 CHAPTER_SCHEMAS: dict[str, dict] = {
@@ -142,8 +155,10 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                          "description": "K-means on this many test images (stratified); null: all"},
         "ae_ratios": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "uniqueItems": True,
                       "default": [1.5, 3, 6]},
-        "ae_filters": {"type": "array", "items": {**_int, "minimum": 1}, "minItems": 2, "maxItems": 2,
-                       "default": [32, 64]},
+        "ae_filters": {"type": "array", "items": {**_int, "minimum": 1}, "minItems": 2, "maxItems": 3,
+                       "default": [32, 64],
+                       "description": "filters of each encoder level: two entries, the reference's autoencoder; "
+                                      "three, its 3-level variant (latent at 1/8 of the edge)"},
         "ae_epochs": {**_int, "minimum": 1, "maximum": 1000, "default": 10},
         "ae_patience": {**_int, "minimum": 1, "default": 3},
         "ae_learning_rate": {"type": "number", "exclusiveMinimum": 0, "default": 1e-3},
@@ -224,11 +239,18 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                            "head on the backbone's cached frozen pooled features; null: skip the row"},
     }),
     "explain": _obj({
+        "image_size": {"type": ["integer", "null"], "minimum": 16, "maximum": 1024, "default": None,
+                       "description": "input edge of the binary members trained here (reference and search CNNs, "
+                                      "and transfer members without their own); null: the profile's image_size"},
         "malignant": {"type": "array", "items": {"enum": list(CLASSES)},
                       "minItems": 1, "uniqueItems": True, "default": list(MALIGNANT)},
         "optimizer": {"enum": list(OPTIMIZERS), "default": "adam"},
         "learning_rate": {"type": "number", "exclusiveMinimum": 0, "default": 3e-4},
         "clipnorm": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": 1.0},
+        "balancing": {"enum": ["class_weights", "oversample"], "default": "class_weights",
+                      "description": "how the binary members meet the benign/malignant imbalance: class weights, or "
+                                     "the malignant images repeated up to the benign count, each repeat augmented "
+                                     "on the fly (the reference augmented the malignant class)"},
         "member_epochs": {**_int, "minimum": 1, "maximum": 1000, "default": 8},
         "patience": {**_int, "minimum": 1, "default": 3},
         "batch_size": {**_int, "minimum": 1, "default": 32},
@@ -533,7 +555,8 @@ def _member_problems(params: dict) -> list[str]:
     chapter's classes (its demo would silently not run)."""
     out = []
     size = params.get("image_size")
-    members = chapter_params(params, "explain")["transfer_members"]
+    explain = chapter_params(params, "explain")
+    members, member_size = explain["transfer_members"], explain.get("image_size") or size
     seen: dict[str, int] = {}
     for i, spec in enumerate(members):
         where = f"chapters.explain.transfer_members.{i}"
@@ -541,9 +564,16 @@ def _member_problems(params: dict) -> list[str]:
             out.append(f"{where}: model {spec['model']!r} is already member {seen[spec['model']]}; members are named "
                        f"by their model, so this one would replace it. Keep one entry per backbone")
         seen.setdefault(spec["model"], i)
-        msg = check_size(spec["model"], size) if size else None
+        own = spec.get("image_size")
+        msg = (check_size(spec["model"], own or member_size) if (own or member_size) else None) or \
+            own_top_problem(spec["model"], {"weights": "imagenet", **spec}, own or member_size)
         if msg:
-            out.append(f"{where}: {msg} (members train at the profile's image_size, {size})")
+            out.append(f"{where}: {msg} (the member trains at " + (f"its image_size, {own})" if own else
+                                                                 f"the chapter's image_size, {member_size})"))
+        if spec.get("head_warmup") and spec.get("head", "reference") != "simple":
+            out.append(f"{where}: head_warmup {spec['head_warmup']} trains the head alone on the backbone's frozen "
+                       f"features first, which needs head: simple (pooled features -> dropout -> predictions); "
+                       f"this member has head: {spec.get('head', 'reference')}. Add head: simple, or drop head_warmup")
     hd = chapter_params(params, "hypervector")
     hd_size = hd.get("image_size") or size
     if hd["backbone"] != "hd_cnn" and hd_size:
@@ -557,20 +587,25 @@ def _member_problems(params: dict) -> list[str]:
     return out
 
 
-def wanted_weights(params: dict) -> list[tuple[str, str, object]]:
+def wanted_weights(params: dict) -> list[tuple[str, str, object, bool]]:
     """The pretrained weights the profile's chapters ask for: (where in the profile, e.g.
-    ``"chapters.classifier.grid"``, model name, weights) for every model that may load weights."""
+    ``"chapters.classifier.grid"``, model name, weights, own top?) for every model that may load weights; "own
+    top" is True where the model keeps the backbone's fully connected top (``head: own_top``), whose weights are
+    another file."""
     clf = chapter_params(params, "classifier")
-    wanted = [("chapters.classifier", clf["model"], clf["weights"])]
-    wanted += [("chapters.classifier.grid", m, clf["weights"]) for m in (clf.get("grid") or {}).get("models", [])]
+    top = clf.get("head") == "own_top"
+    wanted = [("chapters.classifier", clf["model"], clf["weights"], top)]
+    wanted += [("chapters.classifier.grid", m, clf["weights"], top)
+               for m in (clf.get("grid") or {}).get("models", [])]
     for spec in chapter_params(params, "explain")["transfer_members"]:
         if isinstance(spec, dict) and "model" in spec:
-            wanted.append(("chapters.explain.transfer_members", spec["model"], spec.get("weights", "imagenet")))
+            wanted.append(("chapters.explain.transfer_members", spec["model"], spec.get("weights", "imagenet"),
+                           spec.get("head") == "own_top"))
     hd = chapter_params(params, "hypervector")
-    wanted.append(("chapters.hypervector.backbone", hd["backbone"], "imagenet"))
+    wanted.append(("chapters.hypervector.backbone", hd["backbone"], "imagenet", False))
     if hd.get("pretrained_head"):
         wanted.append(("chapters.hypervector.pretrained_head", hd["pretrained_head"]["model"],
-                       hd["pretrained_head"]["weights"]))
+                       hd["pretrained_head"]["weights"], False))
     return wanted
 
 
@@ -580,7 +615,7 @@ def weights_problems(params: dict, chapters=None) -> list[str]:
     (names; None: every chapter's)."""
     from .weights import check
     out, seen = [], set()
-    for where, model, weights in wanted_weights(params):
+    for where, model, weights, _ in wanted_weights(params):
         if chapters is not None and where.split(".")[1] not in chapters:
             continue
         if (model, weights) in seen:
@@ -600,15 +635,16 @@ def _model_size_problems(params: dict) -> list[str]:
     # the main model's size: also the compression and joint chapters' (they analyse that model)
     size = clf.get("image_size") or params.get("image_size")
     if size and clf.get("model"):
-        msg = check_size(clf["model"], size)
+        msg = check_size(clf["model"], size) or own_top_problem(clf["model"], clf, size)
         if msg:
             out.append(f"chapters.classifier.model: {msg} (image_size is {size})")
     comp = (params.get("chapters") or {}).get("compression") or {}
     if size:
+        levels = len(comp.get("ae_filters") or (32, 64))
         for where, ratios in (("compression.ae_ratios", comp.get("ae_ratios", [])),
                               ("joint.ratios", (params.get("chapters", {}).get("joint") or {}).get("ratios", []))):
             for r in ratios:
-                problem = latent_problem(size, r)
+                problem = latent_problem(size, r, levels=levels)
                 if problem:
                     out.append(f"chapters.{where}: {problem}")
     head = ((params.get("chapters") or {}).get("hypervector") or {}).get("pretrained_head") or {}
@@ -620,10 +656,26 @@ def _model_size_problems(params: dict) -> list[str]:
     gsize = grid.get("image_size") or size
 
     for m in grid.get("models", []) if gsize else []:
-        msg = check_size(m, gsize)
+        msg = check_size(m, gsize) or own_top_problem(m, clf, gsize)
         if msg:
             out.append(f"chapters.classifier.grid.models: {msg} (grid image_size is {gsize})")
     return out
+
+
+def own_top_problem(model: str, options: dict, size: int | None) -> str | None:
+    """Why ``head: own_top`` cannot work for ``model`` with ``options`` (its head and weights) at ``size`` x
+    ``size``, or None: only backbones with a published fully connected top have one (VGG19), and its pretrained
+    top takes 224x224 inputs only."""
+    from .weights import KERAS_TOP_WEIGHTS
+    if options.get("head") != "own_top":
+        return None
+    if model not in KERAS_TOP_WEIGHTS:
+        return (f"head own_top keeps a backbone's own fully connected top, and only {', '.join(KERAS_TOP_WEIGHTS)} "
+                f"has one, not {model}: use head reference or simple")
+    if options.get("weights") and size and size != 224:
+        return (f"{model}'s pretrained fully connected top (head own_top) takes 224x224 inputs, not {size}x{size}: "
+                f"set its image_size to 224, or use head reference or simple")
+    return None
 
 
 def _local_path(value) -> bool:

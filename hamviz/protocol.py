@@ -86,6 +86,10 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                 lambda P: f"main-model size, {'/'.join(map(str, P['ae_filters']))} filters, Adam, MAE, "
                           f"{P['ae_epochs']} epochs, {P['ae_train_limit'] or 'all'} training images",
                 lambda P: list(P["ae_filters"]) == [32, 64] and P["ae_epochs"] >= 50, CPU),
+        Setting("autoencoder variants", "2-level and 3-level",
+                lambda P: f"{len(P['ae_filters'])}-level", lambda P: False,
+                "one variant per run: ae_filters with three entries (e.g. [32, 64, 128]) runs the 3-level one; the "
+                "joint chapter trains the compression chapter's autoencoders"),
         Setting("test images", "the whole test part",
                 lambda P: f"{P['test_limit']} class-stratified test images" if P.get("test_limit")
                 else "the whole test part", lambda P: not P.get("test_limit"), CPU),
@@ -96,8 +100,6 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                 lambda P: f"{P['epochs']} epochs, learning rate {P['learning_rate']:g}, "
                           f"{P['train_limit'] or 'all'} training images, the classifier's imbalance strategy",
                 lambda P: P["epochs"] >= 35 and not P["train_limit"], CPU),
-        Setting("autoencoder variants", "2-level and 3-level", lambda P: "2-level", lambda P: False,
-                "the 3-level variant is not built yet"),
     ]),
     "hypervector": ("Barros Everett et al. (HD-MANN)", [
         Setting("split", "not grouped by lesion", _split, None, GROUPED[1]),
@@ -132,15 +134,40 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                 "the cpu profile keeps Adam for its short member training; the optimiser comparison below shows "
                 "how Nadam and the others fare at equal budgets"),
         Setting("InceptionV3 training", "two stages: 15 epochs frozen, then the last 150 layers for 10",
-                lambda P: "one stage", lambda P: False, "two-stage training of Keras application members is not "
-                                                        "built yet"),
+                lambda P: _two_stage(_member(P, "inceptionv3")),
+                lambda P: _two_stage(_member(P, "inceptionv3")).startswith("15 epochs of the head alone")
+                          and _two_stage(_member(P, "inceptionv3")).endswith("the last 150 layers for 10"),
+                "no InceptionV3 member in this profile, or other stages; hamviz's first stage trains the head on "
+                "cached frozen features (no augmentation in that stage)"),
         Setting("VGG19 top", "its own fully connected top, last layer replaced by the binary one",
-                lambda P: "global average pooling + Dense head", lambda P: False,
-                "not built yet"),
-        Setting("balancing", "augmented malignant class", lambda P: "class weights", lambda P: False,
-                "class weights need no extra images; not built yet"),
+                lambda P: {None: "no VGG19 member", "own_top": "its own fully connected top, last layer replaced"}.get(
+                    (_member(P, "vgg19") or {}).get("head", "reference") if _member(P, "vgg19") else None,
+                    f"hamviz's '{(_member(P, 'vgg19') or {}).get('head', 'reference')}' head on pooled features"),
+                lambda P: (_member(P, "vgg19") or {}).get("head") == "own_top",
+                "no VGG19 member in this profile, or another head (head: own_top keeps VGG19's own)"),
+        Setting("balancing", "augmented malignant class",
+                lambda P: {"class_weights": "class weights",
+                           "oversample": "malignant images repeated to the benign count, each repeat augmented"}[
+                    P["balancing"]],
+                lambda P: P["balancing"] == "oversample",
+                "class weights need no extra images and one epoch stays one pass over the data"),
     ]),
 }
+
+
+def _member(P: dict, model: str) -> dict | None:
+    return next((m for m in P.get("transfer_members", []) if m["model"] == model), None)
+
+
+def _two_stage(m: dict | None) -> str:
+    if m is None:
+        return "no such member"
+    epochs = m.get("epochs", "member_epochs")
+    layers = {"all": "all layers", "frozen": "no backbone layer"}.get(m.get("trainable", "all"),
+                                                                      f"the last {m.get('trainable')} layers")
+    if not m.get("head_warmup"):
+        return f"one stage: {layers} for {epochs} epochs"
+    return f"{m['head_warmup']} epochs of the head alone (on cached frozen features), then {layers} for {epochs}"
 
 
 def protocol_table(chapter: str, P: dict):

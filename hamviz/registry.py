@@ -84,36 +84,42 @@ HD_KINDS: tuple[str, ...] = ("binary", "bipolar")
 COMBINERS: tuple[str, ...] = ("vote", "mean", "accuracy-weighted", "stacking")
 
 # ------------------------------------------------------------------------------------------------ autoencoder
-#: the reference autoencoder's latent ratios and its spatial downsampling (two 2x2 poolings)
+#: the reference autoencoder's latent ratios and its spatial downsampling (two 2x2 poolings; the reference's
+#: 3-level variant pools three times: 8)
 AE_RATIOS: tuple[float, ...] = (1.5, 3.0, 6.0)
 AE_DOWNSAMPLE = 4
 
 
-def latent_problem(size: int, ratio: float, channels: int = 3) -> str | None:
+def latent_problem(size: int, ratio: float, channels: int = 3, levels: int = 2) -> str | None:
     """Why an autoencoder latent ``ratio`` times smaller than a ``size`` x ``size`` x ``channels`` image cannot
-    be built (None if it can): the latent is (size/4) x (size/4) x N, so N = channels * 16 / ratio must be a
-    whole number >= 1 and size a multiple of 4."""
-    if size % AE_DOWNSAMPLE:
-        return (f"autoencoder input {size}x{size} must be divisible by {AE_DOWNSAMPLE} (two 2x2 poolings); "
-                f"use an image_size that is a multiple of 4")
+    be built (None if it can): with ``levels`` 2x2 poolings (2, or 3 for the 3-level variant) the latent is
+    (size/d) x (size/d) x N with d = 2**levels, so N = channels * d**2 / ratio must be a whole number >= 1 and
+    size a multiple of d."""
+    d = 2 ** levels
+    if size % d:
+        return (f"autoencoder input {size}x{size} must be divisible by {d} ({levels} 2x2 poolings); "
+                f"use an image_size that is a multiple of {d}")
     if not ratio > 0:
         return f"autoencoder ratio must be positive, not {ratio}"
-    full = channels * AE_DOWNSAMPLE ** 2
+    full = channels * d ** 2
     exact = full / ratio
     if round(exact) < 1 or abs(exact - round(exact)) > 1e-9:
+        ns = (full * 2 // 3, full // 2, full // 3, full // 4, full // 6, full // 12)
+        examples = ", ".join(f"{full / n:g} ({'N=' if i == 0 else ''}{n})" for i, n in enumerate(ns))
         return (f"a latent {ratio:g}x smaller than {size}x{size}x{channels} would need {full}/{ratio:g} = "
-                f"{exact:g} channels at {size // 4}x{size // 4}; the ratio must be {full}/N for a whole number "
-                f"N of channels, e.g. 1.5 (N=32), 2 (24), 3 (16), 4 (12), 6 (8), 12 (4)")
+                f"{exact:g} channels at {size // d}x{size // d}; the ratio must be {full}/N for a whole number "
+                f"N of channels, e.g. {examples}")
     return None
 
 
-def latent_channels(size: int, ratio: float, channels: int = 3) -> int:
-    """Latent channels N of an autoencoder whose latent is ``ratio`` times smaller than the input:
-    H*W*C / ratio = (H/4)*(W/4)*N. ValueError (with the fix) for a ratio the shape cannot give."""
-    problem = latent_problem(size, ratio, channels)
+def latent_channels(size: int, ratio: float, channels: int = 3, levels: int = 2) -> int:
+    """Latent channels N of an autoencoder with ``levels`` 2x2 poolings whose latent is ``ratio`` times smaller
+    than the input: H*W*C / ratio = (H/d)*(W/d)*N, d = 2**levels. ValueError (with the fix) for a ratio the shape
+    cannot give."""
+    problem = latent_problem(size, ratio, channels, levels)
     if problem:
         raise ValueError(problem)
-    return round(channels * AE_DOWNSAMPLE ** 2 / ratio)
+    return round(channels * (2 ** levels) ** 2 / ratio)
 
 
 # ------------------------------------------------------------------------------------------------ chapters

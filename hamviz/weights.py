@@ -44,6 +44,11 @@ KERAS_WEIGHTS = {
     "vgg19": ("vgg19", "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", "253f8cb515780f3b799900260a226db6"),
     "mobilenetv2": ("mobilenet_v2", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5", None),
 }
+#: Keras' published ImageNet weights WITH the fully connected top (``include_top=True``), for the backbones whose own
+#: top a model can keep (``head: own_top``): backbone -> (folder, file name, md5 as in Keras' source). 224x224 only.
+KERAS_TOP_WEIGHTS = {
+    "vgg19": ("vgg19", "vgg19_weights_tf_dim_ordering_tf_kernels.h5", "cbe5617147190e668d6c5d5026f83318"),
+}
 #: approximate download size of each Keras-Hub preset, megabytes
 PRESET_MB = {"efficientnet_lite0": 19}
 # ``reachable`` (imported from config) is looked up here at call time: tests replace ``hamviz.weights.reachable``
@@ -176,10 +181,12 @@ def check(model: str, weights) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------- Keras applications
-def keras_weights_file(backbone: str, input_size: int | None = None) -> tuple[str, str, str | None]:
-    """(file name, URL, md5 or None) of the no-top ImageNet weights Keras publishes for ``backbone``
-    (:data:`KERAS_WEIGHTS`); MobileNetV2's file is the one for the smallest published size >= ``input_size``."""
-    folder, fname, md5 = KERAS_WEIGHTS[backbone]
+def keras_weights_file(backbone: str, input_size: int | None = None, top: bool = False) -> tuple[str, str, str | None]:
+    """(file name, URL, md5 or None) of the ImageNet weights Keras publishes for ``backbone``: the no-top file
+    (:data:`KERAS_WEIGHTS`), or with ``top`` the file with its fully connected top (:data:`KERAS_TOP_WEIGHTS`);
+    MobileNetV2's file is the one for the smallest published size >= ``input_size``. Raises KeyError for a
+    backbone without such a file."""
+    folder, fname, md5 = (KERAS_TOP_WEIGHTS if top else KERAS_WEIGHTS)[backbone]
     if "{size}" in fname:
         size = min((s for s in (96, 128, 160, 192, 224) if s >= (input_size or 224)), default=224)
         fname = fname.format(size=size)
@@ -193,17 +200,19 @@ def keras_weights_folders() -> list[Path]:
     return list(dict.fromkeys([weights_dir() / "keras", weights_cache_dir() / "keras", home / "models"]))
 
 
-def local_keras_weights(backbone: str, input_size: int | None = None) -> Path | None:
-    """The first of :func:`keras_weights_folders` that holds ``backbone``'s weight file, or None."""
-    fname = keras_weights_file(backbone, input_size)[0]
+def local_keras_weights(backbone: str, input_size: int | None = None, top: bool = False) -> Path | None:
+    """The first of :func:`keras_weights_folders` that holds ``backbone``'s weight file (with ``top``: the one
+    with its fully connected top), or None."""
+    fname = keras_weights_file(backbone, input_size, top)[0]
     return next((f / fname for f in keras_weights_folders() if (f / fname).is_file()), None)
 
 
-def fetch_keras_weights(backbone: str, *, into=None, input_size: int | None = None, get_file=None) -> Path:
-    """``backbone``'s Keras ImageNet weights file in ``into/keras/`` (default: the weights cache), downloaded once
-    from Keras' server and checked against its md5 (``keras.utils.get_file``, or ``get_file`` with its
-    signature). Raises WeightsError when the download fails."""
-    fname, url, md5 = keras_weights_file(backbone, input_size)
+def fetch_keras_weights(backbone: str, *, into=None, input_size: int | None = None, top: bool = False,
+                        get_file=None) -> Path:
+    """``backbone``'s Keras ImageNet weights file (with ``top``: the one with its fully connected top) in
+    ``into/keras/`` (default: the weights cache), downloaded once from Keras' server and checked against its md5
+    (``keras.utils.get_file``, or ``get_file`` with its signature). Raises WeightsError when the download fails."""
+    fname, url, md5 = keras_weights_file(backbone, input_size, top)
     root = Path(into).expanduser().absolute() if into else weights_cache_dir()
     final = root / "keras" / fname
     if final.is_file():
@@ -213,14 +222,16 @@ def fetch_keras_weights(backbone: str, *, into=None, input_size: int | None = No
     try:
         got = get_file(fname, url, cache_dir=str(root), cache_subdir="keras", file_hash=md5)
     except Exception as exc:
-        raise WeightsError(f"Could not download {url} into {final.parent}: {exc}. {how_to_get_keras(backbone)}") \
-            from exc
+        raise WeightsError(f"Could not download {url} into {final.parent}: {exc}. "
+                           f"{how_to_get_keras(backbone, input_size, top)}") from exc
     return Path(got)
 
 
-def how_to_get_keras(backbone: str, input_size: int | None = None) -> str:
-    """How to put ``backbone``'s Keras ImageNet weights on a machine without internet."""
-    fname, url, _ = keras_weights_file(backbone, input_size)
-    return (f"On a machine with internet run `hamviz weights --model {backbone} --dest WEIGHTS_DIR` (or download "
+def how_to_get_keras(backbone: str, input_size: int | None = None, top: bool = False) -> str:
+    """How to put ``backbone``'s Keras ImageNet weights (with ``top``: with its fully connected top) on a machine
+    without internet."""
+    fname, url, _ = keras_weights_file(backbone, input_size, top)
+    fetch = f"--model {backbone}" + (" --top" if top else "")
+    return (f"On a machine with internet run `hamviz weights {fetch} --dest WEIGHTS_DIR` (or download "
             f"{url} into WEIGHTS_DIR/keras/), copy WEIGHTS_DIR here and `export {WEIGHTS_ENV}=WEIGHTS_DIR`; or put "
             f"{fname} in ~/.keras/models.")

@@ -209,6 +209,12 @@ def test_incremental_weak_member_makes_it_worse():
     for name in E.COMBINERS:
         t = E.incremental(Pv, yv, Pt, yt, ["noise", "good"], combiner=name, order=["good", "noise"])
         assert len(t) == 2 and t["members"].iloc[-1] == "good, noise"
+    fig = plots.ensemble_growth(table)  # the figure: one line per metric, the member added at each step on x
+    assert [list(d.x) for d in fig.data[:1]] == [["1: +good", "2: +noise"]]
+    assert [d.name for d in fig.data] == ["auc", "balanced accuracy", "sensitivity", "specificity"]
+    assert list(fig.data[0].y) == table["test_auc"].tolist()
+    with pytest.raises(ValueError, match="test_auc"):
+        plots.ensemble_growth(table.drop(columns="test_auc"))
 
 
 # --------------------------------------------------------------------------------------------- plots
@@ -265,6 +271,23 @@ def test_optimiser_comparison_and_search_trials_get_equal_budgets(monkeypatch):
                                  "filter_growth": "constant", "padding": "valid"}
     opts, opt, lr = explain.member_options(trials.iloc[0])
     assert opts == cfg.model_options and (opt, lr) == ("adam", 1e-3)
+    # balancing: class weights (S4) by default; "oversample" repeats the malignant images to the benign count (S3)
+    assert cfg.strategy == "S4"
+    cfgs.clear()
+    explain.member(b, "small_cnn", {}, {**P, "balancing": "oversample"}, log=lambda *_: None)
+    assert cfgs[0].strategy == "S3"
+    # a transfer member: its own image size, epochs and two stages; the rest are network options
+    cfgs.clear()
+    sizes = []
+    ch = SimpleNamespace(view=lambda size=None: sizes.append(size) or SimpleNamespace(
+        size=size or 16, labels=np.arange(8) % 7, classes=list("abcdefg"),
+        relabel=lambda y, tag, classes: SimpleNamespace(size=size or 16, labels=y)))
+    name, _ = explain.transfer_member(ch, {"model": "inceptionv3", "weights": None, "trainable": 150, "head": "simple",
+                                           "image_size": 80, "epochs": 3, "head_warmup": 2},
+                                      {**P, "malignant": ["a", "b"]}, log=lambda *_: None)
+    (cfg,) = cfgs
+    assert name == "inceptionv3" and sizes == [80] and (cfg.image_size, cfg.epochs, cfg.head_warmup) == (80, 3, 2)
+    assert cfg.model_options == {"weights": None, "trainable": 150, "head": "simple"}
 
 
 def test_main_member_sums_the_malignant_classes_and_checks_their_names():

@@ -254,3 +254,30 @@ def test_hamviz_weights_puts_a_preset_where_asked_for_a_machine_without_internet
     monkeypatch.setenv("HAMVIZ_WEIGHTS", str(dest))
     assert cli.main(["weights"]) == 0  # already there: found, not fetched
     assert calls == [HANDLE] and str(dest / PRESET) in capsys.readouterr().out
+
+
+def test_missing_keras_weights_are_listed_before_any_chapter_and_fetched_when_online(tmp_path, capsys, monkeypatch):
+    """The paper profile's Keras-application ImageNet files: offline and not here, one message names every file
+    (VGG19's with its fully connected top too) and the command that fetches it, before any chapter runs; online,
+    they are fetched into the weights cache first (not hours later, when a chapter builds the model)."""
+    monkeypatch.setenv("HAMVIZ_DATA", str(DATA))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))  # no Keras cache of its own
+    monkeypatch.setenv("HAMVIZ_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(w, "reachable", lambda host, *a, **k: False)
+    out = tmp_path / "book"
+    assert cli.main(["book", "--profile", "paper", "--out", str(out), "--only", "explain"]) == 2
+    msg = capsys.readouterr().err
+    assert msg.count("hamviz: error:") == 1 and "The book needs 4 thing(s)" in msg, msg  # explain + classifier's
+    assert "vgg19 ImageNet weights (vgg19_weights_tf_dim_ordering_tf_kernels.h5; " in msg
+    assert "`hamviz weights --model vgg19 --top --dest WEIGHTS_DIR`" in msg
+    assert "`hamviz weights --profile " in msg and "paper.yaml --dest WEIGHTS_DIR`" in msg  # all of them at once
+    for f in ("inception_v3", "resnet50", "densenet201"):
+        assert f"{f}_weights_tf_dim_ordering_tf_kernels_notop.h5" in msg
+    assert ".." not in msg and not (out / "chapters").exists()
+    from hamviz import book
+    from hamviz.params import load_profile
+    monkeypatch.setattr(w, "reachable", lambda host, *a, **k: True)
+    fetched = []
+    monkeypatch.setattr(w, "fetch_keras_weights", lambda model, top=False, **k: fetched.append((model, top)))
+    book.provide(load_profile("paper"), ["explain"], log=lambda *_: None)
+    assert fetched == [("vgg19", True), ("inceptionv3", False)]

@@ -126,9 +126,12 @@ def test_keras_imagenet_weights_carried_in_hamviz_weights_load_offline(monkeypat
     carry = tmp_path / "carry"
     assert cli.main(["weights", "--profile", "paper", "--dest", str(carry)]) == 0
     names = {a[0] for a in asked}
-    assert {"resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    assert {"resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg19_weights_tf_dim_ordering_tf_kernels.h5",
             "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
             "densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5"} == names  # the paper profile's four
+    vgg = next(a for a in asked if a[0].startswith("vgg19"))  # its ensemble member keeps VGG19's own top
+    assert vgg[1].endswith("/vgg19/vgg19_weights_tf_dim_ordering_tf_kernels.h5")
+    assert vgg[2] == "cbe5617147190e668d6c5d5026f83318"  # Keras' md5 of the file with the top
     resnet = next(a for a in asked if a[0].startswith("resnet50"))
     assert resnet[1] == ("https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
                          "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
@@ -177,9 +180,40 @@ def test_autoencoder_impossible_ratio(shape, ratio, words):
         autoencoder(shape, ratio)
 
 
+def test_three_level_autoencoder_pools_three_times():
+    """The reference's 3-level variant: three encoder levels, the latent at 1/8 of the edge with 192/ratio channels
+    (the same compression ratio as the 2-level one), an input edge that must be a multiple of 8."""
+    from hamviz.models import autoencoder, encoder_of
+    ae = autoencoder((64, 64, 3), 3, filters=(8, 16, 32))
+    assert tuple(encoder_of(ae).output.shape[1:]) == (8, 8, 64) and tuple(ae.output.shape[1:]) == (64, 64, 3)
+    assert 8 * 8 * 64 * 3 == 64 * 64 * 3  # 3x smaller
+    assert [l.name for l in ae.layers if l.name.endswith("_pool")] == ["enc1_pool", "enc2_pool", "enc3_pool"]
+    with pytest.raises(ModelError, match="divisible by 8"):
+        autoencoder((60, 60, 3), 3, filters=(8, 16, 32))
+    from hamviz.params import ParamsError, load_profile
+    with pytest.raises(ParamsError, match="divisible by 8"):
+        load_profile("tiny", {"chapters": {"classifier": {"image_size": 60}, "compression": {"ae_filters": [8, 16, 32]}}})
+
+
 def test_encoder_decoder_compose_to_the_autoencoder():
     from hamviz.models import autoencoder, decoder_of, encoder_of
     ae = autoencoder((32, 32, 3), 6)
     x = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3)).astype(np.float32)
     z = encoder_of(ae).predict(x, verbose=0)
     np.testing.assert_allclose(decoder_of(ae).predict(z, verbose=0), ae.predict(x, verbose=0), atol=1e-3)
+
+
+def test_vgg19_keeps_its_own_top_with_a_new_output_layer():
+    """head own_top (Bunu et al.'s VGG19): flatten - fc1 - fc2 of VGG19 itself, then Dense(n_classes); only VGG19
+    has such a top, and its pretrained one takes 224x224 only (checked before any download)."""
+    m = transfer_model("vgg19", (32, 32, 3), n_classes=2, weights=None, trainable="all", head="own_top", l2=1e-4)
+    names = [l.name for l in m.layers]
+    assert names[-4:] == ["flatten", "fc1", "fc2", "predictions"] and m.output.shape[-1] == 2
+    assert m.get_layer("fc1").units == 4096 and m.get_layer("fc1").input.shape[-1] == 512  # 1x1x512 flattened
+    assert len(m.losses) == 1  # the L2 on the new layer
+    with pytest.raises(ModelError, match="only vgg19"):
+        transfer_model("resnet50", (32, 32, 3), weights=None, head="own_top")
+    with pytest.raises(ModelError, match="224x224"):
+        transfer_model("vgg19", (128, 128, 3), weights="imagenet", head="own_top")
+    from hamviz import cli
+    assert cli.main(["weights", "--model", "resnet50", "--top"]) == 2  # no such file to fetch: said, not tried

@@ -33,11 +33,11 @@ TOY = {
         "joint": {"ratios": [3], "epochs": 1, "patience": 1, "n_boot": 0},
         "hypervector": {"image_size": 48, "epochs": 1, "patience": 1, "per_class": 12, "embed_points": 24,
                         "perplexity": 5, "pretrained_head": {"image_size": 32}},
-        "explain": {"member_epochs": 1, "search_trials": 4, "search_epochs": 1, "optimizer_epochs": 1,
+        "explain": {"image_size": None, "member_epochs": 1, "search_trials": 4, "search_epochs": 1, "optimizer_epochs": 1,
                     "optimizers": ["sgd", "nadam"], "cam_images": 8, "gallery": 2,
-                    "transfer_members": [{"model": "vgg19", "weights": None, "trainable": "all"},
+                    "transfer_members": [{"model": "vgg19", "weights": None, "trainable": "all", "head": "own_top"},
                                          {"model": "inceptionv3", "weights": None, "trainable": 150,
-                                          "l2": 0.0001}]},
+                                          "l2": 0.0001, "head": "simple", "head_warmup": 1, "epochs": 1}]},
     },
 }
 
@@ -59,7 +59,7 @@ def test_every_paper_code_path_runs_at_toy_scale(paper_toy):
     # the toy run is the paper profile: only what TOY shrinks differs
     assert chapter_params(full, "explain")["search_space"]["pool_size"] == [2, 3]
     assert chapter_params(full, "classifier")["grid"]["settings"]["resnet50"]["optimizer"] == "rmsprop"
-    summary = build(profile, out, data_dir=data, log=lambda *_: None, download=False)
+    summary = build(profile, out, data_dir=data, jobs=2, log=lambda *_: None, download=False)
     failed = {c["stem"]: c["note"] for c in summary["chapters"] if c["status"] != "ok"}
     assert not failed, failed
     record = {c["stem"]: json.loads((out / "chapters" / c["stem"] / f"{c['stem']}.json").read_text())["values"]

@@ -36,3 +36,18 @@ def test_the_table_follows_the_profile():
     cpu = protocol_table("explain", chapter_params(load_profile("cpu"), "explain"))
     assert cpu.loc["members", "this run"] == "main model, reference CNN, 2 best search CNNs, weak CNN"
     assert protocol_table("explain", chapter_params(paper, "explain")).loc["members", "same?"] == "yes"
+
+
+def test_explain_follows_the_ensemble_protocol_where_hamviz_can():
+    """The paper ensemble trains at 224x224 with InceptionV3 in two stages; one stage, or another size, shows up."""
+    paper = load_profile("paper")
+    t = protocol_table("explain", chapter_params(paper, "explain"))
+    assert t.loc[["input", "InceptionV3 training"], "same?"].tolist() == ["yes", "yes"]
+    assert t.loc["InceptionV3 training", "this run"] == ("15 epochs of the head alone (on cached frozen features), "
+                                                         "then the last 150 layers for 10")
+    one = load_profile("paper", {"chapters": {"explain": {"image_size": 128, "transfer_members": [
+        {"model": "inceptionv3", "weights": "imagenet", "trainable": 150, "epochs": 25}]}}})
+    t = protocol_table("explain", chapter_params(one, "explain"))
+    assert t.loc["InceptionV3 training", ["this run", "same?"]].tolist() == [
+        "one stage: the last 150 layers for 25 epochs", "no"]
+    assert t.loc["input", ["this run", "same?"]].tolist() == ["128x128", "no"]

@@ -16,6 +16,11 @@ from ..training import Artefact, TrainConfig, predict, train_classifier
 from ..view import PreparedView
 
 
+#: ``balancing`` -> the imbalance strategy of the binary members: class weights (S4), or the malignant class repeated
+#: up to the benign count with on-the-fly augmentation of every repeat (S3: oversample to the majority).
+BALANCING = {"class_weights": "S4", "oversample": "S3"}
+
+
 def binary_view(s: PreparedView, malignant) -> PreparedView:
     """The view with 0/1 labels (1 = malignant: the classes in ``malignant``); its split id keys binary models
     apart from the 7-class ones."""
@@ -24,18 +29,36 @@ def binary_view(s: PreparedView, malignant) -> PreparedView:
 
 
 def member(b: PreparedView, model: str, options: dict, P: dict, *, epochs=None, optimizer=None, seed=None,
-           fixed_budget: bool = False, log=print) -> Artefact:
-    """One binary member on the binary view ``b``, trained once (class weights, the chapter's augmentation)
-    and stored. ``epochs`` (default ``P["member_epochs"]``) is a maximum: early stopping (``P["patience"]``) and
+           fixed_budget: bool = False, head_warmup: int = 0, log=print) -> Artefact:
+    """One binary member on the binary view ``b``, trained once (``P["balancing"]``: class weights, or the
+    malignant class oversampled to the benign count; the chapter's augmentation) and stored. ``epochs`` (default ``P["member_epochs"]``) is a maximum: early stopping (``P["patience"]``) and
     a learning-rate plateau schedule apply, unless ``fixed_budget``: then every run trains exactly ``epochs``
-    epochs at a constant learning rate (what a comparison of optimisers or search trials needs to be fair)."""
+    epochs at a constant learning rate (what a comparison of optimisers or search trials needs to be fair).
+    ``head_warmup`` > 0: two stages, the head alone on the pretrained backbone's cached frozen features for that
+    many epochs, then ``epochs`` with the ``trainable`` layers unfrozen (Bunu et al.'s InceptionV3)."""
     n = epochs or P["member_epochs"]
-    cfg = TrainConfig(model=model, model_options=dict(options), image_size=b.size, strategy="S4",
+    cfg = TrainConfig(model=model, model_options=dict(options), image_size=b.size,
+                      strategy=BALANCING[P.get("balancing", "class_weights")],
                       optimizer=optimizer or P["optimizer"], learning_rate=P["learning_rate"],
                       clipnorm=P["clipnorm"], epochs=n, patience=n if fixed_budget else P["patience"],
                       schedule="none" if fixed_budget else "plateau", batch_size=P["batch_size"],
-                      train_limit=P["train_limit"], seed=P["seed"] if seed is None else seed)
+                      train_limit=P["train_limit"], head_warmup=head_warmup,
+                      seed=P["seed"] if seed is None else seed)
     return train_classifier(cfg, b, log=log)
+
+
+def transfer_member(ch, spec: dict, P: dict, log=print) -> tuple[str, Artefact]:
+    """(name, member) for one ``transfer_members`` entry: its backbone at its own ``image_size`` (default the
+    profile's) on the binary view of that size (the same lesion-grouped split: the same rows), trained for its
+    ``epochs`` (default ``member_epochs``) after its ``head_warmup``; every other key is a network option
+    (weights, trainable, head, dense, dropout, l2)."""
+    from ..params import MEMBER_TRAINING_KEYS
+    spec = dict(spec)
+    name = spec.pop("model")
+    train = {k: spec.pop(k) for k in MEMBER_TRAINING_KEYS if k in spec}
+    b = binary_view(ch.view(train.get("image_size")), P["malignant"])
+    return name, member(b, name, spec, P, epochs=train.get("epochs"), head_warmup=train.get("head_warmup", 0),
+                        log=log)
 
 
 def main_member(t: Artefact, b: PreparedView, malignant) -> Artefact:
