@@ -27,6 +27,7 @@ from .codecs import (DEFAULT_QUALITIES, SUBSAMPLINGS, bits_per_pixel, check_jobs
                      check_subsampling, jpeg_batch)
 from .config import DataError, cache_dir, permission_error
 from .data import Dataset, check_intact
+from .files import locked
 
 CACHE_VERSION = 3  # 2: strict decoding (check_intact), masks of any encoding, mask files in the key; 3: wide
 #                     modes (16-bit PNG) scaled to 8 bits, not clipped (to_rgb)
@@ -324,17 +325,32 @@ def build_cache(ds: Dataset, size=64, *, mode: str = "stretch", masks: bool | No
     elif masks and not ds.has_masks:
         raise DataError(f"Masks requested for the cache but the dataset at {ds.root} has none.")
     root = Path(cache_root) if cache_root else cache_dir()
-    folder = root / "images" / cache_key(ds, size, mode, masks)
-    if folder.exists():
-        entry = _read_entry(folder, verify)
-        if entry is not None and set(entry.image_ids) | set(entry.skipped) >= set(ds.meta["image_id"]):
+    key = cache_key(ds, size, mode, masks)
+    folder = root / "images" / key
+    entry = _usable_entry(folder, ds, verify)
+    if entry is not None:
+        return entry
+    # built once: a second process asking for the same entry (two chapters of a book run in parallel) waits for
+    # the first and reads what it wrote
+    with locked(root / "locks" / "images" / f"{key}.lock"):
+        entry = _usable_entry(folder, ds, verify)
+        if entry is not None:
             return entry
         shutil.rmtree(folder, ignore_errors=True)  # damaged or partial: rebuild
-
-    _build_entry(folder, ds, size, mode, masks, on_corrupt, jobs, progress)
+        _build_entry(folder, ds, size, mode, masks, on_corrupt, jobs, progress)
     entry = _read_entry(folder, verify=False)
     entry.built = True
     return entry
+
+
+def _usable_entry(folder: Path, ds: Dataset, verify: bool) -> ImageCache | None:
+    """The cache entry in ``folder`` when it is complete and intact for ``ds``'s images, else None."""
+    if not folder.exists():
+        return None
+    entry = _read_entry(folder, verify)
+    if entry is not None and set(entry.image_ids) | set(entry.skipped) >= set(ds.meta["image_id"]):
+        return entry
+    return None
 
 
 # ------------------------------------------------------------------------------ parallel JPEG test sets

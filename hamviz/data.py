@@ -259,13 +259,17 @@ def _file_problem(path: str) -> str | None:
     return None
 
 
-def damaged_files(paths, jobs: int = 8) -> dict[str, str]:
+def damaged_files(paths, jobs: int = 1, chunk: int = 1024) -> dict[str, str]:
     """path -> why, for every file of ``paths`` that :func:`_file_problem` finds unusable (a few reads per file:
-    about 0.4 s for HAM10000's 10,015 images on a local disk), in the order given."""
+    about 0.3 s for HAM10000's 10,015 images and their masks on a local disk, measured on 2 cores), in the order
+    given. ``jobs`` > 1: threads of ``chunk`` files each, for a slow or network disk where reads wait; on a local
+    disk one thread is fastest (measured on 2 cores: 0.3 s with one, 0.45 s with two, 0.7 s with four, 1.6 s with
+    the earlier eight threads of one task per file)."""
     from concurrent.futures import ThreadPoolExecutor
     paths = [str(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        problems = list(pool.map(_file_problem, paths, chunksize=256))
+    chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(chunks)))) as pool:
+        problems = [why for part in pool.map(lambda c: [_file_problem(p) for p in c], chunks) for why in part]
     return {p: why for p, why in zip(paths, problems) if why is not None}
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from .cache import array_digest, publish
 from .config import cache_dir
+from .files import locked
 
 #: Part of every feature entry's key: bump when the way features are computed changes.
 FEATURES_VERSION = 1
@@ -98,12 +99,24 @@ def backbone_features(view, model: str = "efficientnet_lite0", weights="imagenet
     if flips not in FLIPS:
         raise ValueError(f"flips must be one of {FLIPS}, not {flips!r}")
     cache = view.cache
-    folder = (Path(cache_root) if cache_root else cache_dir()) / "features" / feature_key(cache, model, weights,
-                                                                                         flips)
+    root = Path(cache_root) if cache_root else cache_dir()
+    key = feature_key(cache, model, weights, flips)
+    folder = root / "features" / key
     found = _read(folder, len(cache.image_ids)) if folder.exists() else None
     if found is not None:
         return found
-    shutil.rmtree(folder, ignore_errors=True)
+    # computed once: a second process asking for the same features (parallel chapters) waits and reads them
+    with locked(root / "locks" / "features" / f"{key}.lock"):
+        found = _read(folder, len(cache.image_ids)) if folder.exists() else None
+        if found is not None:
+            return found
+        shutil.rmtree(folder, ignore_errors=True)
+        return _compute(view, folder, model, weights, flips, batch_size, log)
+
+
+def _compute(view, folder: Path, model: str, weights, flips: str, batch_size: int, log) -> np.ndarray:
+    """:func:`backbone_features`' work: compute and publish the features into ``folder``."""
+    cache = view.cache
     extractor = _extractor(model, weights, view.size)
     log(f"computing {model} features of {len(cache.image_ids)} images at {view.size}x{view.size} (flips: {flips})")
     t = time.time()

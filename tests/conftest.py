@@ -73,12 +73,13 @@ def tiny_profile(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_book(tmp_path_factory, tiny_profile):
-    """The whole results book built once per test session with the tiny profile (about 4 minutes on a
-    2-core machine): (output folder, build summary, seconds). Shared by test_book.py and test_browser.py."""
+    """The whole results book built once per test session with the tiny profile, two chapters at a time (the
+    way `hamviz book --jobs 2` runs them): (output folder, build summary, seconds). Shared by test_book.py and
+    test_browser.py."""
     from hamviz.book import build
     out = tmp_path_factory.mktemp("book")
     t = time.time()
-    summary = build(tiny_profile, out, log=lambda *_: None)
+    summary = build(tiny_profile, out, jobs=2, log=lambda *_: None)
     return out, summary, time.time() - t
 
 

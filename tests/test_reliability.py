@@ -982,3 +982,31 @@ def test_truncated_cache_file_is_rebuilt(subset, tmp_path):
     assert rebuilt.built
     np.testing.assert_array_equal(rebuilt.images, original)
     assert not build_cache(ds, 16, cache_root=tmp_path).built  # and read from then on
+
+def test_an_image_cache_entry_is_built_once_when_two_ask_for_it_at_once(tmp_path, subset, monkeypatch):
+    """Two chapters of a book run in parallel (jobs: 2) asking for the same decoded-image cache entry: one
+    decodes, the other waits and reads it (it used to decode the same images a second time)."""
+    import threading
+    import time
+
+    from hamviz import cache as C
+    from hamviz import load_ham10000
+    ds = load_ham10000(subset)
+    built, real = [], C._build_entry
+
+    def slow_build(*a, **k):
+        built.append(threading.current_thread().name)
+        time.sleep(1.0)  # long enough for the other to arrive and wait
+        return real(*a, **k)
+
+    monkeypatch.setattr(C, "_build_entry", slow_build)
+    got = {}
+    threads = [threading.Thread(target=lambda k=k: got.__setitem__(k, C.build_cache(ds, 16, cache_root=tmp_path)),
+                                name=f"chapter-{k}") for k in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.2)
+    for t in threads:
+        t.join()
+    assert built == ["chapter-0"] and sorted(e.built for e in got.values()) == [False, True]
+    np.testing.assert_array_equal(np.asarray(got[0].images), np.asarray(got[1].images))
