@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [name ...] [--quick] [--out benchmarks/results.json] [--profile tiny]
 
-names: pipeline, training, jpeg_sweep, book_build (default: all). --quick runs each with small N, to check
+names: pipeline, training, jpeg_sweep, book_build, paper_estimate (default: all). --quick runs each with small N, to check
 that the scripts work (its numbers are not results); without --out it writes benchmarks/results-quick.json
 so a quick run never overwrites the full results. Results of benchmarks not run this time are kept in the
 JSON file (each entry records its own machine description and date).
@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks import common  # noqa: E402
 
-NAMES = ("pipeline", "training", "jpeg_sweep", "book_build")
+NAMES = ("pipeline", "training", "jpeg_sweep", "book_build", "paper_estimate")
 
 
 def _jsonable(obj):
@@ -52,7 +52,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small N: check the scripts, not results")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON file (default benchmarks/results.json; results-quick.json with --quick)")
-    ap.add_argument("--profile", default="tiny", help="book_build: the profile to build (default tiny)")
+    ap.add_argument("--profile", default=None,
+                    help="book_build: the profile to build (default tiny); paper_estimate: the profile to estimate "
+                         "(default paper)")
     ap.add_argument("--jobs", type=int, default=None, help="book_build: parallel chapters")
     ap.add_argument("--keep", type=Path, default=None,
                     help="book_build: move the built book and trained models to this folder instead of deleting them")
@@ -72,7 +74,7 @@ def main(argv=None) -> int:
     for name in names:
         mod = importlib.import_module(f"benchmarks.{name}")
         params = inspect.signature(mod.run).parameters
-        kw = {k: v for k, v in options.items() if k in params}
+        kw = {k: v for k, v in options.items() if k in params and v is not None}
         print(f"== {name}{' (quick)' if args.quick else ''} ==", flush=True)
         entry = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                  "quick": args.quick, "options": kw, "machine": common.machine()}

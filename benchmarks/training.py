@@ -69,7 +69,7 @@ def child(spec_json: str) -> None:
     import os
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     spec = json.loads(spec_json)
-    name, size = spec["model"], spec["size"]
+    name, size, batch = spec["model"], spec["size"], spec.get("batch", BATCH)
     t0 = time.perf_counter()
     import numpy as np
     from hamviz.models import autoencoder, build_model, keras
@@ -78,20 +78,21 @@ def child(spec_json: str) -> None:
            "rss_after_import_mb": _vm_rss_mb(), "peak_rss_after_import_mb": _peak_rss_mb()}
     shape = (size, size, 3)
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (BATCH, *shape), dtype=np.uint8).astype(np.float32)
+    x = rng.integers(0, 256, (batch, *shape), dtype=np.uint8).astype(np.float32)
     t = time.perf_counter()
     if name == "hd_cnn":
         model = hd_cnn(shape, dim=500)
-        y = np.where(rng.random((BATCH, 500)) < 0.5, -1.0, 1.0).astype(np.float32)
+        y = np.where(rng.random((batch, 500)) < 0.5, -1.0, 1.0).astype(np.float32)
         loss = "mse"
     elif name.startswith("autoencoder_"):
         ratio = float(name.split("_")[1].rstrip("x"))
         model = autoencoder(shape, ratio=ratio, filters=(32, 64))
         y, loss = x, "mse"
     else:
-        kw = {} if name == "small_cnn" else {"weights": None, "trainable": "all"}
+        name, _, head = name.partition(":")  # "vgg19:own_top": the backbone with its own fully connected top
+        kw = {} if name == "small_cnn" else {"weights": None, "trainable": "all", **({"head": head} if head else {})}
         model = build_model(name, shape, 7, **kw)
-        y = np.eye(7, dtype=np.float32)[np.arange(BATCH) % 7]
+        y = np.eye(7, dtype=np.float32)[np.arange(batch) % 7]
         loss = "categorical_crossentropy"
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
     res["build_s"] = round(time.perf_counter() - t, 2)
