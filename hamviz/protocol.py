@@ -140,9 +140,7 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                 "no InceptionV3 member in this profile, or other stages; hamviz's first stage trains the head on "
                 "cached frozen features (no augmentation in that stage)"),
         Setting("VGG19 top", "its own fully connected top, last layer replaced by the binary one",
-                lambda P: {None: "no VGG19 member", "own_top": "its own fully connected top, last layer replaced"}.get(
-                    (_member(P, "vgg19") or {}).get("head", "reference") if _member(P, "vgg19") else None,
-                    f"hamviz's '{(_member(P, 'vgg19') or {}).get('head', 'reference')}' head on pooled features"),
+                lambda P: _vgg19_top(_member(P, "vgg19")),
                 lambda P: (_member(P, "vgg19") or {}).get("head") == "own_top",
                 "no VGG19 member in this profile, or another head (head: own_top keeps VGG19's own)"),
         Setting("balancing", "augmented malignant class",
@@ -157,6 +155,14 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
 
 def _member(P: dict, model: str) -> dict | None:
     return next((m for m in P.get("transfer_members", []) if m["model"] == model), None)
+
+
+def _vgg19_top(m: dict | None) -> str:
+    if m is None:
+        return "no VGG19 member"
+    head = m.get("head", "reference")
+    return ("its own fully connected top, last layer replaced" if head == "own_top"
+            else f"hamviz's '{head}' head on pooled features")
 
 
 def _two_stage(m: dict | None) -> str:
