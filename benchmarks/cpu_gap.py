@@ -4,12 +4,15 @@ threads, batch size), plus raw float32 matmul throughput in TensorFlow and NumPy
 from the framework.
 
 Each setting runs in a fresh process (environment variables such as ``TF_ENABLE_ONEDNN_OPTS`` and
-``ONEDNN_MAX_CPU_ISA`` are read when TensorFlow loads). In the child: build and compile ``small_cnn`` at the
-given size (Adam), a few warm-up ``train_on_batch`` steps on a fixed random batch, then timed steps until a
-minimum count and time are reached; images per second = batch x steps / seconds. The child also reports which
-instruction set oneDNN detected (``ONEDNN_VERBOSE=1`` prints it once).
+``ONEDNN_MAX_CPU_ISA`` are read when TensorFlow loads). In the child: build and compile the model at the given
+size (Adam) -- ``small_cnn``, or the ``cpu`` profile's main model, the pretrained EfficientNet-Lite0 preset
+(``$HAMVIZ_WEIGHTS``) with its last 60 layers trainable --, a few warm-up ``train_on_batch`` steps on a fixed
+random batch, then timed steps until a minimum count and time are reached; images per second = batch x steps /
+seconds; then the same for ``predict_on_batch`` (inference). The child also reports which instruction set oneDNN
+detected (``ONEDNN_VERBOSE=1`` prints it once).
 
-Run: ``.venv/bin/python benchmarks/cpu_gap.py [--quick]``; prints a table and writes ``benchmarks/cpu_gap.json``.
+Run: ``.venv/bin/python benchmarks/cpu_gap.py [--quick] [--out FILE]``; prints a table and writes
+``benchmarks/cpu_gap.json`` (or FILE).
 """
 from __future__ import annotations
 
@@ -27,10 +30,11 @@ CHILD = r"""
 import json, os, sys, time
 import numpy as np
 intra, inter, size, batch, min_steps, min_s = (int(a) if a.isdigit() else float(a) for a in sys.argv[1:7])
+model_name = sys.argv[7]
 import tensorflow as tf
 if intra: tf.config.threading.set_intra_op_parallelism_threads(intra)
 if inter: tf.config.threading.set_inter_op_parallelism_threads(inter)
-from hamviz.models import small_cnn, keras
+from hamviz.models import build_model, keras
 out = {}
 try:  # whether TensorFlow's oneDNN graph rewrites are on in this process (TF decides from the CPU unless told)
     from tensorflow.python.util import _pywrap_util_port
@@ -50,7 +54,10 @@ while n < 5 or time.perf_counter() - t < 1.0:
     x @ x; n += 1
 out["numpy_matmul_gflops"] = 2 * 1024 ** 3 * n / (time.perf_counter() - t) / 1e9
 keras.utils.set_random_seed(0)
-m = small_cnn((size, size, 3), 7)
+if model_name == "small_cnn":
+    m = build_model("small_cnn", (size, size, 3), 7)
+else:  # the main model as the cpu profile fine-tunes it: pretrained preset, last 60 layers, simple head
+    m = build_model(model_name, (size, size, 3), 7, weights="imagenet", trainable=60, head="simple", dropout=0.2)
 m.compile(optimizer="adam", loss="categorical_crossentropy")
 xb = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3)).astype("float32")
 yb = np.eye(7, dtype="float32")[np.arange(batch) % 7]
@@ -61,12 +68,17 @@ while n < min_steps or time.perf_counter() - t < min_s:
     m.train_on_batch(xb, yb); n += 1
 out["images_per_s"] = batch * n / (time.perf_counter() - t)
 out["steps"] = n
+t = time.perf_counter(); n = 0
+m.predict_on_batch(xb)
+while n < min_steps or time.perf_counter() - t < min_s / 2:
+    m.predict_on_batch(xb); n += 1
+out["predict_images_per_s"] = batch * n / (time.perf_counter() - t)
 print("RESULT " + json.dumps(out), flush=True)
 """
 
 SETTINGS = [
-    # name, extra environment, intra, inter, size, batch
-    ("default", {}, 0, 0, 64, 32),
+    # name, extra environment, intra, inter, size, batch[, model]
+    ("default (hamviz: oneDNN on unless TF_ENABLE_ONEDNN_OPTS is set)", {}, 0, 0, 64, 32),
     ("oneDNN on (TF_ENABLE_ONEDNN_OPTS=1)", {"TF_ENABLE_ONEDNN_OPTS": "1"}, 0, 0, 64, 32),
     ("oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)", {"TF_ENABLE_ONEDNN_OPTS": "0"}, 0, 0, 64, 32),
     ("oneDNN limited to AVX2", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, 0, 0, 64, 32),
@@ -78,6 +90,12 @@ SETTINGS = [
     ("batch 128, oneDNN on", {"TF_ENABLE_ONEDNN_OPTS": "1"}, 0, 0, 64, 128),
     ("128x128, batch 32", {}, 0, 0, 128, 32),
     ("128x128, batch 32, oneDNN on", {"TF_ENABLE_ONEDNN_OPTS": "1"}, 0, 0, 128, 32),
+    # the cpu profile's main model: EfficientNet-Lite0 (depthwise convolutions) fine-tuned at 160x160
+    ("EfficientNet-Lite0 160, batch 32", {}, 0, 0, 160, 32, "efficientnet_lite0"),
+    ("EfficientNet-Lite0 160, batch 32, oneDNN on", {"TF_ENABLE_ONEDNN_OPTS": "1"}, 0, 0, 160, 32,
+     "efficientnet_lite0"),
+    ("EfficientNet-Lite0 160, batch 32, oneDNN off", {"TF_ENABLE_ONEDNN_OPTS": "0"}, 0, 0, 160, 32,
+     "efficientnet_lite0"),
 ]
 
 
@@ -98,13 +116,13 @@ def machine() -> dict:
     return info
 
 
-def run(name, env, intra, inter, size, batch, quick) -> dict:
+def run(name, env, intra, inter, size, batch, model="small_cnn", *, quick) -> dict:
     steps, secs = (3, 2.0) if quick else (10, 8.0)
     full_env = {**os.environ, **env, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "0"}
     proc = subprocess.run([sys.executable, "-c", CHILD, str(intra), str(inter), str(size), str(batch), str(steps),
-                           str(secs)], env=full_env, text=True, capture_output=True, timeout=900)
+                           str(secs), model], env=full_env, text=True, capture_output=True, timeout=900)
     text = proc.stdout + proc.stderr
-    row = {"setting": name, "size": size, "batch": batch}
+    row = {"setting": name, "model": model, "size": size, "batch": batch}
     found = re.search(r"RESULT (\{.*\})", text)
     if found:
         row.update(json.loads(found.group(1)))
@@ -128,7 +146,8 @@ def main(argv=None) -> int:
         t = time.time()
         row = run(*setting, quick=args.quick)
         rows.append(row)
-        print(f"{row['setting']:<40} {row.get('images_per_s', float('nan')):8.1f} img/s  "
+        print(f"{row['setting']:<44} train {row.get('images_per_s', float('nan')):7.1f} img/s  "
+              f"predict {row.get('predict_images_per_s', float('nan')):7.1f} img/s  "
               f"TF matmul {row.get('tf_matmul_gflops', float('nan')):6.1f} GFLOP/s  "
               f"NumPy matmul {row.get('numpy_matmul_gflops', float('nan')):6.1f} GFLOP/s  "
               f"oneDNN on: {row.get('onednn_enabled')}  ISA: {row['onednn_isa'][:40]}  ({time.time() - t:.0f} s)",

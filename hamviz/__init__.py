@@ -9,6 +9,12 @@ import os as _os
 
 # TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) would fill every notebook's output.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX512_VNNI, AVX512_BF16 or AMX; on an
+# AVX2-only CPU they are off, and measured on a 2-core AMD EPYC without AVX-512 (benchmarks/cpu_gap.py,
+# 2026-12-02) turning them on made training 1.35x (small CNN, 64x64) to 1.85x (128x128) faster and the main
+# model's fine-tuning step (EfficientNet-Lite0, 160x160) 1.67x. Set before TensorFlow loads (keras imports it);
+# children (the book's notebook kernels) inherit it. TF_ENABLE_ONEDNN_OPTS=0 in the environment turns it off.
+_os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 from .config import DataError, HamvizError, ParamsError, __version__  # noqa: E402,F401
 from .registry import CLASSES, CLASS_NAMES, MALIGNANT  # noqa: E402,F401

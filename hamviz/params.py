@@ -142,6 +142,9 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                           "description": "ISIC 2018 Task 3 folder evaluated as an external test set"},
         "n_boot": {**_int, "minimum": 0, "maximum": 100000, "default": 1000},
         "misclassified": {**_int, "minimum": 0, "maximum": 100, "default": 16},
+        "tune_decision": {"enum": ["macro_f1", "balanced_accuracy", None], "default": "macro_f1",
+                          "description": "also show the main model with per-class decision weights fitted on "
+                                         "validation to maximise this metric, scored on test (null: skip)"},
     }),
     "compression": _obj({
         "qualities": {"type": "array", "items": {**_int, "minimum": 1, "maximum": 100}, "minItems": 1,

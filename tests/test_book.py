@@ -15,6 +15,7 @@ import pytest
 
 from hamviz import DataError, ParamsError
 from hamviz.book import build, discover, prepare, write_index
+from hamviz.registry import CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,8 +93,18 @@ def test_classifier_chapter_records_test_metrics(tiny_book, ham):
     # the external set: the 70 600x450 originals, resized as in training, every one scored
     assert v["external_n"] == 70 and v["external_resize"] == "stretch"
     assert np.array(v["external"]["confusion"]).sum() == 70 and v["external"]["headline"]["n"] == 70
+    # the decision rule tuned on validation: plain argmax is the chapter's own test result; the weights were
+    # fitted on the validation part (where they cannot do worse than argmax), the test part only scored
+    d = v["decision"]
+    assert d["objective"] == "macro_f1" and list(d["weights"]) == list(CLASSES)
+    assert np.prod(list(d["weights"].values())) == pytest.approx(1.0)
+    tuned = next(k for k in d if k.startswith("weights tuned"))
+    assert d["argmax"]["test"]["balanced_accuracy"] == pytest.approx(test["balanced_accuracy"])
+    assert d["argmax"]["test"]["macro_f1"] == pytest.approx(test["macro_f1"])
+    assert d[tuned]["val"]["macro_f1"] >= d["argmax"]["val"]["macro_f1"]
+    assert d[tuned]["test"]["n"] == test["n"]
     summary = record(out, "02_classifier")["summary"]
-    assert {"test_balanced_accuracy", "test_macro_f1", "test_macro_auc"} <= set(summary)
+    assert {"test_balanced_accuracy", "test_macro_f1", "test_macro_auc", "tuned_test_macro_f1"} <= set(summary)
 
 
 def test_compression_chapter_records_every_method(tiny_book):
@@ -323,6 +334,7 @@ def test_failed_chapter_is_reported_not_published(tmp_path):
 
 NAN_CHAPTER = """\
 import numpy as np
+from hamviz.registry import CLASSES
 from hamviz.training import TrainConfig, fit_classifier
 x = np.random.default_rng(0).integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
 y = np.arange(64) % 7
@@ -455,6 +467,7 @@ def test_a_killed_chapter_is_failed_and_the_book_goes_on(tmp_path):
 
 TRAINING_CHAPTER = """\
 import numpy as np
+from hamviz.registry import CLASSES
 from hamviz.training import TrainConfig, fit_classifier
 x = np.random.default_rng(0).integers(0, 256, (512, 16, 16, 3), dtype=np.uint8)
 y = np.arange(512) % 7

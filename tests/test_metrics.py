@@ -297,3 +297,63 @@ def test_a_class_absent_from_the_part_every_macro_metric_over_the_same_classes()
                                    "(a, b, c): d has no image here")
     full = M.evaluate([0, 1, 2, 3], np.eye(4), classes, n_boot=0)
     assert full["absent_classes"] == [] and M.averaging_note(full) is None
+
+
+# --------------------------------------------------------------------------------------------- decision rule
+def test_decision_weights_known_answer_moves_the_threshold():
+    """Class 1 is true exactly when its probability exceeds 0.3: argmax (threshold 0.5) misses the images
+    between 0.3 and 0.5; the fitted weights move the threshold there and classify every image right."""
+    q = np.round(np.linspace(0.01, 0.99, 99), 2)
+    q = q[np.abs(q - 0.3) > 0.015]          # no image at the boundary itself
+    y = (q > 0.3).astype(int)
+    p = np.column_stack([1 - q, q])
+    before = f1_score(y, p.argmax(1), average="macro")
+    w = M.decision_weights(y, p, classes=("a", "b"))
+    after = f1_score(y, M.reweight(p, w).argmax(1), average="macro")
+    assert before < 0.9 and after == 1.0
+    # class 1 is predicted when q > w0 / (w0 + w1): that threshold must fall between 0.28 (y=0) and 0.32 (y=1)
+    assert 0.68 / 0.32 < w[1] / w[0] <= 0.72 / 0.28
+    assert np.isclose(np.prod(w), 1.0)
+
+
+def test_decision_score_matches_sklearn_with_an_absent_class():
+    y, p = synthetic(n=500, k=7, seed=3)
+    y = np.where(y == 3, 5, y)              # df absent from y, still predicted sometimes
+    pred = p.argmax(1)
+    present = M.present_classes(y, 7)
+    assert M._decision_score(y, pred, 7, present, "macro_f1") == pytest.approx(
+        f1_score(y, pred, labels=present, average="macro", zero_division=0))
+    assert M._decision_score(y, pred, 7, present, "balanced_accuracy") == pytest.approx(
+        M.headline(y, p)["balanced_accuracy"])
+
+
+def test_decision_weights_stay_one_when_argmax_is_already_perfect():
+    y = np.array([0, 1, 2, 0, 1, 2])
+    p = onehot(y, 3) * 0.8 + 0.2 / 3
+    assert np.array_equal(M.decision_weights(y, p, classes=ABC), np.ones(3))
+
+
+def test_decision_weights_help_macro_f1_on_held_out_imbalanced_data():
+    """A 'balanced' classifier (probabilities divided by the class prior, as class weights make them) on
+    HAM10000-like imbalance: weights fitted on one half raise macro-F1 on the other half, and trade balanced
+    accuracy for it (the relation the classifier chapter reports)."""
+    y, p = synthetic(n=4000, k=7, seed=5, signal=1.2, decimals=6)
+    prior = np.bincount(y, minlength=7) / len(y)
+    balanced = M.reweight(p, 1 / prior)
+    fit, held = slice(0, 2000), slice(2000, None)
+    w = M.decision_weights(y[fit], balanced[fit])
+    h_arg, h_tuned = M.headline(y[held], balanced[held]), M.headline(y[held], M.reweight(balanced[held], w))
+    assert h_tuned["macro_f1"] > h_arg["macro_f1"] + 0.01
+    assert w[5] == w.max()                  # nv, the majority class, gets its probability raised most
+
+
+def test_decision_rule_errors():
+    y, p = synthetic(n=50, k=3, seed=2)
+    with pytest.raises(ValueError, match="objective must be one of"):
+        M.decision_weights(y, p, "accuracy", classes=ABC)
+    with pytest.raises(ValueError, match="3 positive numbers"):
+        M.reweight(p, [1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="3 positive numbers"):
+        M.reweight(p, [1.0, 2.0])
+    r = M.reweight(p, [1.0, 2.0, 0.5])
+    assert np.allclose(r.sum(1), 1) and np.array_equal(r.argmax(1), (p * [1.0, 2.0, 0.5]).argmax(1))

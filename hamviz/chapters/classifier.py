@@ -143,6 +143,27 @@ def leak_audit(grouped: dict, image_level: dict) -> pd.DataFrame:
     return table
 
 
+def tuned_decision(s: PreparedView, t: Artefact, objective: str = "macro_f1", n_boot: int = 1000,
+                   seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """The main model's test metrics under two decision rules: plain argmax, and argmax after per-class weights
+    fitted on the VALIDATION part to maximise ``objective`` (:func:`hamviz.metrics.decision_weights`; the test
+    part is only scored). Returns (table: one row per rule, n and each metric "value [low, high]" with 95 %
+    lesion-bootstrap intervals; record: the weights per class, and each rule's validation and test headline)."""
+    from ..metrics import decision_weights, reweight
+    val, test = t.rows["val"], t.rows["test"]
+    w = decision_weights(s.labels[val], t.proba["val"], objective, CLASSES)
+    name = f"weights tuned on validation for {objective.replace('_', ' ')}"
+    evals, record = {}, {"objective": objective, "weights": dict(zip(CLASSES, map(float, w)))}
+    for rule, f in (("argmax", lambda p: p), (name, lambda p: reweight(p, w))):
+        evals[rule] = evaluate(s.labels[test], f(t.proba["test"]), CLASSES, groups=s.groups[test],
+                               n_boot=n_boot, seed=seed)
+        record[rule] = {"val": evaluate(s.labels[val], f(t.proba["val"]), CLASSES, n_boot=0)["headline"],
+                        "test": evals[rule]["headline"], "test_ci": evals[rule]["ci"]}
+    table = side_by_side(evals, ("accuracy", "balanced_accuracy", "macro_f1"))
+    table.index.name = "decision rule"
+    return table, record
+
+
 def misclassified(s: PreparedView, t: Artefact, n: int = 16):
     """The ``n`` most confident mistakes on the test part: (images, captions)."""
     rows = t.rows["test"]
