@@ -56,7 +56,8 @@ def evaluate_lr(feats, view, log=print) -> dict:
 
 def finetune(ham, size: int, top: int, epochs: int, lr: float, warmup: int = 0, tta: bool = False,
              select_on: str = "val_loss", zoom_shift: float = 0.0) -> dict:
-    from hamviz.metrics import decision_weights, evaluate, reweight
+    from hamviz.chapters.classifier import tuned_decision
+    from hamviz.metrics import evaluate
     from hamviz.training import TrainConfig, train_classifier
     from hamviz.view import prepare
     view = prepare(ham, size, seed=42)
@@ -69,12 +70,11 @@ def finetune(ham, size: int, top: int, epochs: int, lr: float, warmup: int = 0, 
     ev = {p: evaluate(view.labels[t.rows[p]], t.proba[p], groups=view.groups[t.rows[p]],
                       n_boot=200 if p == "test" else 0, seed=0) for p in ("val", "test")}
     # the decision rule tuned on validation for macro-F1 (the classifier chapter's tune_decision), scored on test
-    w = decision_weights(view.labels[t.rows["val"]], t.proba["val"], "macro_f1")
-    tuned = evaluate(view.labels[t.rows["test"]], reweight(t.proba["test"], w), groups=view.groups[t.rows["test"]],
-                     n_boot=200, seed=0)
+    _, decision = tuned_decision(view, t, "macro_f1", n_boot=200, seed=0)
+    tuned = decision[next(k for k in decision if k.startswith("weights tuned"))]
     return {"val": ev["val"]["headline"], "test": ev["test"]["headline"], "test_ci": ev["test"]["ci"],
-            "test_tuned_macro_f1": tuned["headline"], "test_tuned_macro_f1_ci": tuned["ci"],
-            "decision_weights": w.tolist(),
+            "test_tuned_macro_f1": tuned["test"], "test_tuned_macro_f1_ci": tuned["test_ci"],
+            "decision_weights": decision["weights"],
             "train_minutes": round(t.seconds / 60, 1), "epochs_run": len(t.history["loss"]),
             "history": t.history, "config": cfg.to_dict()}
 

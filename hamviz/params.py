@@ -20,8 +20,8 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator
 
-from .registry import (CLASSES, HD_BACKBONES, HD_KINDS, HD_LOSSES, MALIGNANT, MODEL_NAMES, OPTIMIZERS,
-                       PRETRAINED_BACKBONES, SCHEDULES, STRATEGIES, check_size, latent_problem)
+from .registry import (CLASSES, DECISION_OBJECTIVES, HD_BACKBONES, HD_KINDS, HD_LOSSES, MALIGNANT, MODEL_NAMES,
+                       OPTIMIZERS, PRETRAINED_BACKBONES, SCHEDULES, STRATEGIES, check_size, latent_problem)
 from .config import ParamsError, profiles_dir
 
 PARAMS_ENV = "HAMVIZ_PARAMS"
@@ -142,7 +142,7 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                           "description": "ISIC 2018 Task 3 folder evaluated as an external test set"},
         "n_boot": {**_int, "minimum": 0, "maximum": 100000, "default": 1000},
         "misclassified": {**_int, "minimum": 0, "maximum": 100, "default": 16},
-        "tune_decision": {"enum": ["macro_f1", "balanced_accuracy", None], "default": "macro_f1",
+        "tune_decision": {"enum": [*DECISION_OBJECTIVES, None], "default": "macro_f1",
                           "description": "also show the main model with per-class decision weights fitted on "
                                          "validation to maximise this metric, scored on test (null: skip)"},
     }),

@@ -67,6 +67,8 @@ def check_size(model: str, size: int) -> str | None:
 # ------------------------------------------------------------------------------------------------ training
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "rmsprop", "nadam", "adamax", "sgd")
 SCHEDULES: tuple[str, ...] = ("none", "plateau", "cosine", "step")
+#: what :func:`hamviz.metrics.decision_weights` can maximise on validation (the classifier's ``tune_decision``)
+DECISION_OBJECTIVES: tuple[str, ...] = ("macro_f1", "balanced_accuracy")
 #: The five imbalance strategies of the reference study (Zhang): strategy -> (oversampling mode of
 #: :func:`hamviz.balance.oversample`, class weights?). S1 none; S2 oversample classes smaller than 1000 to
 #: 1000; S3 oversample every class to the majority size; S4 class weights; S5 class weights + S2.
