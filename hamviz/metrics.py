@@ -212,7 +212,7 @@ def per_class_report(y_true, proba_or_pred, classes: Sequence[str] = CLASSES) ->
     rep = classification_report(y, pred, labels=list(range(len(classes))), target_names=list(classes),
                                 output_dict=True, zero_division=0)
     table = pd.DataFrame({k: rep[k] for k in [*classes, "macro avg", "weighted avg"]}).T
-    table = table[["precision", "recall", "f1-score", "support"]].astype(float)
+    table = table[["precision", "recall", "f1-score", "support"]].astype(float).astype({"support": int})
     present = [classes[k] for k in present_classes(y, len(classes))]
     table.loc["macro avg", ["precision", "recall", "f1-score"]] = \
         table.loc[present, ["precision", "recall", "f1-score"]].mean()

@@ -43,11 +43,12 @@ def test_external_test_set(tmp_path, metadata, data_dir):
 
 
 def test_side_by_side_shows_intervals_where_there_are_some():
-    ham = {"headline": {"n": 100, "accuracy": 0.8, "balanced_accuracy": 0.6, "macro_f1": 0.5, "macro_auc": 0.9},
+    ham = {"headline": {"n": 100.0, "accuracy": 0.8, "balanced_accuracy": 0.6, "macro_f1": 0.5, "macro_auc": 0.9},
            "ci": {"balanced_accuracy": {"value": 0.6, "low": 0.55, "high": 0.66}}}
-    ext = {"headline": {"n": 70, "accuracy": 0.7, "balanced_accuracy": 0.5, "macro_f1": 0.4, "macro_auc": None}}
+    ext = {"headline": {"n": 70.0, "accuracy": 0.7, "balanced_accuracy": 0.5, "macro_f1": 0.4, "macro_auc": None}}
     t = side_by_side({"HAM10000": ham, "external": ext})
     assert list(t.index) == ["HAM10000", "external"] and t.loc["external", "n"] == 70
+    assert t["n"].dtype.kind == "i"  # evaluate() records n as a float: shown as a count, not "70.0"
     assert t.loc["HAM10000", "balanced_accuracy"] == "0.600 [0.550, 0.660]"
     assert t.loc["HAM10000", "accuracy"] == "0.800" and t.loc["external", "macro_auc"] == "n/a"
 

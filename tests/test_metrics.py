@@ -56,6 +56,7 @@ def test_hand_checked_confusion_and_report():
     np.testing.assert_allclose(rep.loc[list(ABC), "precision"], [1, .5, .5])
     np.testing.assert_allclose(rep.loc[list(ABC), "recall"], [2 / 3, .5, 1])
     np.testing.assert_allclose(rep.loc[list(ABC), "support"], [3, 2, 1])
+    assert rep["support"].dtype.kind == "i" and rep.loc["macro avg", "support"] == 6  # counts, shown as such
     rep_p = M.per_class_report(y, onehot(pred, 3) * .9 + .1 / 3, ABC)
     assert rep_p["auc"].notna().sum() == 3 and rep_p.loc["macro avg", "auc"] != rep_p.loc["macro avg", "auc"]
 

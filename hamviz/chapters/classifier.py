@@ -53,7 +53,8 @@ def averaging_notes(evals: dict) -> list[str]:
 def parts_table(evals: dict) -> pd.DataFrame:
     """Headline metrics (rows: train/val/test), as in the reference works' metrics tables."""
     cols = ["n", "log_loss", "accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "ece"]
-    return pd.DataFrame({p: {c: e["headline"].get(c) for c in cols} for p, e in evals.items()}).T
+    table = pd.DataFrame({p: {c: e["headline"].get(c) for c in cols} for p, e in evals.items()}).T
+    return table.astype({"n": int})  # a count: shown as 1001, not 1001.000000
 
 
 def main_model(ch, log=print) -> tuple[Artefact, PreparedView]:
@@ -198,7 +199,8 @@ def side_by_side(evals: dict, metrics=("accuracy", "balanced_accuracy", "macro_f
     metric as "value [low, high]" with its 95% bootstrap interval where the result has one."""
     rows = {}
     for name, ev in evals.items():
-        row = {"n": ev["headline"].get("n")}
+        n = ev["headline"].get("n")
+        row = {"n": None if n is None else int(n)}
         for m in metrics:
             v, ci = ev["headline"].get(m), (ev.get("ci") or {}).get(m)
             row[m] = "n/a" if v is None else (f"{v:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else f"{v:.3f}")
