@@ -114,3 +114,33 @@ def test_best_strategy_per_model_and_the_s3_s5_pair():
                                                         ("S3", [1.0, 0.5]), ("S5", [1.2, 0.9])]
     with pytest.raises(ValueError, match="no runs"):
         plots.curves_compared({})
+
+
+def test_tuned_decision_fits_on_validation_and_scores_test():
+    """A model that puts 0.4 on class 0 (nv-like, frequent) and 0.6 on class 1 for every class-0 image: argmax
+    gets every class-0 image wrong; the weights fitted on validation turn that round, and the test part, which
+    the fit never sees, scores it. Labels of the rules use the field's names."""
+    from types import SimpleNamespace
+
+    from hamviz.chapters.classifier import tuned_decision
+    from hamviz.registry import CLASSES
+    K = len(CLASSES)
+
+    def part(n0, n1, offset):
+        y = np.r_[np.zeros(n0, int), np.ones(n1, int)] + offset
+        p = np.full((n0 + n1, K), 1e-3)
+        p[:n0, offset], p[:n0, offset + 1] = 0.4, 0.6    # class-0 images: the wrong class on top
+        p[n0:, offset], p[n0:, offset + 1] = 0.1, 0.9    # class-1 images: right, and more confident
+        return y, p / p.sum(1, keepdims=True)
+    yv, pv = part(40, 10, 0)
+    yt, pt = part(20, 5, 0)
+    y = np.r_[yv, yt]
+    s = SimpleNamespace(labels=y, groups=np.arange(len(y)))
+    t = SimpleNamespace(rows={"val": np.arange(50), "test": np.arange(50, 75)}, proba={"val": pv, "test": pt})
+    table, record = tuned_decision(s, t, "macro_f1", n_boot=0)
+    assert list(table.index) == ["argmax", "weights tuned on validation for macro-F1"]
+    w = record["weights"]
+    assert 0.4 * w[CLASSES[0]] > 0.6 * w[CLASSES[1]] and 0.9 * w[CLASSES[1]] > 0.1 * w[CLASSES[0]]  # both right
+    assert record["argmax"]["test"]["accuracy"] == pytest.approx(0.2)
+    assert record["weights tuned on validation for macro-F1"]["test"]["accuracy"] == pytest.approx(1.0)
+    assert table["n"].tolist() == [25, 25]

@@ -144,6 +144,10 @@ def leak_audit(grouped: dict, image_level: dict) -> pd.DataFrame:
     return table
 
 
+#: the field's names of the decision objectives (row labels)
+_OBJECTIVE_NAMES = {"macro_f1": "macro-F1", "balanced_accuracy": "balanced accuracy"}
+
+
 def tuned_decision(s: PreparedView, t: Artefact, objective: str = "macro_f1", n_boot: int = 1000,
                    seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """The main model's test metrics under two decision rules: plain argmax, and argmax after per-class weights
@@ -153,7 +157,7 @@ def tuned_decision(s: PreparedView, t: Artefact, objective: str = "macro_f1", n_
     from ..metrics import decision_weights, reweight
     val, test = t.rows["val"], t.rows["test"]
     w = decision_weights(s.labels[val], t.proba["val"], objective, CLASSES)
-    name = f"weights tuned on validation for {objective.replace('_', ' ')}"
+    name = f"weights tuned on validation for {_OBJECTIVE_NAMES.get(objective, objective)}"
     evals, record = {}, {"objective": objective, "weights": dict(zip(CLASSES, map(float, w)))}
     for rule, f in (("argmax", lambda p: p), (name, lambda p: reweight(p, w))):
         evals[rule] = evaluate(s.labels[test], f(t.proba["test"]), CLASSES, groups=s.groups[test],
