@@ -245,7 +245,7 @@ def _decision_score(y, pred, n_classes: int, present: np.ndarray, objective: str
 
 
 def decision_weights(y_val, proba_val, objective: str = "macro_f1", classes: Sequence[str] = CLASSES, *,
-                     grid=None, rounds: int = 4) -> np.ndarray:
+                     max_drop: float | None = None, grid=None, rounds: int = 4) -> np.ndarray:
     """Per-class multipliers ``w`` (K,) for the decision rule ``argmax_k w_k p_k`` that maximise ``objective``
     (macro-F1 or balanced accuracy, over the classes present) on VALIDATION probabilities ``proba_val`` (N, K)
     with labels ``y_val`` (N,): threshold moving for a multi-class classifier (a prior-shift correction,
@@ -254,17 +254,27 @@ def decision_weights(y_val, proba_val, objective: str = "macro_f1", classes: Seq
     rare class then collects many false positives, which costs macro-F1; the fitted weights trade some
     recall of the rare classes for precision. Fit on validation, score on test (:func:`reweight`).
 
+    ``max_drop`` (a fraction, e.g. 0.02 = two points; None: no floor): the other objective (balanced
+    accuracy when maximising macro-F1, and vice versa) may fall at most this much below plain argmax's, on
+    the same validation part: a floor that keeps the gain in one metric from being paid for with the other.
+
     Coordinate ascent: each class's weight in turn takes the best value of ``grid`` (default 61 values from
     0.05 to 20, log-spaced) with the others fixed, ``rounds`` times or until nothing changes; only a strict
-    improvement moves a weight, so all-ones comes back when nothing beats plain argmax. Returned normalised
-    to a geometric mean of 1. Raises ValueError for an unknown objective and what :func:`check_inputs`
-    raises for bad labels or probabilities."""
+    improvement that respects the floor moves a weight, so all-ones comes back when nothing beats plain
+    argmax. Returned normalised to a geometric mean of 1. Raises ValueError for an unknown objective, a
+    ``max_drop`` outside [0, 1], and what :func:`check_inputs` raises for bad labels or probabilities."""
     if objective not in DECISION_OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(DECISION_OBJECTIVES)}, not {objective!r}")
+    if max_drop is not None and (isinstance(max_drop, bool) or not isinstance(max_drop, (int, float))
+                                 or not 0 <= max_drop <= 1):
+        raise ValueError(f"max_drop must be a fraction in [0, 1] (0.02 = two points) or None, not {max_drop!r}")
     y, p = check_inputs(y_val, proba_val, classes)
     K = p.shape[1]
     present = present_classes(y, K)
     grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 61)) if grid is None else np.asarray(grid, float)
+    other = next(o for o in DECISION_OBJECTIVES if o != objective)
+    floor = (-np.inf if max_drop is None
+             else _decision_score(y, p.argmax(1), K, present, other) - max_drop - 1e-12)
     w = np.ones(K)
     best = _decision_score(y, p.argmax(1), K, present, objective)
     for _ in range(rounds):
@@ -273,8 +283,10 @@ def decision_weights(y_val, proba_val, objective: str = "macro_f1", classes: Seq
             for g in grid:
                 trial = w.copy()
                 trial[k] = g
-                score = _decision_score(y, (p * trial).argmax(1), K, present, objective)
-                if score > best + 1e-12:
+                pred = (p * trial).argmax(1)
+                score = _decision_score(y, pred, K, present, objective)
+                if score > best + 1e-12 and (max_drop is None
+                                             or _decision_score(y, pred, K, present, other) >= floor):
                     best, w, moved = score, trial, True
         if not moved:
             break

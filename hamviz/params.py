@@ -145,6 +145,11 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "tune_decision": {"enum": [*DECISION_OBJECTIVES, None], "default": "macro_f1",
                           "description": "also show the main model with per-class decision weights fitted on "
                                          "validation to maximise this metric, scored on test (null: skip)"},
+        "tune_decision_max_drop": {"type": ["number", "null"], "minimum": 0, "maximum": 1, "default": None,
+                                   "description": "also a rule tuned for tune_decision under a floor: the other "
+                                                  "metric (balanced accuracy when tuning macro-F1, and vice "
+                                                  "versa) may fall at most this much (0.02 = two points) below "
+                                                  "plain argmax's on validation (null: no such rule)"},
     }),
     "compression": _obj({
         "qualities": {"type": "array", "items": {**_int, "minimum": 1, "maximum": 100}, "minItems": 1,

@@ -95,16 +95,20 @@ def test_classifier_chapter_records_test_metrics(tiny_book, ham):
     assert np.array(v["external"]["confusion"]).sum() == 70 and v["external"]["headline"]["n"] == 70
     # the decision rule tuned on validation: plain argmax is the chapter's own test result; the weights were
     # fitted on the validation part (where they cannot do worse than argmax), the test part only scored
+    # (the cpu profile's floor, inherited: a second tuned rule keeps validation balanced accuracy within 0.02)
     d = v["decision"]
-    assert d["objective"] == "macro_f1" and list(d["weights"]) == list(CLASSES)
-    assert np.prod(list(d["weights"].values())) == pytest.approx(1.0)
-    tuned = next(k for k in d if k.startswith("weights tuned"))
+    assert d["objective"] == "macro_f1" and d["max_drop"] == 0.02 and len(d["weights"]) == 2
+    assert d["tuned_rule"] == list(d["weights"])[-1] and d["tuned_rule"].endswith("balanced accuracy no more than 2 points below argmax's")
+    for rule, w in d["weights"].items():
+        assert list(w) == list(CLASSES) and np.prod(list(w.values())) == pytest.approx(1.0)
+        assert d[rule]["val"]["macro_f1"] >= d["argmax"]["val"]["macro_f1"]
+        assert d[rule]["test"]["n"] == test["n"]
+    assert d[d["tuned_rule"]]["val"]["balanced_accuracy"] >= d["argmax"]["val"]["balanced_accuracy"] - 0.02 - 1e-9
     assert d["argmax"]["test"]["balanced_accuracy"] == pytest.approx(test["balanced_accuracy"])
     assert d["argmax"]["test"]["macro_f1"] == pytest.approx(test["macro_f1"])
-    assert d[tuned]["val"]["macro_f1"] >= d["argmax"]["val"]["macro_f1"]
-    assert d[tuned]["test"]["n"] == test["n"]
     summary = record(out, "02_classifier")["summary"]
     assert {"test_balanced_accuracy", "test_macro_f1", "test_macro_auc", "tuned_test_macro_f1"} <= set(summary)
+    assert summary["tuned_test_macro_f1"] == pytest.approx(d[d["tuned_rule"]]["test"]["macro_f1"])
 
 
 def test_compression_chapter_records_every_method(tiny_book):

@@ -139,8 +139,17 @@ def test_tuned_decision_fits_on_validation_and_scores_test():
     t = SimpleNamespace(rows={"val": np.arange(50), "test": np.arange(50, 75)}, proba={"val": pv, "test": pt})
     table, record = tuned_decision(s, t, "macro_f1", n_boot=0)
     assert list(table.index) == ["argmax", "weights tuned on validation for macro-F1"]
-    w = record["weights"]
+    assert record["tuned_rule"] == "weights tuned on validation for macro-F1"
+    w = record["weights"]["weights tuned on validation for macro-F1"]
     assert 0.4 * w[CLASSES[0]] > 0.6 * w[CLASSES[1]] and 0.9 * w[CLASSES[1]] > 0.1 * w[CLASSES[0]]  # both right
     assert record["argmax"]["test"]["accuracy"] == pytest.approx(0.2)
     assert record["weights tuned on validation for macro-F1"]["test"]["accuracy"] == pytest.approx(1.0)
     assert table["n"].tolist() == [25, 25]
+    # with a floor on balanced accuracy: a third rule; here the free weights raise balanced accuracy too (0.5 ->
+    # 1 on validation), so the floor never binds and the same weights come back
+    table, record = tuned_decision(s, t, "macro_f1", n_boot=0, max_drop=0.0)
+    floored = "weights tuned on validation for macro-F1, balanced accuracy no lower than argmax's"
+    assert list(table.index) == ["argmax", "weights tuned on validation for macro-F1", floored]
+    assert record["tuned_rule"] == floored and record["max_drop"] == 0.0
+    assert record["weights"][floored] == record["weights"]["weights tuned on validation for macro-F1"]
+    assert record[floored]["test"]["accuracy"] == pytest.approx(1.0)

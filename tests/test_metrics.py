@@ -348,10 +348,32 @@ def test_decision_weights_help_macro_f1_on_held_out_imbalanced_data():
     assert w[5] == w.max()                  # nv, the majority class, gets its probability raised most
 
 
+def test_decision_weights_floor_keeps_the_other_metric():
+    """Tuned for macro-F1 without a limit, the weights pay with balanced accuracy on the very data they are
+    fitted on (more than 2 points here); with ``max_drop=0.02`` balanced accuracy there stays within 2 points
+    of argmax's while macro-F1 still rises; a floor of 1 (balanced accuracy can never fall below argmax's - 1)
+    gives the unconstrained weights exactly. The same holds with the objectives swapped."""
+    y, balanced = synthetic(n=2000, k=7, seed=5, signal=1.5, decimals=6)   # no prior in it: a 'balanced' model
+    arg = M.headline(y, balanced)
+    free = M.decision_weights(y, balanced)
+    floored = M.decision_weights(y, balanced, max_drop=0.02)
+    h_free, h_floor = M.headline(y, M.reweight(balanced, free)), M.headline(y, M.reweight(balanced, floored))
+    assert h_free["balanced_accuracy"] < arg["balanced_accuracy"] - 0.02        # the floor has work to do
+    assert h_floor["balanced_accuracy"] >= arg["balanced_accuracy"] - 0.02 - 1e-12
+    assert h_floor["macro_f1"] > arg["macro_f1"] + 0.005
+    assert np.array_equal(M.decision_weights(y, balanced, max_drop=1.0), free)
+    ba_floor = M.decision_weights(y, balanced, "balanced_accuracy", max_drop=0.0)
+    h_ba = M.headline(y, M.reweight(balanced, ba_floor))
+    assert h_ba["macro_f1"] >= arg["macro_f1"] - 1e-12 and h_ba["balanced_accuracy"] >= arg["balanced_accuracy"]
+
+
 def test_decision_rule_errors():
     y, p = synthetic(n=50, k=3, seed=2)
     with pytest.raises(ValueError, match="objective must be one of"):
         M.decision_weights(y, p, "accuracy", classes=ABC)
+    for bad in (-0.1, 1.5, True, "0.02"):
+        with pytest.raises(ValueError, match=r"max_drop must be a fraction in \[0, 1\]"):
+            M.decision_weights(y, p, classes=ABC, max_drop=bad)
     with pytest.raises(ValueError, match="3 positive numbers"):
         M.reweight(p, [1.0, 0.0, 1.0])
     with pytest.raises(ValueError, match="3 positive numbers"):

@@ -149,17 +149,27 @@ _OBJECTIVE_NAMES = {"macro_f1": "macro-F1", "balanced_accuracy": "balanced accur
 
 
 def tuned_decision(s: PreparedView, t: Artefact, objective: str = "macro_f1", n_boot: int = 1000,
-                   seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    """The main model's test metrics under two decision rules: plain argmax, and argmax after per-class weights
-    fitted on the VALIDATION part to maximise ``objective`` (:func:`hamviz.metrics.decision_weights`; the test
-    part is only scored). Returns (table: one row per rule, n and each metric "value [low, high]" with 95 %
-    lesion-bootstrap intervals; record: the weights per class, and each rule's validation and test headline)."""
+                   seed: int = 0, max_drop: float | None = None) -> tuple[pd.DataFrame, dict]:
+    """The main model's test metrics under plain argmax and under argmax after per-class weights fitted on the
+    VALIDATION part to maximise ``objective`` (:func:`hamviz.metrics.decision_weights`; the test part is only
+    scored); with ``max_drop`` (a fraction) a third rule, fitted the same way but keeping the other metric
+    (balanced accuracy when tuning macro-F1) on validation at most ``max_drop`` below argmax's.
+    Returns (table: one row per rule, n and each metric "value [low, high]" with 95 % lesion-bootstrap
+    intervals; record: "objective", "max_drop", "tuned_rule" (the last row: the rule the profile asks for),
+    "weights" {rule: {class: weight}}, and per rule its validation and test headline and test intervals)."""
     from ..metrics import decision_weights, reweight
     val, test = t.rows["val"], t.rows["test"]
-    w = decision_weights(s.labels[val], t.proba["val"], objective, CLASSES)
     name = f"weights tuned on validation for {_OBJECTIVE_NAMES.get(objective, objective)}"
-    evals, record = {}, {"objective": objective, "weights": dict(zip(CLASSES, map(float, w)))}
-    for rule, f in (("argmax", lambda p: p), (name, lambda p: reweight(p, w))):
+    weights = {name: decision_weights(s.labels[val], t.proba["val"], objective, CLASSES)}
+    if max_drop is not None:
+        other = next(o for o in _OBJECTIVE_NAMES if o != objective)
+        bound = "no lower than" if max_drop == 0 else f"no more than {100 * max_drop:g} points below"
+        floored = f"{name}, {_OBJECTIVE_NAMES[other]} {bound} argmax's"
+        weights[floored] = decision_weights(s.labels[val], t.proba["val"], objective, CLASSES, max_drop=max_drop)
+    evals, record = {}, {"objective": objective, "max_drop": max_drop, "tuned_rule": list(weights)[-1],
+                         "weights": {r: dict(zip(CLASSES, map(float, w))) for r, w in weights.items()}}
+    rules = {"argmax": lambda p: p, **{r: (lambda p, w=w: reweight(p, w)) for r, w in weights.items()}}
+    for rule, f in rules.items():
         evals[rule] = evaluate(s.labels[test], f(t.proba["test"]), CLASSES, groups=s.groups[test],
                                n_boot=n_boot, seed=seed)
         record[rule] = {"val": evaluate(s.labels[val], f(t.proba["val"]), CLASSES, n_boot=0)["headline"],
