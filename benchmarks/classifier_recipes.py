@@ -64,7 +64,11 @@ def finetune(ham, size: int, top: int, epochs: int, lr: float, warmup: int = 0, 
     from hamviz.view import prepare
     view = prepare(ham, size, seed=42)
     cfg = TrainConfig(model="efficientnet_lite0", image_size=size, strategy="S4", optimizer="adam",
-                      model_options={"weights": "imagenet", "trainable": top, "head": "simple", "dropout": 0.2},
+                      # dense and l2 as the profile passes them (the simple head has no dense layer): the same
+                      # options give the same artefact key, so the cpu book loads a recipe's model instead of
+                      # training it again
+                      model_options={"weights": "imagenet", "trainable": top, "head": "simple", "dropout": 0.2,
+                                     "dense": 1024, "l2": 0.0},
                       learning_rate=lr, schedule="cosine", epochs=epochs, patience=epochs, batch_size=32,
                       augment={"rot90": True, "flip": True, "zoom": zoom_shift, "shift": zoom_shift}, seed=train_seed,
                       head_warmup=warmup, tta_flips=tta, select_on=select_on)
