@@ -28,6 +28,9 @@ from .registry import CLASSES, DECISION_OBJECTIVES
 
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_auc", "log_loss", "ece")
 COMPARE = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "ece")
+#: the field's names of the metrics, for table headers and row labels (the keys stay snake_case in records)
+METRIC_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1",
+                 "weighted_f1": "weighted F1", "macro_auc": "macro AUC", "log_loss": "log loss", "ece": "ECE"}
 #: metrics averaged over classes: undefined on a resample that lacks a class present in the full data
 _PER_CLASS = {"balanced_accuracy", "macro_f1", "macro_auc"}
 
@@ -234,6 +237,14 @@ def confusion(y_true, y_pred, classes: Sequence[str] = CLASSES, normalize: str |
 
 
 # --------------------------------------------------------------------------------------------- decision rule
+def other_objective(objective: str) -> str:
+    """The decision objective that is not ``objective`` (macro-F1 <-> balanced accuracy): the metric a
+    floored decision rule keeps from falling. Raises ValueError for an unknown objective."""
+    if objective not in DECISION_OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(DECISION_OBJECTIVES)}, not {objective!r}")
+    return next(o for o in DECISION_OBJECTIVES if o != objective)
+
+
 def _decision_score(y, pred, n_classes: int, present: np.ndarray, objective: str) -> float:
     """macro-F1 or balanced accuracy of predicted labels ``pred`` over the ``present`` classes: the bootstrap's
     :func:`weighted_metrics` with every weight 1 (the same numbers as :func:`headline`'s, without calling
@@ -263,8 +274,7 @@ def decision_weights(y_val, proba_val, objective: str = "macro_f1", classes: Seq
     improvement that respects the floor moves a weight, so all-ones comes back when nothing beats plain
     argmax. Returned normalised to a geometric mean of 1. Raises ValueError for an unknown objective, a
     ``max_drop`` outside [0, 1], and what :func:`check_inputs` raises for bad labels or probabilities."""
-    if objective not in DECISION_OBJECTIVES:
-        raise ValueError(f"objective must be one of {', '.join(DECISION_OBJECTIVES)}, not {objective!r}")
+    other = other_objective(objective)
     if max_drop is not None and (isinstance(max_drop, bool) or not isinstance(max_drop, (int, float))
                                  or not 0 <= max_drop <= 1):
         raise ValueError(f"max_drop must be a fraction in [0, 1] (0.02 = two points) or None, not {max_drop!r}")
@@ -272,7 +282,6 @@ def decision_weights(y_val, proba_val, objective: str = "macro_f1", classes: Seq
     K = p.shape[1]
     present = present_classes(y, K)
     grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 61)) if grid is None else np.asarray(grid, float)
-    other = next(o for o in DECISION_OBJECTIVES if o != objective)
     floor = (-np.inf if max_drop is None
              else _decision_score(y, p.argmax(1), K, present, other) - max_drop - 1e-12)
     w = np.ones(K)

@@ -49,8 +49,10 @@ def test_side_by_side_shows_intervals_where_there_are_some():
     t = side_by_side({"HAM10000": ham, "external": ext})
     assert list(t.index) == ["HAM10000", "external"] and t.loc["external", "n"] == 70
     assert t["n"].dtype.kind == "i"  # evaluate() records n as a float: shown as a count, not "70.0"
-    assert t.loc["HAM10000", "balanced_accuracy"] == "0.600 [0.550, 0.660]"
-    assert t.loc["HAM10000", "accuracy"] == "0.800" and t.loc["external", "macro_auc"] == "n/a"
+    # columns carry the field's names, not the record's keys
+    assert list(t.columns) == ["n", "accuracy", "balanced accuracy", "macro-F1", "macro AUC"]
+    assert t.loc["HAM10000", "balanced accuracy"] == "0.600 [0.550, 0.660]"
+    assert t.loc["HAM10000", "accuracy"] == "0.800" and t.loc["external", "macro AUC"] == "n/a"
 
 
 def test_grid_trains_each_model_with_its_own_settings(monkeypatch):
@@ -145,6 +147,7 @@ def test_tuned_decision_fits_on_validation_and_scores_test():
     assert record["argmax"]["test"]["accuracy"] == pytest.approx(0.2)
     assert record["weights tuned on validation for macro-F1"]["test"]["accuracy"] == pytest.approx(1.0)
     assert table["n"].tolist() == [25, 25]
+    assert list(table.columns) == ["n", "accuracy", "balanced accuracy", "macro-F1"]
     # with a floor on balanced accuracy: a third rule; here the free weights raise balanced accuracy too (0.5 ->
     # 1 on validation), so the floor never binds and the same weights come back
     table, record = tuned_decision(s, t, "macro_f1", n_boot=0, max_drop=0.0)

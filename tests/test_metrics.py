@@ -380,3 +380,8 @@ def test_decision_rule_errors():
         M.reweight(p, [1.0, 2.0])
     r = M.reweight(p, [1.0, 2.0, 0.5])
     assert np.allclose(r.sum(1), 1) and np.array_equal(r.argmax(1), (p * [1.0, 2.0, 0.5]).argmax(1))
+    # the floored metric is the other objective, both ways; an unknown one is named
+    assert M.other_objective("macro_f1") == "balanced_accuracy"
+    assert M.other_objective("balanced_accuracy") == "macro_f1"
+    with pytest.raises(ValueError, match="'macro_auc'"):
+        M.other_objective("macro_auc")

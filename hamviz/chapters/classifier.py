@@ -144,10 +144,6 @@ def leak_audit(grouped: dict, image_level: dict) -> pd.DataFrame:
     return table
 
 
-#: the field's names of the decision objectives (row labels)
-_OBJECTIVE_NAMES = {"macro_f1": "macro-F1", "balanced_accuracy": "balanced accuracy"}
-
-
 def tuned_decision(s: PreparedView, t: Artefact, objective: str = "macro_f1", n_boot: int = 1000,
                    seed: int = 0, max_drop: float | None = None) -> tuple[pd.DataFrame, dict]:
     """The main model's test metrics under plain argmax and under argmax after per-class weights fitted on the
@@ -157,14 +153,14 @@ def tuned_decision(s: PreparedView, t: Artefact, objective: str = "macro_f1", n_
     Returns (table: one row per rule, n and each metric "value [low, high]" with 95 % lesion-bootstrap
     intervals; record: "objective", "max_drop", "tuned_rule" (the last row: the rule the profile asks for),
     "weights" {rule: {class: weight}}, and per rule its validation and test headline and test intervals)."""
-    from ..metrics import decision_weights, reweight
+    from ..metrics import METRIC_LABELS, decision_weights, other_objective, reweight
     val, test = t.rows["val"], t.rows["test"]
-    name = f"weights tuned on validation for {_OBJECTIVE_NAMES.get(objective, objective)}"
+    other = other_objective(objective)
+    name = f"weights tuned on validation for {METRIC_LABELS[objective]}"
     weights = {name: decision_weights(s.labels[val], t.proba["val"], objective, CLASSES)}
     if max_drop is not None:
-        other = next(o for o in _OBJECTIVE_NAMES if o != objective)
         bound = "no lower than" if max_drop == 0 else f"no more than {100 * max_drop:g} points below"
-        floored = f"{name}, {_OBJECTIVE_NAMES[other]} {bound} argmax's"
+        floored = f"{name}, {METRIC_LABELS[other]} {bound} argmax's"
         weights[floored] = decision_weights(s.labels[val], t.proba["val"], objective, CLASSES, max_drop=max_drop)
     evals, record = {}, {"objective": objective, "max_drop": max_drop, "tuned_rule": list(weights)[-1],
                          "weights": {r: dict(zip(CLASSES, map(float, w))) for r, w in weights.items()}}
@@ -210,13 +206,18 @@ def external(P: dict, t: Artefact, n_boot: int = 1000):
 
 def side_by_side(evals: dict, metrics=("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")) -> pd.DataFrame:
     """One row per named evaluate() result (e.g. the HAM10000 test part and an external test set): n, and each
-    metric as "value [low, high]" with its 95% bootstrap interval where the result has one."""
+    metric as "value [low, high]" with its 95% bootstrap interval where the result has one; columns named by
+    the field's terms (:data:`hamviz.metrics.METRIC_LABELS`: "balanced accuracy", "macro-F1", ...)."""
+    from ..metrics import METRIC_LABELS
     rows = {}
     for name, ev in evals.items():
         n = ev["headline"].get("n")
         row = {"n": None if n is None else int(n)}
         for m in metrics:
             v, ci = ev["headline"].get(m), (ev.get("ci") or {}).get(m)
-            row[m] = "n/a" if v is None else (f"{v:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else f"{v:.3f}")
+            if v is None:
+                row[METRIC_LABELS.get(m, m)] = "n/a"
+            else:
+                row[METRIC_LABELS.get(m, m)] = f"{v:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else f"{v:.3f}"
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
