@@ -39,8 +39,12 @@ $(STAMP): pyproject.toml
 book: $(STAMP)
 	$(VENV)/bin/python -m hamviz book --profile $(PROFILE) --out $(BOOK) $(if $(JOBS),--jobs $(JOBS))
 
+# Two pytest-xdist workers (the machine's two cores): one builds the tiny book and runs the tests that read it
+# while the other runs the paper profile's smoke test and the rest (tests/conftest.py groups and orders them).
+# TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) $(CHROMIUM)
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder) $(PYTEST_ARGS)
 
 $(CHROMIUM):
 	apt-get update -qq && apt-get install -y -qq chromium

@@ -30,10 +30,25 @@ os.environ.setdefault("HAMVIZ_WEIGHTS", str(REPO.parent / "shared" / "weights"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+_GROUP = pytest.StashKey[str]()
+#: the two longest units of the suite, started first so that neither is left to run alone at the end
+_HEAVY_FIRST = ("tiny_book", "test_paper_smoke.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     if not (DATA / "HAM10000_metadata.csv").is_file():
         raise pytest.UsageError(f"HAM10000 test data not found at {DATA}: set HAMVIZ_DATA to a HAM10000 "
                                 f"folder (metadata + images/ + masks/).")
+    # `make test` runs two pytest-xdist workers with --dist loadgroup: a test module is one unit of work (its
+    # module fixtures are built once), except that every test using the session's tiny book joins one unit, so
+    # the book is built by one worker only. Heavy units first: the scheduler hands them out in this order.
+    for item in items:
+        group = "tiny_book" if "tiny_book" in getattr(item, "fixturenames", ()) else item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))
+        item.stash[_GROUP] = group
+    items.sort(key=lambda item: (_HEAVY_FIRST + (item.stash[_GROUP],)).index(item.stash[_GROUP]))
+
 
 
 @pytest.fixture(scope="session")
