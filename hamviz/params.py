@@ -161,6 +161,10 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                                       "uncompressed reference on the same ones); null: the whole test part"},
         "kmeans_limit": {"type": ["integer", "null"], "minimum": 10, "default": None,
                          "description": "K-means on this many test images (stratified); null: all"},
+        "tta_flips": {"type": ["boolean", "null"], "default": None,
+                      "description": "score every coding (and the uncompressed reference) as the mean over each "
+                                     "image and its two mirror images; null: as the main model's own test "
+                                     "numbers (classifier.tta_flips)"},
         "ae_ratios": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "uniqueItems": True,
                       "default": [1.5, 3, 6]},
         "ae_filters": {"type": "array", "items": {**_int, "minimum": 1}, "minItems": 2, "maxItems": 3,

@@ -93,6 +93,13 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
         Setting("test images", "the whole test part",
                 lambda P: f"{P['test_limit']} class-stratified test images" if P.get("test_limit")
                 else "the whole test part", lambda P: not P.get("test_limit"), CPU),
+        Setting("views scored", "one per image",
+                lambda P: {None: "as the main model's own test numbers (classifier.tta_flips)",
+                           True: "the mean over each image and its two mirror images",
+                           False: "one per image"}[P.get("tta_flips")],
+                lambda P: P.get("tta_flips") is False,
+                "test-time flips (tta_flips: true, or null with a main model that uses them) triple the cost of "
+                "every coding's scoring; codings and the uncompressed reference are always scored alike"),
     ]),
     "joint": ("Doctor (joint autoencoder + classifier training)", [
         Setting("split", "not grouped by lesion", _split, None, GROUPED[1]),
