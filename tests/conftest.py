@@ -30,25 +30,37 @@ os.environ.setdefault("HAMVIZ_WEIGHTS", str(REPO.parent / "shared" / "weights"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-_GROUP = pytest.StashKey[str]()
-#: the two longest units of the suite, started first so that neither is left to run alone at the end
-_HEAVY_FIRST = ("tiny_book", "test_paper_smoke.py")
+#: test modules that read the session's tiny book: one unit of work for pytest-xdist, so one worker builds it
+BOOK_MODULES = ("test_book.py", "test_browser.py")
+#: the longest units of the suite, handed out first so that neither is left to run alone at the end
+HEAVY_FIRST = (*BOOK_MODULES, "test_paper_smoke.py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     if not (DATA / "HAM10000_metadata.csv").is_file():
         raise pytest.UsageError(f"HAM10000 test data not found at {DATA}: set HAMVIZ_DATA to a HAM10000 "
                                 f"folder (metadata + images/ + masks/).")
-    # `make test` runs two pytest-xdist workers with --dist loadgroup: a test module is one unit of work (its
-    # module fixtures are built once), except that every test using the session's tiny book joins one unit, so
-    # the book is built by one worker only. Heavy units first: the scheduler hands them out in this order.
-    for item in items:
-        group = "tiny_book" if "tiny_book" in getattr(item, "fixturenames", ()) else item.path.name
-        item.add_marker(pytest.mark.xdist_group(group))
-        item.stash[_GROUP] = group
-    items.sort(key=lambda item: (_HEAVY_FIRST + (item.stash[_GROUP],)).index(item.stash[_GROUP]))
+    # heavy modules first (a stable sort: the rest keep their order); `make test` hands units out in this order
+    items.sort(key=lambda item: HEAVY_FIRST.index(item.path.name) if item.path.name in HEAVY_FIRST
+               else len(HEAVY_FIRST))
 
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: pytest without it ignores this one
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs two pytest-xdist workers with ``--dist loadfile``: a test module is one unit of work (its
+    module fixtures are built once), except that BOOK_MODULES are one unit together, so the tiny book is built
+    by one worker while the other runs the paper smoke test and the rest. (Not --dist loadgroup with
+    xdist_group marks: with pytest 9.2 it silently stops grouping, pytest-xdist issue #1386.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class BookTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "tiny book" if scope.rsplit("/", 1)[-1] in BOOK_MODULES else scope
+
+    return BookTogether(config, log)
 
 
 @pytest.fixture(scope="session")
