@@ -40,6 +40,11 @@ def pytest_collection_modifyitems(config, items):
     if not (DATA / "HAM10000_metadata.csv").is_file():
         raise pytest.UsageError(f"HAM10000 test data not found at {DATA}: set HAMVIZ_DATA to a HAM10000 "
                                 f"folder (metadata + images/ + masks/).")
+    strays = sorted({item.path.name for item in items
+                     if "tiny_book" in getattr(item, "fixturenames", ()) and item.path.name not in BOOK_MODULES})
+    if strays:  # on two workers such a module would build the tiny book a second time
+        raise pytest.UsageError(f"{', '.join(strays)} use(s) the tiny_book fixture: add the module to BOOK_MODULES "
+                                f"in tests/conftest.py, so that one pytest-xdist worker builds the book")
     # heavy modules first (a stable sort: the rest keep their order); `make test` hands units out in this order
     items.sort(key=lambda item: HEAVY_FIRST.index(item.path.name) if item.path.name in HEAVY_FIRST
                else len(HEAVY_FIRST))
@@ -47,13 +52,15 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: pytest without it ignores this one
 def pytest_xdist_make_scheduler(config, log):
-    """`make test` runs two pytest-xdist workers with ``--dist loadfile``: a test module is one unit of work (its
-    module fixtures are built once), except that BOOK_MODULES are one unit together, so the tiny book is built
-    by one worker while the other runs the paper smoke test and the rest. (Not --dist loadgroup with
+    """`make test` runs two pytest-xdist workers with ``--dist loadfile`` (plain ``-n 2`` gets the same): a test
+    module is one unit of work (its module fixtures are built once), except that BOOK_MODULES are one unit
+    together, so the tiny book is built by one worker while the other starts with the paper smoke test; the
+    other modules go to whichever worker is free, in collection order. (Not --dist loadgroup with
     xdist_group marks: with pytest 9.2 it silently stops grouping, pytest-xdist issue #1386.)"""
-    if config.getvalue("dist") != "loadfile":
+    if config.getvalue("dist") not in ("load", "loadfile"):  # plain `-n 2` too: never two tiny books
         return None
     from xdist.scheduler import LoadFileScheduling
+    config.option.loadscopereorder = False  # keep HEAVY_FIRST's order (not largest-module-first)
 
     class BookTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
