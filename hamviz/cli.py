@@ -94,9 +94,11 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("book", help="build the results book (runs only what changed)")
-    b.add_argument("--profile", default="cpu", help="params/<profile>.yaml or a path (default: cpu)")
+    profile_help = "a shipped profile's name (tiny, cpu, paper) or the path of your own YAML (default: cpu)"
+    data_help = "HAM10000 folder (default: the profile's data_dir, else $HAMVIZ_DATA)"
+    b.add_argument("--profile", default="cpu", help=profile_help)
     b.add_argument("--out", default="book", help="output folder (default: book)")
-    b.add_argument("--data", help="HAM10000 folder (default: the profile's data_dir, else $HAMVIZ_DATA)")
+    b.add_argument("--data", help=data_help)
     b.add_argument("--jobs", type=int, help="chapters run in parallel (default: the profile's jobs)")
     b.add_argument("--force", action="store_true", help="re-run chapters that are up to date")
     b.add_argument("--only", nargs="+", help="only these chapters (and what they depend on)")
@@ -111,13 +113,13 @@ def main(argv=None) -> int:
     b.set_defaults(func=_book)
 
     v = sub.add_parser("validate", help="check a profile and the data without running anything")
-    v.add_argument("--profile", default="cpu")
-    v.add_argument("--data")
+    v.add_argument("--profile", default="cpu", help=profile_help)
+    v.add_argument("--data", help=data_help)
     v.set_defaults(func=_validate)
 
     c = sub.add_parser("cache", help="decode and resize the images once into the cache")
-    c.add_argument("--profile", default="cpu")
-    c.add_argument("--data")
+    c.add_argument("--profile", default="cpu", help=profile_help)
+    c.add_argument("--data", help=data_help)
     c.add_argument("--size", type=int, nargs="+", help="edge(s) in pixels (default: the profile's)")
     c.set_defaults(func=_cache)
 

@@ -472,6 +472,13 @@ def _whole_numbers_as_int(params, schema=None):
     return params
 
 
+#: how each JSON-schema type is written in a YAML profile (the fix a type error names); a quoted "true" or "64"
+#: is a string
+_YAML_SPELLING = {"boolean": "true or false (unquoted)", "null": "null", "integer": "a whole number (unquoted)",
+                  "number": "a number (unquoted)", "string": "a string", "array": "a list such as [a, b]",
+                  "object": "a mapping of keys"}
+
+
 def _allowed(schema: dict) -> str:
     """What a (sub)schema allows, in words: "one of 'frozen', 'all'", "an integer >= 0"."""
     if "enum" in schema:
@@ -518,7 +525,9 @@ def validate(params: dict, source: str = "params", partial: bool = False, check_
                                 + (f" (did you mean {close[0]!r}?)" if close else "")
                                 + f"; known keys there: {', '.join(known)}")
         elif err.validator == "type":
-            problems.append(f"{where}: {err.instance!r} is not of type {err.validator_value}")
+            wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+            problems.append(f"{where}: {err.instance!r} is not of type {err.validator_value}: write "
+                            + " or ".join(_YAML_SPELLING.get(t, t) for t in wanted))
         elif err.validator == "anyOf":  # jsonschema says only "is not valid under any of the given schemas"
             problems.append(f"{where}: {err.instance!r} is not allowed; it must be "
                             + " or ".join(_allowed(alt) for alt in err.validator_value))

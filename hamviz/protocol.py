@@ -98,8 +98,8 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                            True: "the mean over each image and its two mirror images",
                            False: "one per image"}[P.get("tta_flips")],
                 lambda P: P.get("tta_flips") is False,
-                "test-time flips (tta_flips: true, or null with a main model that uses them) triple the cost of "
-                "every coding's scoring; codings and the uncompressed reference are always scored alike"),
+                "test-time flips (tta_flips: true, or null with a main model that uses them) triple the model's "
+                "predictions for every coding; codings and the uncompressed reference are always scored alike"),
     ]),
     "joint": ("Doctor (joint autoencoder + classifier training)", [
         Setting("split", "not grouped by lesion", _split, None, GROUPED[1]),

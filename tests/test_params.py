@@ -33,6 +33,10 @@ BAD = [
     ({"chapters": {"eda": {"samples_per_clas": 3}}}, "did you mean 'samples_per_class'?"),
     ({"chapters": {"eda": {"contrast_ring": 0.9}}}, "contrast_ring: 0.9 is greater than the maximum"),
     ({"chapters": {"edaa": {}}}, "unknown key 'chapters.edaa' (did you mean 'eda'?)"),
+    # a type error says how to write the value in YAML, for every type (here a quoted boolean and a quoted number)
+    ({"chapters": {"compression": {"tta_flips": "false"}}},
+     "chapters.compression.tta_flips: 'false' is not of type ['boolean', 'null']: write true or false (unquoted) or null"),
+    ({"image_size": "64"}, "image_size: '64' is not of type integer: write a whole number (unquoted)"),
 ]
 
 
