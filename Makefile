@@ -39,8 +39,9 @@ $(STAMP): pyproject.toml
 book: $(STAMP)
 	$(VENV)/bin/python -m hamviz book --profile $(PROFILE) --out $(BOOK) $(if $(JOBS),--jobs $(JOBS))
 
-# Two pytest-xdist workers (the machine's two cores): one builds the tiny book and runs the tests that read it
-# while the other runs the paper profile's smoke test and the rest (tests/conftest.py groups and orders them).
+# Two pytest-xdist workers (the machine's two cores): one builds the tiny book and runs the tests that read it,
+# the other starts with the paper profile's smoke test; the other modules go to whichever is free
+# (tests/conftest.py groups and orders them).
 # TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 2
 test: $(STAMP) $(CHROMIUM)

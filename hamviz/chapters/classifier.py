@@ -215,9 +215,7 @@ def side_by_side(evals: dict, metrics=("accuracy", "balanced_accuracy", "macro_f
         row = {"n": None if n is None else int(n)}
         for m in metrics:
             v, ci = ev["headline"].get(m), (ev.get("ci") or {}).get(m)
-            if v is None:
-                row[METRIC_LABELS.get(m, m)] = "n/a"
-            else:
-                row[METRIC_LABELS.get(m, m)] = f"{v:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else f"{v:.3f}"
+            shown = "n/a" if v is None else f"{v:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else f"{v:.3f}"
+            row[METRIC_LABELS.get(m, m)] = shown
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
