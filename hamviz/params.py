@@ -405,8 +405,17 @@ def deep_merge(base: dict, over: dict) -> dict:
 
 
 class _ProfileLoader(yaml.SafeLoader):
-    """YAML for profiles: numbers as people write them (``1e-3`` is a float, not YAML 1.1's string) and no key
+    """YAML for profiles: numbers as people write them (``1e-3`` is a float, not YAML 1.1's string), booleans
+    only ``true``/``false`` as in YAML 1.2 (YAML 1.1 silently reads ``yes``, ``no``, ``on``, ``off`` as booleans:
+    here they stay strings, so a boolean setting written so is an error that says how to write it) and no key
     given twice in one mapping (YAML would silently keep the last)."""
+
+
+_ProfileLoader.yaml_implicit_resolvers = {  # YAML 1.1's booleans out: only YAML 1.2's true/false below
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_ProfileLoader.add_implicit_resolver("tag:yaml.org,2002:bool",
+                                     __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 _ProfileLoader.add_implicit_resolver(  # YAML 1.2 floats: 1e-3, 1E+5, .5, 3. besides YAML 1.1's forms
@@ -474,7 +483,7 @@ def _whole_numbers_as_int(params, schema=None):
 
 #: how each JSON-schema type is written in a YAML profile (the fix a type error names); a quoted "true" or "64"
 #: is a string
-_YAML_SPELLING = {"boolean": "true or false (unquoted)", "null": "null", "integer": "a whole number (unquoted)",
+_YAML_SPELLING = {"boolean": "true or false (unquoted; not yes/no/on/off)", "null": "null", "integer": "a whole number (unquoted)",
                   "number": "a number (unquoted)", "string": "a string", "array": "a list such as [a, b]",
                   "object": "a mapping of keys"}
 

@@ -35,7 +35,8 @@ BAD = [
     ({"chapters": {"edaa": {}}}, "unknown key 'chapters.edaa' (did you mean 'eda'?)"),
     # a type error says how to write the value in YAML, for every type (here a quoted boolean and a quoted number)
     ({"chapters": {"compression": {"tta_flips": "false"}}},
-     "chapters.compression.tta_flips: 'false' is not of type ['boolean', 'null']: write true or false (unquoted) or null"),
+     "chapters.compression.tta_flips: 'false' is not of type ['boolean', 'null']: write true or false (unquoted; not "
+     "yes/no/on/off) or null"),
     ({"image_size": "64"}, "image_size: '64' is not of type integer: write a whole number (unquoted)"),
 ]
 
@@ -45,6 +46,19 @@ def test_bad_values_are_named(override, words):
     with pytest.raises(ParamsError) as err:
         load_profile("cpu", override)
     assert words in str(err.value)
+
+
+@pytest.mark.parametrize("word", ["yes", "no", "on", "off", "Yes", "OFF", "y"])
+def test_yaml_11_booleans_in_a_file_are_an_error_not_a_silent_boolean(tmp_path, word):
+    """YAML 1.1 (PyYAML's default) reads yes/no/on/off as true/false without a word; profiles read YAML 1.2's
+    booleans only, so `tta_flips: on` is a type error that says how to write it, and a string stays a string."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(f"extends: tiny\nchapters:\n  compression:\n    tta_flips: {word}\n")
+    with pytest.raises(ParamsError, match=rf"tta_flips: '{word}' is not of type .*write true or false \(unquoted; "
+                                          r"not yes/no/on/off\)"):
+        load_profile(mine)
+    mine.write_text("extends: tiny\nchapters:\n  compression:\n    tta_flips: False\n")  # YAML 1.2's spellings
+    assert chapter_params(load_profile(mine), "compression")["tta_flips"] is False
 
 
 def test_typo_in_a_file_and_unknown_profile(tmp_path):
