@@ -53,6 +53,13 @@ def _grid_settings(P, model):
             f"{own.get('batch_size', P['batch_size'])}, L2 {own.get('l2', P.get('l2') or 0):g}")
 
 
+def _flips(P):
+    """The chapter's test-time flips: its own tta_flips, or with null the main model's (``P["_main"]``: the
+    classifier chapter's parameters, given by the chapter; None where they are not given)."""
+    own = P.get("tta_flips")
+    return own if own is not None else (P.get("_main") or {}).get("tta_flips")
+
+
 def _split(P):
     return "lesion-grouped" if P["split"]["grouped"] else "image-level"
 
@@ -94,10 +101,11 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                 lambda P: f"{P['test_limit']} class-stratified test images" if P.get("test_limit")
                 else "the whole test part", lambda P: not P.get("test_limit"), CPU),
         Setting("views scored", "one per image",
-                lambda P: {None: "as the main model's own test numbers (classifier.tta_flips)",
-                           True: "the mean over each image and its two mirror images",
-                           False: "one per image"}[P.get("tta_flips")],
-                lambda P: P.get("tta_flips") is False,
+                lambda P: {True: "the mean over each image and its two mirror images", False: "one per image",
+                           None: "as the main model's own test numbers (classifier.tta_flips)"}[_flips(P)]
+                + (" (tta_flips: null, as the main model)" if P.get("tta_flips") is None and _flips(P) is not None
+                   else ""),
+                lambda P: _flips(P) is False,
                 "test-time flips (tta_flips: true, or null with a main model that uses them) triple the model's "
                 "predictions for every coding; codings and the uncompressed reference are always scored alike"),
     ]),
@@ -185,7 +193,8 @@ def _two_stage(m: dict | None) -> str:
 
 def protocol_table(chapter: str, P: dict):
     """The chapter's protocol table (a pandas DataFrame indexed by setting: reference, this run, same?, why),
-    from its flat parameters ``P``; None for a chapter without a reference protocol (EDA). "same?" is "yes",
+    from its flat parameters ``P`` (with ``P["_main"]``, the classifier chapter's parameters, where a setting
+    follows the main model's); None for a chapter without a reference protocol (EDA). "same?" is "yes",
     "no", or "by design" where hamviz keeps its own protocol whatever the profile."""
     import pandas as pd
     if chapter not in PROTOCOLS:

@@ -51,3 +51,16 @@ def test_explain_follows_the_ensemble_protocol_where_hamviz_can():
     assert t.loc["InceptionV3 training", ["this run", "same?"]].tolist() == [
         "one stage: the last 150 layers for 25 epochs", "no"]
     assert t.loc["input", ["this run", "same?"]].tolist() == ["128x128", "no"]
+
+
+def test_views_scored_with_null_follows_the_main_model():
+    """compression.tta_flips: null scores as the main model does: the chapter gives the classifier chapter's
+    parameters as P["_main"]; the row says what that means and compares it with the reference's one view."""
+    P = chapter_params(load_profile("tiny"), "compression")
+    assert P["tta_flips"] is None
+    row = lambda main: protocol_table("compression", {**P, **main}).loc["views scored", ["this run", "same?"]].tolist()
+    assert row({"_main": {"tta_flips": False}}) == ["one per image (tta_flips: null, as the main model)", "yes"]
+    assert row({"_main": {"tta_flips": True}}) == [
+        "the mean over each image and its two mirror images (tta_flips: null, as the main model)", "no"]
+    assert row({}) == ["as the main model's own test numbers (classifier.tta_flips)", "no"]  # main model unknown
+    assert row({"tta_flips": False, "_main": {"tta_flips": True}}) == ["one per image", "yes"]  # its own setting

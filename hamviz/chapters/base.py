@@ -87,7 +87,8 @@ class Chapter:
         """This chapter's reference protocol beside this run (:func:`hamviz.protocol.protocol_table`), also
         recorded (``protocol``: setting -> row); None for a chapter without a reference protocol."""
         from ..protocol import protocol_table
-        table = protocol_table(self.name, self.params)
+        # the classifier chapter's parameters too: a setting such as tta_flips: null follows the main model
+        table = protocol_table(self.name, {**self.params, "_main": self.section("classifier")})
         if table is not None:
             self.log(protocol=table.to_dict(orient="index"), protocol_source=table.attrs["source"])
         return table
