@@ -15,7 +15,9 @@ Conventions used throughout:
 * **Everything fitted is fitted on VALIDATION predictions only**: the accuracy weights
   (:func:`fit_combiner`), the stacking regression (:func:`fit_stacking`) and the operating threshold
   (:func:`threshold_for_sensitivity`). The test set is only ever scored. Fitting any of them on test
-  predictions would report an optimistic, leaked number.
+  predictions would report an optimistic, leaked number. A fitted combiner's own validation score (and the
+  threshold and choices made from it) comes from cross-fitted, out-of-fold predictions (:func:`out_of_fold`):
+  scored on the predictions it was fitted to, stacking would win every validation comparison by construction.
 """
 from __future__ import annotations
 
@@ -175,6 +177,39 @@ def combine(name: str, P, fitted=None) -> np.ndarray:
     return stacked(fitted, P)
 
 
+def out_of_fold(name: str, P_val, y_val, groups=None, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Cross-fitted VALIDATION probabilities (N,) of combiner ``name``: for a fitted combiner (accuracy-weighted,
+    stacking) each validation image is scored by the combiner fitted on the other ``folds - 1`` folds
+    (scikit-learn's StratifiedGroupKFold over ``groups``, the lesion ids, so one lesion's images share a fold;
+    StratifiedKFold without groups); "vote" and "mean" fit nothing and are returned as they are.
+
+    Why: a combiner scored on the predictions it was fitted to looks better than it is (stacking most), so its
+    validation AUC, the threshold chosen on validation and any choice between combiners by validation score
+    must use these out-of-fold probabilities; the test part is scored by the combiner fitted on all of
+    validation (:func:`fit_combiner`). A class with fewer images (lesions) than ``folds`` lowers the folds to
+    that number; fewer than 2 raises ValueError."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    _check_name(name)
+    P, y = check_members(P_val, "P_val"), check_binary(y_val, "y_val")
+    if len(y) != P.shape[1]:
+        raise ValueError(f"shape mismatch: {len(y)} labels but {P.shape[1]} images in P_val")
+    if name in ("vote", "mean"):
+        return combine(name, P)
+    counts = np.bincount(y, minlength=2) if groups is None else np.array(
+        [len(np.unique(np.asarray(groups)[y == c])) for c in (0, 1)])
+    if counts.min() < 2:
+        raise ValueError(f"cross-fitting {name!r} needs at least 2 benign and 2 malignant "
+                         f"{'images' if groups is None else 'lesions'} in validation, got {counts.tolist()}")
+    folds = int(min(folds, counts.min()))  # fewer folds where a class has fewer images (lesions) than folds
+    split = (StratifiedKFold(folds, shuffle=True, random_state=seed).split(P.T, y) if groups is None else
+             StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(P.T, y, np.asarray(groups)))
+    out = np.empty(len(y))
+    for fit_idx, score_idx in split:
+        fitted = fit_combiner(name, P[:, fit_idx], y[fit_idx])
+        out[score_idx] = combine(name, P[:, score_idx], fitted)
+    return out
+
+
 # --------------------------------------------------------------------------------------------- thresholds
 def threshold_for_sensitivity(y_val, p_val, target: float = 0.95) -> float:
     """The highest threshold whose VALIDATION sensitivity (recall of malignant, p >= threshold) is at least
@@ -222,18 +257,43 @@ def binary_report(y, p, threshold: float = 0.5) -> dict:
     }
 
 
+def paired_auc_difference(y, p_a, p_b, groups=None, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Test AUC of ``p_a`` minus that of ``p_b`` on the same images (y (N,) 0/1; p_a, p_b (N,) probabilities
+    of malignant), with its 95 % bootstrap interval: both scored on the same resamples (paired), of lesions
+    when ``groups`` (lesion ids, (N,)) are given (:func:`hamviz.metrics.bootstrap_weights`). Returns
+    {"auc_a", "auc_b", "difference", "low", "high", "n_boot"}; an interval that holds 0 means the data cannot
+    tell the two apart. Raises ValueError on mismatched shapes or a single class."""
+    from .metrics import bootstrap_weights
+    y = check_binary(y)
+    pa, pb = check_probability(p_a, len(y), "p_a"), check_probability(p_b, len(y), "p_b")
+    if len(np.unique(y)) < 2:
+        raise ValueError("an AUC needs both benign and malignant images")
+    W = bootstrap_weights(len(y), n_boot, np.random.default_rng(seed), groups)
+    diffs = []
+    for w in W:
+        keep = w > 0
+        if len(np.unique(y[keep])) < 2:
+            continue
+        diffs.append(roc_auc_score(y, pa, sample_weight=w) - roc_auc_score(y, pb, sample_weight=w))
+    a, b = roc_auc_score(y, pa), roc_auc_score(y, pb)
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return {"auc_a": float(a), "auc_b": float(b), "difference": float(a - b), "low": float(low),
+            "high": float(high), "n_boot": len(diffs)}
+
+
 def _auc(y, p) -> float:
     return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else math.nan
 
 
 # --------------------------------------------------------------------------------------------- incremental
 def incremental(P_val, y_val, P_test, y_test, names: Sequence[str], combiner: str = "mean",
-                order: Sequence | None = None, target: float = 0.95) -> pd.DataFrame:
+                order: Sequence | None = None, target: float = 0.95, groups_val=None) -> pd.DataFrame:
     """Grow the ensemble one member at a time and score it after each addition.
 
     ``order``: member names or indices; default by validation AUC, best first. After each addition the
     combiner is re-fitted on VALIDATION predictions (weights / stacking; :func:`fit_combiner`), the
-    operating threshold is chosen on validation (:func:`threshold_for_sensitivity` at ``target``), and the
+    operating threshold is chosen on validation (:func:`threshold_for_sensitivity` at ``target``; for a fitted
+    combiner on its out-of-fold probabilities, :func:`out_of_fold`, grouped by ``groups_val``), and the
     test set is scored. One row per step: step, added, members, val_auc, test_auc,
     test_balanced_accuracy (threshold 0.5), threshold, test_sensitivity, test_specificity (at the
     validation-chosen threshold). A weak member shows as a drop in test_auc at its step. (The "vote"
@@ -269,7 +329,7 @@ def incremental(P_val, y_val, P_test, y_test, names: Sequence[str], combiner: st
     for step in range(1, len(idx) + 1):
         use = idx[:step]
         fitted = fit_combiner(combiner, Pv[use], yv)
-        pv, pt = combine(combiner, Pv[use], fitted), combine(combiner, Pt[use], fitted)
+        pv, pt = out_of_fold(combiner, Pv[use], yv, groups_val), combine(combiner, Pt[use], fitted)
         thr = threshold_for_sensitivity(yv, pv, target)
         at_thr = binary_report(yt, pt, thr)
         rows.append({"step": step, "added": names[use[-1]], "members": ", ".join(names[i] for i in use),

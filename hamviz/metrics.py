@@ -31,6 +31,9 @@ COMPARE = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "ece")
 #: the field's names of the metrics, for table headers and row labels (the keys stay snake_case in records)
 METRIC_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1",
                  "weighted_f1": "weighted F1", "macro_auc": "macro AUC", "log_loss": "log loss", "ece": "ECE"}
+#: words of a column or record name shown in the field's spelling (other words lose only their underscores)
+_WORDS = {"auc": "AUC", "f1": "F1", "ece": "ECE", "psnr": "PSNR", "ssim": "SSIM", "bpp": "bpp", "cos": "cosine",
+          "val": "validation"}
 #: metrics averaged over classes: undefined on a resample that lacks a class present in the full data
 _PER_CLASS = {"balanced_accuracy", "macro_f1", "macro_auc"}
 
@@ -481,3 +484,38 @@ def compare(results: dict[str, dict], metrics: Sequence[str] = COMPARE) -> pd.Da
     (default accuracy, balanced_accuracy, macro_f1, macro_auc, ece); None becomes NaN."""
     rows = {name: {m: r.get("headline", r).get(m) for m in metrics} for name, r in results.items()}
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(metrics)).astype(float)
+
+
+# --------------------------------------------------------------------------------------------- display
+def field_name(key):
+    """The name a table or figure shows for a metric, column or record key (a str): the field's term
+    (:data:`METRIC_LABELS`) with the words around it kept, e.g. "balanced_accuracy" -> "balanced accuracy",
+    "test_macro_f1" -> "test macro-F1", "val_auc" -> "validation AUC", "f1_mel" -> "F1 mel",
+    "train_seconds" -> "train seconds". Names that are not lower-case snake_case ("JPEG q50", "n"), model names
+    of the registry ("efficientnet_lite0") and non-strings are returned unchanged. Records keep their keys; this
+    is only what a reader sees."""
+    import re
+
+    from .registry import MODEL_NAMES, OTHER_MODELS
+    if not isinstance(key, str) or "_" not in key and key not in METRIC_LABELS and key not in _WORDS \
+            or not re.fullmatch(r"[a-z][a-z0-9]*(_[a-z0-9]+)*", key) or key in MODEL_NAMES + OTHER_MODELS:
+        return key
+    metric = next((m for m in sorted(METRIC_LABELS, key=len, reverse=True)
+                   if key == m or key.endswith("_" + m) or key.startswith(m + "_") or f"_{m}_" in key), None)
+    if metric is None:
+        return " ".join(_WORDS.get(w, w) for w in key.split("_"))
+    before, _, after = key.partition(metric)
+    words = [_WORDS.get(w, w) for w in before.split("_") if w] + [METRIC_LABELS[metric]] \
+        + [_WORDS.get(w, w) for w in after.split("_") if w]
+    return " ".join(words)
+
+
+def labelled(table):
+    """A pandas ``Styler`` of ``table`` (a DataFrame, or a Styler to keep its formats) whose row and column
+    headers show :func:`field_name` ("balanced accuracy", "macro-F1", "ECE" for balanced_accuracy, macro_f1,
+    ece): for displaying a metrics table in a notebook. The data and its column keys are unchanged, so
+    ``.format(subset=[...])`` still takes the keys. Raises TypeError for anything else."""
+    styler = table.style if isinstance(table, pd.DataFrame) else table
+    if not isinstance(styler, pd.io.formats.style.Styler):
+        raise TypeError(f"labelled() takes a pandas DataFrame or Styler, got {type(table).__name__}")
+    return styler.format_index(field_name, axis=0).format_index(field_name, axis=1)

@@ -17,6 +17,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from .ensemble import check_binary, check_probability
+from .metrics import field_name
 from .registry import BINARY_CLASSES, CLASSES
 
 CLASS_COLOURS = dict(zip(CLASSES, px.colors.qualitative.D3))
@@ -53,14 +54,22 @@ def stacked_share(table: pd.DataFrame, title: str, xlabel: str = "dx") -> go.Fig
     return fig
 
 
+#: HAM10000's metadata columns as axis titles
+METADATA_TITLES = {"dx": "diagnosis (dx)", "dx_type": "how the diagnosis was confirmed (dx_type)",
+                   "localization": "body site (localization)", "sex": "sex", "age": "age (years)"}
+
+
 def heatmap(table: pd.DataFrame, title: str, fmt: str = ".0%", colorscale="Blues") -> go.Figure:
+    """A table as a heatmap with its values as text; the axes titled by the table's index and column names
+    (HAM10000's metadata columns in words, :data:`METADATA_TITLES`)."""
     fig = go.Figure(go.Heatmap(
         z=table.to_numpy(dtype=float), x=[str(c) for c in table.columns],
         y=[str(r) for r in table.index], colorscale=colorscale,
         text=[[format(v, fmt) for v in row] for row in table.to_numpy(dtype=float)],
         texttemplate="%{text}", hovertemplate="%{y} / %{x}: %{text}<extra></extra>"))
     fig.update_layout(title=title, height=max(300, 28 * len(table) + 120),
-                      xaxis_title=table.columns.name, yaxis_title=table.index.name,
+                      xaxis_title=METADATA_TITLES.get(table.columns.name, table.columns.name),
+                      yaxis_title=METADATA_TITLES.get(table.index.name, table.index.name),
                       yaxis_autorange="reversed")
     return fig
 
@@ -193,8 +202,8 @@ def ensemble_growth(table: pd.DataFrame,
     ticks = [f"{int(st)}: +{a}" for st, a in zip(table["step"], table["added"])]
     fig = go.Figure()
     for m in metrics:
-        fig.add_scatter(x=ticks, y=table[m], name=m.removeprefix("test_").replace("_", " "), mode="lines+markers",
-                        hovertemplate=f"%{{x}}: {m} %{{y:.3f}}<extra></extra>")
+        fig.add_scatter(x=ticks, y=table[m], name=field_name(m.removeprefix("test_")), mode="lines+markers",
+                        hovertemplate=f"%{{x}}: {field_name(m)} %{{y:.3f}}<extra></extra>")
     fig.update_layout(title=title, xaxis_title="members (added in this order)", yaxis_title="test part",
                       yaxis_range=[0, 1.02], height=400)
     return fig
@@ -262,7 +271,7 @@ def metric_bars(table: pd.DataFrame, metrics=("accuracy", "balanced_accuracy", "
     fig = go.Figure()
     for m in metrics:
         v = table[m].to_numpy(dtype=float)
-        bar = dict(x=[str(r) for r in rows], y=v, name=m, text=[f"{x:.3f}" for x in v], textposition="outside")
+        bar = dict(x=[str(r) for r in rows], y=v, name=field_name(m), text=[f"{x:.3f}" for x in v], textposition="outside")
         if ci is not None:
             lh = [ci.get(r, {}).get(m) for r in rows]
             lh = [(b["low"], b["high"]) if isinstance(b, dict) else b or (np.nan, np.nan) for b in lh]
@@ -304,11 +313,14 @@ METHOD_STYLE = {
 
 
 def rate_figure(table: pd.DataFrame, metrics=("balanced_accuracy", "accuracy"), reference: dict | None = None,
-                title: str = "What the classifier makes of compressed images") -> go.Figure:
+                title: str = "What the classifier makes of compressed images",
+                method_references: Mapping[str, dict] | None = None) -> go.Figure:
     """``metrics`` (one panel each) against bits per pixel (log axis), one line per method; the
-    uncompressed model as a horizontal reference line. ``table``: rows with method, setting, bpp, rate_kind."""
+    uncompressed model as a horizontal reference line (``reference``: metric -> value). ``method_references``:
+    method -> {metric: value} for a method scored on its own subset of the images (K-means on fewer images): its
+    own uncompressed line, dotted in the method's colour. ``table``: rows with method, setting, bpp, rate_kind."""
     fig = make_subplots(rows=1, cols=len(metrics), shared_xaxes=True, horizontal_spacing=0.08,
-                        subplot_titles=[m.replace("_", " ") for m in metrics])
+                        subplot_titles=[field_name(m) for m in metrics])
     for col, metric in enumerate(metrics, start=1):
         for method, sub in table.groupby("method", sort=False):
             sub = sub.sort_values("bpp")
@@ -318,12 +330,16 @@ def rate_figure(table: pd.DataFrame, metrics=("balanced_accuracy", "accuracy"), 
                 showlegend=col == 1, line=dict(color=st.get("color"), dash=st.get("dash", "solid")),
                 marker=dict(symbol=st.get("symbol", "circle"), size=8),
                 text=sub["setting"], customdata=sub[["rate_kind"]].to_numpy(),
-                hovertemplate=f"{method} %{{text}}<br>%{{x:.3f}} bpp (%{{customdata[0]}})<br>{metric}: "
+                hovertemplate=f"{method} %{{text}}<br>%{{x:.3f}} bpp (%{{customdata[0]}})<br>{field_name(metric)}: "
                               "%{y:.3f}<extra></extra>"), row=1, col=col)
         if reference is not None:
             fig.add_hline(y=reference[metric], line_dash="dash", line_color="#888", row=1, col=col,
                           annotation_text=f"uncompressed {reference[metric]:.3f}",
                           annotation_position="bottom right")
+        for method, own in (method_references or {}).items():
+            fig.add_hline(y=own[metric], line_dash="dot", line_color=METHOD_STYLE.get(method, {}).get("color", "#888"),
+                          row=1, col=col, annotation_text=f"uncompressed, {method} images {own[metric]:.3f}",
+                          annotation_position="top left")
     fig.update_xaxes(type="log", title_text="bits per pixel (log scale)")
     fig.update_layout(title=title, height=480, legend=dict(orientation="h", y=-0.25))
     return fig

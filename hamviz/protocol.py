@@ -60,6 +60,11 @@ def _flips(P):
     return own if own is not None else (P.get("_main") or {}).get("tta_flips")
 
 
+def _n(count, word: str) -> str:
+    """'1 epoch', '2 epochs'."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def _split(P):
     return "lesion-grouped" if P["split"]["grouped"] else "image-level"
 
@@ -120,10 +125,17 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
         Setting("split", "not grouped by lesion", _split, None, GROUPED[1]),
         Setting("input", "180x180", lambda P: _size(P), lambda P: P["image_size"] == 180, CPU),
         Setting("HD CNN", "Table I: 'same' convolutions (180-180-90-90-45), Dense(1000)",
-                lambda P: f"'same' convolutions, Dense({P['dense']})", lambda P: P["dense"] == 1000, CPU),
+                lambda P: "'same' convolutions ({0}-{0}-{1}-{1}-{2}), Dense({3})".format(
+                    P["image_size"], P["image_size"] // 2, P["image_size"] // 4, P["dense"]),
+                lambda P: P["dense"] == 1000 and P["image_size"] == 180, CPU),
         Setting("training set", "600 images of each class",
-                lambda P: f"{P['per_class']} of each class" if P["per_class"] else "the training part as it is",
+                lambda P: (f"{P['per_class']} of each class (a class with more training images subsampled, one "
+                           "with fewer repeats its images: the chapter prints which)") if P["per_class"]
+                else "the training part as it is",
                 lambda P: P["per_class"] == 600, CPU),
+        Setting("epochs", "200",
+                lambda P: f"at most {P['epochs']}, stopping after {P['patience']} without a better validation loss",
+                lambda P: P["epochs"] >= 200, CPU),
         Setting("optimiser", "AdamW", lambda P: P["optimizer"], lambda P: P["optimizer"] == "adamw",
                 "the profile chose another optimiser (chapters.hypervector.optimizer)"),
         Setting("pretrained HD head", "(not in the reference)", lambda P: "yes" if P.get("pretrained_head") else "no",
@@ -131,11 +143,23 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
     ]),
     "explain": ("Bunu et al. (ensemble, random search)", [
         Setting("split", "not grouped by lesion", _split, None, GROUPED[1]),
-        Setting("input", "224x224", lambda P: _size(P), lambda P: P["image_size"] == 224, CPU),
+        Setting("input", "224x224",
+                lambda P: _size(P) + (" (members trained here; the main model at its own size)" if P["main_member"]
+                                      else "") + "".join(f"; {m['model']} at {m['image_size']}x{m['image_size']}"
+                                                         for m in P["transfer_members"] if m.get("image_size")),
+                lambda P: P["image_size"] == 224 and not P["main_member"]
+                and all(m.get("image_size") in (None, 224) for m in P["transfer_members"]), CPU),
+        Setting("training images", "the whole training part",
+                lambda P: f"{P['train_limit']:,} class-stratified training images" if P["train_limit"]
+                else "the whole training part", lambda P: not P["train_limit"], CPU),
+        Setting("training length", "not stated; the paper profile: 20 search trials of 10 epochs, members 30 epochs",
+                lambda P: f"{_n(P['search_trials'], 'search trial')} of {_n(P['search_epochs'], 'epoch')}, members "
+                          f"{_n(P['member_epochs'], 'epoch')}",
+                lambda P: (P["search_trials"], P["search_epochs"], P["member_epochs"]) == (20, 10, 30), CPU),
         Setting("members", "the 2 best search CNNs, VGG19, InceptionV3",
                 lambda P: ", ".join(([("main model")] if P["main_member"] else [])
                                     + (["reference CNN"] if P["reference_member"] else [])
-                                    + [f"{P['search_members']} best search CNNs"]
+                                    + [f"{P['search_members']} best search CNN{'' if P['search_members'] == 1 else 's'}"]
                                     + [m["model"] for m in P["transfer_members"]]
                                     + (["weak CNN"] if P["weak_member"] else [])),
                 lambda P: (not P["main_member"] and not P["reference_member"] and not P["weak_member"]

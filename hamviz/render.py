@@ -121,14 +121,16 @@ def interval(key: str, values: dict):
 
 def key_results_html(record: dict | None, facts=()) -> str:
     """The "Key results" box a chapter page starts with: its record's summary numbers (with 95 % intervals where
-    the record has them) and ``facts`` ((label, value) pairs: run time, training time, when it was built)."""
+    the record has them; each key shown by its field name, the key itself as the title) and ``facts`` ((label,
+    value) pairs: run time, training time, when it was built)."""
+    from .metrics import field_name  # the field's names for the record's keys (the key stays in the title)
     summary = (record or {}).get("summary") or {}
     values = (record or {}).get("values") or {}
     rows = []
     for k, v in summary.items():
         ci = interval(k, values)
         shown = fmt(v) + (f' <span class="ci">[{fmt(ci[0])}, {fmt(ci[1])}]</span>' if ci else "")
-        rows.append(f"<tr><th>{html.escape(k)}</th><td>{shown}</td></tr>")
+        rows.append(f'<tr><th title="{html.escape(k)}">{html.escape(field_name(k))}</th><td>{shown}</td></tr>')
     if not rows:
         rows.append('<tr><td colspan="2">This run recorded no summary numbers.</td></tr>')
     note = ('<p class="muted">In brackets: 95 % lesion-grouped bootstrap intervals.</p>'

@@ -136,7 +136,8 @@ def test_compression_chapter_records_every_method(tiny_book):
         assert ae[("autoencoder (entropy-coded)", ratio)]["bpp"] <= ae[("autoencoder (8-bit latent)", ratio)]["bpp"]
     # the uncompressed reference is the classifier chapter's own test result (same model, same images, scored
     # alike: the tiny profile's tta_flips null resolves to the tiny main model's, no test-time flips)
-    assert v["tta_flips"] is False and v["protocol"]["views scored"]["this run"].startswith("as the main model")
+    assert v["tta_flips"] is False and v["protocol"]["views scored"]["this run"] == \
+        "one per image (tta_flips: null, as the main model)" and v["protocol"]["views scored"]["same?"] == "yes"
     clf = record(out, "02_classifier")["values"]["parts"]["test"]
     assert v["reference"]["balanced_accuracy"] == pytest.approx(clf["balanced_accuracy"], abs=1e-9)
     assert v["reference"]["accuracy"] == pytest.approx(clf["accuracy"], abs=1e-9)
@@ -236,6 +237,14 @@ def test_hypervector_chapter_records_the_sweep_and_geometry(tiny_book):
     assert v["bipolar_similarity_mean"] < 0.35  # random bipolar keys: near orthogonal
     demo = v["add_class"]
     assert demo["holdout"] == "bcc" and demo["classes"][-1] == "bcc" and demo["prototype_from"] > 0
+    # the key results: the add-class demo's cost to the old classes beside its recall, and the JPEG loss
+    assert (summary["added_class_old_classes_recall"], summary["added_class_balanced_accuracy"]) == (
+        demo["recall_old_classes"], demo["balanced_accuracy"])
+    change = {m: (at1["balanced_accuracy"] - clean[m]["balanced_accuracy"]) * 100
+              for m in models for at1 in sweep if at1["model"] == m and at1["quality"] == 1}
+    worst = min(change, key=change.get)
+    assert summary["largest_jpeg_loss"] == (f"{worst}: {change[worst]:+.1f} points of balanced accuracy, clean to "
+                                            "quality 1")
 
 
 def test_explain_chapter_records_cams_and_the_ensemble(tiny_book):
@@ -257,6 +266,16 @@ def test_explain_chapter_records_cams_and_the_ensemble(tiny_book):
     first = v["incremental"][0]
     assert first["test_auc"] == pytest.approx(table[first["added"]]["test AUC"], abs=1e-9)
     assert len(v["search"]) == 2 and all("val_auc" in t for t in v["search"])
+    # each trial's training time (loaded or not), not the seconds it took to load it; trials named by number
+    assert all(t["training_seconds"] > 1 and t["trial"] in (0, 1) for t in v["search"])
+    # best combiner and best member chosen on validation, compared on test by a paired interval
+    summary, vs = record(out, "06_explain")["summary"], v["best_vs_best_member"]
+    assert summary["best_member"] == max(v["members"], key=lambda m: table[m]["val AUC"])
+    assert summary["best_ensemble"] == max((k for k in table if k.startswith("ensemble")),
+                                           key=lambda k: table[k]["val AUC"])
+    assert (vs["auc_a"], vs["auc_b"]) == (pytest.approx(summary["best_ensemble_test_auc"]),
+                                          pytest.approx(summary["best_member_test_auc"]))
+    assert vs["low"] <= vs["difference"] <= vs["high"] and vs["n_boot"] > 900
     assert [r["step"] for r in v["incremental"]] == list(range(1, len(v["members"]) + 1))
     assert set(v["optimizers"]) == {"sgd", "adam"}
 
@@ -280,6 +299,19 @@ def test_book_html_is_complete_and_offline(tiny_book):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+    # every table's headers and the key results name metrics in the field's terms, never by their record keys
+    from hamviz.metrics import METRIC_LABELS
+    keys = "|".join(k for k in METRIC_LABELS if "_" in k or k == "ece")
+    for html_page in sorted((out / "chapters").glob("*/*.html")):
+        text = html_page.read_text()
+        headers = re.findall(r'<th[^>]*>([^<]*)</th>', text)
+        assert len(headers) > 5, html_page.name
+        snake = [h for h in headers if re.search(rf"(^|_)({keys})($|_)", h)]
+        assert not snake, (html_page.name, snake)
+        legends = re.findall(rf'"(?:name|text)":"((?:[a-z]+_)*(?:{keys})(?:_[a-z0-9]+)*)"', text)  # figures too
+        assert not legends, (html_page.name, legends)
+    assert re.search(r'<th title="test_balanced_accuracy">test balanced accuracy</th>',
+                     (out / "chapters" / "02_classifier" / "02_classifier.html").read_text())
     # each chapter's training time: what its models took to train, loaded or not
     info = json.loads((out / "book.json").read_text())
     trained = {c["stem"]: c["training"] for c in info["chapters"]}

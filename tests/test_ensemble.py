@@ -154,7 +154,50 @@ def test_stacking_follows_the_informative_member():
     assert E.fit_combiner("mean", Pv, yv) is None
 
 
+def test_out_of_fold_stacking_does_not_flatter_itself():
+    """30 pure-noise members on 120 validation images: stacking scored on the predictions it was fitted to
+    finds structure that is not there (in-sample AUC well above 0.5); its cross-fitted, out-of-fold AUC is
+    near chance, as its AUC on new images is. Mean and vote fit nothing: returned as they are."""
+    rng = np.random.default_rng(1)
+    y = np.tile([0, 1], 60)
+    P, P_new = rng.uniform(size=(30, 120)), rng.uniform(size=(30, 120))
+    fitted = E.fit_combiner("stacking", P, y)
+    in_sample = E.binary_report(y, E.combine("stacking", P, fitted))["auc"]
+    oof = E.binary_report(y, E.out_of_fold("stacking", P, y, seed=0))["auc"]
+    new = E.binary_report(y, E.combine("stacking", P_new, fitted))["auc"]
+    assert in_sample > 0.7 and abs(oof - 0.5) < 0.15 and abs(new - 0.5) < 0.15 and in_sample - oof > 0.2
+    assert np.array_equal(E.out_of_fold("mean", P, y), E.mean_prob(P))
+    assert np.array_equal(E.out_of_fold("vote", P, y), E.majority_vote(P))
+    # grouped by lesion: the folds need enough lesions of each class, and the error says what to lower
+    groups = np.repeat(np.arange(40), 3)  # 40 lesions of 3 images each: 20 benign, 20 malignant lesions
+    yg = np.repeat(np.tile([0, 1], 20), 3)
+    assert E.out_of_fold("accuracy-weighted", P, yg, groups).shape == (120,)
+    assert E.out_of_fold("stacking", P[:, :12], yg[:12], groups[:12]).shape == (12,)  # 2 lesions each: 2 folds
+    with pytest.raises(ValueError, match=r"needs at least 2 benign and 2 malignant lesions in validation, got \[1, 1\]"):
+        E.out_of_fold("stacking", P[:, :6], yg[:6], groups[:6])
+
+
 # --------------------------------------------------------------------------------------------- thresholds
+def test_paired_auc_difference():
+    """Known answers: a perfect and a useless scorer differ by 0.5 with an interval away from 0; a scorer
+    against itself by exactly 0; the interval resamples lesions (all images of a lesion together)."""
+    rng = np.random.default_rng(0)
+    y = np.tile([0, 1], 100)
+    perfect, useless = y * 0.8 + 0.1, np.full(200, 0.5)
+    d = E.paired_auc_difference(y, perfect, useless, n_boot=200)
+    assert (d["auc_a"], d["auc_b"], d["difference"]) == (1.0, 0.5, 0.5) and d["low"] == d["high"] == 0.5
+    noisy = np.clip(y * 0.2 + rng.uniform(size=200) * 0.8, 0, 1)
+    same = E.paired_auc_difference(y, noisy, noisy, n_boot=200)
+    assert same["difference"] == same["low"] == same["high"] == 0.0
+    other = np.clip(y * 0.2 + rng.uniform(size=200) * 0.8, 0, 1)
+    ungrouped = E.paired_auc_difference(y, noisy, other, n_boot=300, seed=1)
+    grouped = E.paired_auc_difference(y, noisy, other, groups=np.arange(200) // 2, n_boot=300, seed=1)
+    assert ungrouped["low"] < ungrouped["difference"] < ungrouped["high"] and grouped["n_boot"] == 300
+    assert grouped["difference"] == ungrouped["difference"] and grouped["low"] != ungrouped["low"]
+    with pytest.raises(ValueError, match="both benign and malignant"):
+        E.paired_auc_difference(np.ones(4, int), np.full(4, 0.5), np.full(4, 0.5))
+
+
 def test_threshold_for_sensitivity():
     y = np.array([1, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, 1])
     p = np.array([.95, .9, .8, .7, .65, .6, .5, .4, .3, .2, .1, .05])
@@ -211,7 +254,7 @@ def test_incremental_weak_member_makes_it_worse():
         assert len(t) == 2 and t["members"].iloc[-1] == "good, noise"
     fig = plots.ensemble_growth(table)  # the figure: one line per metric, the member added at each step on x
     assert [list(d.x) for d in fig.data[:1]] == [["1: +good", "2: +noise"]]
-    assert [d.name for d in fig.data] == ["auc", "balanced accuracy", "sensitivity", "specificity"]
+    assert [d.name for d in fig.data] == ["AUC", "balanced accuracy", "sensitivity", "specificity"]
     assert list(fig.data[0].y) == table["test_auc"].tolist()
     with pytest.raises(ValueError, match="test_auc"):
         plots.ensemble_growth(table.drop(columns="test_auc"))

@@ -1,6 +1,7 @@
 """hamviz.metrics (known answers, agreement with scikit-learn, the bootstrap) and the evaluation plots."""
 import json
 import math
+import re
 import time
 
 import numpy as np
@@ -265,6 +266,39 @@ def test_plots():
     fig = plots.metric_bars(M.compare(results), ci={k: r["ci"] for k, r in results.items()})
     assert len(fig.data) == 3 and fig.data[0].error_y.array is not None
     assert len(plots.metric_bars(M.compare(results), metrics=("accuracy",)).data) == 1
+    assert [d.name for d in fig.data] == ["accuracy", "balanced accuracy", "macro-F1"]  # the field's terms
+
+
+def test_rate_figure_draws_each_reference_line_in_every_panel():
+    table = pd.DataFrame({"method": ["JPEG", "JPEG", "K-means"], "setting": ["q90", "q10", "K=8"],
+                          "bpp": [2.0, 0.5, 0.4], "rate_kind": ["file"] * 3,
+                          "balanced_accuracy": [0.7, 0.5, 0.6], "accuracy": [0.8, 0.6, 0.7]})
+    ref, km = {"balanced_accuracy": 0.71, "accuracy": 0.81}, {"balanced_accuracy": 0.69, "accuracy": 0.79}
+    fig = plots.rate_figure(table, reference=ref, method_references={"K-means": km})
+    assert len(fig.data) == 4  # 2 methods x 2 panels
+    lines = sorted((s.y0, s.line.dash) for s in fig.layout.shapes)
+    assert lines == [(0.69, "dot"), (0.71, "dash"), (0.79, "dot"), (0.81, "dash")]
+    texts = [a.text for a in fig.layout.annotations]
+    assert "balanced accuracy" in texts and "uncompressed, K-means images 0.690" in texts
+    assert len(plots.rate_figure(table, reference=ref).layout.shapes) == 2
+
+
+def test_tables_show_the_field_names_of_metrics_and_keep_their_keys():
+    known = {"balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1", "ece": "ECE", "macro_auc": "macro AUC",
+             "test_macro_f1": "test macro-F1", "val_auc": "validation AUC", "f1_mel": "F1 mel", "log_loss": "log loss",
+             "reference_balanced_accuracy": "reference balanced accuracy", "train_seconds": "train seconds",
+             "leak_inflation_balanced_accuracy_points": "leak inflation balanced accuracy points",
+             # left alone: model names, text that is not snake_case, non-strings
+             "efficientnet_lite0": "efficientnet_lite0", "small_cnn": "small_cnn", "JPEG q50": "JPEG q50",
+             "n": "n", "accuracy": "accuracy", 50: 50}
+    assert {k: M.field_name(k) for k in known} == known
+    table = pd.DataFrame({"balanced_accuracy": [0.5], "macro_f1": [0.25], "n": [7]}, index=["ece"])
+    html = M.labelled(table).format("{:.2f}", subset=["macro_f1"]).to_html()  # subsets still take the keys
+    assert re.findall(r"<th[^>]*>([^<]*)</th>", html) == ["&nbsp;", "balanced accuracy", "macro-F1", "n", "ECE"]
+    assert ">0.25<" in html and ">0.500000<" in html and list(table.columns) == ["balanced_accuracy", "macro_f1", "n"]
+    assert M.labelled(table.style.format(precision=1)).to_html().count(">0.5<") == 1  # a Styler keeps its formats
+    with pytest.raises(TypeError, match="DataFrame or Styler"):
+        M.labelled({"balanced_accuracy": 0.5})
 
 
 def test_a_class_absent_from_the_part_every_macro_metric_over_the_same_classes():

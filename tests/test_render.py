@@ -76,6 +76,8 @@ def test_prepare_notebook_makes_a_book_page(tmp_path):
     assert [c.source.splitlines()[0][:30] for c in page.cells[:3]] == [
         "# Made-up chapter", '<div class="admonition hamviz-', "What it does."]
     assert "[0.45, 0.55]" in page.cells[1].source and "10,015" in page.cells[1].source
+    # the field's name shown, the record's key as its title
+    assert '<th title="test_balanced_accuracy">test balanced accuracy</th>' in page.cells[1].source
     assert nb.cells[1].metadata["tags"] == ["parameters"] and "widgets" in nb.metadata  # the input is unchanged
 
 

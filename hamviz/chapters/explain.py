@@ -102,7 +102,9 @@ def missed_malignant(m: Artefact, s: PreparedView, b: PreparedView, malignant, n
 
 def search(b: PreparedView, P: dict, log=print) -> pd.DataFrame:
     """The recorded random search over configurable CNNs (``P["search_epochs"]`` epochs each, equal budgets,
-    scored on validation AUC)."""
+    scored on validation AUC): one row per trial, indexed by trial number, with ``training_seconds`` (what the
+    trial's model took to train, whether trained now or loaded from the artefact store) in place of
+    :func:`hamviz.search.random_search`'s wall time of this run."""
     from sklearn.metrics import roc_auc_score
 
     from ..models import CNN_KEYS
@@ -114,9 +116,11 @@ def search(b: PreparedView, P: dict, log=print) -> pd.DataFrame:
                    epochs=P["search_epochs"], optimizer=params["optimizer"], fixed_budget=True, log=log)
         yv = b.labels[t.rows["val"]]
         return {"val_auc": float(roc_auc_score(yv, t.proba["val"][:, 1])),
-                "val_accuracy": float(((t.proba["val"][:, 1] >= 0.5) == yv).mean())}
+                "val_accuracy": float(((t.proba["val"][:, 1] >= 0.5) == yv).mean()),
+                "training_seconds": float(t.seconds)}
 
-    return random_search(train_fn, space, n_trials=P["search_trials"], seed=P["seed"])
+    table = random_search(train_fn, space, n_trials=P["search_trials"], seed=P["seed"])
+    return table.drop(columns="seconds").set_index("trial")
 
 
 def search_space(P: dict) -> dict:
@@ -144,26 +148,38 @@ def member_options(row: pd.Series) -> tuple[dict, str, float]:
     return opts, str(row["optimizer"]), float(row["learning_rate"])
 
 
-def evaluate_ensemble(members: dict, y, target: float) -> dict:
+def evaluate_ensemble(members: dict, y, target: float, groups=None, seed: int = 0) -> dict:
     """Member and combiner reports on the test part, at 0.5 and at the threshold that reaches ``target``
-    sensitivity on validation; every weight, stacker and threshold is fitted on validation only."""
+    sensitivity on validation; every weight, stacker and threshold is fitted on validation only, and a fitted
+    combiner's validation AUC and threshold come from its out-of-fold validation probabilities
+    (:func:`hamviz.ensemble.out_of_fold`, grouped by ``groups``: the lesion id of every image of the view).
+    Returns reports, test probabilities, the incremental table, the best combiner and the best member (by
+    validation AUC) and ``best_vs_best_member``: their paired test-AUC difference with its 95 % lesion-bootstrap
+    interval (:func:`hamviz.ensemble.paired_auc_difference`, 1000 resamples)."""
     names = list(members)
     any_t = members[names[0]]
     rows_val, rows_test = any_t.rows["val"], any_t.rows["test"]
     Pv = np.stack([members[n].proba["val"][:, 1] for n in names])
     Pt = np.stack([members[n].proba["test"][:, 1] for n in names])
     yv, yt = y[rows_val], y[rows_test]
+    gv = None if groups is None else np.asarray(groups)[rows_val]
     out, probs = {}, {}
     for n, pv, pt in zip(names, Pv, Pt):
         out[n] = _reports(yv, pv, yt, pt, target)
         probs[n] = pt
     for c in ens.COMBINERS:
         fitted = ens.fit_combiner(c, Pv, yv)
-        pv, pt = ens.combine(c, Pv, fitted), ens.combine(c, Pt, fitted)
+        pv, pt = ens.out_of_fold(c, Pv, yv, gv, seed=seed), ens.combine(c, Pt, fitted)
         out[f"ensemble: {c}"] = _reports(yv, pv, yt, pt, target)
         probs[f"ensemble: {c}"] = pt
-    inc = ens.incremental(Pv, yv, Pt, yt, names, combiner="mean", target=target)
-    return {"reports": out, "test_probs": probs, "y_test": yt, "incremental": inc}
+    inc = ens.incremental(Pv, yv, Pt, yt, names, combiner="mean", target=target, groups_val=gv)
+    # chosen on validation (members' own, combiners' out-of-fold), compared on test with a paired interval
+    best = max((k for k in out if k.startswith("ensemble: ")), key=lambda k: out[k]["val_auc"])
+    best_member = max(names, key=lambda k: out[k]["val_auc"])
+    vs = ens.paired_auc_difference(yt, probs[best], probs[best_member],
+                                   None if groups is None else np.asarray(groups)[rows_test], seed=seed)
+    return {"reports": out, "test_probs": probs, "y_test": yt, "incremental": inc, "best": best,
+            "best_member": best_member, "best_vs_best_member": vs}
 
 
 def _reports(yv, pv, yt, pt, target) -> dict:
