@@ -32,6 +32,12 @@ def ring_mask(mask: np.ndarray, width: int) -> np.ndarray:
     return grown & ~mask
 
 
+def ring_width(ring: float, size) -> int:
+    """The skin ring's width in pixels: ``ring`` (a fraction) of the longer image edge of ``size`` (H, W), at
+    least 1."""
+    return max(1, int(round(ring * max(size))))
+
+
 def lesion_contrast(images: np.ndarray, masks: np.ndarray, labels=None, ring: float = 0.1,
                     lab: np.ndarray | None = None) -> pd.DataFrame:
     """Lesion-vs-skin colour contrast per image, from the lesion masks: images uint8 (N, H, W, 3), masks bool
@@ -46,7 +52,7 @@ def lesion_contrast(images: np.ndarray, masks: np.ndarray, labels=None, ring: fl
     if images.shape[:3] != masks.shape:
         raise ValueError(f"images {images.shape[:3]} and masks {masks.shape} differ in shape")
     lab = to_lab(images) if lab is None else lab
-    width = max(1, int(round(ring * max(masks.shape[1:]))))
+    width = ring_width(ring, masks.shape[1:])
     n = len(images)
     lesion_lab = np.full((n, 3), np.nan, np.float32)
     skin_lab = np.full((n, 3), np.nan, np.float32)

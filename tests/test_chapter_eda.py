@@ -33,6 +33,9 @@ def test_ring_is_outside_lesion():
     _, m = disc_image((0, 0, 0), (255, 255, 255))
     r = contrast.ring_mask(m, 2)
     assert r.any() and not (r & m).any()
+    # its width: the fraction of the longer edge, at least a pixel (6 px at 64x64 for the profiles' 0.1)
+    assert [contrast.ring_width(0.1, (64, 64)), contrast.ring_width(0.1, (150, 200)), contrast.ring_width(0.001, (32, 32))] \
+        == [6, 20, 1]
 
 
 def test_counts_and_repeats_on_real_data(ham):
