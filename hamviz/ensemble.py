@@ -257,28 +257,40 @@ def binary_report(y, p, threshold: float = 0.5) -> dict:
     }
 
 
-def paired_auc_difference(y, p_a, p_b, groups=None, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Test AUC of ``p_a`` minus that of ``p_b`` on the same images (y (N,) 0/1; p_a, p_b (N,) probabilities
-    of malignant), with its 95 % bootstrap interval: both scored on the same resamples (paired), of lesions
-    when ``groups`` (lesion ids, (N,)) are given (:func:`hamviz.metrics.bootstrap_weights`). Returns
-    {"auc_a", "auc_b", "difference", "low", "high", "n_boot"}; an interval that holds 0 means the data cannot
-    tell the two apart. Raises ValueError on mismatched shapes or a single class."""
+def bootstrap_aucs(y, ps, groups=None, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """Test AUCs of every scorer in ``ps`` (K, N) (or one (N,)) on the same ``n_boot`` bootstrap resamples of
+    the N images (y (N,) 0/1), of lesions when ``groups`` (lesion ids, (N,)) are given
+    (:func:`hamviz.metrics.bootstrap_weights`): (B, K), B <= n_boot (a resample with one class only is skipped).
+    Raises ValueError on mismatched shapes or a single class."""
     from .metrics import bootstrap_weights
     y = check_binary(y)
-    pa, pb = check_probability(p_a, len(y), "p_a"), check_probability(p_b, len(y), "p_b")
+    ps = np.atleast_2d(np.asarray(ps, dtype=np.float64))
+    ps = np.stack([check_probability(p, len(y), f"ps[{k}]") for k, p in enumerate(ps)])
     if len(np.unique(y)) < 2:
         raise ValueError("an AUC needs both benign and malignant images")
     W = bootstrap_weights(len(y), n_boot, np.random.default_rng(seed), groups)
-    diffs = []
-    for w in W:
-        keep = w > 0
-        if len(np.unique(y[keep])) < 2:
-            continue
-        diffs.append(roc_auc_score(y, pa, sample_weight=w) - roc_auc_score(y, pb, sample_weight=w))
-    a, b = roc_auc_score(y, pa), roc_auc_score(y, pb)
-    low, high = np.percentile(diffs, [2.5, 97.5])
+    keep = [w for w in W if len(np.unique(y[w > 0])) == 2]
+    return np.array([[roc_auc_score(y, p, sample_weight=w) for p in ps] for w in keep]).reshape(len(keep), len(ps))
+
+
+def auc_interval(y, p, groups=None, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """The 95 % bootstrap interval (low, high) of the AUC of ``p`` (N,) on y (N,), resampling lesions when
+    ``groups`` are given (:func:`bootstrap_aucs`)."""
+    low, high = np.percentile(bootstrap_aucs(y, p, groups, n_boot, seed)[:, 0], [2.5, 97.5])
+    return float(low), float(high)
+
+
+def paired_auc_difference(y, p_a, p_b, groups=None, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Test AUC of ``p_a`` minus that of ``p_b`` on the same images (y (N,) 0/1; p_a, p_b (N,) probabilities
+    of malignant), with its 95 % bootstrap interval: both scored on the same resamples (paired), of lesions
+    when ``groups`` (lesion ids, (N,)) are given (:func:`bootstrap_aucs`). Returns {"auc_a", "auc_b",
+    "difference", "low", "high", "n_boot"}; an interval that holds 0 means the data cannot tell the two apart.
+    Raises ValueError on mismatched shapes or a single class."""
+    boots = bootstrap_aucs(y, np.stack([p_a, p_b]), groups, n_boot, seed)
+    a, b = roc_auc_score(y, p_a), roc_auc_score(y, p_b)
+    low, high = np.percentile(boots[:, 0] - boots[:, 1], [2.5, 97.5])
     return {"auc_a": float(a), "auc_b": float(b), "difference": float(a - b), "low": float(low),
-            "high": float(high), "n_boot": len(diffs)}
+            "high": float(high), "n_boot": len(boots)}
 
 
 def _auc(y, p) -> float:

@@ -262,6 +262,8 @@ def test_explain_chapter_records_cams_and_the_ensemble(tiny_book):
             "reference CNN", "weak CNN (1 epoch)"} <= set(table)
     for r in table.values():
         assert r["sensitivity @thr"] >= r["sensitivity @0.5"] - 1e-9 or r["threshold (val)"] > 0.5
+        low, high = map(float, r["test AUC 95% interval"].strip("[]").split(", "))  # lesion bootstrap
+        assert low - 1e-3 <= r["test AUC"] <= high + 1e-3 and high - low > 0.01
     # one member alone, "combined" by the mean, is that member: the first incremental step repeats its test AUC
     first = v["incremental"][0]
     assert first["test_auc"] == pytest.approx(table[first["added"]]["test AUC"], abs=1e-9)

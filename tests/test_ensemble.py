@@ -194,6 +194,8 @@ def test_paired_auc_difference():
     grouped = E.paired_auc_difference(y, noisy, other, groups=np.arange(200) // 2, n_boot=300, seed=1)
     assert ungrouped["low"] < ungrouped["difference"] < ungrouped["high"] and grouped["n_boot"] == 300
     assert grouped["difference"] == ungrouped["difference"] and grouped["low"] != ungrouped["low"]
+    low, high = E.auc_interval(y, noisy, n_boot=300)  # one scorer's interval holds its AUC; perfect: no width
+    assert low < E.binary_report(y, noisy)["auc"] < high and E.auc_interval(y, perfect, n_boot=50) == (1.0, 1.0)
     with pytest.raises(ValueError, match="both benign and malignant"):
         E.paired_auc_difference(np.ones(4, int), np.full(4, 0.5), np.full(4, 0.5))
 

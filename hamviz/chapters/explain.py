@@ -164,36 +164,40 @@ def evaluate_ensemble(members: dict, y, target: float, groups=None, seed: int = 
     yv, yt = y[rows_val], y[rows_test]
     gv = None if groups is None else np.asarray(groups)[rows_val]
     out, probs = {}, {}
+    gt = None if groups is None else np.asarray(groups)[rows_test]
     for n, pv, pt in zip(names, Pv, Pt):
-        out[n] = _reports(yv, pv, yt, pt, target)
+        out[n] = _reports(yv, pv, yt, pt, target, gt, seed)
         probs[n] = pt
     for c in ens.COMBINERS:
         fitted = ens.fit_combiner(c, Pv, yv)
         pv, pt = ens.out_of_fold(c, Pv, yv, gv, seed=seed), ens.combine(c, Pt, fitted)
-        out[f"ensemble: {c}"] = _reports(yv, pv, yt, pt, target)
+        out[f"ensemble: {c}"] = _reports(yv, pv, yt, pt, target, gt, seed)
         probs[f"ensemble: {c}"] = pt
     inc = ens.incremental(Pv, yv, Pt, yt, names, combiner="mean", target=target, groups_val=gv)
     # chosen on validation (members' own, combiners' out-of-fold), compared on test with a paired interval
     best = max((k for k in out if k.startswith("ensemble: ")), key=lambda k: out[k]["val_auc"])
     best_member = max(names, key=lambda k: out[k]["val_auc"])
-    vs = ens.paired_auc_difference(yt, probs[best], probs[best_member],
-                                   None if groups is None else np.asarray(groups)[rows_test], seed=seed)
+    vs = ens.paired_auc_difference(yt, probs[best], probs[best_member], gt, seed=seed)
     return {"reports": out, "test_probs": probs, "y_test": yt, "incremental": inc, "best": best,
             "best_member": best_member, "best_vs_best_member": vs}
 
 
-def _reports(yv, pv, yt, pt, target) -> dict:
+def _reports(yv, pv, yt, pt, target, groups_test=None, seed: int = 0) -> dict:
     thr = ens.threshold_for_sensitivity(yv, pv, target)
     return {"at_0.5": ens.binary_report(yt, pt, 0.5), "at_target": ens.binary_report(yt, pt, thr),
-            "val_auc": ens.binary_report(yv, pv, 0.5)["auc"]}
+            "val_auc": ens.binary_report(yv, pv, 0.5)["auc"],
+            "test_auc_ci": ens.auc_interval(yt, pt, groups_test, seed=seed)}
 
 
 def report_table(reports: dict) -> pd.DataFrame:
-    """One row per member / combiner: test AUC, and sensitivity, specificity, precision at both thresholds."""
+    """One row per member / combiner: validation AUC, test AUC with its 95 % lesion-bootstrap interval, and
+    sensitivity, specificity, precision at both thresholds."""
     rows = []
     for name, r in reports.items():
         a, b = r["at_0.5"], r["at_target"]
+        ci = r.get("test_auc_ci")
         rows.append({"model": name, "val AUC": r["val_auc"], "test AUC": a["auc"],
+                     "test AUC 95% interval": f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "",
                      "bal.acc @0.5": a["balanced_accuracy"], "sensitivity @0.5": a["recall"],
                      "specificity @0.5": a["specificity"], "precision @0.5": a["precision"],
                      "threshold (val)": b["threshold"], "sensitivity @thr": b["recall"],
