@@ -230,6 +230,8 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                                      "as it is"},
         "qualities": {"type": ["array", "null"], "items": {**_int, "minimum": 1, "maximum": 100}, "default": None,
                       "description": "JPEG qualities; null: the compression chapter's"},
+        "n_boot": {**_int, "minimum": 0, "maximum": 100000, "default": 200,
+                   "description": "bootstrap resamples (of lesions) for the sweep's 95 % intervals; 0: none"},
         "embed_points": {**_int, "minimum": 20, "maximum": 20000, "default": 600},
         "perplexity": {"type": "number", "exclusiveMinimum": 1, "default": 30},
         "holdout_class": {"enum": [*CLASSES, None], "default": "bcc",

@@ -205,6 +205,9 @@ def test_hypervector_chapter_records_the_sweep_and_geometry(tiny_book):
     pretrained = {f"efficientnet_lite0 HD {loss} ({mode})" for loss in ("mse", "cosine")
                   for mode in ("cosine", "hamming")}
     assert models == scratch | pretrained  # the second row: the same HD classifier on the pretrained backbone
+    for r in sweep:  # every balanced accuracy with its lesion-bootstrap interval (tiny: 50 resamples)
+        assert r["balanced_accuracy_low"] <= r["balanced_accuracy"] + 1e-9 <= r["balanced_accuracy_high"] + 2e-9
+        assert r["balanced_accuracy_high"] - r["balanced_accuracy_low"] > 0.01
     summary = record(out, "05_hypervector")["summary"]
     for r in sweep:  # the index's clean numbers are the sweep's
         if r["quality"] == "clean":

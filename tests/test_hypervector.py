@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hamviz import hypervector as hv
@@ -282,3 +283,17 @@ def test_hamming_and_cosine_agree_on_bipolar_vectors():
     cos = hv.cosine_scores(outputs, mem.templates)
     np.testing.assert_allclose(ham, (1 + cos) / 2, atol=1e-6)
     np.testing.assert_array_equal(hv.predict(outputs, mem, "hamming"), hv.predict(outputs, mem, "cosine"))
+
+
+def test_sweep_table_keeps_the_order_and_shows_intervals():
+    from hamviz.chapters.hypervector import sweep_table
+    sw = pd.DataFrame([{"quality": q, "model": m, "balanced_accuracy": v, "balanced_accuracy_low": v - 0.1,
+                        "balanced_accuracy_high": v + 0.05}
+                       for q, off in (("clean", 0.0), (95, -0.05), (1, -0.2)) for m, v0 in (("softmax", 0.6),
+                                                                                         ("HD mse (cosine)", 0.5))
+                       for v in [round(v0 + off, 3)]])
+    table = sweep_table(sw)
+    assert list(table.index) == ["clean", 95, 1] and list(table.columns) == ["softmax", "HD mse (cosine)"]
+    assert table.loc[1, "HD mse (cosine)"] == "0.300 [0.200, 0.350]"
+    plain = sweep_table(sw.drop(columns=["balanced_accuracy_low", "balanced_accuracy_high"]))
+    assert plain.loc["clean", "softmax"] == 0.6

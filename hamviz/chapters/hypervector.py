@@ -232,21 +232,41 @@ def softmax_twin(sub, P: dict, log=print) -> Artefact:
                          fingerprint=sub.fingerprint, split_id=sub.split_id, rows=sub.rows, log=log)
 
 
-def quality_sweep(models: dict, memory: hv.Memory, images_by_quality: dict, labels, classes) -> pd.DataFrame:
+def quality_sweep(models: dict, memory: hv.Memory, images_by_quality: dict, labels, classes, groups=None,
+                  n_boot: int = 0, seed: int = 0) -> pd.DataFrame:
     """Metrics per quality (rows) for HD-cosine, HD-Hamming (per HD model) and softmax models.
-    ``models``: name -> (model, "hd" | "softmax"); images_by_quality: "clean" / quality -> uint8 images."""
+    ``models``: name -> (model, "hd" | "softmax"); images_by_quality: "clean" / quality -> uint8 images.
+    With ``n_boot`` > 0 also each balanced accuracy's 95 % bootstrap interval (``balanced_accuracy_low`` /
+    ``_high``), resampling lesions (``groups``: the test images' lesion ids); the same resamples for every row."""
     rows = []
+
+    def row(q, name, proba):
+        ev = evaluate(labels, proba, classes, groups=groups, n_boot=n_boot, seed=seed)
+        ci = (ev.get("ci") or {}).get("balanced_accuracy")
+        rows.append({"quality": q, "model": name, **{m: ev["headline"][m] for m in METRICS},
+                     **({"balanced_accuracy_low": ci["low"], "balanced_accuracy_high": ci["high"]} if ci else {})})
+
     for q, imgs in images_by_quality.items():
         for name, (model, kind) in models.items():
             if kind == "softmax":
-                ev = evaluate(labels, predict(model, imgs), classes, n_boot=0)
-                rows.append({"quality": q, "model": name, **{m: ev["headline"][m] for m in METRICS}})
+                row(q, name, predict(model, imgs))
                 continue
             out = hv.hypervector_outputs(model, imgs)
             for mode in ("cosine", "hamming"):
-                ev = evaluate(labels, hv.predict_proba(out, memory, mode), classes, n_boot=0)
-                rows.append({"quality": q, "model": f"{name} ({mode})", **{m: ev["headline"][m] for m in METRICS}})
+                row(q, f"{name} ({mode})", hv.predict_proba(out, memory, mode))
     return pd.DataFrame(rows)
+
+
+def sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Balanced accuracy by quality (rows, in the sweep's order) and model (columns), as "value [low, high]"
+    where the sweep has intervals (:func:`quality_sweep` with n_boot), else the values."""
+    order = list(dict.fromkeys(sweep["quality"]))
+    if "balanced_accuracy_low" in sweep:
+        sweep = sweep.assign(balanced_accuracy=[
+            f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in
+            zip(sweep["balanced_accuracy"], sweep["balanced_accuracy_low"], sweep["balanced_accuracy_high"])])
+    table = sweep.pivot(index="quality", columns="model", values="balanced_accuracy")
+    return table.loc[order, list(dict.fromkeys(sweep["model"]))]
 
 
 def geometry(outputs: np.ndarray, labels, memory: hv.Memory) -> dict:
