@@ -283,6 +283,9 @@ def test_explain_chapter_records_cams_and_the_ensemble(tiny_book):
     assert vs["low"] <= vs["difference"] <= vs["high"] and vs["n_boot"] > 900
     assert [r["step"] for r in v["incremental"]] == list(range(1, len(v["members"]) + 1))
     assert set(v["optimizers"]) == {"sgd", "adam"}
+    for r in v["optimizers"].values():  # each optimiser's test AUC with its lesion-bootstrap interval
+        low, high = map(float, r["test AUC 95% interval"].strip("[]").split(", "))
+        assert low - 1e-3 <= r["test AUC"] <= high + 1e-3
 
 
 def test_book_html_is_complete_and_offline(tiny_book):
