@@ -148,7 +148,8 @@ def training_curves(history: dict[str, list[float]], title: str = "Training curv
                   next((k for k in history if "loss" not in k and not k.startswith("val_")
                         and k not in skip), None))
     panels = ["loss"] + ([metric] if metric else [])
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=panels, horizontal_spacing=0.1)
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[field_name(p) for p in panels],
+                        horizontal_spacing=0.1)
     for col, key in enumerate(panels, start=1):
         for part, k, dash in (("train", key, "solid"), ("val", f"val_{key}", "dash")):
             if k in history:
@@ -162,7 +163,7 @@ def training_curves(history: dict[str, list[float]], title: str = "Training curv
         best = int(np.nanargmin(history["val_loss"])) + 1
         for col in range(1, len(panels) + 1):
             fig.add_vline(x=best, line_dash="dot", line_color="grey", row=1, col=col)
-        title = f"{title} (best val_loss at epoch {best})"
+        title = f"{title} (best validation loss at epoch {best})"
     fig.update_layout(title=title, height=380)
     return fig
 
@@ -176,7 +177,8 @@ def curves_compared(histories: Mapping[str, Mapping[str, list[float]]], keys=("l
     if not histories:
         raise ValueError("no runs to compare")
     keys = [k for k in keys if any(k in h for h in histories.values())]
-    fig = make_subplots(rows=1, cols=max(len(keys), 1), subplot_titles=keys, horizontal_spacing=0.1)
+    fig = make_subplots(rows=1, cols=max(len(keys), 1), subplot_titles=[field_name(k) for k in keys],
+                        horizontal_spacing=0.1)
     palette = px.colors.qualitative.D3
     for col, key in enumerate(keys, start=1):
         for i, (name, h) in enumerate(histories.items()):

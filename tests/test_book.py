@@ -318,6 +318,8 @@ def test_book_html_is_complete_and_offline(tiny_book):
         assert not snake, (html_page.name, snake)
         legends = re.findall(rf'"(?:name|text)":"((?:[a-z]+_)*(?:{keys})(?:_[a-z0-9]+)*)"', text)  # figures too
         assert not legends, (html_page.name, legends)
+        keras_keys = re.findall(r'"text":"(val_[a-z_]+)"', text)  # training-curve panels: "validation loss"
+        assert not keras_keys, (html_page.name, keras_keys)
     assert re.search(r'<th title="test_balanced_accuracy">test balanced accuracy</th>',
                      (out / "chapters" / "02_classifier" / "02_classifier.html").read_text())
     # each chapter's training time: what its models took to train, loaded or not
