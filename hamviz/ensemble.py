@@ -286,7 +286,9 @@ def paired_auc_difference(y, p_a, p_b, groups=None, n_boot: int = 1000, seed: in
     when ``groups`` (lesion ids, (N,)) are given (:func:`bootstrap_aucs`). Returns {"auc_a", "auc_b",
     "difference", "low", "high", "n_boot"}; an interval that holds 0 means the data cannot tell the two apart.
     Raises ValueError on mismatched shapes or a single class."""
-    boots = bootstrap_aucs(y, np.stack([p_a, p_b]), groups, n_boot, seed)
+    n = len(check_binary(y))
+    boots = bootstrap_aucs(y, np.stack([check_probability(p_a, n, "p_a"), check_probability(p_b, n, "p_b")]),
+                           groups, n_boot, seed)
     a, b = roc_auc_score(y, p_a), roc_auc_score(y, p_b)
     low, high = np.percentile(boots[:, 0] - boots[:, 1], [2.5, 97.5])
     return {"auc_a": float(a), "auc_b": float(b), "difference": float(a - b), "low": float(low),

@@ -198,6 +198,8 @@ def test_paired_auc_difference():
     assert low < E.binary_report(y, noisy)["auc"] < high and E.auc_interval(y, perfect, n_boot=50) == (1.0, 1.0)
     with pytest.raises(ValueError, match="both benign and malignant"):
         E.paired_auc_difference(np.ones(4, int), np.full(4, 0.5), np.full(4, 0.5))
+    with pytest.raises(ValueError, match="4 labels but 3 probabilities in p_b"):
+        E.paired_auc_difference(y[:4], np.full(4, 0.5), np.full(3, 0.5))
 
 
 def test_threshold_for_sensitivity():
