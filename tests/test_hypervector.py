@@ -297,3 +297,11 @@ def test_sweep_table_keeps_the_order_and_shows_intervals():
     assert table.loc[1, "HD mse (cosine)"] == "0.300 [0.200, 0.350]"
     plain = sweep_table(sw.drop(columns=["balanced_accuracy_low", "balanced_accuracy_high"]))
     assert plain.loc["clean", "softmax"] == 0.6
+
+
+def test_largest_jpeg_loss_names_the_model_that_loses_most_at_the_lowest_quality():
+    from hamviz.chapters.hypervector import largest_jpeg_loss
+    sw = pd.DataFrame({"quality": ["clean", "clean", 50, 50, 5, 5], "model": ["a", "b"] * 3,
+                       "balanced_accuracy": [0.60, 0.50, 0.40, 0.49, 0.55, 0.30]})
+    assert largest_jpeg_loss(sw) == "b: -20.0 points of balanced accuracy, clean to quality 5"  # q5, not q50
+    assert largest_jpeg_loss(sw[sw["quality"] == "clean"]) is None

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..contrast import to_lab
+from ..contrast import ring_width, to_lab
 from ..registry import CLASSES
 
 
@@ -93,3 +93,15 @@ def gallery_images(meta: pd.DataFrame, samples: dict[str, list[str]], width: int
             imgs.append(decode(paths[i], (max(8, round(width * h / w)), width)))
         out[c] = imgs
     return out
+
+
+def contrast_note(contrast_table: pd.DataFrame, size, ring: float) -> str:
+    """What the lesion-contrast numbers are measured on, in one paragraph: the cached image size (H, W), the masks,
+    the skin ring's width in pixels (:func:`hamviz.contrast.ring_width` of ``ring``), how many images give a
+    value (``contrast_table`` from :func:`hamviz.contrast.lesion_contrast`), and what dL means."""
+    valid = int(contrast_table["dE2000"].notna().sum())
+    return (f"Measured on the {size[0]}x{size[1]} cached images and their lesion masks (the masks/ folder of the data: "
+            f"HAM10000's lesion segmentations, Tschandl et al.); the skin ring is {ring_width(ring, size)} px wide "
+            f"(contrast_ring {ring:g} of the image edge); {valid:,} of {len(contrast_table):,} images give a value (an "
+            "empty mask, or one that leaves no ring of skin, gives none). dL: skin minus lesion lightness L*, > 0 for a "
+            "lesion darker than its skin. The median over all images is mostly nv's.")

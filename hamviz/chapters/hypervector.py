@@ -257,6 +257,17 @@ def quality_sweep(models: dict, memory: hv.Memory, images_by_quality: dict, labe
     return pd.DataFrame(rows)
 
 
+def largest_jpeg_loss(sweep: pd.DataFrame) -> str | None:
+    """The model whose balanced accuracy falls most from clean to the sweep's lowest JPEG quality, in words
+    ("<model>: -12.3 points of balanced accuracy, clean to quality 1"); None without a JPEG quality."""
+    q_low = min((q for q in sweep["quality"].unique() if q != "clean"), default=None)
+    if q_low is None:
+        return None
+    at = {q: sweep[sweep["quality"] == q].set_index("model")["balanced_accuracy"] for q in ("clean", q_low)}
+    change = (at[q_low] - at["clean"]) * 100
+    return f"{change.idxmin()}: {change.min():+.1f} points of balanced accuracy, clean to quality {q_low}"
+
+
 def sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
     """Balanced accuracy by quality (rows, in the sweep's order) and model (columns), as "value [low, high]"
     where the sweep has intervals (:func:`quality_sweep` with n_boot), else the values."""
