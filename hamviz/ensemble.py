@@ -262,15 +262,17 @@ def bootstrap_aucs(y, ps, groups=None, n_boot: int = 1000, seed: int = 0) -> np.
     the N images (y (N,) 0/1), of lesions when ``groups`` (lesion ids, (N,)) are given
     (:func:`hamviz.metrics.bootstrap_weights`): (B, K), B <= n_boot (a resample with one class only is skipped).
     Raises ValueError on mismatched shapes or a single class."""
-    from .metrics import bootstrap_weights
+    from .metrics import bootstrap_weights, weighted_auc
     y = check_binary(y)
     ps = np.atleast_2d(np.asarray(ps, dtype=np.float64))
     ps = np.stack([check_probability(p, len(y), f"ps[{k}]") for k, p in enumerate(ps)])
     if len(np.unique(y)) < 2:
         raise ValueError("an AUC needs both benign and malignant images")
     W = bootstrap_weights(len(y), n_boot, np.random.default_rng(seed), groups)
-    keep = [w for w in W if len(np.unique(y[w > 0])) == 2]
-    return np.array([[roc_auc_score(y, p, sample_weight=w) for p in ps] for w in keep]).reshape(len(keep), len(ps))
+    W = W[(W @ y > 0) & (W @ (1 - y) > 0)]  # resamples holding both classes
+    # each resample's AUC at once (the weighted Mann-Whitney statistic, equal to roc_auc_score with
+    # sample_weight): 1000 calls of scikit-learn took ~2 s per scorer
+    return np.stack([weighted_auc(y, np.stack([1 - p, p], axis=1), W, [1])[:, 0] for p in ps], axis=1)
 
 
 def auc_interval(y, p, groups=None, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:

@@ -345,7 +345,7 @@ def weighted_metrics(y, proba, weights, metrics: Sequence[str] = HEADLINE, n_bin
             "balanced_accuracy": lambda: (tp / support)[:, present].mean(axis=1),
             "macro_f1": lambda: f1[:, present].mean(axis=1),
             "weighted_f1": lambda: (f1 * support).sum(axis=1) / total,
-            "macro_auc": lambda: _weighted_auc(y, proba, W, present).mean(axis=1),
+            "macro_auc": lambda: weighted_auc(y, proba, W, present).mean(axis=1),
             "log_loss": lambda: W @ -np.log(np.clip(proba[np.arange(n), y], np.finfo(float).eps,
                                                     1 - np.finfo(float).eps)) / total,
             "ece": lambda: _weighted_ece(y, proba, W, n_bins) / total,
@@ -356,8 +356,10 @@ def weighted_metrics(y, proba, weights, metrics: Sequence[str] = HEADLINE, n_bin
     return out
 
 
-def _weighted_auc(y, proba, W, classes_idx) -> np.ndarray:
-    """(B, len(classes_idx)) one-vs-rest AUC per weighting: the weighted Mann-Whitney statistic, i.e. the
+def weighted_auc(y, proba, W, classes_idx) -> np.ndarray:
+    """One-vs-rest AUCs of many weightings at once: ``y`` (N,) integer labels, ``proba`` (N, K) scores,
+    ``W`` (B, N) non-negative weights (a bootstrap resample's draw counts), ``classes_idx`` the classes to
+    score (indices, or a bool mask (K,)). Returns (B, len(classes_idx)): the weighted Mann-Whitney statistic, i.e. the
     rank-sum formula on the data with sample i repeated W[b, i] times (ties count 1/2), as sklearn's
     ``roc_auc_score(..., sample_weight=W[b])``. Ranks come once from ``scipy.stats.rankdata``; per row only
     cumulative sums of weights are needed. NaN where a row has no positive or no negative weight."""

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from hamviz import ensemble as E
 from hamviz import plots
@@ -196,6 +197,13 @@ def test_paired_auc_difference():
     assert grouped["difference"] == ungrouped["difference"] and grouped["low"] != ungrouped["low"]
     low, high = E.auc_interval(y, noisy, n_boot=300)  # one scorer's interval holds its AUC; perfect: no width
     assert low < E.binary_report(y, noisy)["auc"] < high and E.auc_interval(y, perfect, n_boot=50) == (1.0, 1.0)
+    # every resample's AUC is scikit-learn's with the resample's draw counts as weights (ties included)
+    from hamviz.metrics import bootstrap_weights
+    tied = np.round(other, 1)
+    W = bootstrap_weights(200, 20, np.random.default_rng(3), np.arange(200) // 2)
+    boots = E.bootstrap_aucs(y, np.stack([noisy, tied]), np.arange(200) // 2, n_boot=20, seed=3)
+    assert boots.shape == (20, 2)
+    assert np.allclose(boots, [[roc_auc_score(y, p, sample_weight=w) for p in (noisy, tied)] for w in W])
     with pytest.raises(ValueError, match="both benign and malignant"):
         E.paired_auc_difference(np.ones(4, int), np.full(4, 0.5), np.full(4, 0.5))
     with pytest.raises(ValueError, match="4 labels but 3 probabilities in p_b"):

@@ -168,7 +168,7 @@ def test_weighted_metrics_equal_sklearn_with_sample_weight():
 def test_rank_auc_equals_sklearn_with_ties():
     y, p = synthetic(400, decimals=1)  # heavy ties
     w = np.random.default_rng(3).integers(0, 4, size=(3, len(y))).astype(float)
-    auc = M._weighted_auc(y, p, w, np.ones(7, bool))
+    auc = M.weighted_auc(y, p, w, np.ones(7, bool))
     for b in range(3):
         for c in range(7):
             assert auc[b, c] == pytest.approx(roc_auc_score(y == c, p[:, c], sample_weight=w[b]), abs=1e-12)
