@@ -489,6 +489,13 @@ def compare(results: dict[str, dict], metrics: Sequence[str] = COMPARE) -> pd.Da
 
 
 # --------------------------------------------------------------------------------------------- display
+def with_interval(value, low, high, digits: int = 3) -> str:
+    """A number with its 95 % interval as tables show it: "0.715 [0.651, 0.775]" (``value`` None: the interval
+    alone, "[0.651, 0.775]"), each rounded to ``digits`` decimals."""
+    interval = f"[{low:.{digits}f}, {high:.{digits}f}]"
+    return interval if value is None else f"{value:.{digits}f} {interval}"
+
+
 def field_name(key):
     """The name a table or figure shows for a metric, column or record key (a str): the field's term
     (:data:`METRIC_LABELS`) with the words around it kept, e.g. "balanced_accuracy" -> "balanced accuracy",

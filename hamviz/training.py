@@ -31,7 +31,7 @@ import numpy as np
 from . import store
 from .balance import class_weights, oversample
 from .config import PROGRESS_ENV, HamvizError
-from .registry import OPTIMIZERS, SCHEDULES, SPLITS, STRATEGIES
+from .registry import OPTIMIZERS, SCHEDULES, SPLITS, STRATEGIES, STRATEGY_NAMES
 
 #: what a classifier's early stopping and kept epoch are chosen on (see :class:`TrainConfig`)
 SELECT_ON = ("val_loss", "balanced_val_loss")
@@ -349,7 +349,8 @@ class TrainConfig:
 
     @property
     def label(self) -> str:
-        return f"{self.model}@{self.image_size} {self.strategy}"
+        """What progress lines and figure titles call this model, e.g. "efficientnet_lite0@192 S4 (class weights)"."""
+        return f"{self.model}@{self.image_size} {self.strategy} ({STRATEGY_NAMES.get(self.strategy, '?')})"
 
 
 def _training_set(cfg: TrainConfig, x: np.ndarray, labels: np.ndarray, parts: dict, n_classes: int, augment):

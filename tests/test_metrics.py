@@ -419,3 +419,10 @@ def test_decision_rule_errors():
     assert M.other_objective("balanced_accuracy") == "macro_f1"
     with pytest.raises(ValueError, match="'macro_auc'"):
         M.other_objective("macro_auc")
+
+
+def test_with_interval():
+    """Known answers: value and interval rounded alike; the interval alone without a value."""
+    assert M.with_interval(0.71549, 0.6512, 0.77501) == "0.715 [0.651, 0.775]"
+    assert M.with_interval(None, 0.6512, 0.77501) == "[0.651, 0.775]"
+    assert M.with_interval(0.5, 0.25, 0.75, digits=1) == "0.5 [0.2, 0.8]"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..metrics import evaluate
+from ..metrics import evaluate, with_interval
 from ..registry import CLASSES
 from ..training import Artefact, TrainConfig, train_classifier, train_frozen_head
 from ..view import PreparedView
@@ -215,7 +215,7 @@ def side_by_side(evals: dict, metrics=("accuracy", "balanced_accuracy", "macro_f
         row = {"n": None if n is None else int(n)}
         for m in metrics:
             v, ci = ev["headline"].get(m), (ev.get("ci") or {}).get(m)
-            shown = "n/a" if v is None else f"{v:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else f"{v:.3f}"
+            shown = "n/a" if v is None else with_interval(v, ci["low"], ci["high"]) if ci else f"{v:.3f}"
             row[METRIC_LABELS.get(m, m)] = shown
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -10,6 +10,7 @@ import pandas as pd
 
 from .. import ensemble as ens
 from .. import gradcam
+from ..metrics import with_interval
 from ..registry import BINARY_CLASSES, CLASSES
 from ..search import SEARCH_SPACE, random_search
 from ..training import Artefact, TrainConfig, predict, train_classifier
@@ -197,7 +198,7 @@ def report_table(reports: dict) -> pd.DataFrame:
         a, b = r["at_0.5"], r["at_target"]
         ci = r.get("test_auc_ci")
         rows.append({"model": name, "val AUC": r["val_auc"], "test AUC": a["auc"],
-                     "test AUC 95% interval": f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "",
+                     "test AUC 95% interval": with_interval(None, *ci) if ci else "",
                      "bal.acc @0.5": a["balanced_accuracy"], "sensitivity @0.5": a["recall"],
                      "specificity @0.5": a["specificity"], "precision @0.5": a["precision"],
                      "threshold (val)": b["threshold"], "sensitivity @thr": b["recall"],
@@ -222,7 +223,7 @@ def optimizer_comparison(b: PreparedView, P: dict, log=print) -> pd.DataFrame:
                      "learned (train loss < ln 2)": bool(t.history["loss"][-1] < np.log(2) - 0.01),
                      "val AUC": float(roc_auc_score(yv, t.proba["val"][:, 1])),
                      "test AUC": float(roc_auc_score(yt, t.proba["test"][:, 1])),
-                     "test AUC 95% interval": f"[{low:.3f}, {high:.3f}]", "seconds": round(t.seconds)})
+                     "test AUC 95% interval": with_interval(None, low, high), "seconds": round(t.seconds)})
     return pd.DataFrame(rows).set_index("optimizer")
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from .. import hypervector as hv
 from ..balance import per_class
-from ..metrics import bootstrap_ci, evaluate
+from ..metrics import bootstrap_ci, evaluate, with_interval
 from ..training import Artefact, limit_rows, predict, train_or_load
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
@@ -277,7 +277,7 @@ def sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
     order = list(dict.fromkeys(sweep["quality"]))
     if "balanced_accuracy_low" in sweep:
         sweep = sweep.assign(balanced_accuracy=[
-            f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in
+            with_interval(v, lo, hi) for v, lo, hi in
             zip(sweep["balanced_accuracy"], sweep["balanced_accuracy_low"], sweep["balanced_accuracy_high"])])
     table = sweep.pivot(index="quality", columns="model", values="balanced_accuracy")
     return table.loc[order, list(dict.fromkeys(sweep["model"]))]
