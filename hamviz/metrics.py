@@ -33,7 +33,9 @@ METRIC_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy
                  "weighted_f1": "weighted F1", "macro_auc": "macro AUC", "log_loss": "log loss", "ece": "ECE"}
 #: words of a column or record name shown in the field's spelling (other words lose only their underscores)
 _WORDS = {"auc": "AUC", "f1": "F1", "ece": "ECE", "psnr": "PSNR", "ssim": "SSIM", "bpp": "bpp", "cos": "cosine",
-          "val": "validation"}
+          "val": "validation", "dE2000": "CIEDE2000", "dL": "lightness difference"}
+#: whole keys whose words alone would not say it (hypervector geometry: cosines to the class keys)
+_PHRASES = {"cos_own_template": "cosine to own class key", "cos_nearest_other": "cosine to nearest other key"}
 #: metrics averaged over classes: undefined on a resample that lacks a class present in the full data
 _PER_CLASS = {"balanced_accuracy", "macro_f1", "macro_auc"}
 
@@ -500,14 +502,17 @@ def field_name(key):
     """The name a table or figure shows for a metric, column or record key (a str): the field's term
     (:data:`METRIC_LABELS`) with the words around it kept, e.g. "balanced_accuracy" -> "balanced accuracy",
     "test_macro_f1" -> "test macro-F1", "val_auc" -> "validation AUC", "f1_mel" -> "F1 mel",
-    "train_seconds" -> "train seconds". Names that are not lower-case snake_case ("JPEG q50", "n"), model names
-    of the registry ("efficientnet_lite0") and non-strings are returned unchanged. Records keep their keys; this
+    "train_seconds" -> "train seconds", "median_contrast_dE2000" -> "median contrast CIEDE2000". Names that
+    are not lower-case snake_case ("JPEG q50", "n"), model names of the registry ("efficientnet_lite0") and
+    non-strings are returned unchanged. Records keep their keys; this
     is only what a reader sees."""
     import re
 
     from .registry import MODEL_NAMES, OTHER_MODELS
+    if isinstance(key, str) and key in _PHRASES:
+        return _PHRASES[key]
     if not isinstance(key, str) or "_" not in key and key not in METRIC_LABELS and key not in _WORDS \
-            or not re.fullmatch(r"[a-z][a-z0-9]*(_[a-z0-9]+)*", key) or key in MODEL_NAMES + OTHER_MODELS:
+            or not re.fullmatch(r"[a-z][a-z0-9]*(_[a-z0-9]+|_dE2000|_dL)*", key) or key in MODEL_NAMES + OTHER_MODELS:
         return key
     metric = next((m for m in sorted(METRIC_LABELS, key=len, reverse=True)
                    if key == m or key.endswith("_" + m) or key.startswith(m + "_") or f"_{m}_" in key), None)
