@@ -286,6 +286,7 @@ def index_markdown(info: dict, pages: list[Page], links: dict, params_yaml: str 
     its status, run time, training time and key numbers, then the provenance and the parameters; a hidden
     toctree of ``pages`` gives the sidebar and the previous/next order. ``links``: stem -> (href or None,
     failed-run href or None)."""
+    from .metrics import field_name
     rows = []
     for c in info["chapters"]:
         href, failed_href = links.get(c["stem"], (None, None))
@@ -297,7 +298,8 @@ def index_markdown(info: dict, pages: list[Page], links: dict, params_yaml: str 
                 cell += ' <span class="muted">(link above: previous complete run)</span>'
         status = c["status"]
         note = f'<br><span class="muted">{html.escape((c.get("note") or "")[:600])}</span>' if c.get("note") else ""
-        kv = "".join(f"<li><b>{html.escape(k)}</b>: {fmt(v)}</li>" for k, v in (c.get("summary") or {}).items())
+        kv = "".join(f'<li><b title="{html.escape(k)}">{html.escape(field_name(k))}</b>: {fmt(v)}</li>'
+                     for k, v in (c.get("summary") or {}).items())  # the field's names, as on the chapter pages
         train = c.get("training") or {}
         tt = duration(train.get("seconds")) if train.get("models") else ""
         if tt:
@@ -404,7 +406,7 @@ CSS = """
 table.hamviz-chapters,table.hamviz-provenance{border-collapse:collapse;width:100%;margin:1em 0}
 .hamviz-chapters th,.hamviz-chapters td,.hamviz-provenance th,.hamviz-provenance td{border-bottom:1px solid #ddd;
 padding:.4em .5em;text-align:left;vertical-align:top}
-.hamviz-chapters .kv{margin:0;padding:0;list-style:none;font-size:.92em}
+.hamviz-chapters .kv{margin:0;padding:0;list-style:none;font-size:.92em;overflow-wrap:anywhere}
 .hamviz-chapters td:nth-child(2){min-width:14em}.hamviz-chapters td:nth-child(4),.hamviz-chapters td:nth-child(5){white-space:nowrap}
 figure.hamviz-figure,figure.hamviz-table{margin:1em 0}
 figure.hamviz-figure figcaption,figure.hamviz-table figcaption{font-size:.92em;color:#333;margin:.3em 0}

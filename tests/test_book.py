@@ -324,6 +324,9 @@ def test_book_html_is_complete_and_offline(tiny_book):
         assert not keras_keys, (html_page.name, keras_keys)
     assert re.search(r'<th title="test_balanced_accuracy">test balanced accuracy</th>',
                      (out / "chapters" / "02_classifier" / "02_classifier.html").read_text())
+    index = (out / "index.html").read_text()  # the front page's key numbers too
+    assert '<b title="test_balanced_accuracy">test balanced accuracy</b>' in index
+    assert not re.search(r"<b>[a-z0-9]+(_[a-z0-9]+)+</b>", index), re.findall(r"<b>[a-z0-9_]+</b>", index)
     # each chapter's training time: what its models took to train, loaded or not
     info = json.loads((out / "book.json").read_text())
     trained = {c["stem"]: c["training"] for c in info["chapters"]}
