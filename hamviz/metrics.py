@@ -502,15 +502,17 @@ def field_name(key):
     """The name a table or figure shows for a metric, column or record key (a str): the field's term
     (:data:`METRIC_LABELS`) with the words around it kept, e.g. "balanced_accuracy" -> "balanced accuracy",
     "test_macro_f1" -> "test macro-F1", "val_auc" -> "validation AUC", "f1_mel" -> "F1 mel",
-    "train_seconds" -> "train seconds", "median_contrast_dE2000" -> "median contrast CIEDE2000". Names that
-    are not lower-case snake_case ("JPEG q50", "n"), model names of the registry ("efficientnet_lite0") and
-    non-strings are returned unchanged. Records keep their keys; this
-    is only what a reader sees."""
+    "train_seconds" -> "train seconds", "median_contrast_dE2000" -> "median contrast CIEDE2000", hand-written
+    labels' "bal.acc" spelled out ("joint 3x bal.acc" -> "joint 3x balanced accuracy"). Other names that are not
+    lower-case snake_case ("JPEG q50", "n"), model names of the registry ("efficientnet_lite0") and non-strings
+    are returned unchanged. Records keep their keys; this is only what a reader sees."""
     import re
 
     from .registry import MODEL_NAMES, OTHER_MODELS
     if isinstance(key, str) and key in _PHRASES:
         return _PHRASES[key]
+    if isinstance(key, str) and "bal.acc" in key:  # a label written by hand ("joint 3x bal.acc", "bal.acc @0.5")
+        return key.replace("bal.acc", "balanced accuracy")
     if not isinstance(key, str) or "_" not in key and key not in METRIC_LABELS and key not in _WORDS \
             or not re.fullmatch(r"[a-z][a-z0-9]*(_[a-z0-9]+|_dE2000|_dL)*", key) or key in MODEL_NAMES + OTHER_MODELS:
         return key

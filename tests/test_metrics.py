@@ -289,6 +289,7 @@ def test_tables_show_the_field_names_of_metrics_and_keep_their_keys():
              "reference_balanced_accuracy": "reference balanced accuracy", "train_seconds": "train seconds",
              "leak_inflation_balanced_accuracy_points": "leak inflation balanced accuracy points",
              "median_contrast_dE2000": "median contrast CIEDE2000", "cos_own_template": "cosine to own class key",
+             "joint 3x bal.acc": "joint 3x balanced accuracy", "bal.acc @0.5": "balanced accuracy @0.5",
              # left alone: model names, text that is not snake_case, non-strings
              "efficientnet_lite0": "efficientnet_lite0", "small_cnn": "small_cnn", "JPEG q50": "JPEG q50",
              "n": "n", "accuracy": "accuracy", 50: 50}
