@@ -44,6 +44,7 @@ import nbformat
 import pytest
 
 from hamviz.book import discover
+from hamviz.metrics import field_name
 from hamviz.render import duration, fmt
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,7 +147,7 @@ def test_index_lists_every_chapter_with_its_numbers(tiny_book, offline):
         assert cells.nth(4).inner_text().strip().startswith(
             duration(training.get("seconds")) if training.get("models") else "")
         shown = [li.inner_text().strip() for li in cells.nth(5).locator("li").all()]
-        expected = [f"{k}: {html.unescape(fmt(v))}" for k, v in entry["summary"].items()]
+        expected = [f"{field_name(k)}: {html.unescape(fmt(v))}" for k, v in entry["summary"].items()]  # the field's names
         assert entry["summary"] and shown == expected, entry["stem"]
     assert page.get_by_text(info["provenance"]["data_fingerprint"]).count() == 1
     assert_no_widget_repr(page, "index.html")
