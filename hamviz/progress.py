@@ -143,10 +143,20 @@ class BuildProgress:
                 bar.refresh()
 
 
+def _training_cell(train: dict) -> str:
+    """"29.6 min (6.2 min this run)": what training the chapter's models took, and what the ones its last run
+    trained took ("-" without models)."""
+    if not train.get("models"):
+        return "-"
+    now = train.get("seconds_now")
+    return duration(train.get("seconds")) + (f" ({duration(now)} this run)" if train.get("trained_now") and now
+                                             is not None else "")
+
+
 def table(summary: dict) -> str:
     """The end-of-build table: every chapter, its status (this run's, or "up to date"), this run's time, the
-    time of the complete run the book shows, the training time of its models, and the first words of an
-    error."""
+    time of the complete run the book shows, the training time of its models (and of those the last run trained),
+    and the first words of an error."""
     this_run = summary.get("this_run") or {}
     rows = [("chapter", "status", "this run", "complete run", "training", "note")]
     for c in summary.get("chapters", []):
@@ -155,7 +165,7 @@ def table(summary: dict) -> str:
         train = c.get("training") or {}
         note = ((run or {}).get("error") or (c.get("note") if c["status"] != "ok" else "") or "")
         rows.append((c["stem"], status, duration(run.get("seconds")) if run else "-", duration(c.get("seconds")),
-                     duration(train.get("seconds")) if train.get("models") else "-",
+                     _training_cell(train),
                      note.splitlines()[0][:70] if note else ""))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]

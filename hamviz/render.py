@@ -303,8 +303,11 @@ def index_markdown(info: dict, pages: list[Page], links: dict, params_yaml: str 
         train = c.get("training") or {}
         tt = duration(train.get("seconds")) if train.get("models") else ""
         if tt:
-            tt += (f'<br><span class="muted">{train["models"]} model(s), {train.get("trained_now", 0)} trained in '
-                   f'the last run</span>')
+            now = train.get("trained_now", 0)
+            spent = (f' ({duration(train["seconds_now"])})' if now and train.get("seconds_now") is not None else "")
+            tt += (f'<br><span class="muted">{train["models"]} model(s), {now} trained in the last run{spent}, '
+                   f'the others loaded from the cache</span>' if now < train["models"] else
+                   f'<br><span class="muted">{train["models"]} model(s), all trained in the last run</span>')
         secs = "" if c.get("seconds") is None else f'{c["seconds"]:.0f} s'
         rows.append(f'<tr><td>{html.escape(c["stem"][:2])}</td><td>{cell}</td>'
                     f'<td class="status {_STATUS_CLASS.get(status, "")}">{html.escape(status)}{note}</td>'
@@ -328,7 +331,8 @@ Each chapter page starts with its key results; its code is folded (the toggles s
 
 <p class="muted">Run time: the complete run this page shows (a chapter that loads its models from the cache runs
 in a fraction of the time it took to train them). Training time: what training every model the chapter uses took,
-whether trained in its last run or loaded from the cache.</p>
+whether trained in its last run or loaded from the cache, where another chapter may have trained it (joint training
+loads the classifier and the autoencoders); below it, how many the last run trained and what that took.</p>
 
 ## Provenance
 

@@ -138,12 +138,13 @@ def test_training_line_and_table():
     assert training_line(None) == ""
     text = table({"chapters": [{"stem": "01_eda", "status": "ok", "seconds": 30.0, "training": {}},
                                {"stem": "02_classifier", "status": "failed", "seconds": None, "note": "boom",
-                                "training": {"seconds": 4000, "models": 3}}],
+                                "training": {"seconds": 4000, "models": 3, "trained_now": 1,
+                                             "seconds_now": 372}}],
                   "this_run": {"02_classifier": {"status": "failed", "seconds": 5.0, "error": "ValueError: boom"}}})
     lines = text.splitlines()
     assert lines[0].split() == ["chapter", "status", "this", "run", "complete", "run", "training", "note"]
     assert lines[2].split() == ["01_eda", "up", "to", "date", "-", "30", "s", "-"]
-    assert lines[3].split()[:4] == ["02_classifier", "failed", "5", "s"] and "66.7 min" in lines[3]
+    assert lines[3].split()[:4] == ["02_classifier", "failed", "5", "s"] and "66.7 min (6.2 min this run)" in lines[3]
     assert lines[3].endswith("ValueError: boom")
 
 
@@ -224,3 +225,30 @@ def test_pages_rendered_earlier_link_to_chapters_added_later(tmp_path):
         render_book(out, info, pages, {s: (f"chapters/{s}/{s}.html", None) for s in stems[:k]})
     first = (out / "chapters" / "01_first" / "01_first.html").read_text()
     assert 'href="../02_second/02_second.html"' in first and 'class="right-next"' in first
+
+
+def test_index_training_column_separates_this_runs_training_from_loaded_models():
+    from hamviz.render import index_markdown
+    info = {"profile": "cpu", "description": "", "provenance": {"date": "today"},
+            "chapters": [{"stem": "04_joint", "title": "Joint", "status": "ok", "seconds": 500.0,
+                          "training": {"seconds": 1776.0, "models": 6, "trained_now": 2, "seconds_now": 372.0}},
+                         {"stem": "05_hv", "title": "HV", "status": "ok", "seconds": 400.0,
+                          "training": {"seconds": 300.0, "models": 3, "trained_now": 3, "seconds_now": 300.0}}]}
+    md = index_markdown(info, [], {})
+    assert "29.6 min" in md and "6 model(s), 2 trained in the last run (6.2 min), the others loaded" in md
+    assert "3 model(s), all trained in the last run" in md
+
+
+def test_chapter_record_counts_a_model_used_twice_once_and_times_what_this_run_trained(tmp_path, monkeypatch):
+    import hamviz.training
+    from hamviz.chapters.base import Chapter
+    monkeypatch.setattr(hamviz.training, "TRAINED", [
+        {"name": "classifier", "key": "a", "seconds": 800.0, "loaded": True},   # another chapter's model
+        {"name": "ae", "key": "b", "seconds": 100.0, "loaded": False},
+        {"name": "ae", "key": "b", "seconds": 100.0, "loaded": True},            # the same model, used again
+        {"name": "joint", "key": "c", "seconds": 50.5, "loaded": False}])
+    ch = Chapter("joint", {}, tmp_path / "joint.json")
+    ch.finish()
+    saved = json.loads((tmp_path / "joint.json").read_text())
+    assert saved["complete"] is True
+    assert saved["training"] == {"seconds": 950.5, "models": 3, "trained_now": 2, "seconds_now": 150.5}

@@ -69,8 +69,9 @@ class Chapter:
 
     def finish(self) -> None:
         """Mark the record complete (the book checks for it), with the chapter's training time: ``training`` =
-        {"seconds": what training every model it used took, trained now or loaded from the store, "models": how
-        many, "trained_now": how many this run trained} (from :data:`hamviz.training.TRAINED`)."""
+        {"seconds": what training every model it used took, trained now or loaded from the store (another chapter's
+        models too), "models": how many, "trained_now": how many this run trained, "seconds_now": what training
+        those took} (from :data:`hamviz.training.TRAINED`)."""
         import sys
         trained = getattr(sys.modules.get("hamviz.training"), "TRAINED", [])
         by_key: dict = {}
@@ -79,7 +80,8 @@ class Chapter:
             seen["loaded"] = seen["loaded"] and t["loaded"]
         unique = by_key.values()
         self.record["training"] = {"seconds": round(sum(t["seconds"] for t in unique), 1),
-                                   "models": len(unique), "trained_now": sum(not t["loaded"] for t in unique)}
+                                   "models": len(unique), "trained_now": sum(not t["loaded"] for t in unique),
+                                   "seconds_now": round(sum(t["seconds"] for t in unique if not t["loaded"]), 1)}
         self.record["complete"] = True
         self.save()
 
