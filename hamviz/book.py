@@ -21,7 +21,9 @@ A chapter is re-run only when its key changes: the notebook's cells, its paramet
 the data fingerprint, and the keys of the chapters it depends on (notebook metadata
 ``{"hamviz": {"depends": ["classifier"]}}``). A chapter is built in ``.work`` and moved into ``chapters/``
 only once it finished and its record says ``complete``, so an interrupted or failed run never leaves a
-half-written chapter that looks complete. Independent chapters run in parallel with ``jobs > 1``.
+half-written chapter that looks complete. With ``jobs > 1`` chapters run in parallel: a chapter whose
+dependencies finished first, else one whose dependencies are still running (it waits in the model store for
+what they train; stopped and skipped if one of them fails): see :func:`next_chapter`.
 """
 from __future__ import annotations
 
@@ -632,28 +634,74 @@ def _schedule(book, pending, results, failed_names, running, jobs, profile_path,
             raise
 
 
+def next_chapter(pending: list[ChapterSpec], running: set[str], ok: set[str]) -> tuple[ChapterSpec, bool] | None:
+    """The chapter to start in a free slot, and whether it starts early, or None when none can start now.
+
+    A chapter is *ready* when every chapter it depends on finished ok; the first ready one (book order) starts.
+    With none ready, a chapter whose dependencies are each running or ok (at least one still running; the fewest
+    still running, then book order) starts early: chapters share what they train through the model store, whose locks make the one that needs
+    an artefact another chapter is training wait for it and then load it (:func:`hamviz.store.training`), so
+    the compression chapter can begin while the classifier chapter, which trained the main model, still
+    fills its strategy table. A chapter with a dependency still pending or failed never starts here."""
+    def deps_in(names):
+        return lambda s: set(s.depends) <= names
+    ready = next(filter(deps_in(ok), pending), None)
+    if ready is not None:
+        return ready, False
+    early = [s for s in pending if deps_in(ok | running)(s) and set(s.depends) & running]
+    if not early:
+        return None
+    return min(early, key=lambda s: len(set(s.depends) & running)), True  # the least still to wait for
+
+
+class _Child:
+    """The process of a running chapter, so that the scheduler can stop it (:meth:`cancel`): a chapter started
+    early whose dependency then failed is stopped and skipped, as it would have been had it waited."""
+
+    def __init__(self):
+        self.proc, self.cancelled, self.reason, self.lock = None, False, "stopped", threading.Lock()
+
+    def attach(self, proc) -> None:
+        with self.lock:
+            self.proc = proc
+            if self.cancelled:
+                _kill_group(proc)
+
+    def cancel(self, reason: str) -> None:
+        with self.lock:
+            self.cancelled, self.reason = True, reason
+            if self.proc is not None:
+                _kill_group(self.proc)
+
+
 def _schedule_loop(pool, book, pending, results, failed_names, running, jobs, profile_path, progress,
                    renderer) -> None:
-    """One pass of the scheduler until every chapter has run (see :func:`_schedule`)."""
+    """One pass of the scheduler until every chapter has run (see :func:`_schedule` and :func:`next_chapter`)."""
+    children: dict[str, _Child] = {}
+    ok_names: set[str] = set()
     while pending or running:
-        for stem, s in list(pending.items()):
-            if len(running) >= max(1, jobs):
-                break
-            blocked = [d for d in s.depends if any(p.name == d for p in pending.values())
-                       or any(r.name == d for r in running.values())]
-            if blocked:
-                continue
+        for stem, s in list(pending.items()):  # dependents of failed chapters are skipped, never started
             if set(s.depends) & failed_names:
                 results[stem] = {"stem": stem, "status": "skipped",
                                  "error": f"depends on failed chapter(s) "
                                           f"{sorted(set(s.depends) & failed_names)}"}
                 failed_names.add(s.name)
                 del pending[stem]
-                continue
-            del pending[stem]
-            prefix = progress_prefix(book.out, stem)
-            progress.started(stem, prefix)
-            running[pool.submit(_run_in_child, book, s, profile_path, prefix)] = s
+        while pending and len(running) < max(1, jobs):
+            live = {r.name for r in running.values() if not children[r.stem].cancelled}
+            pick = next_chapter(list(pending.values()), live, ok_names)
+            if pick is None:
+                break
+            s, early = pick
+            del pending[s.stem]
+            prefix = progress_prefix(book.out, s.stem)
+            if early:
+                waiting = sorted(set(s.depends) & live)
+                progress.log(f"[book] {s.stem}: starting while {', '.join(waiting)} still run(s): a model they "
+                             f"are training is waited for and loaded from the store")
+            progress.started(s.stem, prefix)
+            children[s.stem] = _Child()
+            running[pool.submit(_run_in_child, book, s, profile_path, prefix, children[s.stem])] = s
             if renderer:
                 renderer.request()  # the index says which chapter runs now
         if not running:
@@ -661,13 +709,20 @@ def _schedule_loop(pool, book, pending, results, failed_names, running, jobs, pr
         finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
         for fut in finished:
             s = running.pop(fut)
+            children.pop(s.stem, None)
             res = fut.result()
             results[s.stem] = res
-            if res["status"] != "ok":
+            if res["status"] == "ok":
+                ok_names.add(s.name)
+            else:
                 failed_names.add(s.name)
             progress.finished(s.stem, res)
             if renderer and (pending or running):  # after the last one, the build's final rendering follows
                 renderer.request()
+        for r in running.values():  # started early, and a dependency has failed since
+            bad = set(r.depends) & failed_names
+            if bad and not children[r.stem].cancelled:
+                children[r.stem].cancel(f"depends on failed chapter(s) {sorted(bad)}")
 
 
 def progress_prefix(out: Path, stem: str) -> Path:
@@ -686,9 +741,11 @@ def clean_work(out: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def _run_in_child(book: Book, spec: ChapterSpec, profile_path: Path, prefix: Path | None = None) -> dict:
+def _run_in_child(book: Book, spec: ChapterSpec, profile_path: Path, prefix: Path | None = None,
+                  child: _Child | None = None) -> dict:
     """Run a chapter in its own process (a crash or kill of one chapter cannot take the book down); it reports
-    its progress through the files of ``prefix`` (:mod:`hamviz.progress`), removed when it ends."""
+    its progress through the files of ``prefix`` (:mod:`hamviz.progress`), removed when it ends. Stopped through
+    ``child`` (:meth:`_Child.cancel`), it leaves nothing and is reported skipped."""
     from .config import PROGRESS_ENV
     marker = book.out / ".work" / f"{spec.stem}.running.json"
     prefix = Path(prefix or progress_prefix(book.out, spec.stem))
@@ -701,6 +758,8 @@ def _run_in_child(book: Book, spec: ChapterSpec, profile_path: Path, prefix: Pat
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, env=env)
     _CHILDREN.add(proc)
+    if child is not None:
+        child.attach(proc)
     _write_json(marker, {"pid": proc.pid, "started": started})
     try:
         output, _ = proc.communicate()
@@ -714,6 +773,10 @@ def _run_in_child(book: Book, spec: ChapterSpec, profile_path: Path, prefix: Pat
         return json.loads(last)
     except json.JSONDecodeError:
         code = proc.returncode
+        if child is not None and child.cancelled:  # stopped by the scheduler: no failure to keep
+            shutil.rmtree(book.out / ".work" / f"{spec.stem}-{proc.pid}", ignore_errors=True)
+            return {"stem": spec.stem, "status": "skipped", "seconds": round(time.time() - started, 1),
+                    "error": f"{child.reason}; it had started early and was stopped"}
         how = (f"was killed by signal {-code} ({_signal_name(-code)}; the out-of-memory killer sends SIGKILL)"
                if code is not None and code < 0 else f"exited with code {code}")
         result = {"stem": spec.stem, "key": book.keys[spec.stem], "status": "failed",
@@ -744,12 +807,17 @@ def _signal_name(num: int) -> str:
 
 def _end_children() -> None:
     """End every running chapter process and its kernel (their own process groups)."""
-    import signal
     for proc in list(_CHILDREN):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _kill_group(proc)
+
+
+def _kill_group(proc) -> None:
+    """End a chapter process and its kernel (its own process group)."""
+    import signal
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 # ---------------------------------------------------------------- index and pages

@@ -415,18 +415,61 @@ def test_nan_loss_is_recorded_in_the_book(tmp_path):
 
 
 def test_dependents_of_a_failed_chapter_are_skipped(tmp_path, monkeypatch):
+    """02_later starts early (its dependency runs, a slot is free); 01_eda fails: 02_later is stopped, skipped,
+    and leaves nothing behind, as if it had waited. 03_last, behind both, never starts."""
     from hamviz.params import CHAPTER_SCHEMAS
     monkeypatch.setitem(CHAPTER_SCHEMAS, "later", CHAPTER_SCHEMAS["eda"])
-    nbs = tmp_path / "nbs"
-    write_nb(nbs, "01_eda", 'raise ValueError("boom")')
-    write_nb(nbs, "02_later", 'ch.finish()', depends=["eda"])
-    summary = build("tiny", tmp_path / "out", notebooks_dir=nbs, jobs=2, log=lambda *_: None)
-    assert [c["status"] for c in summary["chapters"]] == ["failed", "not built"]
+    monkeypatch.setitem(CHAPTER_SCHEMAS, "last", CHAPTER_SCHEMAS["eda"])
+    nbs, out = tmp_path / "nbs", tmp_path / "out"
+    write_nb(nbs, "01_eda", 'import time\ntime.sleep(3)\nraise ValueError("boom")')
+    write_nb(nbs, "02_later", 'import time\ntime.sleep(300)\nch.finish()', depends=["eda"])
+    write_nb(nbs, "03_last", 'ch.finish()', depends=["later"])
+    t = time.time()
+    summary = build("tiny", out, notebooks_dir=nbs, jobs=2, log=lambda *_: None)
+    assert time.time() - t < 120  # 02_later was stopped, not waited for
+    assert [c["status"] for c in summary["chapters"]] == ["failed", "not built", "not built"]
     assert summary["this_run"]["02_later"]["status"] == "skipped"
-    assert "depends on failed" in summary["this_run"]["02_later"]["error"]
+    assert "depends on failed chapter(s) ['eda']" in summary["this_run"]["02_later"]["error"]
+    assert "started early and was stopped" in summary["this_run"]["02_later"]["error"]
+    assert summary["this_run"]["03_last"]["error"] == "depends on failed chapter(s) ['later']"  # never started
+    assert not (out / "failed" / "02_later").exists() and not list((out / ".work").glob("02_later*"))
     write_nb(nbs, "03_eda", 'ch.finish()')
     with pytest.raises(Exception, match="share the chapter name 'eda'"):
         discover(nbs)
+
+
+def test_a_dependent_starts_while_its_dependency_runs(tmp_path, monkeypatch):
+    """With two slots, 02_later (depends on eda) runs beside 01_eda: 01_eda finishes only once 02_later has
+    written a file (it would fail after 90 s waiting, had 02_later waited for it)."""
+    from hamviz.params import CHAPTER_SCHEMAS
+    monkeypatch.setitem(CHAPTER_SCHEMAS, "later", CHAPTER_SCHEMAS["eda"])
+    nbs, out, flag = tmp_path / "nbs", tmp_path / "out", tmp_path / "later-ran"
+    write_nb(nbs, "01_eda", f'import time, pathlib\nt = time.time()\nwhile not pathlib.Path({str(flag)!r}).exists():'
+                            f'\n    assert time.time() - t < 90, "02_later never ran"\n    time.sleep(0.2)\nch.finish()')
+    write_nb(nbs, "02_later", f'import pathlib\npathlib.Path({str(flag)!r}).touch()\nch.finish()', depends=["eda"])
+    lines = []
+    summary = build("tiny", out, notebooks_dir=nbs, jobs=2, log=lines.append)
+    assert [c["status"] for c in summary["chapters"]] == ["ok", "ok"]
+    assert any("02_later: starting while eda still run" in line for line in lines)
+
+
+def test_next_chapter_prefers_ready_then_the_least_to_wait_for():
+    from hamviz.book import ChapterSpec, next_chapter
+
+    def spec(name, *deps):
+        return ChapterSpec(name, name, Path(name), name, list(deps))
+    compression, joint = spec("compression", "classifier"), spec("joint", "classifier", "compression")
+    explain, hd = spec("explain", "classifier"), spec("hypervector")
+    # the book's chapters while the classifier trains: compression starts early, the first in book order
+    assert next_chapter([compression, joint, explain], {"classifier"}, {"eda", "hypervector"}) == (compression, True)
+    # a ready chapter goes first, even after one that could start early
+    assert next_chapter([joint, explain, hd], {"classifier", "compression"}, set()) == (hd, False)
+    # early: explain waits for one running chapter, joint for two
+    assert next_chapter([joint, explain], {"classifier", "compression"}, set()) == (explain, True)
+    assert next_chapter([joint], {"explain"}, {"classifier", "compression"}) == (joint, False)
+    # a dependency not started (pending, or failed) never lets a chapter start
+    assert next_chapter([joint], {"compression"}, set()) is None
+    assert next_chapter([compression, joint], set(), set()) is None
 
 
 def test_interrupted_build_leaves_no_complete_looking_chapter(tmp_path):
