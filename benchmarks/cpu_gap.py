@@ -1,6 +1,6 @@
 """Why TensorFlow's model steps are slower on one 2-core machine than on another: the same small-CNN training
 step under the settings that could explain it (oneDNN on/off, the instruction set oneDNN may use, intra/inter-op
-threads, batch size), plus raw float32 matmul throughput in TensorFlow and NumPy to separate the arithmetic
+threads, batch size, bfloat16 mixed precision, XLA compilation), plus raw float32 matmul throughput in TensorFlow and NumPy to separate the arithmetic
 from the framework.
 
 Each setting runs in a fresh process (environment variables such as ``TF_ENABLE_ONEDNN_OPTS`` and
@@ -8,7 +8,8 @@ Each setting runs in a fresh process (environment variables such as ``TF_ENABLE_
 size (Adam) -- ``small_cnn``, or the ``cpu`` profile's main model, the pretrained EfficientNet-Lite0 preset
 (``$HAMVIZ_WEIGHTS``) with its last 60 layers trainable --, a few warm-up ``train_on_batch`` steps on a fixed
 random batch, then timed steps until a minimum count and time are reached; images per second = batch x steps /
-seconds; then the same for ``predict_on_batch`` (inference). The child also reports which instruction set oneDNN
+seconds (optionally under Keras' ``mixed_bfloat16`` policy, which the Intel Xeon's AMX units could run, or with
+``jit_compile=True``); then the same for ``predict_on_batch`` (inference). The child also reports which instruction set oneDNN
 detected (``ONEDNN_VERBOSE=1`` prints it once).
 
 Run: ``.venv/bin/python benchmarks/cpu_gap.py [--quick] [--out FILE]``; prints a table and writes
@@ -30,11 +31,13 @@ CHILD = r"""
 import json, os, sys, time
 import numpy as np
 intra, inter, size, batch, min_steps, min_s = (int(a) if a.isdigit() else float(a) for a in sys.argv[1:7])
-model_name = sys.argv[7]
+model_name, policy, jit = sys.argv[7], sys.argv[8], sys.argv[9] == "1"
 import tensorflow as tf
 if intra: tf.config.threading.set_intra_op_parallelism_threads(intra)
 if inter: tf.config.threading.set_inter_op_parallelism_threads(inter)
 from hamviz.models import build_model, keras
+if policy != "float32":
+    keras.mixed_precision.set_global_policy(policy)
 out = {}
 try:  # whether TensorFlow's oneDNN graph rewrites are on in this process (TF decides from the CPU unless told)
     from tensorflow.python.util import _pywrap_util_port
@@ -58,7 +61,7 @@ if model_name == "small_cnn":
     m = build_model("small_cnn", (size, size, 3), 7)
 else:  # the main model as the cpu profile fine-tunes it: pretrained preset, last 60 layers, simple head
     m = build_model(model_name, (size, size, 3), 7, weights="imagenet", trainable=60, head="simple", dropout=0.2)
-m.compile(optimizer="adam", loss="categorical_crossentropy")
+m.compile(optimizer="adam", loss="categorical_crossentropy", jit_compile=jit)
 xb = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3)).astype("float32")
 yb = np.eye(7, dtype="float32")[np.arange(batch) % 7]
 for _ in range(3):
@@ -77,7 +80,7 @@ print("RESULT " + json.dumps(out), flush=True)
 """
 
 SETTINGS = [
-    # name, extra environment, intra, inter, size, batch[, model]
+    # name, extra environment, intra, inter, size, batch[, model[, Keras dtype policy[, XLA]]]
     ("default (hamviz: oneDNN on unless TF_ENABLE_ONEDNN_OPTS is set)", {}, 0, 0, 64, 32),
     ("oneDNN on (TF_ENABLE_ONEDNN_OPTS=1)", {"TF_ENABLE_ONEDNN_OPTS": "1"}, 0, 0, 64, 32),
     ("oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)", {"TF_ENABLE_ONEDNN_OPTS": "0"}, 0, 0, 64, 32),
@@ -96,6 +99,12 @@ SETTINGS = [
      "efficientnet_lite0"),
     ("EfficientNet-Lite0 160, batch 32, oneDNN off", {"TF_ENABLE_ONEDNN_OPTS": "0"}, 0, 0, 160, 32,
      "efficientnet_lite0"),
+    # at the profile's 192x192 (since 2026-12-03): float32, bfloat16 mixed precision, XLA
+    ("EfficientNet-Lite0 192, batch 32", {}, 0, 0, 192, 32, "efficientnet_lite0"),
+    ("EfficientNet-Lite0 192, batch 32, mixed_bfloat16", {}, 0, 0, 192, 32, "efficientnet_lite0", "mixed_bfloat16"),
+    ("EfficientNet-Lite0 192, batch 32, XLA", {}, 0, 0, 192, 32, "efficientnet_lite0", "float32", True),
+    ("small CNN 64, mixed_bfloat16", {}, 0, 0, 64, 32, "small_cnn", "mixed_bfloat16"),
+    ("small CNN 64, XLA", {}, 0, 0, 64, 32, "small_cnn", "float32", True),
 ]
 
 
@@ -116,13 +125,13 @@ def machine() -> dict:
     return info
 
 
-def run(name, env, intra, inter, size, batch, model="small_cnn", *, quick) -> dict:
+def run(name, env, intra, inter, size, batch, model="small_cnn", policy="float32", jit=False, *, quick) -> dict:
     steps, secs = (3, 2.0) if quick else (10, 8.0)
     full_env = {**os.environ, **env, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "0"}
     proc = subprocess.run([sys.executable, "-c", CHILD, str(intra), str(inter), str(size), str(batch), str(steps),
-                           str(secs), model], env=full_env, text=True, capture_output=True, timeout=900)
+                           str(secs), model, policy, "1" if jit else "0"], env=full_env, text=True, capture_output=True, timeout=900)
     text = proc.stdout + proc.stderr
-    row = {"setting": name, "model": model, "size": size, "batch": batch}
+    row = {"setting": name, "model": model, "size": size, "batch": batch, "policy": policy, "xla": jit}
     found = re.search(r"RESULT (\{.*\})", text)
     if found:
         row.update(json.loads(found.group(1)))
