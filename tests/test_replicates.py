@@ -1,0 +1,120 @@
+"""The verdict rule on synthetic per-replicate numbers (hamviz.replicates): all replicates agree and the pooled
+interval excludes no effect -> "shown"; they disagree, or the interval includes no effect -> "not settled"."""
+import math
+
+import numpy as np
+import pytest
+
+from hamviz import metrics
+from hamviz.replicates import (NOT_SETTLED, SHOWN, decide, effect_draws, holm, metric_draws, pooled_interval,
+                               replicate_seeds)
+
+
+def _draws(effects, sd, n_boot=400, seed=0):
+    """Draws (R, B) centred on each replicate's effect with test-sampling noise ``sd``, shared across rows
+    (the same lesion resample moves every replicate alike)."""
+    noise = np.random.default_rng(seed).normal(0, sd, n_boot)
+    return np.asarray(effects, float)[:, None] + noise[None, :]
+
+
+def test_seeds():
+    assert replicate_seeds(42, 3) == [42, 43, 44]
+    assert replicate_seeds(7, 1) == [7]
+    with pytest.raises(ValueError, match="at least 1"):
+        replicate_seeds(1, 0)
+
+
+def test_all_agree_and_interval_excludes_zero_is_shown():
+    v = decide({42: -7.7, 43: -6.1, 44: -9.0}, _draws([-7.7, -6.1, -9.0], 1.0))
+    assert v.status == SHOWN and v.shown
+    assert (v.k, v.n, v.direction) == (3, 3, -1)
+    assert v.mean == pytest.approx(np.mean([-7.7, -6.1, -9.0]))
+    assert v.high < 0 and v.low < v.mean < v.high
+    assert "holds in 3 of 3: shown" in v.text()
+
+
+def test_sign_flip_between_replicates_is_not_settled():
+    # the joint-vs-AE case of issue 37: +2.0 on one machine, -5.4 on another
+    v = decide({42: 2.0, 43: -5.4, 44: 1.0}, _draws([2.0, -5.4, 1.0], 0.5))
+    assert v.status == NOT_SETTLED
+    assert v.k == 1 and v.direction == -1  # the mean is negative: 1 of 3 below 0
+    assert "only 1 of 3" in v.why
+
+
+def test_agreeing_replicates_with_interval_over_zero_is_not_settled():
+    v = decide({1: 0.4, 2: 0.6}, _draws([0.4, 0.6], 2.0))
+    assert v.k == 2 and v.status == NOT_SETTLED and "includes 0" in v.why
+    assert v.low < 0 < v.high
+
+
+def test_one_replicate_is_never_a_finding():
+    v = decide({42: -12.0}, _draws([-12.0], 0.1))
+    assert v.status == NOT_SETTLED and "one replicate" in v.why
+    assert v.high < 0  # the interval itself excludes 0: still not a finding
+
+
+def test_stated_direction_and_margin():
+    # "JPEG q50 stays within 2 points": claim effect (loss) < 2
+    within = decide({1: 0.5, 2: 1.0, 3: 0.8}, _draws([0.5, 1.0, 0.8], 0.2), null=2.0, direction=-1)
+    assert within.shown and within.k == 3
+    # the same losses claimed the other way hold in none
+    assert decide({1: 0.5, 2: 1.0, 3: 0.8}, _draws([0.5, 1.0, 0.8], 0.2), null=2.0, direction=1).k == 0
+
+
+def test_majority_stated_in_advance():
+    effects = [3.0, 2.5, -0.1, 2.8, 3.1]
+    draws = _draws(effects, 0.3)
+    assert decide(dict(enumerate(effects)), draws).status == NOT_SETTLED  # all must agree by default
+    v = decide(dict(enumerate(effects)), draws, majority=4)
+    assert v.k == 4 and v.shown
+    with pytest.raises(ValueError, match="more than half"):
+        decide(dict(enumerate(effects)), draws, majority=2)
+
+
+def test_pooled_interval_widens_with_seed_spread():
+    tight = pooled_interval(_draws([1.0, 1.0, 1.0], 0.2))
+    wide = pooled_interval(_draws([-2.0, 1.0, 4.0], 0.2))
+    assert wide[1] - wide[0] > 2 * (tight[1] - tight[0])
+    # with identical replicates the pooled interval is the test-sampling one: about +-1.96 sd
+    assert tight[1] - tight[0] == pytest.approx(2 * 1.96 * 0.2, rel=0.2)
+
+
+def test_without_draws_a_t_interval_over_seeds():
+    v = decide({1: 1.0, 2: 2.0, 3: 3.0})
+    half = 4.302652729911275 * 1.0 / math.sqrt(3)  # t(0.975, 2) x sd / sqrt(n)
+    assert (v.low, v.high) == pytest.approx((2.0 - half, 2.0 + half))
+    assert v.interval == "replicates"
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="at least one"):
+        decide({})
+    with pytest.raises(ValueError, match="direction"):
+        decide({1: 1.0}, direction=2)
+    with pytest.raises(ValueError, match="rows"):
+        decide({1: 1.0, 2: 2.0}, np.zeros((3, 10)))
+
+
+def test_metric_draws_match_the_metric_and_share_resamples():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(7), 20)
+    probas = [rng.dirichlet(np.ones(7), len(y)) for _ in range(2)]
+    probas[1][np.arange(len(y)), y] += 2.0  # replicate 2 is far better
+    probas = [p / p.sum(1, keepdims=True) for p in probas]
+    groups = np.arange(len(y)) // 2  # two images per lesion
+    values, draws = metric_draws(y, probas, "balanced_accuracy", groups=groups, n_boot=200)
+    for p, v in zip(probas, values):
+        assert v == pytest.approx(metrics.headline(y, p)["balanced_accuracy"])
+    assert draws.shape == (2, 200)
+    effects, eff_draws = effect_draws(y, [probas[1]], [probas[0]], groups=groups, n_boot=200)
+    assert effects[0] == pytest.approx(100 * (values[1] - values[0]))
+    # paired: the difference's draws are the difference of the shared resamples' draws
+    np.testing.assert_allclose(eff_draws[0], 100 * (draws[1] - draws[0]), equal_nan=True)
+    with pytest.raises(ValueError, match="same replicates"):
+        effect_draws(y, probas, [probas[0]])
+
+
+def test_holm_known_answer():
+    adj = holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.5})
+    # sorted 0.01, 0.03, 0.04, 0.5 -> x4, x3, x2, x1, made monotone
+    assert adj == pytest.approx({"a": 0.04, "c": 0.09, "b": 0.09, "d": 0.5})
