@@ -317,6 +317,14 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
     }),
 }
 
+#: How many times every model behind a verdict is trained, with the training seeds seed, seed+1, ... on the same
+#: lesion-grouped split (:func:`hamviz.replicates.replicate_seeds`); top level, and per chapter (null: the top level's).
+REPLICATES = {**_int, "minimum": 1, "maximum": 20,
+              "description": "training replicates of every model behind a verdict (seeds seed, seed+1, ...; the "
+                             "split stays the seed's); a verdict needs at least 2 to be more than one measurement"}
+for _section in CHAPTER_SCHEMAS.values():  # every chapter may override it (null: the profile's top level)
+    _section["properties"]["replicates"] = {**REPLICATES, "type": ["integer", "null"], "default": None}
+
 SCHEMA: dict = _obj({
     "profile": {"type": "string", "description": "profile name, shown in the book"},
     "description": {"type": "string"},
@@ -337,6 +345,7 @@ SCHEMA: dict = _obj({
         "grouped": _bool,
     }),
     "jobs": {**_int, "minimum": 1, "description": "parallel chapters in the book build"},
+    "replicates": REPLICATES,
     "chapters": {"type": "object",
                  "properties": {name: s for name, s in CHAPTER_SCHEMAS.items()},
                  "additionalProperties": False},
@@ -345,11 +354,14 @@ SCHEMA: dict = _obj({
 DEFAULTS = {
     "data_dir": None, "masks": "auto", "on_missing": "error", "on_corrupt": "error",
     "resize": "stretch", "split": {"fractions": [0.7, 0.2, 0.1], "grouped": True}, "jobs": 1,
+    "replicates": 1,
     "chapters": {},
 }
 
 
 def params_dirs() -> list[Path]:
+    """Where a profile's bare name is looked up: $HAMVIZ_PARAMS, the shipped profiles, ``params/`` of the working
+    folder and of its parent (a notebook's kernel runs in ``notebooks/``)."""
     dirs = []
     if os.environ.get(PARAMS_ENV):
         dirs.append(Path(os.environ[PARAMS_ENV]))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 
 from hamviz import DataError, ParamsError
@@ -76,19 +77,38 @@ def test_classifier_chapter_records_test_metrics(tiny_book, ham):
     # two epochs on 1,500 images mostly predict nv (balanced accuracy near 1/7), but the ranking has learned:
     assert v["parts"]["test"]["macro_auc"] > 0.55
     assert set(v["leak_audit"]) == {"accuracy", "balanced_accuracy", "macro_f1", "macro_auc"}
-    assert [(g["model"], g["strategy"]) for g in v["grid"]] == [
-        ("small_cnn", "S1"), ("small_cnn", "S4"),
-        ("efficientnet_lite0 frozen head", "S1"), ("efficientnet_lite0 frozen head", "S4")]
+    assert [(g["model"], g["strategy"], g["seed"]) for g in v["grid"]] == [  # two replicates of each (tiny profile)
+        (m, st, seed) for m in ("small_cnn", "efficientnet_lite0 frozen head") for st in ("S1", "S4") for seed in (42, 43)]
     for g in v["grid"]:  # per-class precision beside recall and F1: F1 is their harmonic mean
         for c in ("mel", "nv", "bkl"):
             p_, r_ = g[f"precision_{c}"], g[f"recall_{c}"]
             assert g[f"f1_{c}"] == pytest.approx(2 * p_ * r_ / (p_ + r_) if p_ + r_ else 0.0, abs=1e-9)
-    top = {m: max(g["balanced_accuracy"] for g in v["grid"] if g["model"] == m) for m in {g["model"] for g in v["grid"]}}
-    assert {b["model"]: b["balanced_accuracy"] for b in v["grid_best_per_model"]} == top  # each model's best strategy
-    heads = [g for g in v["grid"] if g["model"].endswith("frozen head")]
-    assert all(g["image_size"] == 64 and g["epochs_run"] == 2 for g in heads)  # the main model's size, head_warmup
-    # S4 weighs the rare classes up: a head trained with it recalls them better than the unweighted S1 head
-    assert heads[1]["balanced_accuracy"] > heads[0]["balanced_accuracy"]
+    val = pd.DataFrame(v["grid"]).groupby(["model", "strategy"])["val_balanced_accuracy"].mean()
+    for b in v["grid_best_per_model"]:  # each model's strategy: the best mean VALIDATION balanced accuracy
+        assert b["val_balanced_accuracy"] == pytest.approx(val[b["model"]].max())
+    heads = pd.DataFrame([g for g in v["grid"] if g["model"].endswith("frozen head")])
+    assert (heads["image_size"] == 64).all() and (heads["epochs_run"] == 2).all()  # the main model's size, head_warmup
+    # S4 weighs the rare classes up: a head trained with it recalls them better than the unweighted S1 head, in
+    # each replicate
+    by = heads.pivot(index="seed", columns="strategy", values="balanced_accuracy")
+    assert (by["S4"] > by["S1"]).all()
+    # the verdicts: every one from both replicates, per seed, with k of N and a pooled interval around its mean
+    verdicts = record(out, "02_classifier")["verdicts"]
+    assert {"leak_balanced_accuracy", "tuned_rule_macro_f1", "strategy_small_cnn"} <= set(verdicts)
+    for key, vd in verdicts.items():
+        assert list(vd["per_seed"]) == ["42", "43"] and vd["n"] == 2, key
+        assert vd["mean"] == pytest.approx(np.mean(list(vd["per_seed"].values())))
+        assert vd["status"] in ("shown", "not settled") and 0 <= vd["k"] <= 2
+        assert vd["low"] <= vd["mean"] <= vd["high"] or vd["low"] is None, key
+        assert (vd["status"] == "shown") == (vd["k"] == 2 and (vd["low"] > 0 if vd["direction"] > 0 else vd["high"] < 0))
+    assert v["leak_audit"]["balanced_accuracy"]["inflation (points)"] == pytest.approx(
+        verdicts["leak_balanced_accuracy"]["mean"])
+    # the replicates of the main model: per seed, and the pooled mean equals the mean of the per-seed test numbers
+    reps = v["replicate_metrics"]
+    assert [r["seed"] for r in reps["per_seed"]] == [42, 43]
+    assert reps["per_seed"][0]["balanced_accuracy"] == pytest.approx(v["parts"]["test"]["balanced_accuracy"])
+    assert reps["pooled"]["balanced_accuracy"]["mean"] == pytest.approx(
+        np.mean([r["balanced_accuracy"] for r in reps["per_seed"]]))
     assert v["leak_audit_model"].endswith("head on frozen features")
     # the external set: the 70 600x450 originals, resized as in training, every one scored
     assert v["external_n"] == 70 and v["external_resize"] == "stretch"
@@ -106,9 +126,15 @@ def test_classifier_chapter_records_test_metrics(tiny_book, ham):
     assert d[d["tuned_rule"]]["val"]["balanced_accuracy"] >= d["argmax"]["val"]["balanced_accuracy"] - 0.02 - 1e-9
     assert d["argmax"]["test"]["balanced_accuracy"] == pytest.approx(test["balanced_accuracy"])
     assert d["argmax"]["test"]["macro_f1"] == pytest.approx(test["macro_f1"])
+    assert v["tuned_test_macro_f1"] == pytest.approx(d[d["tuned_rule"]]["test"]["macro_f1"])
     summary = record(out, "02_classifier")["summary"]
-    assert {"test_balanced_accuracy", "test_macro_f1", "test_macro_auc", "tuned_test_macro_f1"} <= set(summary)
-    assert summary["tuned_test_macro_f1"] == pytest.approx(d[d["tuned_rule"]]["test"]["macro_f1"])
+    assert {"test_balanced_accuracy", "test_macro_f1", "test_macro_auc",
+            "test_balanced_accuracy_mean_over_replicates"} <= set(summary)
+    assert v["summary_ci"]["test_balanced_accuracy_mean_over_replicates"]["low"] <= summary[
+        "test_balanced_accuracy_mean_over_replicates"]
+    # the chapter's answers are in its summary, each with k of N
+    answers = {k: a for k, a in summary.items() if k.startswith("answer: ")}
+    assert len(answers) == len(verdicts) and all("holds in" in a and "of 2" in a for a in answers.values())
 
 
 def test_compression_chapter_records_every_method(tiny_book):
@@ -391,6 +417,7 @@ def test_failed_chapter_is_reported_not_published(tmp_path):
 
 NAN_CHAPTER = """\
 import numpy as np
+import pandas as pd
 from hamviz.registry import CLASSES
 from hamviz.training import TrainConfig, fit_classifier
 x = np.random.default_rng(0).integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
@@ -567,6 +594,7 @@ def test_a_killed_chapter_is_failed_and_the_book_goes_on(tmp_path):
 
 TRAINING_CHAPTER = """\
 import numpy as np
+import pandas as pd
 from hamviz.registry import CLASSES
 from hamviz.training import TrainConfig, fit_classifier
 x = np.random.default_rng(0).integers(0, 256, (512, 16, 16, 3), dtype=np.uint8)

@@ -23,10 +23,24 @@ def test_config_from_profiles():
 
 
 def test_leak_audit_table():
-    g = {"test": {"headline": {"accuracy": 0.7, "balanced_accuracy": 0.5, "macro_f1": 0.4, "macro_auc": 0.8}}}
-    i = {"test": {"headline": {"accuracy": 0.8, "balanced_accuracy": 0.6, "macro_f1": 0.45, "macro_auc": 0.9}}}
-    t = leak_audit(g, i)
-    np.testing.assert_allclose(t["inflation (points)"], [10, 10, 5, 10])
+    """Known answer: the grouped arm misses every vasc image (balanced accuracy 6/7), the image-level arm none
+    (1.0): the inflation is 100/7 points in each of two replicates, and its interval holds it."""
+    from types import SimpleNamespace as NS
+    y = np.repeat(np.arange(7), 4)
+    rows = {"test": np.arange(len(y))}
+    view = NS(labels=y, groups=np.arange(len(y)) // 2)
+    perfect = np.eye(7)[y]
+    miss = perfect.copy()
+    miss[y == 6] = np.eye(7)[0]
+    pairs = [(NS(rows=rows, proba={"test": miss}, config=NS(seed=s)),
+              NS(rows=rows, proba={"test": perfect}, config=NS(seed=s))) for s in (3, 4)]
+    table, record = leak_audit(view, view, pairs, n_boot=200)
+    assert table.loc["balanced_accuracy", "inflation (points)"] == pytest.approx(100 / 7)
+    assert table.loc["accuracy", "lesion-grouped split"] == pytest.approx(6 / 7)
+    assert record["balanced_accuracy"]["per_seed"] == pytest.approx({3: 100 / 7, 4: 100 / 7})
+    assert record["balanced_accuracy"]["draws"].shape == (2, 200)
+    low, high = (float(v) for v in table.loc["balanced_accuracy", "95 % interval"].strip("[]").split(","))
+    assert low - 0.05 <= 100 / 7 <= high + 0.05  # shown to one decimal
 
 
 def test_external_test_set(tmp_path, metadata, data_dir):
@@ -72,15 +86,17 @@ def test_grid_trains_each_model_with_its_own_settings(monkeypatch):
                                                                "optimizer": "adam", "learning_rate": 1e-3},
                                                  "resnet50": {"optimizer": "rmsprop", "learning_rate": 1e-5,
                                                               "l2": 0.0}}}}
-    ch = SimpleNamespace(view=lambda size=None, **kw: SimpleNamespace(size=size))
+    ch = SimpleNamespace(view=lambda size=None, **kw: SimpleNamespace(size=size), seeds=[42, 43])
     table, runs = classifier.grid(ch, P, log=lambda *_: None)
     assert list(runs) == [("small_cnn", "S1"), ("small_cnn", "S3"), ("resnet50", "S1"), ("resnet50", "S3")]
-    assert table[["model", "strategy"]].values.tolist() == [["small_cnn", "S1"], ["small_cnn", "S3"],
-                                                             ["resnet50", "S1"], ["resnet50", "S3"]]
-    cnn, res = seen[0], seen[2]
+    assert all(len(r) == 2 for r in runs.values())  # one run per replicate seed, replicate 0 first
+    assert table[["model", "strategy"]].values.tolist() == [[m, st] for m in ("small_cnn", "resnet50")
+                                                             for st in ("S1", "S3") for _ in (42, 43)]
+    assert [c.seed for c in seen] == [42, 43] * 4
+    cnn, res = seen[0], seen[4]
     assert (cnn.schedule, cnn.batch_size, cnn.epochs, cnn.optimizer) == ("step", 16, 50, "adam")
     assert (res.optimizer, res.learning_rate, res.epochs, res.schedule) == ("rmsprop", 1e-5, 7, P["schedule"])
-    assert res.model_options["l2"] == 0.0 and res.batch_size == P["batch_size"] and seen[3].strategy == "S3"
+    assert res.model_options["l2"] == 0.0 and res.batch_size == P["batch_size"] and seen[6].strategy == "S3"
     with pytest.raises(ParamsError, match="settings"):
         load_profile("cpu", {"chapters": {"classifier": {"grid": {"settings": {"small_cnn": {"momentum": 0.9}}}}}})
 
@@ -102,10 +118,11 @@ def test_best_strategy_per_model_and_the_s3_s5_pair():
 
     from hamviz.chapters import classifier
     table = pd.DataFrame({"model": ["cnn", "cnn", "cnn", "res", "res"], "strategy": ["S1", "S3", "S5", "S1", "S4"],
-                          "balanced_accuracy": [0.4, 0.6, 0.6, 0.7, 0.5], "macro_f1": [0.1] * 5})
+                          "val_balanced_accuracy": [0.4, 0.6, 0.6, 0.7, 0.5], "balanced_accuracy": [0.1] * 5,
+                          "accuracy": [0.1] * 5, "macro_f1": [0.1] * 5, "macro_auc": [0.1] * 5})
     best = classifier.best_strategies(table)
     assert best[["model", "strategy"]].values.tolist() == [["cnn", "S3"], ["res", "S1"]]  # a tie: the first listed
-    run = lambda loss: (None, SimpleNamespace(history={"loss": loss, "val_loss": loss}))
+    run = lambda loss: [(None, SimpleNamespace(history={"loss": loss, "val_loss": loss}))]  # one replicate
     runs = {("cnn", "S3"): run([1.0, 0.5]), ("cnn", "S5"): run([1.2, 0.9]), ("res", "S1"): run([1.0])}
     assert classifier.curves_by_strategy(runs, "cnn") == {"S3": {"loss": [1.0, 0.5], "val_loss": [1.0, 0.5]},
                                                          "S5": {"loss": [1.2, 0.9], "val_loss": [1.2, 0.9]}}
@@ -156,3 +173,19 @@ def test_tuned_decision_fits_on_validation_and_scores_test():
     assert record["tuned_rule"] == floored and record["max_drop"] == 0.0
     assert record["weights"][floored] == record["weights"]["weights tuned on validation for macro-F1"]
     assert record[floored]["test"]["accuracy"] == pytest.approx(1.0)
+
+
+def test_best_strategy_is_chosen_on_validation_not_test():
+    """S4 has the best test balanced accuracy, S2 the best validation one (mean over two replicates): S2 is chosen."""
+    from hamviz.chapters.classifier import best_strategies, grid_means
+    rows = [("m", "S1", 0.50, 0.50), ("m", "S1", 0.52, 0.50), ("m", "S2", 0.60, 0.55), ("m", "S2", 0.58, 0.53),
+            ("m", "S4", 0.55, 0.70), ("m", "S4", 0.57, 0.60)]
+    table = pd.DataFrame([{"model": m, "strategy": st, "val_balanced_accuracy": v, "balanced_accuracy": b,
+                           "accuracy": b, "macro_f1": b, "macro_auc": b} for m, st, v, b in rows])
+    means = grid_means(table)
+    assert means["replicates"].tolist() == [2, 2, 2]
+    assert means.loc[2, "balanced_accuracy"] == pytest.approx(0.65)
+    assert means.loc[2, "test balanced_accuracy range"] == pytest.approx(0.10)
+    best = best_strategies(table)
+    assert best[["model", "strategy"]].values.tolist() == [["m", "S2"]]
+    assert best.loc[0, "val_balanced_accuracy"] == pytest.approx(0.59)

@@ -64,6 +64,14 @@ class Chapter:
             self.record.setdefault("summary", {}).update(values)
         self.save()
 
+    def log_estimate(self, name: str, value: float, low: float, high: float, summary: bool = True) -> None:
+        """Record ``name`` = ``value`` with its 95 % interval (``values["summary_ci"][name]``, which the book's
+        Key results box and index show beside it)."""
+        cis = dict(self.record.get("values", {}).get("summary_ci") or {})
+        cis[name] = {"low": low, "high": high}
+        self.log(summary_ci=cis)
+        self.log(summary=summary, **{name: value})
+
     def save(self) -> None:
         write_atomic(self.record_path, json.dumps(self.record, indent=1, sort_keys=False))
 
@@ -110,6 +118,48 @@ class Chapter:
         rows = [(k, json.dumps(v) if isinstance(v, (dict, list)) else v)
                 for k, v in self.params.items() if not k.startswith("_")]
         return pd.DataFrame(rows, columns=["parameter", "value"]).set_index("parameter")
+
+    @property
+    def seeds(self) -> list[int]:
+        """The training seeds of this chapter's replicates (``replicates``, top level or the chapter's own):
+        seed, seed+1, ...; the split is the seed's in every replicate."""
+        from ..replicates import replicate_seeds
+        return replicate_seeds(self.params["seed"], self.params.get("replicates") or 1)
+
+    def verdict(self, key: str, question: str, per_seed: dict, draws=None, *, digits: int = 1, units: str = "points",
+                **rule):
+        """Decide one of the chapter's verdicts from its replicates (:func:`hamviz.replicates.decide`; ``rule``:
+        null, direction, majority) and record it under ``verdicts[key]`` with its ``question`` and one-line
+        ``text``. Returns the :class:`hamviz.replicates.Verdict`."""
+        from ..replicates import decide
+        v = decide(per_seed, draws, seed=self.params["seed"], units=units, **rule)
+        self.record.setdefault("verdicts", {})[key] = jsonable({"question": question, **v.as_dict(),
+                                                                 "text": v.text(digits)})
+        self.save()
+        return v
+
+    def answers(self):
+        """The chapter's answers, one row per verdict it recorded: the question, the effect (mean over replicates)
+        with its pooled 95 % interval (replicates x lesions), the per-replicate range, how many replicates agree
+        and the verdict ("shown" / "not settled"). Also puts each verdict's line into the record's summary (the
+        book's index and the Key results box). Returns a Markdown object to display."""
+        from IPython.display import Markdown
+        verdicts = self.record.get("verdicts", {})
+        rows = ["| question | effect [95 % interval] | replicates | holds in | verdict |", "|---|---|---|---|---|"]
+        for key, v in verdicts.items():
+            per_seed = ", ".join(f"seed {seed}: {float(x):+.1f}" for seed, x in v["per_seed"].items())
+            rows.append(f"| {v['question']} | {v['text'].split(';')[0].split(', replicates')[0]} | {per_seed} | "
+                        f"{v['k']} of {v['n']} | **{v['status']}** ({v['why']}) |")
+        self.log(summary=True, **{f"answer: {v['question']}": f"{v['text']}" for v in verdicts.values()})
+        if not verdicts:
+            return Markdown("This chapter states no verdict.")
+        n = {v["n"] for v in verdicts.values()}
+        note = ("" if min(n) > 1 else " **One replicate**: every verdict above rests on a single trained model, "
+                "so none can be a finding (set `replicates` to 3 or more).")
+        return Markdown("\n".join(rows) + "\n\nA verdict is **shown** when the effect lies on the same side of no "
+                        "effect in every replicate (each trained with its own seed on the same split) and the 95 % "
+                        "interval, a bootstrap over replicates and test lesions together, excludes no effect; "
+                        "otherwise it is **not settled**." + note)
 
     def section(self, chapter: str) -> dict:
         """Another chapter's flat parameters from the same profile (e.g. the compression chapter's qualities)."""

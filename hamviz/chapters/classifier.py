@@ -65,26 +65,71 @@ def main_model(ch, log=print) -> tuple[Artefact, PreparedView]:
     return train_classifier(config(P), s, log=log), s
 
 
+def main_models(ch, log=print) -> tuple[list[Artefact], PreparedView]:
+    """The main model's replicates, one per training seed of the running chapter ``ch`` (:attr:`Chapter.seeds`: its
+    ``replicates``; replicate 0 is :func:`main_model`), each trained once and then loaded from the store (the
+    classifier chapter trains them first), and their view: what the verdicts about the main model use."""
+    P = ch.section("classifier")
+    s = ch.view(P["image_size"])
+    return [train_classifier(config(P, seed=seed), s, log=log) for seed in ch.seeds], s
+
+
+def replicates_table(s: PreparedView, ts: list[Artefact], n_boot: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """One row per replicate of one recipe (``ts``, trained with different seeds on view ``s``): its seed, epochs
+    run, kept epoch (and whether it is the last: training then may not have converged), validation and test
+    balanced accuracy, test macro-F1 and macro AUC; then a row "mean [95 % interval]" whose intervals pool
+    replicates and test lesions (:func:`hamviz.replicates.metric_draws`, :func:`pooled_interval`).
+    Returns (table, record: {"per_seed": rows, "pooled": {metric: {"mean", "low", "high", "min", "max"}}})."""
+    from ..replicates import metric_draws, pooled_interval
+    rows = []
+    for t in ts:
+        val = evaluate(s.labels[t.rows["val"]], t.proba["val"], CLASSES, n_boot=0)["headline"]
+        test = evaluate(s.labels[t.rows["test"]], t.proba["test"], CLASSES, n_boot=0)["headline"]
+        epochs = len(t.history["loss"])
+        rows.append({"seed": t.config.seed, "epochs run": epochs, "kept epoch": t.history["best_epoch"],
+                     "kept the last epoch": t.history["best_epoch"] == epochs,
+                     "val balanced_accuracy": val["balanced_accuracy"], "balanced_accuracy": test["balanced_accuracy"],
+                     "macro_f1": test["macro_f1"], "macro_auc": test["macro_auc"]})
+    test_rows = ts[0].rows["test"]
+    pooled = {}
+    for m in ("balanced_accuracy", "macro_f1", "macro_auc"):
+        values, draws = metric_draws(s.labels[test_rows], [t.proba["test"] for t in ts], m,
+                                     groups=s.groups[test_rows], n_boot=n_boot, seed=seed)
+        low, high = pooled_interval(draws, seed=seed)
+        pooled[m] = {"mean": float(values.mean()), "low": low, "high": high, "min": float(values.min()),
+                     "max": float(values.max())}
+    table = pd.DataFrame(rows).set_index("seed")
+    table.index = table.index.map(lambda v: f"seed {v}")
+    shown = table.astype(object)
+    shown.loc["mean [95 % interval]"] = {**{c: "" for c in table.columns},
+                                         **{m: with_interval(p["mean"], p["low"], p["high"]) for m, p in pooled.items()}}
+    return shown, {"per_seed": rows, "pooled": pooled}
+
+
 def _grid_row(s: PreparedView, t: Artefact, model: str, strategy: str) -> dict:
     ev = evaluate(s.labels[t.rows["test"]], t.proba["test"], CLASSES, n_boot=0)
+    val = evaluate(s.labels[t.rows["val"]], t.proba["val"], CLASSES, n_boot=0)["headline"]
     h = ev["headline"]
-    return {"model": model, "strategy": strategy, "image_size": s.size,
+    return {"model": model, "strategy": strategy, "seed": t.config.seed, "image_size": s.size,
             "epochs_run": len(t.history["loss"]), "train_seconds": round(t.seconds),
+            "val_balanced_accuracy": val["balanced_accuracy"],
             **{k: h[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")},
             **{f"{m}_{c}": ev["report"][c][name] for m, name in (("precision", "precision"), ("recall", "recall"),
                                                                  ("f1", "f1-score")) for c in CLASSES}}
 
 
 def grid(ch, P: dict, log=print) -> tuple[pd.DataFrame, dict]:
-    """Test metrics of every (model, strategy) of ``P['grid']``: the reference Table 4, with per-class precision,
-    recall and F1 (columns ``precision_<class>`` ...). With ``grid.frozen_head``, each strategy also on the main
-    model's head alone over its pretrained backbone's cached frozen features at the main model's size (model
-    "<backbone> frozen head"), where fine-tuning five times would take too long on a CPU. ``grid.settings[model]``
-    sets that model's own optimizer, learning rate, schedule, epochs, patience, batch size and L2 (the reference
-    trained its CNN and its transfer models differently).
+    """Validation and test metrics of every (model, strategy) of ``P['grid']``, each trained once per replicate
+    seed (:attr:`Chapter.seeds`): the reference Table 4, with per-class precision, recall and F1 (columns
+    ``precision_<class>`` ...). With ``grid.frozen_head``, each strategy also on the main model's head alone over
+    its pretrained backbone's cached frozen features at the main model's size (model "<backbone> frozen head"),
+    where fine-tuning five times would take too long on a CPU. ``grid.settings[model]`` sets that model's own
+    optimizer, learning rate, schedule, epochs, patience, batch size and L2 (the reference trained its CNN and its
+    transfer models differently).
 
-    Returns (table, runs): one table row per run, and ``runs[(model, strategy)] = (view, artefact)`` for the
-    figures (:func:`best_strategies`' confusion matrices, :func:`curves_by_strategy`)."""
+    Returns (table, runs): one table row per run (model, strategy, seed), and ``runs[(model, strategy)]`` = the
+    list of (view, artefact) of its replicates, replicate 0 first (figures: :func:`best_strategies`' confusion
+    matrices, :func:`curves_by_strategy`; verdicts: :func:`strategy_effects`)."""
     g = P["grid"]
     size = g.get("image_size") or P["image_size"]
     s = ch.view(size)
@@ -93,55 +138,127 @@ def grid(ch, P: dict, log=print) -> tuple[pd.DataFrame, dict]:
         own = dict((g.get("settings") or {}).get(model, {}))  # the reference's protocol for this model
         Pm = {**P, **own}
         for strategy in g.get("strategies", ["S1"]):
-            cfg = config(Pm, model=model, strategy=strategy, image_size=size,
-                         epochs=own.get("epochs") or g.get("epochs") or P["epochs"])
-            t = train_classifier(cfg, s, log=log)
-            rows.append(_grid_row(s, t, model, strategy))
-            runs[model, strategy] = (s, t)
+            for seed in ch.seeds:
+                cfg = config(Pm, model=model, strategy=strategy, image_size=size, seed=seed,
+                             epochs=own.get("epochs") or g.get("epochs") or P["epochs"])
+                t = train_classifier(cfg, s, log=log)
+                rows.append(_grid_row(s, t, model, strategy))
+                runs.setdefault((model, strategy), []).append((s, t))
     if g.get("frozen_head"):
         s_main = ch.view(P["image_size"])
+        name = f"{P['model']} frozen head"
         for strategy in g.get("strategies", ["S1"]):
-            t = train_frozen_head(config(P, strategy=strategy), s_main, log=log)
-            name = f"{P['model']} frozen head"
-            rows.append(_grid_row(s_main, t, name, strategy))
-            runs[name, strategy] = (s_main, t)
+            for seed in ch.seeds:
+                t = train_frozen_head(config(P, strategy=strategy, seed=seed), s_main, log=log)
+                rows.append(_grid_row(s_main, t, name, strategy))
+                runs.setdefault((name, strategy), []).append((s_main, t))
     return pd.DataFrame(rows), runs
 
 
+GRID_SHOWN = ("val_balanced_accuracy", "accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
+
+
+def grid_means(table: pd.DataFrame) -> pd.DataFrame:
+    """The grid's replicates averaged: one row per (model, strategy) in the table's order, with the number of
+    replicates and the mean and the range (min-max) over them of validation balanced accuracy and each test metric."""
+    groups = table.groupby(["model", "strategy"], sort=False)
+    means = groups[list(GRID_SHOWN)].mean()
+    spread = groups["balanced_accuracy"].agg(lambda v: v.max() - v.min()).rename("test balanced_accuracy range")
+    out = means.join(spread)
+    out.insert(0, "replicates", groups.size())
+    return out.reset_index()
+
+
 def best_strategies(table: pd.DataFrame) -> pd.DataFrame:
-    """Each grid model's row with the highest test balanced accuracy (ties: the first strategy listed), in the
-    table's model order: the runs whose confusion matrices the reference shows."""
-    best = table.loc[table.groupby("model", sort=False)["balanced_accuracy"].idxmax()]
+    """Each grid model's strategy with the highest **validation** balanced accuracy, averaged over replicates
+    (ties: the first strategy listed), in the table's model order (Zhang shows the confusion matrices of its best
+    CNN and best DenseNet201, chosen by test accuracy). The test part chooses nothing: its numbers are only reported."""
+    means = grid_means(table)
+    best = means.loc[means.groupby("model", sort=False)["val_balanced_accuracy"].idxmax()]
     return best.reset_index(drop=True)
 
 
+def strategy_effects(runs: dict, best: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> list[dict]:
+    """For each grid model: its strategy chosen on validation (``best``) against no strategy (S1) — or, when S1
+    is the one chosen, against the runner-up on validation — in test balanced accuracy points, paired by
+    training seed, with each replicate's effect and its draws on shared lesion resamples
+    (:func:`hamviz.replicates.effect_draws`). Returns [{"model", "chosen", "against", "per_seed", "draws"}];
+    empty for a model with one strategy."""
+    from ..replicates import effect_draws
+    out = []
+    for _, row in best.iterrows():
+        model, chosen = row["model"], row["strategy"]
+        others = [st for (m, st) in runs if m == model and st != chosen]
+        if not others:
+            continue
+        if "S1" in others:
+            against = "S1"
+        else:
+            val = {st: np.mean([_val_bacc(s, t) for s, t in runs[model, st]]) for st in others}
+            against = max(others, key=lambda st: val[st])
+        a, b = runs[model, chosen], runs[model, against]
+        s = a[0][0]
+        rows = a[0][1].rows["test"]
+        effects, draws = effect_draws(s.labels[rows], [t.proba["test"] for _, t in a], [t.proba["test"] for _, t in b],
+                                      groups=s.groups[rows], n_boot=n_boot, seed=seed)
+        out.append({"model": model, "chosen": chosen, "against": against,
+                    "per_seed": {t.config.seed: float(e) for (_, t), e in zip(a, effects)}, "draws": draws})
+    return out
+
+
+def _val_bacc(s: PreparedView, t: Artefact) -> float:
+    return evaluate(s.labels[t.rows["val"]], t.proba["val"], CLASSES, n_boot=0)["headline"]["balanced_accuracy"]
+
+
 def curves_by_strategy(runs: dict, model: str, strategies=("S3", "S5")) -> dict[str, dict]:
-    """strategy -> training history of ``model`` for each of ``strategies`` the grid ran (the reference compares
-    S3's and S5's curves); empty when the grid ran fewer than two of them."""
-    found = {st: runs[model, st][1].history for st in strategies if (model, st) in runs}
+    """strategy -> training history of ``model``'s first replicate for each of ``strategies`` the grid ran
+    (Zhang's Fig. 6 compares a model "with oversampling" and one "with both oversampling and weights"; which
+    oversampling is not stated: here S3 and S5); empty when the grid ran fewer than two of them."""
+    found = {st: runs[model, st][0][1].history for st in strategies if (model, st) in runs}
     return found if len(found) >= 2 else {}
 
 
-def leak_audit_models(ch, P: dict, t: Artefact, log=print) -> tuple[Artefact, Artefact, PreparedView, str]:
-    """The pair the leak audit compares: (model on the lesion-grouped split, the same config on the image-level
-    split, the image-level view, its label). ``leak_audit: true`` retrains the main model ``t`` on the image-level
-    split; ``frozen_head`` compares the main model's head alone on cached frozen features on both splits."""
-    cfg = config(P)
+def leak_audit_models(ch, P: dict, ts: list[Artefact], log=print) -> tuple[list[tuple[Artefact, Artefact]],
+                                                                            PreparedView, str]:
+    """The pairs the leak audit compares, one per replicate seed of ``ts`` (the main model's replicates): (model on
+    the lesion-grouped split, the same config and seed on the image-level split); then the image-level view and the
+    audited model's label. ``leak_audit: true`` retrains the main model on the image-level split;
+    ``frozen_head`` compares the main model's head alone on cached frozen features on both splits."""
     s_img = ch.view(P["image_size"], grouped=False)
-    if P["leak_audit"] == "frozen_head":
-        grouped = train_frozen_head(cfg, ch.view(P["image_size"]), log=log)
-        return grouped, train_frozen_head(cfg, s_img, log=log), s_img, f"{cfg.label} head on frozen features"
-    return t, train_classifier(cfg, s_img, log=log), s_img, cfg.label
+    pairs = []
+    for t in ts:
+        cfg = config(P, seed=t.config.seed)
+        if P["leak_audit"] == "frozen_head":
+            pairs.append((train_frozen_head(cfg, ch.view(P["image_size"]), log=log),
+                          train_frozen_head(cfg, s_img, log=log)))
+        else:
+            pairs.append((t, train_classifier(cfg, s_img, log=log)))
+    label = f"{ts[0].config.label} head on frozen features" if P["leak_audit"] == "frozen_head" else ts[0].config.label
+    return pairs, s_img, label
 
 
-def leak_audit(grouped: dict, image_level: dict) -> pd.DataFrame:
-    """Test metrics of the same model on the lesion-grouped and the image-level split, and the inflation."""
+def leak_audit(s: PreparedView, s_img: PreparedView, pairs: list[tuple[Artefact, Artefact]], n_boot: int = 1000,
+               seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Test metrics of the same recipe on the lesion-grouped and the image-level split, averaged over the
+    replicates ``pairs``, and the inflation (image-level minus grouped, points) per metric with its 95 % interval
+    over replicates and both test parts' lesions (the two splits have different test images: the interval is
+    unpaired, each part resampled on its own). Returns (table: rows = metric; record: {metric: {"per_seed",
+    "draws"}} for the verdicts)."""
+    from ..replicates import metric_draws, pooled_interval
     keys = ["accuracy", "balanced_accuracy", "macro_f1", "macro_auc"]
-    g = {k: grouped["test"]["headline"][k] for k in keys}
-    i = {k: image_level["test"]["headline"][k] for k in keys}
-    table = pd.DataFrame({"lesion-grouped split": g, "image-level split": i})
-    table["inflation (points)"] = 100 * (table["image-level split"] - table["lesion-grouped split"])
-    return table
+    rg, ri = pairs[0][0].rows["test"], pairs[0][1].rows["test"]
+    rows, record = {}, {}
+    for k in keys:
+        vg, dg = metric_draws(s.labels[rg], [g.proba["test"] for g, _ in pairs], k, groups=s.groups[rg],
+                              n_boot=n_boot, seed=seed)
+        vi, di = metric_draws(s_img.labels[ri], [i.proba["test"] for _, i in pairs], k, groups=s_img.groups[ri],
+                              n_boot=n_boot, seed=seed + 1)
+        effects, draws = 100 * (vi - vg), 100 * (di - dg)
+        low, high = pooled_interval(draws, seed=seed)
+        rows[k] = {"lesion-grouped split": vg.mean(), "image-level split": vi.mean(),
+                   "inflation (points)": effects.mean(), "95 % interval": f"[{low:+.1f}, {high:+.1f}]"}
+        record[k] = {"per_seed": {g.config.seed: float(e) for (g, _), e in zip(pairs, effects)}, "draws": draws}
+    return pd.DataFrame.from_dict(rows, orient="index"), record
 
 
 def tuned_decision(s: PreparedView, t: Artefact, objective: str = "macro_f1", n_boot: int = 1000,
@@ -173,6 +290,26 @@ def tuned_decision(s: PreparedView, t: Artefact, objective: str = "macro_f1", n_
     table = side_by_side(evals, ("accuracy", "balanced_accuracy", "macro_f1"))
     table.index.name = "decision rule"
     return table, record
+
+
+def decision_effects(s: PreparedView, ts: list[Artefact], objective: str = "macro_f1", max_drop: float | None = None,
+                     n_boot: int = 1000, seed: int = 0) -> dict:
+    """The tuned decision rule against argmax over the main model's replicates ``ts``: for each replicate, weights
+    fitted on its own VALIDATION part (the last rule of :func:`tuned_decision`: under ``max_drop`` when given), and
+    the test effect in points on ``objective`` and on the other metric (macro-F1 <-> balanced accuracy), paired by
+    seed on shared lesion resamples. Returns {metric: {"per_seed", "draws"}}."""
+    from ..metrics import decision_weights, other_objective, reweight
+    from ..replicates import effect_draws
+    val, test = ts[0].rows["val"], ts[0].rows["test"]
+    tuned = [reweight(t.proba["test"], decision_weights(s.labels[val], t.proba["val"], objective, CLASSES,
+                                                         **({} if max_drop is None else {"max_drop": max_drop})))
+             for t in ts]
+    out = {}
+    for m in (objective, other_objective(objective)):
+        effects, draws = effect_draws(s.labels[test], tuned, [t.proba["test"] for t in ts], m,
+                                      groups=s.groups[test], n_boot=n_boot, seed=seed)
+        out[m] = {"per_seed": {t.config.seed: float(e) for t, e in zip(ts, effects)}, "draws": draws}
+    return out
 
 
 def misclassified(s: PreparedView, t: Artefact, n: int = 16):
