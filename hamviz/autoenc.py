@@ -1,7 +1,8 @@
 """Training the compression autoencoders (latent 1.5x / 3x / 6x smaller than the input), saved as artefacts,
 and what their latents cost in bits.
 
-The reference trained each autoencoder with Adam and mean absolute error for 50 epochs. Models are stored
+The reference (Doctor) trained each autoencoder with Adam and mean absolute error, for 50 epochs (its slides); its
+filters and any early stopping are not stated. Models are stored
 like every model (:func:`hamviz.training.train_or_load`), keyed by their config, the data and the split, with
 the test reconstructions' per-image MAE saved beside them.
 """

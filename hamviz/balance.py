@@ -1,7 +1,8 @@
 """Class balancing: oversampling indices and class weights (the imbalance strategies S2-S5).
 
 The five strategies of the imbalance study this package reproduces (Zhang; :data:`hamviz.registry.STRATEGIES`):
-S1 none; S2 ``oversample(labels, "below", min_size=1000)``; S3 ``oversample(labels, "majority")``;
+S1 none; S2 ``oversample(labels, "below", min_size=1000)`` (Zhang: "only sampling the minority classes with the
+sizes smaller than 1000"; up to 1000 is hamviz's reading); S3 ``oversample(labels, "majority")``;
 S4 ``class_weights(labels)`` (scikit-learn's "balanced" weights, King & Zeng 2001); S5 S4 + S2. Oversampling repeats (never invents) training rows; apply it to
 the training part only, after the split, or duplicated images leak into validation and test.
 """
@@ -47,8 +48,8 @@ def oversample(labels, mode: str = "below", *, min_size: int = 1000, seed: int =
 def per_class(labels, size: int, *, seed: int = 0, shuffle: bool = True) -> np.ndarray:
     """Indices into ``labels`` giving every class present exactly ``size`` rows: a class with more is
     subsampled without replacement, one with fewer is repeated whole and topped up without replacement (as
-    :func:`oversample`). The hypervector reference's training set (Barros Everett et al.: 600 images of each
-    class). Raises ValueError if ``size`` < 1."""
+    :func:`oversample`). hamviz's stand-in for the hypervector reference's training set (Barros Everett: 600 images
+    of each class, augmented up from about 400 originals). Raises ValueError if ``size`` < 1."""
     labels = np.asarray(labels)
     if size < 1:
         raise ValueError(f"size must be at least 1, not {size}")

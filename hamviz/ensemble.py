@@ -1,10 +1,11 @@
 """Benign-vs-malignant ensembles: binary labels, small searchable CNNs, combiners, thresholds and reports.
 
-The reference (Bunu et al.) turns HAM10000 into a binary task -- malignant = mel, bcc, akiec (a parameter
-here), benign = the rest -- and combines four models by majority vote, mean probability and
-accuracy-weighted mean probability; adding a weak member made the ensemble worse. Its two small CNNs were
-chosen by a random search over the architecture and the optimiser (:mod:`hamviz.search`, the CNN is
-:func:`hamviz.models.configurable_cnn`).
+The reference (Bunu et al.) turns HAM10000 into a binary task, benign vs malignant (it names melanoma and basal
+cell carcinoma; malignant = mel, bcc, akiec is hamviz's reading and a parameter here), and combines four models
+(VGG19, InceptionV3, two searched CNNs) by majority vote, mean probability and accuracy-weighted mean probability;
+its final ensemble kept the top 3 ("After removing the first model, our final result improved"; which one is not
+stated). Its two small CNNs were chosen by a random search over the architecture and the optimiser
+(:mod:`hamviz.search`, the CNN is :func:`hamviz.models.configurable_cnn`).
 
 Conventions used throughout:
 

@@ -1,10 +1,13 @@
-"""Hyperdimensional memory-augmented classification (HD-MANN; Karunaratne et al., Nature Electronics 2021, as
-applied to HAM10000 under JPEG by the Barros Everett reference): a network whose output is a d-dimensional
-vector (hypervector), matched against one random key per class in an explicit memory.
+"""Hyperdimensional memory-augmented classification (HD-MANN; Karunaratne et al. 2021), as the Barros Everett
+reference used it to study JPEG compression (on 2,357 ISIC images of four classes at 180x180, an 80/20
+train/validation split; not HAM10000): a network whose output is a d-dimensional vector (hypervector), matched
+against one random key per class in an explicit memory.
 
-The reference: a CNN (Rescaling, Conv2D 64 + MaxPool, Conv2D 128 + MaxPool, Dropout, Flatten, Dense 1000,
-Dense d) whose linear output is regressed (MSE, AdamW) onto its class's key, a random binary vector drawn
-from U{0,1}^d (d = 500 typical; 500-10,000). Inference returns the class of the nearest key.
+The reference: a CNN (Table I: Rescaling, Conv2D 64 + MaxPool, Conv2D 128 + MaxPool, Dropout, Flatten, Dense
+1000, Dense 500) whose output is regressed (MSE, AdamW) onto its class's key, a random vector sampled "from a
+discrete uniform distribution" U{0, 1} (keys "usually between 500 and 10.000 bits long"; d = 500 in Table I).
+Inference searches the memory "for the closest known vector"; the distance is not stated (hamviz's choice below).
+Not stated either: the layers' activations, the dropout rate, the learning rate and the batch size.
 
 Pieces:
 
@@ -27,8 +30,8 @@ centred at 0. About its centre, every random key has the same length (sqrt(d)/2,
 random keys are near-orthogonal (plain cosine between random {0, 1} keys is about 0.5, not 0). Hence
 :func:`predict` in ``cosine`` mode measures the cosine *about the memory's centre* (``centre=`` of
 :func:`cosine_scores`): for keys of equal length about the centre this ranks classes exactly as the
-Euclidean distance to the keys does (the reference's "nearest key"), and for binarised vectors it is an
-affine function of the Hamming similarity (``hamming = (1 + cosine) / 2``), so the two modes agree on
+Euclidean distance to the keys does (the reference's "closest known vector"), and for binarised vectors it is
+an affine function of the Hamming similarity (``hamming = (1 + cosine) / 2``), so the two modes agree on
 clean outputs. The cosine loss uses the same centred cosine, which makes it the continuous relaxation of
 the Hamming match. ``cosine_scores(outputs, templates)`` without ``centre`` is the plain cosine.
 """
@@ -277,9 +280,10 @@ def mse_loss(y_true, y_pred):
 
 def make_cosine_loss(templates, scale: float = 10.0, centre: float = 0.0):
     """A Keras loss ``(labels, outputs)``: softmax cross-entropy over logits ``scale * cos(output, key_k)``
-    for every key k (the scaled-cosine loss of HD-MANN and the few-shot literature). The dataset yields
-    integer labels (:func:`targets_for` with loss="cosine"). ``centre``: cosines about it (pass the
-    memory's centre; :func:`fit_hd` does). ``scale`` bounds the logit gap (2 * scale); 10 is usual."""
+    for every key k (hamviz's addition, not in the Barros Everett reference; the scaled-cosine loss of the
+    few-shot literature). The dataset yields integer labels (:func:`targets_for` with loss="cosine").
+    ``centre``: cosines about it (pass the memory's centre; :func:`fit_hd` does). ``scale`` bounds the logit gap
+    (2 * scale); 10 is usual."""
     import keras
     t = np.asarray(templates, dtype=np.float64) - centre
     norms = np.linalg.norm(t, axis=1, keepdims=True)
@@ -349,9 +353,10 @@ def _accuracy_metric(memory: Memory, loss: str):
 # --------------------------------------------------------------------------------------------- models
 def hd_cnn(input_shape=(64, 64, 3), dim: int = 500, dropout: float = 0.5, dense: int = 1000, *,
            filters=(64, 128), padding: str = "same", name: str = "hd_cnn"):
-    """The reference HD-MANN CNN (Barros Everett et al., Table I): scale to [0, 1], Conv2D(64, 3x3, relu) +
+    """The reference HD-MANN CNN (Barros Everett, Table I): scale to [0, 1], Conv2D(64, 3x3, relu) +
     MaxPool, Conv2D(128, 3x3, relu) + MaxPool, Dropout, Flatten, Dense(dense, relu), Dense(dim, linear) named
-    "hypervector".
+    "hypervector". Table I gives the layers, shapes and parameter counts (3x3 kernels follow from them); the
+    activations and the dropout rate are hamviz's choices.
 
     ``filters`` / ``padding`` default to the reference: Table I's feature maps 180 -> 180 -> 90 -> 90 -> 45 at
     180x180 mean "same" convolutions (45 x 45 x 128 = 259,200 inputs to the Dense layer, 259.2M weights at
@@ -398,9 +403,9 @@ def hd_head(backbone_model, dim: int = 500, *, copy: bool = True, name: str | No
 
 def hd_feature_head(n_features: int, dim: int = 500, dense: int | None = 1000, dropout: float = 0.5, *,
                     name: str = "hd_feature_head"):
-    """The reference HD-MANN's layers after its convolutions, on pooled backbone features: Dropout, Dense(dense,
-    relu) (left out for ``dense`` None or 0), Dense(dim, linear) named "hypervector" (Barros Everett's head
-    of :func:`hd_cnn` without Flatten, which a pooled vector does not need).
+    """The reference HD-MANN's layers after its convolutions, on pooled backbone features (hamviz's addition):
+    Dropout, Dense(dense, relu) (left out for ``dense`` None or 0), Dense(dim, linear) named "hypervector"
+    (Barros Everett's head of :func:`hd_cnn` without Flatten, which a pooled vector does not need).
 
     Input: float feature vectors (N, n_features), e.g. the frozen EfficientNet-Lite0 (Tan & Le 2019) pooled
     features of :func:`hamviz.features.backbone_features` (n_features = 1280); output (N, dim). Train it with

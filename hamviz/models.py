@@ -74,8 +74,9 @@ def _regulariser(l2: float):
 
 def small_cnn(input_shape=(64, 64, 3), n_classes: int = 7, *, l2: float = 0.0,
               dropout=(0.25, 0.4, 0.5), name: str = "small_cnn") -> keras.Model:
-    """The reference small CNN: Conv32-Conv32-Pool-Drop.25-Conv64-Conv64-Pool-Drop.4-Flatten-Dense128-
-    Drop.5-Dense(n_classes), ReLU, 3x3 'same' convolutions, softmax output."""
+    """The reference small CNN (Zhang, Table 2): Conv32-Conv32-Pool-Drop.25-Conv64-Conv64-Pool-Drop.4-Flatten-
+    Dense128-Drop.5-Dense(n_classes), ReLU, 3x3 'same' convolutions (from Table 2's shapes and parameter counts),
+    softmax output."""
     _check_shape(input_shape, 8, "small_cnn")
     reg = _regulariser(l2)
     inputs = keras.Input(input_shape, name="image")
@@ -147,7 +148,7 @@ def set_trainable(base_layers, trainable, pretrained: bool) -> None:
 
 def classification_head(features, n_classes: int, head: str, dense: int, dropout: float, l2: float):
     """The classification head on a (N, h, w, c) feature map. "reference": GlobalAveragePooling -
-    Dense(dense, relu) - Dropout - BatchNorm - Dense(n, softmax) (the imbalance-strategy study); "simple":
+    Dense(dense, relu) - Dropout - BatchNorm - Dense(n, softmax) (Zhang's Table 3: the relu is hamviz's); "simple":
     GlobalAveragePooling - Dropout - Dense(n, softmax). ``l2``: L2 penalty on the head's dense layers."""
     reg = _regulariser(l2)
     y = layers.GlobalAveragePooling2D(name="head_pool")(features)
@@ -306,7 +307,8 @@ def configurable_cnn(input_shape=(64, 64, 3), n_classes: int = 2, *, conv_blocks
                      pool_size: int = 2, padding: str = "same", filter_growth: str = "double",
                      name: str = "configurable_cnn"):
     """A small CNN whose shape is set by the arguments (the search space of the reference's random search,
-    Bunu et al., whose two best CNNs had one convolution per pooling, pool size 3 and constant filters).
+    Bunu et al., whose two best CNNs had one convolution per pooling, pool size 3, constant filters and dropout
+    after the dense layer only: this CNN also puts dropout after every block, so it cannot build them exactly).
 
     One flat functional graph: image in [0, 255] -> ``ImagenetPreprocess("unit")`` (scale to [0, 1]) ->
     ``conv_blocks`` blocks of [``convs_per_block`` x Conv2D(f_b, kernel, padding, relu) -> ``pool_size`` x
@@ -414,8 +416,9 @@ def autoencoder(input_shape=(64, 64, 3), ratio: float = 3.0, filters=(32, 64), *
     """The reference SegNet-like convolutional autoencoder (Doctor), with the latent ``ratio`` x smaller than the
     input.
 
-    Encoder: (conv-conv-pool) once per entry of ``filters`` (two levels: the reference's main variant; three: its
-    3-level variant); latent: two conv layers with N = 3 * d**2 / ratio channels at H/d x W/d, d = 2**levels (48 /
+    Encoder: (conv-conv-pool) once per entry of ``filters`` (two levels: hamviz's reading of the reference's main
+    variant, 128x128 to a 32x32 latent, whose levels and filters the text does not give; three: the 3-level
+    variant it also tried); latent: two conv layers with N = 3 * d**2 / ratio channels at H/d x W/d, d = 2**levels (48 /
     ratio at H/4 for two levels; the second is named ``latent``); decoder: (upsample-conv-conv) per level and a
     3-channel sigmoid conv. Input and output are images in [0, 255] (scaled inside), so the output can feed any
     hamviz classifier. Raises ModelError when the size or ratio cannot give a whole number of channels.

@@ -1,8 +1,10 @@
 """``tf.data`` input pipelines over the decoded-image cache, with Keras augmentation layers.
 
 The images come from :mod:`hamviz.cache` (uint8, already resized), so an epoch never decodes a JPEG.
-Augmentation follows the reference works: 90-degree rotations, horizontal and vertical flips, zoom and
-shift, as Keras 3 preprocessing layers applied to whole batches inside ``tf.data``.
+Augmentation as Doctor lists it ("90 degree rotations, flips, zooms, and shifts"; the amounts are hamviz's): random
+quarter turns, horizontal and vertical flips, zoom and shift, as Keras 3 preprocessing layers applied to whole
+batches inside ``tf.data``. The other references differ: Zhang has no flips, Barros Everett no shifts, Bunu et al.
+180-degree rotations and cropping.
 """
 from __future__ import annotations
 

@@ -20,10 +20,13 @@ CLASS_NAMES = {
     "nv": "Melanocytic nevi",
     "vasc": "Vascular lesions",
 }
-#: Default benign-vs-malignant mapping of the ensemble study (Bunu et al.; a parameter wherever it is used).
+#: Default benign-vs-malignant mapping of the ensemble study (Bunu et al. name melanoma and basal cell carcinoma;
+#: adding akiec is hamviz's reading, since their "2000 of malignant" fits mel + bcc + akiec; a parameter wherever
+#: it is used).
 MALIGNANT: tuple[str, ...] = ("mel", "bcc", "akiec")
 BINARY_CLASSES: tuple[str, ...] = ("benign", "malignant")
-#: The reference HD-MANN study's four classes (Barros Everett).
+#: The reference HD-MANN study's four classes (Barros Everett, on ISIC images: melanoma, nevus, basal cell
+#: carcinoma, pigmented benign keratosis).
 HD_REFERENCE_CLASSES: tuple[str, ...] = ("mel", "nv", "bcc", "bkl")
 #: Parts of every split.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -71,7 +74,8 @@ SCHEDULES: tuple[str, ...] = ("none", "plateau", "cosine", "step")
 DECISION_OBJECTIVES: tuple[str, ...] = ("macro_f1", "balanced_accuracy")
 #: The five imbalance strategies of the reference study (Zhang): strategy -> (oversampling mode of
 #: :func:`hamviz.balance.oversample`, class weights?). S1 none; S2 oversample classes smaller than 1000 to
-#: 1000; S3 oversample every class to the majority size; S4 class weights; S5 class weights + S2.
+#: 1000 (the target size is hamviz's reading); S3 oversample every class to the majority size; S4 class
+#: weights; S5 class weights + S2.
 STRATEGIES = {
     "S1": ("none", False), "S2": ("below", False), "S3": ("majority", False),
     "S4": ("none", True), "S5": ("below", True),
@@ -86,8 +90,8 @@ HD_KINDS: tuple[str, ...] = ("binary", "bipolar")
 COMBINERS: tuple[str, ...] = ("vote", "mean", "accuracy-weighted", "stacking")
 
 # ------------------------------------------------------------------------------------------------ autoencoder
-#: the reference autoencoder's latent ratios and its spatial downsampling (two 2x2 poolings; the reference's
-#: 3-level variant pools three times: 8)
+#: the reference autoencoder's latent ratios and its spatial downsampling (two 2x2 poolings: hamviz's reading of
+#: Doctor's 128x128 -> 32x32 latent; the 3-level variant Doctor also tried pools three times: 8)
 AE_RATIOS: tuple[float, ...] = (1.5, 3.0, 6.0)
 AE_DOWNSAMPLE = 4
 

@@ -156,7 +156,7 @@ def fit(model, train, val=None, *, epochs: int, patience: int, label: str, learn
     Early stopping on the validation loss (the training loss without ``val``) with ``patience`` epochs, the
     best epoch's weights restored; ``schedule``: "none", "plateau" (halve the learning rate after
     patience // 2 epochs without progress, down to learning_rate / 64), "cosine" (over ``epochs``) or "step"
-    (halve it every 3 epochs, the strategy study's CNN protocol, Zhang).
+    (halve it every 3 epochs: hamviz's reading of Zhang's CNN protocol, "decrease dynamically with every 3 epochs").
     Returns the history: per-epoch metrics as floats and ``best_epoch`` (1-based). Raises
     :class:`TrainingError` naming the epoch, the batch and the fix when the loss becomes NaN.
     """

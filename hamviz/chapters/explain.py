@@ -1,4 +1,4 @@
-"""The Grad-CAM and ensemble chapter (``06_explain``): binary benign/malignant members (a reference CNN, the best
+"""The Grad-CAM and ensemble chapter (``06_explain``): binary benign/malignant members (Zhang's small CNN, the best
 CNNs of a recorded random search, optionally ImageNet backbones; Bunu et al.), combiners fitted on validation
 only, the operating threshold for a target sensitivity, an optimiser comparison at equal budget, and how far
 Grad-CAM maps (Selvaraju et al. 2017) move as JPEG quality drops.
