@@ -378,3 +378,31 @@ def confusion_2x2(report: Mapping, title: str | None = None) -> go.Figure:
                       columns=pd.Index(list(BINARY_CLASSES), name="predicted"))
     title = title or f"Benign vs malignant at threshold {report['threshold']:.3g}"
     return confusion_heatmap(cm, title)
+
+
+def effects_by_rate(table: pd.DataFrame, title: str = "Change in balanced accuracy against rate, every replicate",
+                    ytitle: str = "change in balanced accuracy (points)", margin: float | None = 2.0) -> go.Figure:
+    """Each coding's effect against its rate: ``table`` rows with "method", "setting", "bpp", "mean", "low",
+    "high" and "per_seed" ({seed: effect}); one colour per method, the mean over replicates with its 95 % interval
+    as an error bar, every replicate as a small open marker, a line at 0 (no effect) and one at ``-margin``."""
+    fig = go.Figure()
+    colours = px.colors.qualitative.D3
+    for i, (method, rows) in enumerate(table.sort_values("bpp").groupby("method", sort=False)):
+        c = colours[i % len(colours)]
+        fig.add_trace(go.Scatter(
+            x=rows["bpp"], y=rows["mean"], mode="lines+markers", name=f"{method}: mean over replicates", line_color=c,
+            text=rows["setting"], error_y=dict(type="data", symmetric=False, array=rows["high"] - rows["mean"],
+                                                arrayminus=rows["mean"] - rows["low"]),
+            hovertemplate="%{text}: %{y:+.1f} points at %{x:.2f} bpp<extra></extra>"))
+        xs = [b for b, ps in zip(rows["bpp"], rows["per_seed"]) for _ in ps]
+        ys = [v for ps in rows["per_seed"] for v in ps.values()]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=f"{method}: each replicate", marker=dict(
+            color=c, symbol="circle-open", size=6), hovertemplate="%{y:+.1f} points<extra></extra>"))
+    fig.add_hline(y=0, line_dash="dash", line_color="grey", annotation_text="no effect",
+                  annotation_position="top left")
+    if margin:
+        fig.add_hline(y=-margin, line_dash="dot", line_color="grey", annotation_text=f"-{margin:g} points",
+                      annotation_position="bottom left")
+    fig.update_layout(title=title, xaxis=dict(title="bits per pixel", type="log"), yaxis_title=ytitle,
+                      legend=dict(orientation="h", y=-0.25), height=520)
+    return fig

@@ -23,7 +23,7 @@ headline metrics (:mod:`hamviz.metrics`); :func:`holm` corrects a chapter's fami
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -84,6 +84,28 @@ def effect_draws(y, probas_a: Sequence[np.ndarray], probas_b: Sequence[np.ndarra
     return scale * (va - vb), scale * (da - db)
 
 
+def mean_difference_draws(a: Sequence[np.ndarray], b: Sequence[np.ndarray] | None = None, *, groups=None,
+                          n_boot: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The mean over test images of a per-image difference ``a - b`` (or of ``a`` alone), per replicate: ``a``,
+    ``b`` hold R arrays (N,) (e.g. each replicate's per-image boundary share, or Grad-CAM correlation, of two
+    settings; NaN left out). Returns (means (R,), draws (R, B)): the mean on the data and on B bootstrap resamples
+    of the lesions (``groups``, (N,)), the same resamples for every replicate. Raises ValueError on lengths that
+    differ."""
+    a = [np.asarray(x, dtype=float) for x in a]
+    d = a if b is None else [x - np.asarray(y, dtype=float) for x, y in zip(a, b, strict=True)]
+    n = len(d[0])
+    if any(len(x) != n for x in d):
+        raise ValueError("every replicate's per-image values must cover the same images")
+    W = np.vstack([np.ones(n), bootstrap_weights(n, int(n_boot), np.random.default_rng(seed), groups)])
+    out = []
+    for x in d:
+        ok = ~np.isnan(x)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append((W * ok) @ np.where(ok, x, 0.0) / (W * ok).sum(1))
+    out = np.vstack(out)
+    return out[:, 0], out[:, 1:]
+
+
 def pooled_interval(draws: np.ndarray, *, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
     """The two-stage bootstrap interval of the mean effect over replicates: ``draws`` (R, B), row r = replicate
     r's effect on B lesion resamples shared by all rows. Draw b averages column b over R replicates drawn with
@@ -132,7 +154,12 @@ class Verdict:
     why: str
     units: str = "points"
     interval: str = "replicates x lesions"
-    extra: dict = field(default_factory=dict)
+    level: float = 0.95
+
+    @property
+    def level_text(self) -> str:
+        """"" for a 95 % interval; " (98.3 % interval)" for a corrected one."""
+        return "" if abs(self.level - 0.95) < 1e-9 else f" ({100 * self.level:.3g} % interval)"
 
     @property
     def shown(self) -> bool:
@@ -143,11 +170,14 @@ class Verdict:
         u = f" {self.units}" if self.units else ""
         if not math.isfinite(self.low):
             return f"{self.mean:+.{digits}f}{u} (no interval)"
-        return f"{self.mean:+.{digits}f}{u} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
+        return f"{self.mean:+.{digits}f}{u} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]{self.level_text}"
 
     def text(self, digits: int = 1) -> str:
         """The verdict in one line: effect with its interval, the per-seed range, k of N and the status."""
-        spread = (f", replicates {self.minimum:+.{digits}f} to {self.maximum:+.{digits}f}" if self.n > 1 else "")
+        spread = (f", replicates {self.minimum:+.{digits}f} to {self.maximum:+.{digits}f}"
+                  if self.n > 1 and math.isfinite(self.minimum) else "")
+        if not math.isfinite(self.mean):
+            return f"no value in any replicate: {self.status}"
         return (f"{self.effect_text(digits)}{spread}; holds in {self.k} of {self.n}: {self.status}")
 
     def as_dict(self) -> dict:
@@ -179,8 +209,9 @@ def decide(per_seed: Mapping[int, float], draws=None, *, null: float = 0.0, dire
     needed = n if majority is None else int(majority)
     if not n / 2 < needed <= n:
         raise ValueError(f"majority must be more than half of the {n} replicates and at most {n}, not {majority}")
-    mean = float(np.nanmean(values))
-    side = direction if direction is not None else (1 if mean >= null else -1)
+    finite = np.isfinite(values)
+    mean = float(np.nanmean(values)) if finite.any() else math.nan
+    side = direction if direction is not None else (1 if not mean < null else -1)
     k = int(((values - null) * side > 0).sum())
     if draws is not None:
         draws = np.atleast_2d(np.asarray(draws, dtype=np.float64))
@@ -195,15 +226,20 @@ def decide(per_seed: Mapping[int, float], draws=None, *, null: float = 0.0, dire
     word = {1: "above", -1: "below"}[side]
     if n == 1:
         status, why = NOT_SETTLED, "one replicate: training noise not measured"
+    elif not finite.all():
+        status, why = NOT_SETTLED, (f"{n - finite.sum()} of {n} replicates have no value (e.g. a model that gives "
+                                    "every image one class)")
     elif k < needed:
         status, why = NOT_SETTLED, f"only {k} of {n} replicates {word} {null:g} (needed {needed})"
     elif not excludes:
         status, why = NOT_SETTLED, f"the interval includes {null:g}"
     else:
         status, why = SHOWN, f"{k} of {n} replicates {word} {null:g} and the interval excludes it"
-    return Verdict({s: float(v) for s, v in zip(seeds, values)}, mean, float(values.std(ddof=1)) if n > 1 else 0.0,
-                   float(values.min()), float(values.max()), low, high, k, n, side, float(null), needed, status, why,
-                   units, interval)
+    ok = values[finite]
+    return Verdict({s: float(v) for s, v in zip(seeds, values)}, mean,
+                   float(ok.std(ddof=1)) if len(ok) > 1 else (0.0 if len(ok) else math.nan),
+                   float(ok.min()) if len(ok) else math.nan, float(ok.max()) if len(ok) else math.nan, low, high, k, n,
+                   side, float(null), needed, status, why, units, interval, 1 - alpha)
 
 
 def holm(pvalues: Mapping[str, float]) -> dict[str, float]:

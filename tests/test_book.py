@@ -174,6 +174,26 @@ def test_compression_chapter_records_every_method(tiny_book):
     assert all(len(values) == 1 for values in by.values()), by
     assert {a["ratio"] for a in v["autoencoders"]} == {"3x", "6x"}
     assert all(np.isfinite(a["test MAE"]) for a in v["autoencoders"])
+    # every coding's verdict from both replicates; replicate 0's change is the tables' difference to the
+    # uncompressed reference on the same images
+    verdicts = rec["verdicts"]
+    ref_b = v["reference"]["balanced_accuracy"]
+    for r in jpeg:
+        vd = verdicts[f"cost: JPEG {r['setting']}"]
+        assert list(vd["per_seed"]) == ["42", "43"] and vd["direction"] == -1
+        assert vd["per_seed"]["42"] == pytest.approx(100 * (r["balanced_accuracy"] - ref_b))
+    for r in km:
+        assert verdicts[f"cost: K-means {r['setting']}"]["per_seed"]["42"] == pytest.approx(
+            100 * (r["balanced_accuracy"] - v["kmeans_reference"]["balanced_accuracy"]))
+    for ratio in ("3x", "6x"):
+        assert verdicts[f"cost: autoencoder {ratio} (8-bit latent)"]["per_seed"]["42"] == pytest.approx(
+            100 * (ae[("autoencoder (8-bit latent)", ratio)]["balanced_accuracy"] - ref_b))
+    changes = pd.DataFrame(v["changes"])
+    assert changes["bpp"].is_monotonic_increasing and len(changes) == len(jpeg) + len(km) + 2
+    if v["lowest_rate_within_2_points"]:  # chosen among codings shown within 2 points, the lowest rate
+        ok = changes[changes["within 2 points"].str.endswith(": shown")]
+        assert changes.set_index("bpp").loc[ok["bpp"].min(), "setting"] in v["lowest_rate_within_2_points"]
+        assert verdicts["lowest rate within 2 points"]["status"] == "shown"
     # the live explorer: its static page shows a note and the precomputed slider, never the widget's repr
     from hamviz.widgets import STATIC_NOTE
     nb = nbformat.read(out / "chapters" / "03_compression" / "03_compression.ipynb", as_version=4)
@@ -236,10 +256,9 @@ def test_hypervector_chapter_records_the_sweep_and_geometry(tiny_book):
     # real intervals: a model that learned something varies across resamples (one that calls every image one
     # class stays at 1/4 in every resample, so its interval is narrow: tiny's HD cosine-loss Hamming row)
     assert sum(r["balanced_accuracy_high"] - r["balanced_accuracy_low"] > 0.02 for r in sweep) > len(sweep) // 2
-    summary = record(out, "05_hypervector")["summary"]
-    for r in sweep:  # the index's clean numbers are the sweep's
+    for r in sweep:  # the recorded clean numbers are the sweep's
         if r["quality"] == "clean":
-            assert summary[f"{r['model']} bal.acc (clean)"] == pytest.approx(r["balanced_accuracy"])
+            assert v["clean_balanced_accuracy"][r["model"]] == pytest.approx(r["balanced_accuracy"])
     # the second row: trained and scored on the same rows as the first, at the backbone's own input size
     head = v["pretrained_head"]
     assert head["model"] == "efficientnet_lite0" and head["image_size"] == 64 and head["feature_dim"] == 1280
@@ -268,14 +287,27 @@ def test_hypervector_chapter_records_the_sweep_and_geometry(tiny_book):
     assert v["bipolar_similarity_mean"] < 0.35  # random bipolar keys: near orthogonal
     demo = v["add_class"]
     assert demo["holdout"] == "bcc" and demo["classes"][-1] == "bcc" and demo["prototype_from"] > 0
-    # the key results: the add-class demo's cost to the old classes beside its recall, and the JPEG loss
-    assert (summary["added_class_old_classes_recall"], summary["added_class_balanced_accuracy"]) == (
-        demo["recall_old_classes"], demo["balanced_accuracy"])
     change = {m: (at1["balanced_accuracy"] - clean[m]["balanced_accuracy"]) * 100
               for m in models for at1 in sweep if at1["model"] == m and at1["quality"] == 1}
     worst = min(change, key=change.get)
-    assert summary["largest_jpeg_loss"] == (f"{worst}: {change[worst]:+.1f} points of balanced accuracy, clean to "
-                                            "quality 1")
+    assert v["largest_jpeg_loss"] == (f"{worst}: {change[worst]:+.1f} points of balanced accuracy, clean to "
+                                      "quality 1")
+    # the verdicts, from both replicates; replicate 0's numbers are the sweep's (cosine decoding)
+    verdicts = record(out, "05_hypervector")["verdicts"]
+    at = {(r["model"], str(r["quality"])): r["balanced_accuracy"] for r in sweep}
+    for loss in ("mse", "cosine"):
+        hd, sm = f"HD {loss} (cosine)", "softmax"
+        vd = verdicts[f"HD {loss} minus softmax, clean"]
+        assert list(vd["per_seed"]) == ["42", "43"]
+        assert vd["per_seed"]["42"] == pytest.approx(100 * (at[hd, "clean"] - at[sm, "clean"]))
+        assert verdicts[f"HD {loss} minus softmax, JPEG q1"]["per_seed"]["42"] == pytest.approx(
+            100 * (at[hd, "1"] - at[sm, "1"]))
+        assert verdicts[f"HD {loss} JPEG q1 loss minus softmax's"]["per_seed"]["42"] == pytest.approx(
+            100 * ((at[hd, "1"] - at[hd, "clean"]) - (at[sm, "1"] - at[sm, "clean"])))
+    assert len(v["add_class_per_seed"]) == 2 and v["add_class_per_seed"][0] == demo
+    assert verdicts["added class"]["per_seed"] == pytest.approx(
+        {str(seed): 100 * d["recall_new_class"] for seed, d in zip((42, 43), v["add_class_per_seed"])})
+    assert verdicts["added class"]["null"] == pytest.approx(100 / 4)
 
 
 def test_explain_chapter_records_cams_and_the_ensemble(tiny_book):
@@ -302,12 +334,30 @@ def test_explain_chapter_records_cams_and_the_ensemble(tiny_book):
     # each trial's training time (loaded or not), not the seconds it took to load it; trials named by number
     assert all(t["training_seconds"] > 1 and t["trial"] in (0, 1) for t in v["search"])
     # best combiner and best member chosen on validation, compared on test by a paired interval
-    summary, vs = record(out, "06_explain")["summary"], v["best_vs_best_member"]
-    assert summary["best_member"] == max(v["members"], key=lambda m: table[m]["val AUC"])
-    assert summary["best_ensemble"] == max((k for k in table if k.startswith("ensemble")),
-                                           key=lambda k: table[k]["val AUC"])
-    assert (vs["auc_a"], vs["auc_b"]) == (pytest.approx(summary["best_ensemble_test_auc"]),
-                                          pytest.approx(summary["best_member_test_auc"]))
+    vs = v["best_vs_best_member"]
+    assert v["best_member"] == max(v["members"], key=lambda m: table[m]["val AUC"])
+    assert v["best_ensemble"] == max((k for k in table if k.startswith("ensemble")),
+                                     key=lambda k: table[k]["val AUC"])
+    assert (vs["auc_a"], vs["auc_b"]) == (pytest.approx(v["best_ensemble_test_auc"]),
+                                          pytest.approx(v["best_member_test_auc"]))
+    # the verdicts, from both replicates: replicate 0's ensemble effect is the paired difference above
+    verdicts = record(out, "06_explain")["verdicts"]
+    ev = verdicts["ensemble vs best member"]
+    assert list(ev["per_seed"]) == ["42", "43"] and ev["per_seed"]["42"] == pytest.approx(100 * vs["difference"])
+    per_seed = v["optimizers_per_seed"]
+    assert verdicts["optimiser ranking"]["n"] == 2 and set(per_seed) == {"42", "43"}
+    best_opt = max(("sgd", "adam"), key=lambda o: np.mean([per_seed[sd][o]["val AUC"] for sd in per_seed]))
+    assert verdicts["optimiser ranking"]["question"].startswith(best_opt)  # chosen on validation, over replicates
+    other = ({"sgd", "adam"} - {best_opt}).pop()
+    assert verdicts["optimiser ranking"]["per_seed"]["43"] == pytest.approx(
+        100 * (per_seed["43"][best_opt]["test AUC"] - per_seed["43"][other]["test AUC"]))
+    drift = verdicts["Grad-CAM drift"]
+    # the same images, maps and measure as the table (which averages each quality over its own non-NaN maps)
+    assert drift["direction"] == 1 and drift["per_seed"]["42"] == pytest.approx(
+        shift["95"]["correlation"] - shift["1"]["correlation"], abs=0.02)
+    for k in ("sensitivity", "specificity"):  # the operating point: mean over replicates with its interval
+        o = v["operating_point"][k]
+        assert o["mean"] == pytest.approx(np.mean(o["per_seed"])) and o["low"] <= o["mean"] <= o["high"]
     assert vs["low"] <= vs["difference"] <= vs["high"] and vs["n_boot"] > 900
     assert [r["step"] for r in v["incremental"]] == list(range(1, len(v["members"]) + 1))
     assert set(v["optimizers"]) == {"sgd", "adam"}

@@ -118,3 +118,11 @@ def test_holm_known_answer():
     adj = holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.5})
     # sorted 0.01, 0.03, 0.04, 0.5 -> x4, x3, x2, x1, made monotone
     assert adj == pytest.approx({"a": 0.04, "c": 0.09, "b": 0.09, "d": 0.5})
+
+
+def test_a_replicate_without_a_value_is_not_settled():
+    """A model that calls every image one class has no contrast gap (NaN): the verdict says so, never 'shown'."""
+    v = decide({1: float("nan"), 2: -12.0}, np.vstack([np.full(50, np.nan), np.full(50, -12.0)]), direction=-1)
+    assert v.status == NOT_SETTLED and "1 of 2 replicates have no value" in v.why
+    assert v.mean == -12.0 and v.k == 1 and not math.isfinite(v.low)
+    assert v.as_dict()["per_seed"]["1"] != v.as_dict()["per_seed"]["1"]  # NaN kept (JSON: null via jsonable)

@@ -134,7 +134,7 @@ class Chapter:
         from ..replicates import decide
         v = decide(per_seed, draws, seed=self.params["seed"], units=units, **rule)
         self.record.setdefault("verdicts", {})[key] = jsonable({"question": question, **v.as_dict(),
-                                                                 "text": v.text(digits)})
+                                                                 "text": v.text(digits), "digits": digits})
         self.save()
         return v
 
@@ -147,7 +147,8 @@ class Chapter:
         verdicts = self.record.get("verdicts", {})
         rows = ["| question | effect [95 % interval] | replicates | holds in | verdict |", "|---|---|---|---|---|"]
         for key, v in verdicts.items():
-            per_seed = ", ".join(f"seed {seed}: {float(x):+.1f}" for seed, x in v["per_seed"].items())
+            per_seed = ", ".join(f"seed {seed}: " + ("n/a" if x is None else f"{float(x):+.{v.get('digits', 1)}f}")
+                                 for seed, x in v["per_seed"].items())
             rows.append(f"| {v['question']} | {v['text'].split(';')[0].split(', replicates')[0]} | {per_seed} | "
                         f"{v['k']} of {v['n']} | **{v['status']}** ({v['why']}) |")
         self.log(summary=True, **{f"answer: {v['question']}": f"{v['text']}" for v in verdicts.values()})

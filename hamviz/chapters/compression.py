@@ -34,9 +34,12 @@ def _row(method, setting, bpp, rate_kind, ev, fidelity) -> dict:
 
 def score(model, images, labels, groups=None, n_boot=0, seed=0, flips=False) -> dict:
     """evaluate() of ``model`` on uint8 ``images`` (the classifier's own preprocessing applies); ``flips``: the
-    mean over each image and its mirror images, as the main model's ``tta_flips`` (its stored probabilities)."""
-    return evaluate(labels, predict(model, np.asarray(images), flips=flips), CLASSES, groups=groups, n_boot=n_boot,
-                    seed=seed)
+    mean over each image and its mirror images, as the main model's ``tta_flips`` (its stored probabilities).
+    The class probabilities (N, K) are kept under ``"proba"`` (for the replicate verdicts; not JSON-able)."""
+    proba = predict(model, np.asarray(images), flips=flips)
+    ev = evaluate(labels, proba, CLASSES, groups=groups, n_boot=n_boot, seed=seed)
+    ev["proba"] = proba
+    return ev
 
 
 def reference(model, images, labels, groups=None, n_boot=0, seed=0, flips=False):
@@ -103,19 +106,95 @@ def autoencoder_study(model, autoencoders: dict, images, labels, groups=None, n_
     return table, evals, recons
 
 
-def ae_config(P: dict, ratio: float, image_size: int) -> AEConfig:
+def ae_config(P: dict, ratio: float, image_size: int, seed: int | None = None) -> AEConfig:
     """The AEConfig of the compression chapter's parameters ``P`` (flat) for one ratio at ``image_size`` (the
-    main classifier's: the autoencoders code the images that model sees)."""
+    main classifier's: the autoencoders code the images that model sees); ``seed``: a replicate's training seed
+    (default the profile's)."""
     return AEConfig(ratio=ratio, image_size=image_size, filters=tuple(P["ae_filters"]),
                     epochs=P["ae_epochs"], patience=P["ae_patience"], learning_rate=P["ae_learning_rate"],
-                    train_limit=P["ae_train_limit"], val_limit=P["ae_val_limit"], seed=P["seed"])
+                    train_limit=P["ae_train_limit"], val_limit=P["ae_val_limit"],
+                    seed=P["seed"] if seed is None else seed)
 
 
-def autoencoders(ch, view, rows: dict, log=print) -> dict[float, Artefact]:
+def autoencoders(ch, view, rows: dict, log=print, seed: int | None = None) -> dict[float, Artefact]:
     """The compression chapter's autoencoders (ratio -> Artefact, ``arrays["test_mae"]``) for the profile of
-    the running chapter ``ch``: loaded from the store, trained if missing, on ``rows`` of ``view``."""
+    the running chapter ``ch``, trained with ``seed`` (default the profile's: replicate 0): loaded from the store,
+    trained if missing, on ``rows`` of ``view``."""
     P = ch.section("compression")
-    return {r: train_autoencoder(ae_config(P, r, view.size), view, rows=rows, log=log) for r in P["ae_ratios"]}
+    return {r: train_autoencoder(ae_config(P, r, view.size, seed), view, rows=rows, log=log) for r in P["ae_ratios"]}
+
+
+def coded_versions(ae_models: dict, images: np.ndarray) -> dict[str, np.ndarray]:
+    """"AE <ratio>x" -> the reconstructions of ``images`` from each autoencoder's 8-bit quantised latent (what is
+    sent at the entropy-coded rate)."""
+    from ..models import decoder_of, encoder_of
+    out = {}
+    for ratio, ae in ae_models.items():
+        z = predict(encoder_of(ae.model), images)
+        out[f"autoencoder {ratio:g}x (8-bit latent)"] = np.clip(np.rint(decoder_of(ae.model).predict(
+            dequantised(z), verbose=0)), 0, 255).astype(np.uint8)
+    return out
+
+
+def replicate_effects(models: list, first: dict[str, np.ndarray], coded: list[dict[str, np.ndarray]], images,
+                      labels, groups, *, flips: bool, metric: str = "balanced_accuracy", n_boot: int = 200,
+                      seed: int = 0) -> dict[str, dict]:
+    """Each coding's effect on the main model, per replicate, in points of ``metric`` against the uncompressed
+    ``images`` (the same images), paired by seed on shared lesion resamples
+    (:func:`hamviz.replicates.effect_draws`). ``models``: the main model's replicates (Artefacts); ``first``:
+    name -> replicate 0's probabilities already computed ("original" and every coding); ``coded[r]``: name ->
+    replicate r's coded images (r >= 1; the same JPEG / K-means images for every replicate, each replicate's own
+    autoencoders' reconstructions). Returns name -> {"per_seed", "draws"}."""
+    from ..replicates import effect_draws
+    probas = [first] + [{"original": predict(t.model, images, flips=flips),
+                         **{name: predict(t.model, x, flips=flips) for name, x in c.items()}}
+                        for t, c in zip(models[1:], coded)]
+    out = {}
+    for name in (n for n in first if n != "original"):
+        effects, draws = effect_draws(labels, [p[name] for p in probas], [p["original"] for p in probas], metric,
+                                      groups=groups, n_boot=n_boot, seed=seed)
+        out[name] = {"per_seed": {t.config.seed: float(e) for t, e in zip(models, effects)}, "draws": draws}
+    return out
+
+
+def rates(table: pd.DataFrame) -> dict[str, tuple[str, str, float]]:
+    """The name :func:`replicate_effects` gives each coding -> (method, setting, bpp): JPEG at its whole file,
+    K-means at palette + indices, an autoencoder at its 8-bit latent's entropy-coded rate."""
+    out = {}
+    for _, r in table.iterrows():
+        name = {"JPEG": f"JPEG {r['setting']}", "K-means": f"K-means {r['setting']}",
+                "autoencoder (entropy-coded)": f"autoencoder {r['setting']} (8-bit latent)"}.get(r["method"])
+        if name:
+            out[name] = (r["method"].split(" (")[0], r["setting"], float(r["bpp"]))
+    return out
+
+
+def verdicts(ch, effects: dict[str, dict], rates_: dict, margin: float = 2.0) -> tuple[pd.DataFrame, str | None]:
+    """Two verdicts per coding from all replicates (:meth:`Chapter.verdict`): does it cost balanced accuracy
+    (claim: change < 0), and does it stay within ``margin`` points of the uncompressed images (claim: change >
+    -margin; :func:`hamviz.replicates.decide`, recorded for the lowest rate only). Returns (table sorted by rate:
+    method, setting, bpp, mean change with its interval, per-seed changes, both verdicts; the name of the
+    lowest-rate coding shown within the margin in every replicate, or None)."""
+    from ..replicates import decide
+    rows, within_shown = [], []
+    for name, e in effects.items():
+        method, setting, bpp = rates_[name]
+        cost = ch.verdict(f"cost: {name}", f"Does {name} cost balanced accuracy?", e["per_seed"], e["draws"],
+                          direction=-1)
+        within = decide(e["per_seed"], e["draws"], null=-margin, direction=1, seed=ch.params["seed"])
+        if within.shown:
+            within_shown.append((bpp, name))
+        rows.append({"method": method, "setting": setting, "bpp": bpp, "mean": cost.mean, "low": cost.low,
+                     "high": cost.high, "per_seed": cost.per_seed, "change [95 % interval]": cost.effect_text(),
+                     "costs accuracy": f"{cost.k} of {cost.n}: {cost.status}",
+                     f"within {margin:g} points": f"{within.k} of {within.n}: {within.status}"})
+    lowest = min(within_shown)[1] if within_shown else None
+    if lowest:
+        e = effects[lowest]
+        ch.verdict("lowest rate within 2 points", f"Is {lowest} ({rates_[lowest][2]:.2f} bpp, the lowest rate shown "
+                   f"within {margin:g} points) within {margin:g} points of the uncompressed images?", e["per_seed"],
+                   e["draws"], null=-margin, direction=1)
+    return pd.DataFrame(rows).sort_values("bpp").reset_index(drop=True), lowest
 
 
 def gallery(images_by_setting: dict[str, np.ndarray], labels, per_class: int = 1, seed: int = 0):

@@ -48,7 +48,7 @@ def member(b: PreparedView, model: str, options: dict, P: dict, *, epochs=None, 
     return train_classifier(cfg, b, log=log)
 
 
-def transfer_member(ch, spec: dict, P: dict, log=print) -> tuple[str, Artefact]:
+def transfer_member(ch, spec: dict, P: dict, log=print, seed: int | None = None) -> tuple[str, Artefact]:
     """(name, member) for one ``transfer_members`` entry: its backbone at its own ``image_size`` (default the
     profile's) on the binary view of that size (the same lesion-grouped split: the same rows), trained for its
     ``epochs`` (default ``member_epochs``) after its ``head_warmup``; every other key is a network option
@@ -59,7 +59,67 @@ def transfer_member(ch, spec: dict, P: dict, log=print) -> tuple[str, Artefact]:
     train = {k: spec.pop(k) for k in MEMBER_TRAINING_KEYS if k in spec}
     b = binary_view(ch.view(train.get("image_size")), P["malignant"])
     return name, member(b, name, spec, P, epochs=train.get("epochs"), head_warmup=train.get("head_warmup", 0),
-                        log=log)
+                        seed=seed, log=log)
+
+
+def members(ch, b: PreparedView, P: dict, trials: pd.DataFrame, t: Artefact | None, seed: int,
+            log=print) -> dict[str, Artefact]:
+    """The ensemble's members of one replicate, each trained with the training ``seed`` (the weak member with
+    seed + 1) on the binary view ``b``: the main model ``t`` (that replicate's; P(malignant) summed), the
+    reference small CNN, the ``search_members`` best configurations of the random search ``trials`` (the search
+    is run once; its winners are retrained per seed), the transfer members and the weak member, as the profile
+    asks. Name -> Artefact."""
+    out = {}
+    if P["main_member"] and t is not None:
+        out[f"main model ({t.config.label}, P(malignant) summed)"] = main_member(t, b, P["malignant"])
+    if P["reference_member"]:
+        out["reference CNN"] = member(b, "small_cnn", {}, P, seed=seed, log=log)
+    for _, row in trials.dropna(subset=["val_auc"]).head(P["search_members"]).iterrows():
+        opts, opt, lr = member_options(row)
+        out[f"search CNN #{int(row.name)}"] = member(b, "configurable_cnn", opts, {**P, "learning_rate": lr},
+                                                     optimizer=opt, seed=seed, log=log)
+    for spec in P["transfer_members"]:  # each at its own image_size, if it names one
+        name, out[name] = transfer_member(ch, spec, P, log=log, seed=seed)
+    if P["weak_member"]:
+        out["weak CNN (1 epoch)"] = member(b, "small_cnn", {}, P, epochs=1, seed=seed + 1, log=log)
+    return out
+
+
+def ensemble_effect(results: list[dict], seeds, groups_test=None, n_boot: int = 1000, seed: int = 0) -> dict:
+    """The best combiner (chosen on validation) minus the best member (chosen on validation) in test AUC points,
+    per replicate (``results``: :func:`evaluate_ensemble` of each replicate's members), on shared lesion
+    resamples of the test part (:func:`hamviz.ensemble.bootstrap_aucs`). Returns {"per_seed", "draws"}."""
+    per_seed, draws = {}, []
+    for sd, r in zip(seeds, results):
+        p = r["test_probs"]
+        boots = ens.bootstrap_aucs(r["y_test"], np.stack([p[r["best"]], p[r["best_member"]]]), groups_test,
+                                   n_boot, seed)
+        per_seed[sd] = 100 * r["best_vs_best_member"]["difference"]
+        draws.append(100 * (boots[:, 0] - boots[:, 1]))
+    return {"per_seed": per_seed, "draws": np.vstack(draws)}
+
+
+def operating_point(results: list[dict], groups_test=None, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Sensitivity and specificity of each replicate's best combiner at its validation threshold (the target
+    sensitivity), with the replicates' mean and a 95 % interval over replicates and test lesions
+    (:func:`hamviz.replicates.pooled_interval`). Returns {"sensitivity"|"specificity": {"mean", "low", "high",
+    "per_seed"}} (fractions)."""
+    from ..metrics import bootstrap_weights
+    from ..replicates import pooled_interval
+    out = {}
+    y = results[0]["y_test"]
+    W = bootstrap_weights(len(y), n_boot, np.random.default_rng(seed), groups_test)
+    for name, cls in (("sensitivity", 1), ("specificity", 0)):
+        values, draws = [], []
+        for r in results:
+            hit = (r["test_probs"][r["best"]] >= r["reports"][r["best"]]["at_target"]["threshold"]) == (cls == 1)
+            mask = (y == cls).astype(float)
+            values.append(float((hit * mask).sum() / mask.sum()))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                draws.append((W @ (hit * mask)) / (W @ mask))
+        low, high = pooled_interval(np.vstack(draws), seed=seed)
+        out[name] = {"mean": float(np.mean(values)), "low": low, "high": high, "per_seed": values}
+    return out
 
 
 def main_member(t: Artefact, b: PreparedView, malignant) -> Artefact:
@@ -206,16 +266,19 @@ def report_table(reports: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
-def optimizer_comparison(b: PreparedView, P: dict, log=print) -> pd.DataFrame:
+def optimizer_comparison(b: PreparedView, P: dict, log=print, seed: int | None = None,
+                         probs: dict | None = None) -> pd.DataFrame:
     """The same binary small CNN trained with each optimiser for exactly ``P["optimizer_epochs"]`` epochs at a
     constant learning rate (no early stopping, no schedule: equal budgets). Per optimiser: losses, validation
     and test AUC (with its 95 % lesion-bootstrap interval), training seconds, and whether the final training
     loss fell below ln 2 (the class-weighted binary cross-entropy of a constant guess: above it the model has
-    not learned within the budget)."""
+    not learned within the budget). ``seed``: the training seed (default the profile's); ``probs``: a dict that
+    receives each optimiser's test P(malignant) and "y_test" (for :func:`optimizer_effect`)."""
     from sklearn.metrics import roc_auc_score
     rows = []
     for opt in P["optimizers"]:
-        t = member(b, "small_cnn", {}, P, epochs=P["optimizer_epochs"], optimizer=opt, fixed_budget=True, log=log)
+        t = member(b, "small_cnn", {}, P, epochs=P["optimizer_epochs"], optimizer=opt, fixed_budget=True, seed=seed,
+                   log=log)
         yv, yt = b.labels[t.rows["val"]], b.labels[t.rows["test"]]
         low, high = ens.auc_interval(yt, t.proba["test"][:, 1], b.groups[t.rows["test"]], seed=P["seed"])
         rows.append({"optimizer": opt, "epochs": len(t.history["loss"]),
@@ -224,7 +287,45 @@ def optimizer_comparison(b: PreparedView, P: dict, log=print) -> pd.DataFrame:
                      "val AUC": float(roc_auc_score(yv, t.proba["val"][:, 1])),
                      "test AUC": float(roc_auc_score(yt, t.proba["test"][:, 1])),
                      "test AUC 95% interval": with_interval(None, low, high), "seconds": round(t.seconds)})
+        if probs is not None:
+            probs[opt], probs["y_test"] = t.proba["test"][:, 1], yt
     return pd.DataFrame(rows).set_index("optimizer")
+
+
+def optimizer_effect(tables: list[pd.DataFrame], probs: list[dict], seeds, groups_test=None, n_boot: int = 1000,
+                     seed: int = 0) -> dict | None:
+    """The optimiser with the best mean validation AUC over replicates (``tables``: :func:`optimizer_comparison`
+    of each seed, ``probs`` the test probabilities it gave) against the runner-up, in test AUC points, paired by
+    seed on shared lesion resamples. Returns {"best", "runner_up", "per_seed", "draws"}, or None with fewer than
+    two optimisers."""
+    val = pd.concat([t["val AUC"] for t in tables], axis=1).mean(axis=1).sort_values(ascending=False)
+    if len(val) < 2:
+        return None
+    best, second = val.index[:2]
+    per_seed, draws = {}, []
+    for sd, t, p in zip(seeds, tables, probs):
+        y = p["y_test"]
+        boots = ens.bootstrap_aucs(y, np.stack([p[best], p[second]]), groups_test, n_boot, seed)
+        per_seed[sd] = 100 * (t.loc[best, "test AUC"] - t.loc[second, "test AUC"])
+        draws.append(100 * (boots[:, 0] - boots[:, 1]))
+    return {"best": best, "runner_up": second, "per_seed": per_seed, "draws": np.vstack(draws)}
+
+
+def cam_correlations(model, cache, rows, qualities, n: int = 200, seed: int = 0, layer=None) -> dict:
+    """Per image, the correlation of the Grad-CAM map (for the class predicted on the clean image) at each JPEG
+    quality in ``qualities`` with the clean image's map, on the same ``n`` test images :func:`cam_under_jpeg`
+    picks. Returns quality -> (n,) correlations, and "pick" -> the picked positions into ``rows``."""
+    from ..cache import jpeg_test_sets
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(rows), size=min(n, len(rows)), replace=False))
+    sets = jpeg_test_sets(cache, rows, qualities)
+    cam0, p0 = gradcam.predict_with_cam(model, np.asarray(cache.images[rows[pick]]), layer=layer)
+    out = {"pick": pick}
+    for q in qualities:
+        camq, _ = gradcam.predict_with_cam(model, np.asarray(sets.images[q])[pick], class_index=p0.argmax(1),
+                                           layer=layer)
+        out[q] = gradcam.cam_shift_batch(cam0, camq)["correlation"].to_numpy()
+    return out
 
 
 def cam_under_jpeg(model, cache, rows, qualities, n: int = 200, seed: int = 0, layer=None):

@@ -185,10 +185,10 @@ def pretrained_inputs(row: PretrainedRow, qualities, log=print) -> dict:
 
 
 def row_table(sweep: pd.DataFrame, sub, P: dict, row: PretrainedRow | None = None) -> pd.DataFrame:
-    """The chapter's two rows side by side on the clean test part, nearest key by centred cosine (the
-    reference's inference), one line per row and loss: accuracy, balanced accuracy, macro-F1 (from ``sweep``, the
-    :func:`quality_sweep` table), the training rows and test images each was trained and scored on, and its
-    input. ``row`` None: the first row only."""
+    """The chapter's two rows side by side on the clean test part, nearest key by centred cosine (hamviz's
+    reading of the reference's "closest known vector"), one line per row and loss: accuracy, balanced
+    accuracy, macro-F1 (from ``sweep``, the :func:`quality_sweep` table), the training rows and test images each
+    was trained and scored on, and its input. ``row`` None: the first row only."""
     clean = sweep[sweep["quality"] == "clean"].set_index("model")
 
     def line(name, model, s, loss, what):
@@ -356,3 +356,49 @@ def add_class_demo(sub, P: dict, memory_full: hv.Memory, holdout: str, log=print
             "recall_new_class": float((pred[is_new] == y[is_new]).mean()) if is_new.any() else None,
             "recall_old_classes": float((pred[~is_new] == y[~is_new]).mean()),
             "balanced_accuracy": ev["headline"]["balanced_accuracy"], "classes": order}
+
+
+def replicate_models(sub, P: dict, memory: hv.Memory, seeds, log=print) -> list[dict[str, Artefact]]:
+    """For each training seed in ``seeds`` (replicate 0 first): name -> Artefact of the HD model of every loss
+    ("HD <loss>") and of the softmax twin ("softmax"), trained on the same rows over the same ``memory`` (the keys
+    are the profile seed's in every replicate: only training varies), each trained once and then loaded."""
+    out = []
+    for seed in seeds:
+        Pr = {**P, "seed": seed}
+        arts = {f"HD {loss}": hd_model(sub, Pr, loss, memory, log=log) for loss in P["losses"]}
+        arts["softmax"] = softmax_twin(sub, Pr, log=log)
+        out.append(arts)
+    return out
+
+
+def _proba(name: str, art: Artefact, memory: hv.Memory, images) -> np.ndarray:
+    """Class probabilities of :func:`replicate_models`' model ``name`` (the softmax twin, or an HD model decoded by
+    cosine to the nearest key)."""
+    if name == "softmax":
+        return predict(art.model, images)
+    return hv.predict_proba(hv.hypervector_outputs(art.model, images), memory, "cosine")
+
+
+def replicate_effects(reps: list[dict], memory: hv.Memory, clean, coded, quality, labels, classes, groups=None,
+                      n_boot: int = 200, seed: int = 0) -> dict[str, dict]:
+    """The chapter's comparisons over the replicates ``reps`` (:func:`replicate_models`), in points of test balanced
+    accuracy, paired by seed on shared lesion resamples (HD models decoded by cosine to the nearest key): for each
+    HD loss, HD minus softmax on the clean images and on JPEG at ``quality`` (``coded``: those images), and the
+    difference of their JPEG losses ((HD at quality - HD clean) - (softmax at quality - softmax clean); positive:
+    the HD model loses less). Returns name -> {"per_seed", "draws"}."""
+    from ..replicates import metric_draws
+    seeds = [next(iter(r.values())).config["P"]["seed"] for r in reps]
+    v, d = {}, {}
+    for name in reps[0]:
+        for q, imgs in (("clean", clean), (quality, coded)):
+            v[name, q], d[name, q] = metric_draws(labels, [_proba(name, r[name], memory, imgs) for r in reps],
+                                                  "balanced_accuracy", groups=groups, n_boot=n_boot, seed=seed,
+                                                  classes=classes)
+    out = {}
+    for name in (n for n in reps[0] if n != "softmax"):
+        for key, f in ((f"{name} minus softmax, clean", lambda x, n=name: x[n, "clean"] - x["softmax", "clean"]),
+                       (f"{name} minus softmax, JPEG q{quality}", lambda x, n=name: x[n, quality] - x["softmax", quality]),
+                       (f"{name} JPEG q{quality} loss minus softmax's",
+                        lambda x, n=name: (x[n, quality] - x[n, "clean"]) - (x["softmax", quality] - x["softmax", "clean"]))):
+            out[key] = {"per_seed": dict(zip(seeds, 100 * f(v))), "draws": 100 * f(d)}
+    return out

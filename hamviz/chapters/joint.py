@@ -11,27 +11,54 @@ from ..training import Artefact
 from ..view import PreparedView
 
 
-def config(P: dict, ratio: float, image_size: int, strategy: str = "S4", oversample_min: int = 1000) -> JointConfig:
+def config(P: dict, ratio: float, image_size: int, strategy: str = "S4", oversample_min: int = 1000,
+           seed: int | None = None) -> JointConfig:
     """The JointConfig of the joint chapter's parameters ``P`` (flat) for one autoencoder ratio at ``image_size``
-    (the main classifier's), with the main classifier's imbalance ``strategy`` (and its ``oversample_min``)."""
+    (the main classifier's), with the main classifier's imbalance ``strategy`` (and its ``oversample_min``) and a
+    replicate's training ``seed`` (default the profile's)."""
     return JointConfig(ratio=ratio, image_size=image_size, init=P["init"], recon_weight=P["recon_weight"],
                        train_autoencoder=P["train_autoencoder"], train_classifier=P["train_classifier"],
                        learning_rate=P["learning_rate"], epochs=P["epochs"], patience=P["patience"],
                        train_limit=P["train_limit"], val_limit=P["val_limit"], strategy=strategy,
-                       oversample_min=oversample_min, seed=P["seed"])
+                       oversample_min=oversample_min, seed=P["seed"] if seed is None else seed)
 
 
 def joint_models(P: dict, autoencoders: dict, classifier: Artefact, view: PreparedView,
                  log=print) -> dict[float, Artefact]:
     """ratio -> the joint model of that autoencoder and ``classifier`` (trained once, then loaded), on the
-    rows the classifier was trained on, with its imbalance strategy."""
+    rows the classifier was trained on, with its imbalance strategy and its training seed (a replicate of the
+    classifier, with the autoencoders of the same seed, gives the joint models of that replicate)."""
     missing = [r for r in P["ratios"] if r not in autoencoders]
     if missing:
         raise ValueError(f"joint ratios {missing} are not among the compression chapter's autoencoders "
                          f"{list(autoencoders)}: add them to chapters.compression.ae_ratios")
     c = classifier.config
-    return {r: train_joint(config(P, r, view.size, c.strategy, c.oversample_min), autoencoders[r], classifier, view, rows=classifier.rows,
-                           n_classes=len(view.classes), log=log) for r in P["ratios"]}
+    return {r: train_joint(config(P, r, view.size, c.strategy, c.oversample_min, c.seed), autoencoders[r], classifier,
+                           view, rows=classifier.rows, n_classes=len(view.classes), log=log) for r in P["ratios"]}
+
+
+def replicate_outputs(P: dict, ch, ts: list[Artefact], view: PreparedView, images, log=print) -> list[dict]:
+    """For each replicate of the main model (``ts``, replicate 0 first): its autoencoders and joint models (the
+    same seed), and on the test ``images`` the class probabilities of the classifier alone (one view per image),
+    of each autoencoder followed by the unchanged classifier and of each joint model, with the standalone and
+    joint autoencoders' outputs. Returns one dict per replicate: {"seed", "aes", "joints", "proba": {name: (N, K)},
+    "standalone": {ratio: images}, "joint_out": {ratio: images}}."""
+    from ..autoenc import reconstruct
+    from ..joint import predict_joint
+    from ..training import predict
+    from .compression import autoencoders
+    out = []
+    for t in ts:
+        aes = autoencoders(ch, view, t.rows, log=log, seed=t.config.seed)
+        joints = joint_models(P, aes, t, view, log=log)
+        proba, standalone, joint_out = {"classifier alone": predict(t.model, images)}, {}, {}
+        for r in P["ratios"]:
+            standalone[r] = reconstruct(aes[r].model, images)
+            proba[f"AE {r:g}x -> classifier"] = predict(t.model, standalone[r])
+            proba[f"joint {r:g}x"], joint_out[r] = predict_joint(joints[r].model, images)
+        out.append({"seed": t.config.seed, "aes": aes, "joints": joints, "proba": proba, "standalone": standalone,
+                    "joint_out": joint_out})
+    return out
 
 
 def parts_by_model(view: PreparedView, models: dict[str, Artefact]) -> pd.DataFrame:
