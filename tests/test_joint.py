@@ -138,8 +138,35 @@ def test_error_by_bins_and_contrast_verdict():
     verdict, lines = contrast_verdict(contrast, errors, labels, ["a", "b", "c"])
     assert verdict.loc["contrast-driven", "Mann-Whitney p (errors lower)"] < 1e-6
     assert verdict.loc["random", "Mann-Whitney p (errors lower)"] > 0.01
-    assert "supports 'low contrast" in lines[0] and "does not support" not in lines[0]
-    assert "does not support 'low contrast" in lines[1]
+    # Holm over the two models: the smaller p doubled, the larger kept (and never below the smaller adjusted)
+    raw = verdict["Mann-Whitney p (errors lower)"]
+    assert verdict.loc["contrast-driven", "Holm-adjusted p"] == pytest.approx(2 * raw["contrast-driven"])
+    assert verdict.loc["random", "Holm-adjusted p"] == pytest.approx(max(raw["random"], 2 * raw["contrast-driven"]))
+    assert "Holm-adjusted" in lines[0] and "supports" not in " ".join(lines)  # the verdict is the replicated one
+
+
+def test_contrast_gap_is_measured_within_class():
+    """Class 0 has low contrast and every one of its images is wrong; within each class, errors and correct
+    answers have the same contrast. Pooled over classes the errors look low-contrast (Mann-Whitney p tiny); the
+    class-stratified gap is about 0. A model whose errors are the low-contrast half of every class (contrast
+    uniform within +-2 of the class's level) has a gap of about -2 (the two halves' means are -1 and +1)."""
+    from hamviz.contrast import contrast_gap
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 200)
+    contrast = np.where(labels == 0, 5.0, 30.0) + rng.uniform(-2, 2, 600)
+    confounded = (labels == 0) | (rng.random(600) < 0.3)  # class 0 all wrong, others wrong at random
+    verdict, _ = contrast_verdict(contrast, {"m": confounded}, labels, ["a", "b", "c"])
+    assert verdict.loc["m", "Mann-Whitney p (errors lower)"] < 1e-6
+    groups = np.arange(600) // 2
+    gap, draws = contrast_gap(contrast, [confounded], labels, groups, n_boot=200)
+    assert abs(gap[0]) < 0.5 and draws.shape == (1, 200)  # classes 1, 2: errors random within class
+    driven = np.zeros(600, bool)
+    for k in (0, 1, 2):  # the lower half of each class's contrast is wrong
+        idx = np.flatnonzero(labels == k)
+        driven[idx[contrast[idx] < np.median(contrast[idx])]] = True
+    gap, draws = contrast_gap(contrast, [driven], labels, groups, n_boot=200)
+    assert -2.5 < gap[0] < -1.5  # uniform +-2 split at its median: means -1 and +1
+    assert (draws < 0).all()
 
 
 def test_parts_by_model_scores_each_model_on_its_own_rows():

@@ -69,3 +69,32 @@ def parts_by_model(view: PreparedView, models: dict[str, Artefact]) -> pd.DataFr
     from .classifier import evaluate_parts, parts_table
     frames = {name: parts_table(evaluate_parts(view, a, n_boot=0)) for name, a in models.items()}
     return pd.concat(frames, names=["model", "part"])
+
+
+def contrast_verdicts(ch, reps: list[dict], lesion_contrast, labels, groups, names, n_boot: int = 200) -> None:
+    """The contrast hypothesis over every replicate, one verdict per model in ``names`` ("classifier alone",
+    "joint <r>x"): do its errors have lower lesion contrast than its correct answers within the same class
+    (:func:`hamviz.contrast.contrast_gap`, lesion bootstrap), each interval Bonferroni-corrected for the number of
+    models (1 - 0.05/m)."""
+    from ..contrast import contrast_gap
+    for name in names:
+        gap, d = contrast_gap(lesion_contrast, [rep["proba"][name].argmax(1) != labels for rep in reps], labels,
+                              groups, n_boot, ch.params["seed"])
+        ch.verdict(f"contrast: {name}", f"{name}: do its errors have lower lesion contrast than its correct answers, "
+                   "within class?", dict(zip(ch.seeds, gap)), d, direction=-1, units="dE2000", alpha=0.05 / len(names))
+
+
+def boundary_verdicts(ch, reps: list[dict], masks, groups, ratios, band_width: int, n_boot: int = 200) -> None:
+    """Does each joint autoencoder keep more of the lesion boundary than the standalone one of the same ratio and
+    seed (the mean per-image difference of the boundary band's share of gradient energy,
+    :func:`hamviz.contrast.boundary_energy`, lesion bootstrap), over every replicate; Bonferroni over the
+    ratios."""
+    from ..contrast import boundary_energy
+    from ..replicates import mean_difference_draws
+    for r in ratios:
+        joint_be, alone_be = ([boundary_energy(rep[k][r], masks, band_width) for rep in reps]
+                              for k in ("joint_out", "standalone"))
+        gap, d = mean_difference_draws(joint_be, alone_be, groups=groups, n_boot=n_boot, seed=ch.params["seed"])
+        ch.verdict(f"boundary {r:g}x", f"Does the joint AE {r:g}x keep more of the lesion boundary than the "
+                   "standalone one? (share of gradient energy)", dict(zip(ch.seeds, gap)), d, direction=1, units="",
+                   digits=3, alpha=0.05 / len(ratios))
