@@ -49,7 +49,8 @@ import yaml
 from .config import DataError, HamvizError, ParamsError
 from .config import notebooks_dir
 from .files import Busy, describe, locked, write_atomic
-from .params import CHAPTER_SCHEMAS, chapter_params, find_profile, load_profile, wanted_weights, weights_problems
+from .params import (CHAPTER_SCHEMAS, DATA_FIX, MAIN_MODEL_CHAPTERS, chapter_params, data_problems, find_profile,
+                     load_profile, wanted_weights, weights_problems)
 from .progress import BuildProgress
 from .record import jsonable as _jsonable, provenance
 from .render import Page, RenderError, duration, render_book  # noqa: F401 (RenderError: raised by build)
@@ -266,8 +267,9 @@ def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, o
             download: bool | None = False, log=print) -> Book:
     """Every check that can fail before a notebook runs: the profile against its schema, each notebook's
     parameters, what the chapters need on this machine (:func:`provide`, which downloads what is missing when
-    ``download`` allows: True, False, or None for "unless $HAMVIZ_NO_DOWNLOAD"), the pretrained weights, and the
-    data (metadata, files, masks). Raises a HamvizError naming the problem."""
+    ``download`` allows: True, False, or None for "unless $HAMVIZ_NO_DOWNLOAD"), the pretrained weights, the
+    data (metadata, files, masks) and what the chosen chapters need of it (:func:`check_chapter_data`). Raises a
+    HamvizError naming the problem."""
     from .config import cache_dir, check_writable
     from .data import load_ham10000
     check_writable(out, "The book's output folder", "Pass --out a folder this user can write (or create).")
@@ -300,12 +302,35 @@ def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, o
     from .splits import check_splittable
     for warning in check_splittable(ds.meta, params["split"]["fractions"], params["split"]["grouped"]):
         log(f"[book] warning: {warning}")
+    check_chapter_data(params, ds, names)
     external = (params.get("chapters", {}).get("classifier") or {}).get("external_test")
     if external and "classifier" in names:
         from .external import load_isic2018
         # the folder, its ground truth and images: checked before any training
         load_isic2018(external, on_corrupt=params["on_corrupt"])
     return Book(Path(out).resolve(), params, specs, chapter_keys(specs, params, ds.fingerprint), ds.fingerprint)
+
+
+def check_chapter_data(params: dict, ds, names) -> None:
+    """What the chapters ``names`` need of the data (:func:`hamviz.params.data_problems`: two classes in every split
+    part for the classifier, ...), on the profile's own split, made here and saved as the chapters would make it
+    (:func:`hamviz.splits.get_split`; a few seconds once, read afterwards). Raises DataError naming every problem
+    before any chapter runs."""
+    if not set(names) & {*MAIN_MODEL_CHAPTERS, "hypervector"}:
+        return
+    import warnings
+    from .registry import SPLITS
+    from .splits import get_split
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # classes too small for every part: logged by the caller
+        split = get_split(ds, params["split"]["fractions"], params["seed"], params["split"]["grouped"])
+    parts = split.reindex(ds.meta["image_id"]).to_numpy()
+    counts = {p: ds.meta["dx"][parts == p].value_counts().to_dict() for p in SPLITS}
+    problems = data_problems(params, names, counts)
+    if problems:
+        raise DataError(f"The data at {ds.root} cannot give what the chosen chapters need (split "
+                        f"{params['split']['fractions']}, seed {params['seed']}):\n  - " + "\n  - ".join(problems)
+                        + f"\nFix: {DATA_FIX}.")
 
 
 def select(specs: list[ChapterSpec], only=None) -> list[ChapterSpec]:

@@ -5,8 +5,11 @@ A cache entry is a folder ``<cache>/images/<key>/`` holding ``images.npy`` (uint
 optionally ``masks.npy`` (bool, N x H x W) and ``index.json`` (image ids in row order, skipped files,
 shapes and a checksum of each array). The key hashes the data fingerprint, the size and the resize mode,
 so a different data set or size never reads a stale entry. Entries are written to a temporary folder and
-renamed into place, so an interrupted build leaves nothing that looks complete; an entry whose arrays do
-not match their recorded size or checksum (e.g. a truncated file) is detected and rebuilt.
+renamed into place, so an interrupted build leaves nothing that looks complete. Every cached array (images, masks,
+each JPEG test set, and the frozen features of :mod:`hamviz.features`) is read through :func:`load_checked`: a
+file whose size, shape or checksum is not what was recorded when it was written (an empty or truncated file, a
+damaged header) is :class:`Damaged`; the entry is then named (``log``), removed and rebuilt, as stored models are
+(:func:`hamviz.store.load`).
 """
 from __future__ import annotations
 
@@ -29,8 +32,9 @@ from .config import DataError, cache_dir, permission_error
 from .data import Dataset, check_intact
 from .files import locked
 
-CACHE_VERSION = 3  # 2: strict decoding (check_intact), masks of any encoding, mask files in the key; 3: wide
-#                     modes (16-bit PNG) scaled to 8 bits, not clipped (to_rgb)
+CACHE_VERSION = 4  # 2: strict decoding (check_intact), masks of any encoding, mask files in the key; 3: wide
+#                     modes (16-bit PNG) scaled to 8 bits, not clipped (to_rgb); 4: zeroed blocks inside JPEG data
+#                     refused (check_intact), masks decoded strictly too, every array's file size recorded
 RESIZE_MODES = ("stretch", "crop", "pad")
 
 
@@ -45,8 +49,9 @@ def as_size(size) -> tuple[int, int]:
 
 
 def resize_image(img: Image.Image, size, mode: str = "stretch", resample=Image.Resampling.BILINEAR):
-    """Resize a PIL image to (h, w). ``stretch`` ignores the aspect ratio (as the reference works did),
-    ``crop`` takes the largest centred box of the target aspect, ``pad`` letterboxes with black."""
+    """Resize a PIL image to (h, w). ``stretch`` ignores the aspect ratio (the reference works say only
+    "resized"; stretching is hamviz's reading), ``crop`` takes the largest centred box of the target aspect,
+    ``pad`` letterboxes with black."""
     h, w = as_size(size)
     if mode == "stretch":
         return img.resize((w, h), resample)
@@ -126,9 +131,12 @@ def binary_mask(values: np.ndarray) -> np.ndarray:
 
 def decode_mask(path, size, mode="stretch") -> np.ndarray:
     """A lesion mask at ``size``: bool (h, w), from any mask encoding (:func:`binary_mask`); nearest-neighbour
-    resizing. Raises DataError naming a mask that does not decode."""
+    resizing. Decoded strictly, as images are (:func:`check_intact`). Raises DataError naming a mask that does not
+    decode."""
     try:
-        with Image.open(path) as img:
+        data = Path(path).read_bytes()
+        check_intact(data)  # a PNG's chunk checksums: damage Pillow's decoder may not notice
+        with Image.open(io.BytesIO(data)) as img:
             img.load()
             rgb_like = img.mode in ("P", "PA", "RGB", "RGBA", "LA", "CMYK", "YCbCr")
             m = binary_mask(np.asarray(img.convert("RGB") if rgb_like else img))
@@ -168,6 +176,39 @@ def publish(tmp: Path, folder: Path, index: dict | None) -> None:
 def array_digest(arr: np.ndarray) -> str:
     """A short SHA-256 of an array's bytes (recorded when an entry is published, compared when it is read)."""
     return hashlib.sha256(np.ascontiguousarray(arr).view(np.uint8).reshape(-1)).hexdigest()[:16]
+
+
+class Damaged(Exception):
+    """A cached file that is not what was written: its message names the file and what is wrong."""
+
+
+def load_checked(path: Path, shape, sha: str | None = None, nbytes: int | None = None, *, verify: bool = True,
+                 mmap: bool = True) -> np.ndarray:
+    """The array in the ``.npy`` file ``path`` (memory-mapped unless ``mmap`` is False), checked against what was
+    recorded when it was written: its file size ``nbytes`` (when recorded; always checked, it costs nothing), its
+    ``shape``, and with ``verify`` its checksum ``sha`` (:func:`array_digest`, about a second per GB). Raises
+    :class:`Damaged` naming the file and what is wrong: missing, empty or truncated (numpy's own errors are
+    ``EOFError: No data left in file`` and "mmap length is greater than file size"), another shape or checksum."""
+    path = Path(path)
+    if not path.is_file():
+        raise Damaged(f"{path.name} is missing")
+    size = path.stat().st_size
+    if nbytes is not None and size != nbytes:
+        raise Damaged(f"{path.name} has {size:,} bytes, {int(nbytes):,} were written")
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - EOFError, ValueError, OSError, ...: any failure to load is damage
+        raise Damaged(f"{path.name} does not load ({type(exc).__name__}: {exc})") from None
+    if list(arr.shape) != list(shape):
+        raise Damaged(f"{path.name} holds an array of shape {list(arr.shape)}, {list(shape)} was written")
+    if verify and sha is not None and array_digest(arr) != sha:
+        raise Damaged(f"{path.name} does not match its recorded checksum")
+    return arr
+
+
+def file_bytes(path: Path) -> int:
+    """A written file's size, recorded beside its checksum (compared by :func:`load_checked`)."""
+    return Path(path).stat().st_size
 
 
 @dataclass
@@ -214,25 +255,22 @@ def cache_key(ds: Dataset, size, mode: str, masks: bool) -> str:
     return f"{ds.source}-{h}x{w}-{mode}-{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
 
 
-def _read_entry(folder: Path, verify: bool) -> ImageCache | None:
-    """The cache entry in ``folder``, or None if it is absent, incomplete or damaged."""
+def _read_entry(folder: Path, verify: bool) -> ImageCache:
+    """The cache entry in ``folder``; raises :class:`Damaged` naming what is missing or damaged."""
     try:
         index = json.loads((folder / "index.json").read_text())
-        images = np.load(folder / "images.npy", mmap_mode="r")
-        if list(images.shape) != index["images_shape"]:
-            return None
+    except (OSError, ValueError) as exc:
+        raise Damaged(f"index.json is missing or unreadable ({type(exc).__name__})") from None
+    try:
+        images = load_checked(folder / "images.npy", index["images_shape"], index["images_sha"],
+                              index.get("images_bytes"), verify=verify)
         masks = None
         if index.get("masks_shape"):
-            masks = np.load(folder / "masks.npy", mmap_mode="r")
-            if list(masks.shape) != index["masks_shape"]:
-                return None
-        if verify and (array_digest(images) != index["images_sha"] or
-                       (masks is not None and array_digest(masks) != index["masks_sha"])):
-            return None
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
-        return None
-    return ImageCache(folder, index["image_ids"], images, masks, tuple(index["size"]),
-                      index.get("skipped", {}))
+            masks = load_checked(folder / "masks.npy", index["masks_shape"], index["masks_sha"],
+                                 index.get("masks_bytes"), verify=verify)
+        return ImageCache(folder, index["image_ids"], images, masks, tuple(index["size"]), index.get("skipped", {}))
+    except (KeyError, TypeError) as exc:
+        raise Damaged(f"index.json lacks {exc}") from None
 
 
 def _build_entry(folder: Path, ds: Dataset, size, mode: str, masks: bool, on_corrupt: str, jobs, progress) -> None:
@@ -295,8 +333,9 @@ def _build_entry(folder: Path, ds: Dataset, size, mode: str, masks: bool, on_cor
             "version": CACHE_VERSION, "source": ds.source, "fingerprint": ds.fingerprint,
             "size": list(size), "mode": mode, "image_ids": [ids[i] for i in keep],
             "skipped": skipped, "images_shape": [n, *size, 3], "images_sha": array_digest(images),
-            "masks_shape": [n, *size] if masks else None,
+            "images_bytes": file_bytes(tmp / "images.npy"), "masks_shape": [n, *size] if masks else None,
             "masks_sha": array_digest(mks) if masks else None,
+            "masks_bytes": file_bytes(tmp / "masks.npy") if masks else None,
         }
         del images, mks
         publish(tmp, folder, index)
@@ -307,13 +346,14 @@ def _build_entry(folder: Path, ds: Dataset, size, mode: str, masks: bool, on_cor
 
 def build_cache(ds: Dataset, size=64, *, mode: str = "stretch", masks: bool | None = None,
                 on_corrupt: str = "error", cache_root=None, jobs: int | None = None,
-                verify: bool = True, progress: bool = False) -> ImageCache:
+                verify: bool = True, progress: bool = False, log=print) -> ImageCache:
     """Decoded, resized images of ``ds`` from the cache, building the entry on first use.
 
     masks: also cache the lesion masks (default: when the dataset has them).
     on_corrupt: "error" stops at the first image that does not decode, naming it; "skip" leaves such
       images out and lists them in ``skipped`` (and in the entry's index.json).
-    verify: check the arrays' checksums on read (about a second per GB); a damaged entry is rebuilt.
+    verify: check the arrays' checksums on read (about a second per GB; their file sizes are always checked). A
+      damaged entry (:func:`load_checked`) is named through ``log``, removed and rebuilt.
     """
     if mode not in RESIZE_MODES:
         raise ValueError(f"resize mode must be one of {RESIZE_MODES}, not {mode!r}")
@@ -327,30 +367,36 @@ def build_cache(ds: Dataset, size=64, *, mode: str = "stretch", masks: bool | No
     root = Path(cache_root) if cache_root else cache_dir()
     key = cache_key(ds, size, mode, masks)
     folder = root / "images" / key
-    entry = _usable_entry(folder, ds, verify)
+    entry, _ = _usable_entry(folder, ds, verify)
     if entry is not None:
         return entry
     # built once: a second process asking for the same entry (two chapters of a book run in parallel) waits for
     # the first and reads what it wrote
     with locked(root / "locks" / "images" / f"{key}.lock"):
-        entry = _usable_entry(folder, ds, verify)
+        entry, problem = _usable_entry(folder, ds, verify)
         if entry is not None:
             return entry
-        shutil.rmtree(folder, ignore_errors=True)  # damaged or partial: rebuild
+        if problem:
+            log(f"cached images {folder} are damaged: {problem}; removing them and decoding the images again")
+        shutil.rmtree(folder, ignore_errors=True)
         _build_entry(folder, ds, size, mode, masks, on_corrupt, jobs, progress)
     entry = _read_entry(folder, verify=False)
     entry.built = True
     return entry
 
 
-def _usable_entry(folder: Path, ds: Dataset, verify: bool) -> ImageCache | None:
-    """The cache entry in ``folder`` when it is complete and intact for ``ds``'s images, else None."""
+def _usable_entry(folder: Path, ds: Dataset, verify: bool) -> tuple[ImageCache | None, str | None]:
+    """(the cache entry in ``folder`` when it is complete and intact for ``ds``'s images, else None; what is wrong
+    with the one there, or None when there is none)."""
     if not folder.exists():
-        return None
-    entry = _read_entry(folder, verify)
-    if entry is not None and set(entry.image_ids) | set(entry.skipped) >= set(ds.meta["image_id"]):
-        return entry
-    return None
+        return None, None
+    try:
+        entry = _read_entry(folder, verify)
+    except Damaged as exc:
+        return None, str(exc)
+    if not set(entry.image_ids) | set(entry.skipped) >= set(ds.meta["image_id"]):
+        return None, "it lacks some of the data set's images"
+    return entry, None
 
 
 # ------------------------------------------------------------------------------ parallel JPEG test sets
@@ -395,32 +441,33 @@ def jpeg_sets_key(cache, image_ids, qualities, subsampling: int) -> str:
 
 
 def _read_sets(folder: Path, image_ids, qualities, subsampling, verify: bool) -> JpegSets | None:
-    """The entry in ``folder``, or None when absent, incomplete, damaged or not the one asked for."""
+    """The entry in ``folder``, or None when it is not the one asked for; raises :class:`Damaged` naming what is
+    missing or damaged (:func:`load_checked` for each quality's array)."""
     try:
         index = json.loads((folder / "index.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise Damaged(f"index.json is missing or unreadable ({type(exc).__name__})") from None
+    try:
         if (index["image_ids"] != list(image_ids) or index["qualities"] != list(qualities)
                 or index["subsampling"] != subsampling):
             return None
         images, n_bytes, bpp = {}, {}, {}
         for q in qualities:
-            arr = np.load(folder / f"q{q}.npy", mmap_mode="r")
-            if list(arr.shape) != index["shapes"][str(q)] or arr.dtype != np.uint8:
-                return None
-            if verify and array_digest(arr) != index["sha"][str(q)]:
-                return None
+            arr = load_checked(folder / f"q{q}.npy", index["shapes"][str(q)], index["sha"][str(q)],
+                               (index.get("file_bytes") or {}).get(str(q)), verify=verify)
             nb = np.asarray(index["bytes"][str(q)], dtype=np.int64)
-            if len(nb) != len(arr):
-                return None
+            if arr.dtype != np.uint8 or len(nb) != len(arr):
+                raise Damaged(f"q{q}.npy holds {arr.dtype} {list(arr.shape)}, not what index.json records")
             images[q], n_bytes[q] = arr, nb
             bpp[q] = float(bits_per_pixel(nb, arr.shape).mean())
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
-        return None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Damaged(f"index.json lacks or garbles {exc}") from None
     return JpegSets(list(index["image_ids"]), tuple(qualities), images, n_bytes, bpp, folder,
                     subsampling)
 
 
 def jpeg_test_sets(cache, rows, qualities=DEFAULT_QUALITIES, *, subsampling: int = 2, cache_root=None,
-                   jobs: int | None = None, verify: bool = True) -> JpegSets:
+                   jobs: int | None = None, verify: bool = True, log=print) -> JpegSets:
     """The images ``cache.images[rows]`` JPEG-compressed at every quality, built once and kept on disk.
 
     cache: an :class:`hamviz.cache.ImageCache`; rows: row numbers into it (e.g. the test part of the
@@ -428,7 +475,8 @@ def jpeg_test_sets(cache, rows, qualities=DEFAULT_QUALITIES, *, subsampling: int
     qualities: integers in 1..100 (checked before any work; ValueError lists the bad ones); stored
       highest first, duplicates dropped.
     cache_root: where ``jpeg/<key>/`` goes (default :func:`hamviz.config.cache_dir`).
-    verify: check the arrays' checksums on read; a damaged entry is rebuilt.
+    verify: check the arrays' checksums on read (their file sizes are always checked); a damaged entry
+      (:func:`load_checked`) is named through ``log``, removed and rebuilt.
     """
     qualities = check_qualities(qualities)
     subsampling = check_subsampling(subsampling)
@@ -454,11 +502,25 @@ def jpeg_test_sets(cache, rows, qualities=DEFAULT_QUALITIES, *, subsampling: int
     root = Path(cache_root) if cache_root else cache_dir()
     folder = root / "jpeg" / jpeg_sets_key(cache, image_ids, qualities, subsampling)
     if folder.exists():
-        entry = _read_sets(folder, image_ids, qualities, subsampling, verify)
+        try:
+            entry = _read_sets(folder, image_ids, qualities, subsampling, verify)
+        except Damaged as exc:
+            entry = None
+            log(f"cached JPEG test sets {folder} are damaged: {exc}; removing them and encoding them again")
         if entry is not None:
             return entry
-        shutil.rmtree(folder, ignore_errors=True)  # damaged or partial: rebuild
+        shutil.rmtree(folder, ignore_errors=True)
+    _build_sets(folder, cache, rows, image_ids, qualities, subsampling, jobs)
+    entry = _read_sets(folder, image_ids, qualities, subsampling, verify=False)
+    if entry is None:  # pragma: no cover - only if the folder vanished between rename and read
+        raise OSError(f"JPEG test sets at {folder} could not be read back after building them")
+    entry.built = True
+    return entry
 
+
+def _build_sets(folder: Path, cache, rows, image_ids, qualities, subsampling: int, jobs) -> None:
+    """Encode ``cache.images[rows]`` at every quality into a new test-set entry at ``folder`` (built under a
+    temporary name, published in one step)."""
     src = cache.images
     n, (h, w) = len(rows), src.shape[1:3]
     tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{time.time_ns()}")
@@ -467,7 +529,7 @@ def jpeg_test_sets(cache, rows, qualities=DEFAULT_QUALITIES, *, subsampling: int
         index = {"version": JPEG_SETS_VERSION, "cache_entry": Path(cache.path).name,
                  "image_ids": image_ids, "qualities": list(qualities), "subsampling": subsampling,
                  "subsampling_name": SUBSAMPLINGS[subsampling], "codec": _codec(),
-                 "shapes": {}, "sha": {}, "bytes": {}}
+                 "shapes": {}, "sha": {}, "bytes": {}, "file_bytes": {}}
         outs = {q: np.lib.format.open_memmap(tmp / f"q{q}.npy", mode="w+", dtype=np.uint8,
                                              shape=(n, h, w, 3)) for q in qualities}
         sizes = {q: np.empty(n, dtype=np.int64) for q in qualities}
@@ -482,13 +544,9 @@ def jpeg_test_sets(cache, rows, qualities=DEFAULT_QUALITIES, *, subsampling: int
             index["shapes"][str(q)] = [n, h, w, 3]
             index["sha"][str(q)] = array_digest(outs[q])
             index["bytes"][str(q)] = sizes[q].tolist()
+            index["file_bytes"][str(q)] = file_bytes(tmp / f"q{q}.npy")
         del outs
         publish(tmp, folder, index)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    entry = _read_sets(folder, image_ids, qualities, subsampling, verify=False)
-    if entry is None:  # pragma: no cover - only if the folder vanished between rename and read
-        raise OSError(f"JPEG test sets at {folder} could not be read back after building them")
-    entry.built = True
-    return entry

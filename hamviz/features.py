@@ -8,7 +8,8 @@ seconds, so every imbalance strategy, seed and head can be compared on the same 
 An entry ``<cache>/features/<key>.npy`` (float32, N x C, row i = image ``cache.image_ids[i]``) with an
 ``index.json`` beside it; the key covers the image cache entry (data fingerprint, size, resize mode), the model
 and its weights (the preset's files by size and SHA-256, or the handle), the flips averaged over, and
-:data:`FEATURES_VERSION`. Entries are published in one step and verified on read (shape and checksum).
+:data:`FEATURES_VERSION`. Entries are published in one step and verified on read (file size, shape and checksum,
+:func:`hamviz.cache.load_checked`): a damaged one is named, removed and computed again.
 
 Images that are not in the image cache (the JPEG-coded test sets) go through :func:`image_features`: the same
 backbone and preprocessing, nothing kept on disk.
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import array_digest, publish
+from .cache import Damaged, array_digest, file_bytes, load_checked, publish
 from .config import cache_dir
 from .files import locked
 
@@ -62,14 +63,21 @@ def feature_key(cache, model: str, weights, flips: str) -> str:
 
 
 def _read(folder: Path, n: int):
+    """The features in ``folder`` (one row per image of the ``n`` cached), or None when there are none; raises
+    :class:`hamviz.cache.Damaged` naming what is missing or damaged."""
+    if not folder.exists():
+        return None
     try:
         index = json.loads((folder / "index.json").read_text())
-        x = np.load(folder / "features.npy")
-        if x.shape != tuple(index["shape"]) or x.shape[0] != n or array_digest(x) != index["sha"]:
-            return None
-        return x
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
-        return None
+    except (OSError, ValueError) as exc:
+        raise Damaged(f"index.json is missing or unreadable ({type(exc).__name__})") from None
+    try:
+        x = load_checked(folder / "features.npy", index["shape"], index["sha"], index.get("bytes"), mmap=False)
+    except (KeyError, TypeError) as exc:
+        raise Damaged(f"index.json lacks {exc}") from None
+    if x.shape[0] != n:
+        raise Damaged(f"features.npy has {x.shape[0]} rows for the {n} cached images")
+    return x
 
 
 def _extractor(model: str, weights, size: int):
@@ -102,12 +110,18 @@ def backbone_features(view, model: str = "efficientnet_lite0", weights="imagenet
     root = Path(cache_root) if cache_root else cache_dir()
     key = feature_key(cache, model, weights, flips)
     folder = root / "features" / key
-    found = _read(folder, len(cache.image_ids)) if folder.exists() else None
+    try:
+        found = _read(folder, len(cache.image_ids))
+    except Damaged:
+        found = None
     if found is not None:
         return found
     # computed once: a second process asking for the same features (parallel chapters) waits and reads them
     with locked(root / "locks" / "features" / f"{key}.lock"):
-        found = _read(folder, len(cache.image_ids)) if folder.exists() else None
+        try:
+            found = _read(folder, len(cache.image_ids))
+        except Damaged as exc:
+            log(f"cached features {folder} are damaged: {exc}; removing them and computing them again")
         if found is not None:
             return found
         shutil.rmtree(folder, ignore_errors=True)
@@ -127,7 +141,8 @@ def _compute(view, folder: Path, model: str, weights, flips: str, batch_size: in
         np.save(tmp / "features.npy", feats)
         publish(tmp, folder, {"version": FEATURES_VERSION, "model": model, "weights": weights_identity(model, weights),
                               "cache_entry": Path(cache.path).name, "flips": flips, "shape": list(feats.shape),
-                              "sha": array_digest(feats), "seconds": round(time.time() - t, 1)})
+                              "sha": array_digest(feats), "bytes": file_bytes(tmp / "features.npy"),
+                              "seconds": round(time.time() - t, 1)})
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

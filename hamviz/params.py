@@ -369,35 +369,121 @@ def params_dirs() -> list[Path]:
     return dirs
 
 
+def _is_path(profile) -> bool:
+    """Whether a profile argument is a file's path (it ends in .yaml or .yml, or names a folder) rather than a
+    bare name."""
+    text = str(profile)
+    return Path(text).suffix in (".yaml", ".yml") or "/" in text or os.sep in text
+
+
+def moved_from() -> Path | None:
+    """The folder the command was run from, when this process runs in another one, else None: a notebook kernel
+    started by ``papermill --cwd DIR`` (or a Jupyter server) runs in DIR, but inherits ``$PWD``, which the user's
+    shell set to the folder the command was typed in. None when $PWD is unset or names the working folder."""
+    pwd = os.environ.get("PWD")
+    if not pwd or not os.path.isabs(pwd) or not os.path.isdir(pwd):
+        return None
+    try:
+        return None if os.path.samefile(pwd, os.getcwd()) else Path(pwd)
+    except OSError:
+        return None
+
+
+def _profile_file(profile) -> Path:
+    """The file a profile argument that is a path names (:func:`find_profile`'s first rule)."""
+    p = Path(profile).expanduser()
+    if not p.is_absolute():
+        where = moved_from()
+        if where is not None:
+            raise ParamsError(
+                f"Profile {str(profile)!r} is a relative path, but this process runs in {Path.cwd()}, not in the "
+                f"folder the command was run from ({where}; papermill's --cwd moves a notebook's kernel): which "
+                f"file is meant is ambiguous. Give the profile's absolute path (e.g. -p profile {where / p}), or a "
+                f"bare name from params/.")
+        p = Path.cwd() / p
+    if p.is_file():
+        return p.resolve()
+    given = Path(str(profile))
+    named = _named(given.stem) if given.parent == Path(".") else {}
+    hint = (f" (the profile named {given.stem!r}, without .yaml, is {', '.join(map(str, named))})" if named else "")
+    raise ParamsError(f"No profile file {p}: a profile given with .yaml (or a folder) is a file, relative to the "
+                      f"folder the command was run from ({Path.cwd()}){hint}. Give the path of an existing .yaml "
+                      f"file, or a bare name from params/.")
+
+
+def _named(name: str) -> dict[Path, Path]:
+    """Every different file ``<name>.yaml`` (or ``.yml``) in :func:`params_dirs`, in their order: resolved file ->
+    its folder. One file reached twice (a checkout's ``params/`` is the shipped folder) and byte-identical copies
+    (a clone's ``params/`` beside an installed hamviz) count once, as the first found."""
+    found: dict[Path, Path] = {}
+    contents: set[bytes] = set()
+    for d in params_dirs():
+        for cand in (d / f"{name}.yaml", d / f"{name}.yml"):
+            if cand.is_file() and cand.resolve() not in found:
+                text = cand.read_bytes()
+                if text not in contents:
+                    contents.add(text)
+                    found[cand.resolve()] = d
+    return found
+
+
 def find_profile(profile: str | os.PathLike, beside: Path | None = None) -> Path:
-    """A profile's file, as an absolute path: an existing path, or ``<name>.yaml`` in $HAMVIZ_PARAMS, the
-    shipped profiles or ``params/`` of the working folder (or its parent).
+    """A profile's file, as an absolute path, by one rule (``hamviz book``, ``validate``, ``cache`` and a notebook
+    run by hand alike):
+
+    * a path (it ends in ``.yaml``/``.yml`` or names a folder) is that file: absolute, or relative to the folder
+      the command was run from. A process that runs in another folder (a notebook kernel started by ``papermill
+      --cwd``, :func:`moved_from`) refuses a relative path: give it absolute. A missing file is an error, never a
+      lookup by name;
+    * a bare name is ``<name>.yaml`` in $HAMVIZ_PARAMS, the shipped profiles, or ``params/`` of the working folder
+      or its parent; a name that two different files answer (a user's ``params/tiny.yaml`` beside the shipped
+      ``tiny``) is refused as ambiguous, naming both: give the path of the one you mean.
 
     beside: the file of a profile that ``extends:`` this one. Its name (``base``, ``base.yaml``, ``../x.yaml``) is
     then looked up next to that file first, else in $HAMVIZ_PARAMS and the shipped profiles, never relative to
     the working folder: a chapter (which runs in ``notebooks/``) resolves it to the same file as ``hamviz
     validate`` did. A profile never extends itself this way (``params/tiny.yaml`` with ``extends: tiny`` beside
     a shipped ``tiny`` means the shipped one)."""
+    if beside is not None:
+        return _extended_profile(profile, beside)
+    if _is_path(profile):
+        return _profile_file(profile)
+    found = _named(str(profile))
+    if len(found) == 1:
+        return next(iter(found))
+    if len(found) > 1:
+        listed = "; ".join(f"{f}" + (" (shipped with hamviz)" if d == profiles_dir() else "")
+                           for f, d in found.items())
+        own = next((f for f, d in found.items() if d != profiles_dir()), next(iter(found)))
+        raise ParamsError(f"Profile name {str(profile)!r} is ambiguous: {len(found)} different files answer it: "
+                          f"{listed}. Give the path of the one you mean (--profile or -p profile with its .yaml, "
+                          f"e.g. {own}), or rename your own (it can still start from the shipped one with "
+                          f"extends: {profile}).")
+    _unknown_profile(profile, params_dirs())
+
+
+def _extended_profile(profile, beside: Path) -> Path:
+    """The profile that the one at ``beside`` extends (:func:`find_profile`)."""
     p = Path(profile).expanduser()
-    if beside is None:
-        if p.suffix in (".yaml", ".yml") and p.is_file():
+    here = Path(beside).resolve()
+    if p.is_absolute():
+        if p.is_file():
             return p.resolve()
-        dirs = params_dirs()
+        dirs = []
     else:
-        here = Path(beside).resolve()
-        if p.is_absolute():
-            if p.is_file():
-                return p.resolve()
-            dirs = []
-        else:
-            for cand in (here.parent / p, here.parent / f"{p}.yaml", here.parent / f"{p}.yml"):
-                if cand.suffix in (".yaml", ".yml") and cand.is_file() and cand.resolve() != here:
-                    return cand.resolve()
-            dirs = ([Path(os.environ[PARAMS_ENV])] if os.environ.get(PARAMS_ENV) else []) + [profiles_dir()]
+        for cand in (here.parent / p, here.parent / f"{p}.yaml", here.parent / f"{p}.yml"):
+            if cand.suffix in (".yaml", ".yml") and cand.is_file() and cand.resolve() != here:
+                return cand.resolve()
+        dirs = ([Path(os.environ[PARAMS_ENV])] if os.environ.get(PARAMS_ENV) else []) + [profiles_dir()]
     for d in dirs:
         for cand in (d / f"{profile}.yaml", d / str(profile)):
             if cand.suffix in (".yaml", ".yml") and cand.is_file():
                 return cand.resolve()
+    _unknown_profile(profile, dirs, beside)
+
+
+def _unknown_profile(profile, dirs, beside: Path | None = None):
+    """Raise the ParamsError for a profile found nowhere, with the closest known name."""
     places = dirs if beside is None else [Path(beside).resolve().parent, *dirs]
     known = sorted({f.stem for d in places if d.is_dir() for f in d.glob("*.yaml")})
     hint = difflib.get_close_matches(str(profile), known, n=1)
@@ -669,6 +755,54 @@ def weights_problems(params: dict, chapters=None) -> list[str]:
         if problem:
             skip = " Or set it to null to skip the pretrained row." if where.endswith("pretrained_head") else ""
             out.append(f"{where}: {problem}{skip}")
+    return out
+
+
+#: chapters that train or analyse the main (seven-class) classifier: each needs two classes in every split part
+MAIN_MODEL_CHAPTERS = ("classifier", "compression", "joint", "explain")
+#: the fix for :func:`data_problems`' lines, said once after them
+DATA_FIX = ("use data with more classes, or more lesions of them (a class with fewer lesions than the split has folds "
+            "is missing from some parts: split.fractions with fewer folds, e.g. [0.5, 0.25, 0.25], puts it in every "
+            "part), or build only the chapters that run on this data (e.g. --only eda)")
+
+
+def data_problems(params: dict, chapters, parts: dict[str, dict[str, int]]) -> list[str]:
+    """What the ``chapters`` (names) of a profile need of its data that the split does not give, one line each
+    (empty when all is there; :data:`DATA_FIX` is the general fix). ``parts``: split part -> {class: images} of the
+    profile's own split (seed, fractions, grouping), as the chapters will see it. The classifier (and the chapters
+    that analyse its main model) needs two classes in every non-empty part, the benign/malignant members of
+    ``explain`` both kinds in training and test, the hypervector chapter training images of each of its classes
+    and test images of two."""
+    def present(part, classes=None):
+        return [c for c, k in sorted(parts.get(part, {}).items()) if k and (classes is None or c in classes)]
+
+    def having(part, classes=None):
+        have = present(part, classes)
+        return f"only {', '.join(have)}" if have else "none"
+
+    out = []
+    users = [c for c in chapters if c in MAIN_MODEL_CHAPTERS]
+    thin = [p for p in ("train", "val", "test") if sum(parts.get(p, {}).values()) and len(present(p)) < 2]
+    if users and thin:
+        out.append(f"{', '.join(users)}: the classifier needs images of at least two classes in every split part, "
+                   f"but " + "; ".join(f"the {p} part has {having(p)}" for p in thin))
+    if "explain" in chapters:
+        malignant = chapter_params(params, "explain")["malignant"]
+        benign = [c for c in CLASSES if c not in malignant]
+        lacking = [f"the {p} part has no {kind} image" for p in ("train", "test")
+                   for kind, group in (("malignant", malignant), ("benign", benign)) if not present(p, group)]
+        if lacking:
+            out.append(f"explain: its benign/malignant members (malignant: {', '.join(malignant)}) need both kinds in "
+                       f"the train and test parts, but " + "; ".join(lacking))
+    if "hypervector" in chapters:
+        classes = chapter_params(params, "hypervector")["classes"] or list(CLASSES)
+        absent = [c for c in classes if c not in present("train")]
+        if absent or len(present("test", classes)) < 2:
+            out.append(f"hypervector: its classes {classes} need training images of each and test images of at least "
+                       f"two, but " + (f"{', '.join(absent)} have no training image" if absent else
+                                       f"the test part has {having('test', classes)}")
+                       + " (or set chapters.hypervector.classes to classes this data has, at least two, the "
+                         "holdout_class among them)")
     return out
 
 

@@ -115,13 +115,20 @@ def split_path(ds: Dataset, fractions, seed, grouped, cache_root=None) -> Path:
 
 
 def get_split(ds: Dataset, fractions=(0.7, 0.2, 0.1), seed: int = 0, grouped: bool = True,
-              cache_root=None) -> pd.Series:
-    """The saved split for these settings (made and saved on first use); image_id -> part."""
+              cache_root=None, log=print) -> pd.Series:
+    """The saved split for these settings (made and saved on first use); image_id -> part. A saved file that does
+    not read back whole (empty, truncated, other ids or parts) is named through ``log`` and made again."""
     path = split_path(ds, fractions, seed, grouped, cache_root)
     if path.is_file():
-        saved = pd.read_csv(path, dtype=str).set_index("image_id")["split"]
-        if set(saved.index) == set(ds.meta["image_id"]):
+        try:
+            saved = pd.read_csv(path, dtype=str).set_index("image_id")["split"]
+            problem = None if set(saved.index) == set(ds.meta["image_id"]) and set(saved) <= set(SPLITS) else \
+                "it does not list every image of the data set once, with its part"
+        except (ValueError, KeyError, OSError) as exc:  # pandas' EmptyDataError and ParserError are ValueErrors
+            problem = f"it does not read ({type(exc).__name__}: {exc})"
+        if problem is None:
             return saved.loc[ds.meta["image_id"]].rename("split")
+        log(f"saved split {path} is damaged: {problem}; making it again")
     split = make_split(ds.meta, fractions, seed, grouped)
     with atomic_path(path) as tmp:  # a unique temporary name: chapters running in parallel may both write it
         split.rename_axis("image_id").reset_index().to_csv(tmp, index=False)

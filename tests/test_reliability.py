@@ -411,6 +411,109 @@ def _notebook_params_not_a_mapping(env):
     return start("eda", "tiny", "[seed, 3]", record_path=env.tmp / "eda.json", load_data=False)
 
 
+# ------------------------------------------------- issue 42: reported inputs that passed an earlier fix's tests
+ORIGINALS = DATA.parent / "ham10000-originals"
+#: the reported damage: 256 zero bytes in the middle of ISIC_0026388.jpg's entropy-coded data (the 600x450 original)
+ZEROED = ("ISIC_0026388", 117521, 256)
+
+
+def originals_copy(dest: Path, n_other: int = 5) -> Path:
+    """A flat-layout folder of ``n_other`` + 1 byte-exact 600x450 originals (ISIC_0026388 first) with their rows."""
+    meta = pd.read_csv(ORIGINALS / "HAM10000_metadata.csv")
+    rows = pd.concat([meta[meta["image_id"] == ZEROED[0]], meta[meta["image_id"] != ZEROED[0]].head(n_other)])
+    (dest / "images").mkdir(parents=True)
+    rows.to_csv(dest / "HAM10000_metadata.csv", index=False)
+    for i in rows["image_id"]:
+        shutil.copy(ORIGINALS / "images" / f"{i}.jpg", dest / "images")
+    return dest
+
+
+def zero_bytes(path: Path, start: int, count: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[start:start + count] = bytes(count)
+    path.write_bytes(bytes(data))
+
+
+def _zeroed_block(copy: str):
+    """Zeroed bytes inside a JPEG's entropy-coded data, which libjpeg-turbo decodes without a warning (``strict``
+    accepted it): the reported 256 bytes of the 600x450 original, or 32 bytes of a shared 200x150 copy."""
+    def produce(env):
+        if copy == "original":
+            root, (victim, start, count) = originals_copy(env.tmp / "orig"), ZEROED
+        else:
+            root, victim, start, count = env.data, "ISIC_0026388", 1707, 32
+            shutil.copy(DATA / "images" / f"{victim}.jpg", root / "images")
+            meta = pd.read_csv(root / "HAM10000_metadata.csv")
+            pd.concat([meta, env.metadata[env.metadata["image_id"] == victim]]).to_csv(
+                root / "HAM10000_metadata.csv", index=False)
+        zero_bytes(root / "images" / f"{victim}.jpg", start, count)
+        env.vars.update(victim=victim, where=f"{count} zero bytes at byte {start:,}")
+        ds = load_ham10000(root, masks=False)  # its ends are intact: the quick check passes
+        return build_cache(ds, 16, cache_root=env.tmp / "cache")
+    return produce
+
+
+def _mask_damaged_inside(env):
+    """A mask PNG with one byte of its compressed data zeroed: Pillow decodes it without an error (9,401 of its
+    30,000 pixels wrong); its chunk checksum says it is damaged."""
+    make_subset(env.tmp / "hm", env.metadata, n_per_class=2, masks=True)
+    meta = pd.read_csv(env.tmp / "hm" / "HAM10000_metadata.csv")
+    pd.concat([meta, env.metadata[env.metadata["image_id"] == "ISIC_0026388"]]).to_csv(
+        env.tmp / "hm" / "HAM10000_metadata.csv", index=False)
+    shutil.copy(DATA / "images" / "ISIC_0026388.jpg", env.tmp / "hm" / "images")
+    victim = env.tmp / "hm" / "masks" / "ISIC_0026388_segmentation.png"
+    shutil.copy(DATA / "masks" / victim.name, victim)
+    zero_bytes(victim, 784, 1)
+    env.vars["victim"] = victim.name
+    return build_cache(load_ham10000(env.tmp / "hm", masks=True), 16, cache_root=env.tmp / "cache")
+
+
+def _classes_data(env, per_class: dict) -> Path:
+    """A data folder of ``per_class`` {class: lesions} images, one image per lesion."""
+    root = env.tmp / "classes"
+    (root / "images").mkdir(parents=True)
+    meta = env.metadata.drop_duplicates("lesion_id")
+    rows = pd.concat([meta[meta["dx"] == c].head(n) for c, n in per_class.items()])
+    rows.to_csv(root / "HAM10000_metadata.csv", index=False)
+    for i in rows["image_id"]:
+        shutil.copy(DATA / "images" / f"{i}.jpg", root / "images")
+    return root
+
+
+def _validate_data(per_class: dict):
+    def produce(env):
+        from hamviz.book import prepare
+        return prepare("tiny", env.tmp / "book", data_dir=_classes_data(env, per_class))
+    return produce
+
+
+def _moved_kernel_relative_profile(env):
+    """A notebook run by ``papermill -p profile tiny.yaml --cwd notebooks`` from a folder holding the user's
+    tiny.yaml: the kernel runs in notebooks/ with the user's folder in $PWD (as papermill leaves it)."""
+    from hamviz.chapters import start
+    user = env.tmp / "user"
+    (user / "notebooks").mkdir(parents=True)
+    (user / "tiny.yaml").write_text("extends: tiny\nseed: 7\n")
+    mp = env.request.getfixturevalue("monkeypatch")
+    mp.setenv("PWD", str(user))
+    mp.chdir(user / "notebooks")
+    env.vars["file"] = str(user / "tiny.yaml")
+    return start("eda", "tiny.yaml", record_path=env.tmp / "eda.json", load_data=False)
+
+
+def _profile_name_shadowed(env):
+    """A user's ./params/tiny.yaml called by name, beside the shipped tiny."""
+    from hamviz.params import load_profile
+    user = env.tmp / "user"
+    (user / "params").mkdir(parents=True)
+    (user / "params" / "tiny.yaml").write_text("extends: tiny\nseed: 7\n")
+    mp = env.request.getfixturevalue("monkeypatch")
+    mp.chdir(user)
+    mp.setenv("PWD", str(user))
+    env.vars["file"] = str(user / "params" / "tiny.yaml")
+    return load_profile("tiny")
+
+
 # ------------------------------------------------------------------------------------------- the table
 class BadInput(NamedTuple):
     id: str
@@ -583,6 +686,25 @@ BAD_INPUTS = [
     _bad("params-extends-nothing-beside", _extends_nothing_beside, ParamsError,
          ("No parameter profile 'my-base'", "extended by", "mine.yaml", "looked next to it"),
          ("relative to the extending profile's folder, or absolute",)),
+    # issue 42: the reported inputs, rebuilt as described (each passed on commit dfcbc6b)
+    _bad("jpeg-zeroed-block-in-original", _zeroed_block("original"), DataError,
+         ("Cannot decode image", "{victim}.jpg", "{where}", "compressed image data"),
+         ("re-download it", "on_corrupt: skip")),
+    _bad("jpeg-zeroed-block-in-copy", _zeroed_block("copy"), DataError,
+         ("Cannot decode image", "{victim}.jpg", "{where}"), ("re-download it", "on_corrupt: skip")),
+    _bad("mask-damaged-inside", _mask_damaged_inside, DataError,
+         ("Cannot decode mask", "{victim}", "checksum"), ("Re-download the masks",)),
+    _bad("data-one-class", _validate_data({"nv": 40}), DataError,
+         ("classifier", "at least two classes in every split part", "the train part has only nv",
+          "no malignant image", "mel, bcc, bkl have no training image"), ("--only eda", "more lesions")),
+    _bad("data-without-hypervector-classes", _validate_data({"nv": 30, "mel": 30}), DataError,
+         ("hypervector: its classes ['mel', 'nv', 'bcc', 'bkl']", "bcc, bkl have no training image"),
+         ("set chapters.hypervector.classes to classes this data has",)),
+    _bad("profile-relative-path-in-a-moved-kernel", _moved_kernel_relative_profile, ParamsError,
+         ("'tiny.yaml' is a relative path", "papermill's --cwd", "ambiguous"), ("absolute path", "{file}")),
+    _bad("profile-name-shadowed-by-shipped", _profile_name_shadowed, ParamsError,
+         ("Profile name 'tiny' is ambiguous", "{file}", "(shipped with hamviz)"),
+         ("Give the path of the one you mean", "rename your own")),
     # external test set
     _bad("isic2018-unknown-label", _isic_unknown_label, DataError,
          ("class column(s) hamviz does not know", "{'UNK': 1}", "rows labelled with them"),
@@ -659,6 +781,7 @@ def test_profiles_resolve_beside_themselves_from_any_working_folder(tmp_path, mo
     """A user's own ./params/mine.yaml extending its neighbour (by name or file name) and naming paths relative
     to itself means the same files from the folder ``hamviz validate`` runs in and from ``notebooks/``, where the
     chapters run: everything is resolved against the profile's folder, to absolute paths, when it is loaded."""
+    from hamviz.config import profiles_dir
     from hamviz.params import chapter_params, load_profile
     proj = tmp_path / "proj"
     (proj / "params").mkdir(parents=True)
@@ -683,7 +806,10 @@ def test_profiles_resolve_beside_themselves_from_any_working_folder(tmp_path, mo
     # a profile named like the one it extends is not its own parent: params/tiny.yaml extends the shipped tiny
     (proj / "params" / "tiny.yaml").write_text("extends: tiny\nseed: 9\n")
     p = load_profile(proj / "params" / "tiny.yaml")
-    assert p["seed"] == 9 and p["image_size"] == load_profile("tiny")["image_size"]
+    assert p["seed"] == 9 and p["image_size"] == load_profile(profiles_dir() / "tiny.yaml")["image_size"]
+    # and the name tiny, from a folder where ../params/tiny.yaml is the user's, is refused as ambiguous (issue 42)
+    with pytest.raises(ParamsError, match="Profile name 'tiny' is ambiguous"):
+        load_profile("tiny")
 
 
 @pytest.mark.parametrize("sep, name", [("\t", "HAM10000_metadata"), (";", "HAM10000_metadata.csv"),
@@ -811,6 +937,104 @@ def test_table_covers_every_kind_of_bad_input():
                      "params-autoencoder-ratio", "backbone-unknown", "params-backbone-unknown",
                      "inceptionv3-below-75", "params-inceptionv3-at-64", "isic2018-unknown-label", "nan-loss"):
         assert required in ids, required
+
+
+@pytest.mark.parametrize("count, why", [(256, "256 zero bytes at byte 117,521 inside its compressed image data"),
+                                        (255, "Corrupt JPEG data")])
+def test_a_zeroed_block_inside_a_jpeg_is_left_out_by_hamviz_cache(tmp_path, monkeypatch, capsys, count, why):
+    """Issue 42 item 1, as reported: a few byte-exact originals, bytes 117521-117776 (256) zeroed in the middle of
+    ISIC_0026388.jpg's entropy-coded data, ``hamviz cache`` with on_corrupt: skip. libjpeg-turbo decodes it without
+    a warning (its lower rows 17/255 off on average): it was cached as valid (``skipped {}``); it is now left out
+    and named, and the other images are cached as they decode. (One byte fewer, the decoder itself warns:
+    "extraneous bytes before marker 0xd9", an error since the strict decode.)"""
+    from hamviz import cli
+    from hamviz.cache import decode
+    root = originals_copy(tmp_path / "ham")
+    victim, start, _ = ZEROED
+    zero_bytes(root / "images" / f"{victim}.jpg", start, count)
+    (tmp_path / "skip.yaml").write_text("extends: tiny\non_corrupt: skip\n")
+    monkeypatch.setenv("HAMVIZ_CACHE", str(tmp_path / "cache"))
+    assert cli.main(["cache", "--profile", str(tmp_path / "skip.yaml"), "--data", str(root), "--size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "32x32: 5 images built" in out and "skipped 1 corrupt" in out, out
+    entry = build_cache(load_ham10000(root, on_corrupt="skip"), 32, cache_root=tmp_path / "cache", on_corrupt="skip")
+    assert not entry.built and list(entry.skipped) == [victim]
+    assert f"Cannot decode image {root / 'images' / victim}.jpg: {why}" in entry.skipped[victim]
+    for i in entry.image_ids:
+        np.testing.assert_array_equal(entry.images[entry.rows([i])[0]], decode(root / "images" / f"{i}.jpg", 32))
+
+
+def _empty_or_cut(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    path.write_bytes(b"" if how == "empty" else data[: len(data) // 2])
+
+
+@pytest.mark.filterwarnings("ignore:The lesion-grouped split:UserWarning")  # the split made again: 3 lesions of bkl
+@pytest.mark.parametrize("how", ["empty", "cut"])
+@pytest.mark.parametrize("kind", ["images.npy", "masks.npy", "q10.npy", "features.npy", "split.csv"])
+def test_a_damaged_cache_file_is_named_removed_and_rebuilt(kind, how, tmp_path, metadata, monkeypatch, capsys):
+    """Issue 42 item 2: a cached file truncated to zero bytes (or cut in half) made ``hamviz cache`` and every
+    chapter stop with ``EOFError: No data left in file``, naming nothing, on every run. Every cached array kind
+    (decoded images and masks, a JPEG test set, frozen features) and the saved split is now checked on read
+    against the size and checksum recorded when it was written: the damaged file is named (printed, as a damaged
+    stored model is), its entry removed and rebuilt, and what comes back equals what was there."""
+    from hamviz import features
+    from hamviz.cache import jpeg_test_sets
+    from hamviz.splits import get_split, split_path
+    make_subset(tmp_path / "ham", metadata, n_per_class=6, masks=True)
+    ds = load_ham10000(tmp_path / "ham")
+    root, fractions = tmp_path / "cache", (0.5, 0.25, 0.25)
+    monkeypatch.setattr(features, "_extractor", lambda *a: None)  # features without a backbone (no TensorFlow)
+    monkeypatch.setattr(features, "_pooled", lambda _, images, *a: np.asarray(images, np.float32).mean(axis=(1, 2)))
+    with pytest.warns(UserWarning, match="fewer lesions"):  # a few classes of 3 lesions: not in every part
+        view = prepare(ds, 16, fractions=fractions, cache_root=root)
+
+    def get():
+        """(whether this call built the entry, the array it gives, what it printed)"""
+        capsys.readouterr()
+        if kind in ("images.npy", "masks.npy"):
+            c = build_cache(ds, 16, cache_root=root)
+            built, x = c.built, np.array(c.images if kind == "images.npy" else c.masks)
+        elif kind == "q10.npy":
+            sets = jpeg_test_sets(view.cache, np.arange(len(ds)), qualities=(50, 10), cache_root=root)
+            built, x = sets.built, np.array(sets.images[10])
+        elif kind == "features.npy":
+            built, x = None, features.backbone_features(view, cache_root=root)
+        else:
+            built, x = None, get_split(ds, fractions, seed=0, cache_root=root).to_numpy()
+        said = capsys.readouterr().out
+        return ("computing" in said if kind == "features.npy" else built), x, said
+    _, before, _ = get()
+    files = {"q10.npy": root / "jpeg", "features.npy": root / "features"}
+    path = (split_path(ds, fractions, 0, True, root) if kind == "split.csv" else
+            next((files.get(kind) or root / "images").rglob(kind)))
+    _empty_or_cut(path, how)
+    built, after, said = get()
+    assert f"{path.parent}" in said and "damaged" in said and path.name in said, said
+    assert built in (True, None)
+    np.testing.assert_array_equal(after, before)
+    built, _, said = get()
+    assert built in (False, None) and "damaged" not in said  # and read from then on
+
+
+def test_validate_says_what_the_chapters_need_of_the_data(tmp_path, metadata, capsys, monkeypatch):
+    """Issue 42 item 3, as reported: data of one class passed ``hamviz validate``, and the classifier chapter failed
+    after 46 s ("unsupported format string passed to NoneType.__format__"). validate now stops before any work,
+    saying what each chapter needs; the chapters that run on such data still validate alone."""
+    from hamviz import cli
+    from hamviz.book import prepare as prepare_book
+    root = tmp_path / "ham"
+    (root / "images").mkdir(parents=True)
+    rows = metadata[metadata["dx"] == "nv"].drop_duplicates("lesion_id").head(40)
+    rows.to_csv(root / "HAM10000_metadata.csv", index=False)
+    for i in rows["image_id"]:
+        shutil.copy(DATA / "images" / f"{i}.jpg", root / "images")
+    monkeypatch.setenv("HAMVIZ_CACHE", str(tmp_path / "cache"))
+    assert cli.main(["validate", "--profile", "tiny", "--data", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "at least two classes in every split part" in err and "the train part has only nv" in err, err
+    assert "Traceback" not in err
+    assert [s.name for s in prepare_book("tiny", tmp_path / "book", data_dir=root, only=["eda"]).chapters] == ["eda"]
 
 
 # ------------------------------------------------------------------------------------------ concurrency

@@ -210,7 +210,11 @@ def start(chapter: str, profile: str = "cpu", params: dict | None = None, data_d
     overrides = _overrides(params)
     if data_dir:
         overrides["data_dir"] = str(data_dir)
+    # one rule finds the profile (hamviz.params.find_profile): a relative path where papermill's --cwd moved this
+    # kernel, or a name that a user's file and a shipped one both answer, is refused; the file used is said here and
+    # recorded (provenance.profile_file)
     full = load_profile(profile, overrides, check_weights=False)
+    print(f"Profile {full['profile']}: {full['_source']}")
     problems = weights_problems(full, [chapter])
     if problems:
         raise ParamsError(f"Invalid parameters in {full['_source']}:\n  - " + "\n  - ".join(problems))
@@ -229,7 +233,8 @@ def start(chapter: str, profile: str = "cpu", params: dict | None = None, data_d
             print(f"Note: {len(damaged)} damaged image file(s) left out (on_corrupt: skip): "
                   + ", ".join(list(damaged)[:5]) + (", ..." if len(damaged) > 5 else ""))
     ch.record = {"chapter": chapter, "profile": flat["profile"], "complete": False,
-                 "provenance": provenance(flat, ch.data.fingerprint if ch.data is not None else None),
+                 "provenance": {**provenance(flat, ch.data.fingerprint if ch.data is not None else None),
+                                "profile_file": full["_source"]},
                  "summary": {}, "values": {}}
     ch.save()
     return ch
