@@ -172,33 +172,37 @@ def contrast_verdict(contrast, errors: dict[str, np.ndarray], labels, classes) -
     return table, lines
 
 
-def contrast_gap(contrast, errors: list[np.ndarray], labels, groups=None, n_boot: int = 1000, seed: int = 0):
+def contrast_gap(contrast, errors: list[np.ndarray], labels, groups=None, n_boot: int = 1000, seed: int = 0,
+                 min_count: int = 5):
     """The class-stratified contrast gap of a model's errors, per replicate: within each class, the mean contrast
-    of the misclassified test images minus that of the correctly classified ones, averaged over the classes that
-    have both (so a class that is both low-contrast and hard cannot make the gap by itself). ``contrast`` (N,)
-    (NaN: no mask, left out), ``errors``: R bool arrays (N,) (one per replicate), ``labels`` (N,). Returns
-    (gaps (R,), draws (R, B)): the gap on the data and on B bootstrap resamples of the lesions (``groups``, (N,)),
-    the same resamples for every replicate. Negative: errors have lower contrast (the reference's claim)."""
+    of the misclassified test images minus that of the correctly classified ones, averaged (equal weights) over
+    one fixed set of classes — those with at least ``min_count`` errors and ``min_count`` correct answers in every
+    replicate — so that a class that is both low-contrast and hard cannot make the gap by itself, and every
+    replicate and resample averages the same classes. ``contrast`` (N,) (NaN: no mask, left out), ``errors``: R
+    bool arrays (N,) (one per replicate), ``labels`` (N,). Returns (gaps (R,), draws (R, B), classes used): the gap
+    on the data and on B bootstrap resamples of the lesions (``groups``, (N,)), the same resamples for every
+    replicate; a resample that loses a fixed class's errors or correct answers is NaN in every row (and left out
+    of the interval). Negative: errors have lower contrast (the reference's claim). No class qualifies: all NaN."""
     from .metrics import bootstrap_weights
     c = np.asarray(contrast, dtype=float)
     ok = ~np.isnan(c)
     labels = np.asarray(labels)
+    errs = [np.asarray(e, dtype=bool) for e in errors]
+    fixed = [k for k in np.unique(labels)
+             if all(min((ok & (labels == k) & e).sum(), (ok & (labels == k) & ~e).sum()) >= min_count for e in errs)]
     W = np.vstack([np.ones(len(c)), bootstrap_weights(len(c), n_boot, np.random.default_rng(seed), groups)])
-    Wc = W * ok
-    cz = np.where(ok, c, 0.0)
+    Wc, cz = W * ok, np.where(ok, c, 0.0)
     out = []
-    for err in errors:
-        e = np.asarray(err, dtype=bool)
+    for e in errs:
         gaps = []
-        for k in np.unique(labels):
+        for k in fixed:
             we, wr = Wc * ((labels == k) & e), Wc * ((labels == k) & ~e)
             se, sr = we.sum(1), wr.sum(1)
             with np.errstate(invalid="ignore", divide="ignore"):
                 gaps.append(np.where((se > 0) & (sr > 0), we @ cz / se - wr @ cz / sr, np.nan))
-        g = np.nanmean(np.vstack(gaps), axis=0) if gaps else np.full(len(W), np.nan)
-        out.append(g)
+        out.append(np.vstack(gaps).mean(axis=0) if gaps else np.full(len(W), np.nan))  # NaN if a class is lost
     out = np.vstack(out)
-    return out[:, 0], out[:, 1:]
+    return out[:, 0], out[:, 1:], [int(k) for k in fixed]
 
 
 def boundary_verdict(shares: dict[str, np.ndarray], baseline: np.ndarray, joint_names, standalone_names):

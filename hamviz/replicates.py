@@ -9,10 +9,11 @@ the training seeds :func:`replicate_seeds` on the same lesion-grouped split — 
   seed where the verdict compares two models;
 - **holds in k of N**: the replicates whose effect lies on the claimed side of ``null`` (no effect, or a margin
   such as "within 2 points");
-- a **pooled 95 % interval** that covers test sampling *and* training seeds: a two-stage bootstrap (Davison &
-  Hinkley, *Bootstrap Methods and their Application*, 1997, sec. 3.8, for clustered data) that in each draw
-  resamples the replicates with replacement and the test lesions (the same lesion resample for every replicate
-  and both arms of a comparison), and averages the effect over the drawn replicates;
+- a **95 % interval** that covers training seeds *and* test sampling (:func:`pooled_interval`): the t interval
+  of the mean over the N seeds (with 2 or 3 replicates the t factor is large, as it must be) combined in
+  quadrature with the lesion-bootstrap interval of the replicates' mean (the same lesion resample for every
+  replicate and both arms of a comparison: Davison & Hinkley, *Bootstrap Methods and their Application*, 1997,
+  sec. 3.8, for clustered data);
 - **shown** when the effect holds in every replicate (or in the majority the caller states in advance) *and* the
   pooled interval excludes ``null`` on the claimed side; otherwise **not settled**. One replicate is never a
   finding: its verdict is "not settled (one replicate)".
@@ -106,20 +107,24 @@ def mean_difference_draws(a: Sequence[np.ndarray], b: Sequence[np.ndarray] | Non
     return out[:, 0], out[:, 1:]
 
 
-def pooled_interval(draws: np.ndarray, *, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
-    """The two-stage bootstrap interval of the mean effect over replicates: ``draws`` (R, B), row r = replicate
-    r's effect on B lesion resamples shared by all rows. Draw b averages column b over R replicates drawn with
-    replacement, so the interval widens with the spread between seeds as well as with test sampling. Columns with
-    a NaN are skipped. Returns (low, high); (nan, nan) when no column is usable."""
+def pooled_interval(values, draws: np.ndarray, *, alpha: float = 0.05) -> tuple[float, float]:
+    """The 95 % (1 - ``alpha``) interval of the mean effect over replicates, covering training seeds and test
+    sampling: ``values`` (R,) each replicate's effect on the whole test set, ``draws`` (R, B) the same effects on B
+    lesion resamples shared by all rows. Two half-widths combined in quadrature: the t interval of the mean over
+    the R seeds (t with R - 1 degrees of freedom times sd / sqrt(R): with 2 or 3 replicates the seeds' spread is
+    poorly known, and the t factor says so) and the lesion-bootstrap percentile interval of the replicates' mean
+    (each side measured from the mean). With one replicate the interval covers test sampling only. Columns with a
+    NaN are skipped; (nan, nan) when no column is usable or a replicate has no value."""
+    from scipy import stats
+    v = np.asarray(values, dtype=np.float64)
     d = np.atleast_2d(np.asarray(draws, dtype=np.float64))
     d = d[:, np.isfinite(d).all(axis=0)]
-    if d.size == 0:
+    if d.size == 0 or not np.isfinite(v).all():
         return math.nan, math.nan
-    r, b = d.shape
-    pick = np.random.default_rng(seed).integers(0, r, size=(b, r))
-    pooled = d[pick, np.arange(b)[:, None]].mean(axis=1)
-    low, high = np.quantile(pooled, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+    mean = float(v.mean())
+    lo_q, hi_q = np.quantile(d.mean(axis=0), [alpha / 2, 1 - alpha / 2])
+    seeds = stats.t.ppf(1 - alpha / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else 0.0
+    return (mean - math.hypot(seeds, max(mean - lo_q, 0.0)), mean + math.hypot(seeds, max(hi_q - mean, 0.0)))
 
 
 def _spread_interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
@@ -189,7 +194,7 @@ class Verdict:
 
 
 def decide(per_seed: Mapping[int, float], draws=None, *, null: float = 0.0, direction: int | None = None,
-           majority: int | None = None, alpha: float = 0.05, seed: int = 0, units: str = "points") -> Verdict:
+           majority: int | None = None, alpha: float = 0.05, units: str = "points") -> Verdict:
     """The verdict rule. ``per_seed``: training seed -> the replicate's effect; ``draws`` (R, B): each replicate's
     effect on shared lesion resamples (rows in ``per_seed``'s order; :func:`effect_draws`), or None (the interval
     then covers training seeds only: a t interval over replicates). ``direction``: the claim stated in advance,
@@ -217,8 +222,8 @@ def decide(per_seed: Mapping[int, float], draws=None, *, null: float = 0.0, dire
         draws = np.atleast_2d(np.asarray(draws, dtype=np.float64))
         if draws.shape[0] != n:
             raise ValueError(f"draws has {draws.shape[0]} rows for {n} replicates")
-        low, high = pooled_interval(draws, alpha=alpha, seed=seed)
-        interval = "replicates x lesions"
+        low, high = pooled_interval(values, draws, alpha=alpha)
+        interval = "replicates x lesions" if n > 1 else "lesions"
     else:
         low, high = _spread_interval(values, alpha)
         interval = "replicates"

@@ -185,7 +185,7 @@ def test_best_strategy_is_chosen_on_validation_not_test():
     means = grid_means(table)
     assert means["replicates"].tolist() == [2, 2, 2]
     assert means.loc[2, "balanced_accuracy"] == pytest.approx(0.65)
-    assert means.loc[2, "test balanced_accuracy range"] == pytest.approx(0.10)
+    assert means.loc[2, "test balanced accuracy, range over replicates"] == pytest.approx(0.10)
     best = best_strategies(table)
     assert best[["model", "strategy"]].values.tolist() == [["m", "S2"]]
     assert best.loc[0, "val_balanced_accuracy"] == pytest.approx(0.59)

@@ -158,13 +158,15 @@ def test_contrast_gap_is_measured_within_class():
     verdict, _ = contrast_verdict(contrast, {"m": confounded}, labels, ["a", "b", "c"])
     assert verdict.loc["m", "Mann-Whitney p (errors lower)"] < 1e-6
     groups = np.arange(600) // 2
-    gap, draws = contrast_gap(contrast, [confounded], labels, groups, n_boot=200)
+    gap, draws, used = contrast_gap(contrast, [confounded], labels, groups, n_boot=200)
+    assert used == [1, 2]  # class 0 has no correct answer: left out of every replicate and resample
     assert abs(gap[0]) < 0.5 and draws.shape == (1, 200)  # classes 1, 2: errors random within class
     driven = np.zeros(600, bool)
     for k in (0, 1, 2):  # the lower half of each class's contrast is wrong
         idx = np.flatnonzero(labels == k)
         driven[idx[contrast[idx] < np.median(contrast[idx])]] = True
-    gap, draws = contrast_gap(contrast, [driven], labels, groups, n_boot=200)
+    gap, draws, used = contrast_gap(contrast, [driven], labels, groups, n_boot=200)
+    assert used == [0, 1, 2]
     assert -2.5 < gap[0] < -1.5  # uniform +-2 split at its median: means -1 and +1
     assert (draws < 0).all()
 

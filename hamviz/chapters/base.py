@@ -132,7 +132,7 @@ class Chapter:
         null, direction, majority) and record it under ``verdicts[key]`` with its ``question`` and one-line
         ``text``. Returns the :class:`hamviz.replicates.Verdict`."""
         from ..replicates import decide
-        v = decide(per_seed, draws, seed=self.params["seed"], units=units, **rule)
+        v = decide(per_seed, draws, units=units, **rule)
         self.record.setdefault("verdicts", {})[key] = jsonable({"question": question, **v.as_dict(),
                                                                  "text": v.text(digits), "digits": digits})
         self.save()
@@ -149,8 +149,11 @@ class Chapter:
         for key, v in verdicts.items():
             per_seed = ", ".join(f"seed {seed}: " + ("n/a" if x is None else f"{float(x):+.{v.get('digits', 1)}f}")
                                  for seed, x in v["per_seed"].items())
-            rows.append(f"| {v['question']} | {v['text'].split(';')[0].split(', replicates')[0]} | {per_seed} | "
-                        f"{v['k']} of {v['n']} | **{v['status']}** ({v['why']}) |")
+            effect = v["text"].split(";")[0].split(", replicates")[0]
+            if v.get("interval") != "replicates x lesions":  # say when an interval covers less
+                effect += f" (interval over {v.get('interval')} only)"
+            rows.append(f"| {v['question']} | {effect} | {per_seed} | {v['k']} of {v['n']} | **{v['status']}** "
+                        f"({v['why']}) |")
         self.log(summary=True, **{f"answer: {v['question']}": f"{v['text']}" for v in verdicts.values()})
         if not verdicts:
             return Markdown("This chapter states no verdict.")
@@ -158,9 +161,11 @@ class Chapter:
         note = ("" if min(n) > 1 else " **One replicate**: every verdict above rests on a single trained model, "
                 "so none can be a finding (set `replicates` to 3 or more).")
         return Markdown("\n".join(rows) + "\n\nA verdict is **shown** when the effect lies on the same side of no "
-                        "effect in every replicate (each trained with its own seed on the same split) and the 95 % "
-                        "interval, a bootstrap over replicates and test lesions together, excludes no effect; "
-                        "otherwise it is **not settled**." + note)
+                        "effect in every replicate (each trained with its own seed on the same split) and its "
+                        "interval excludes no effect; otherwise it is **not settled**. An interval covers training "
+                        "seeds and test sampling together (the t interval over the seeds combined with a bootstrap "
+                        "over test lesions) unless its row says otherwise; it is 95 % unless a lower level is "
+                        "shown, where a family of questions is Bonferroni-corrected (1 - 0.05/m)." + note)
 
     def section(self, chapter: str) -> dict:
         """Another chapter's flat parameters from the same profile (e.g. the compression chapter's qualities)."""

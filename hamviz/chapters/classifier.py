@@ -95,7 +95,7 @@ def replicates_table(s: PreparedView, ts: list[Artefact], n_boot: int = 1000, se
     for m in ("balanced_accuracy", "macro_f1", "macro_auc"):
         values, draws = metric_draws(s.labels[test_rows], [t.proba["test"] for t in ts], m,
                                      groups=s.groups[test_rows], n_boot=n_boot, seed=seed)
-        low, high = pooled_interval(draws, seed=seed)
+        low, high = pooled_interval(values, draws)
         pooled[m] = {"mean": float(values.mean()), "low": low, "high": high, "min": float(values.min()),
                      "max": float(values.max())}
     table = pd.DataFrame(rows).set_index("seed")
@@ -163,7 +163,8 @@ def grid_means(table: pd.DataFrame) -> pd.DataFrame:
     replicates and the mean and the range (min-max) over them of validation balanced accuracy and each test metric."""
     groups = table.groupby(["model", "strategy"], sort=False)
     means = groups[list(GRID_SHOWN)].mean()
-    spread = groups["balanced_accuracy"].agg(lambda v: v.max() - v.min()).rename("test balanced_accuracy range")
+    spread = groups["balanced_accuracy"].agg(lambda v: v.max() - v.min())
+    spread = spread.rename("test balanced accuracy, range over replicates")
     out = means.join(spread)
     out.insert(0, "replicates", groups.size())
     return out.reset_index()
@@ -254,7 +255,7 @@ def leak_audit(s: PreparedView, s_img: PreparedView, pairs: list[tuple[Artefact,
         vi, di = metric_draws(s_img.labels[ri], [i.proba["test"] for _, i in pairs], k, groups=s_img.groups[ri],
                               n_boot=n_boot, seed=seed + 1)
         effects, draws = 100 * (vi - vg), 100 * (di - dg)
-        low, high = pooled_interval(draws, seed=seed)
+        low, high = pooled_interval(effects, draws)
         rows[k] = {"lesion-grouped split": vg.mean(), "image-level split": vi.mean(),
                    "inflation (points)": effects.mean(), "95 % interval": f"[{low:+.1f}, {high:+.1f}]"}
         record[k] = {"per_seed": {g.config.seed: float(e) for (g, _), e in zip(pairs, effects)}, "draws": draws}

@@ -117,7 +117,7 @@ def operating_point(results: list[dict], groups_test=None, n_boot: int = 1000, s
             values.append(float((hit * mask).sum() / mask.sum()))
             with np.errstate(invalid="ignore", divide="ignore"):
                 draws.append((W @ (hit * mask)) / (W @ mask))
-        low, high = pooled_interval(np.vstack(draws), seed=seed)
+        low, high = pooled_interval(values, np.vstack(draws))
         out[name] = {"mean": float(np.mean(values)), "low": low, "high": high, "per_seed": values}
     return out
 

@@ -360,8 +360,10 @@ def add_class_demo(sub, P: dict, memory_full: hv.Memory, holdout: str, log=print
 
 def replicate_models(sub, P: dict, memory: hv.Memory, seeds, log=print) -> list[dict[str, Artefact]]:
     """For each training seed in ``seeds`` (replicate 0 first): name -> Artefact of the HD model of every loss
-    ("HD <loss>") and of the softmax twin ("softmax"), trained on the same rows over the same ``memory`` (the keys
-    are the profile seed's in every replicate: only training varies), each trained once and then loaded."""
+    ("HD <loss>") and of the softmax twin ("softmax"), over the same ``memory`` (the keys are the profile seed's in
+    every replicate), each trained once and then loaded. The seed sets the initialisation, the augmentation and
+    the shuffling, and also the training sample where ``per_class`` or ``train_limit`` draws one (the HD models and
+    the softmax twin of one seed share it)."""
     out = []
     for seed in seeds:
         Pr = {**P, "seed": seed}
@@ -384,8 +386,8 @@ def replicate_effects(reps: list[dict], memory: hv.Memory, clean, coded, quality
     """The chapter's comparisons over the replicates ``reps`` (:func:`replicate_models`), in points of test balanced
     accuracy, paired by seed on shared lesion resamples (HD models decoded by cosine to the nearest key): for each
     HD loss, HD minus softmax on the clean images and on JPEG at ``quality`` (``coded``: those images), and the
-    difference of their JPEG losses ((HD at quality - HD clean) - (softmax at quality - softmax clean); positive:
-    the HD model loses less). Returns name -> {"per_seed", "draws"}."""
+    softmax twin's drop from clean to ``quality`` minus the HD model's drop (positive: the HD model loses less).
+    Returns name -> {"per_seed", "draws"}."""
     from ..replicates import metric_draws
     seeds = [next(iter(r.values())).config["P"]["seed"] for r in reps]
     v, d = {}, {}
@@ -398,7 +400,7 @@ def replicate_effects(reps: list[dict], memory: hv.Memory, clean, coded, quality
     for name in (n for n in reps[0] if n != "softmax"):
         for key, f in ((f"{name} minus softmax, clean", lambda x, n=name: x[n, "clean"] - x["softmax", "clean"]),
                        (f"{name} minus softmax, JPEG q{quality}", lambda x, n=name: x[n, quality] - x["softmax", quality]),
-                       (f"{name} JPEG q{quality} loss minus softmax's",
+                       (f"softmax's drop at JPEG q{quality} minus {name}'s",
                         lambda x, n=name: (x[n, quality] - x[n, "clean"]) - (x["softmax", quality] - x["softmax", "clean"]))):
             out[key] = {"per_seed": dict(zip(seeds, 100 * f(v))), "draws": 100 * f(d)}
     return out

@@ -74,14 +74,17 @@ def parts_by_model(view: PreparedView, models: dict[str, Artefact]) -> pd.DataFr
 def contrast_verdicts(ch, reps: list[dict], lesion_contrast, labels, groups, names, n_boot: int = 200) -> None:
     """The contrast hypothesis over every replicate, one verdict per model in ``names`` ("classifier alone",
     "joint <r>x"): do its errors have lower lesion contrast than its correct answers within the same class
-    (:func:`hamviz.contrast.contrast_gap`, lesion bootstrap), each interval Bonferroni-corrected for the number of
-    models (1 - 0.05/m)."""
+    (:func:`hamviz.contrast.contrast_gap`: a fixed set of classes, lesion bootstrap with at least 2,000 resamples
+    for the corrected tails), each interval Bonferroni-corrected for the number of models (1 - 0.05/m)."""
     from ..contrast import contrast_gap
+    from ..registry import CLASSES
     for name in names:
-        gap, d = contrast_gap(lesion_contrast, [rep["proba"][name].argmax(1) != labels for rep in reps], labels,
-                              groups, n_boot, ch.params["seed"])
+        gap, d, used = contrast_gap(lesion_contrast, [rep["proba"][name].argmax(1) != labels for rep in reps], labels,
+                                    groups, max(n_boot, 2000), ch.params["seed"])
+        classes = ", ".join(CLASSES[k] for k in used) or "none with 5 errors and 5 correct answers"
         ch.verdict(f"contrast: {name}", f"{name}: do its errors have lower lesion contrast than its correct answers, "
-                   "within class?", dict(zip(ch.seeds, gap)), d, direction=-1, units="dE2000", alpha=0.05 / len(names))
+                   f"within class? (classes: {classes})", dict(zip(ch.seeds, gap)), d, direction=-1,
+                   units="dE2000", alpha=0.05 / len(names))
 
 
 def boundary_verdicts(ch, reps: list[dict], masks, groups, ratios, band_width: int, n_boot: int = 200) -> None:
