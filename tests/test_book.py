@@ -243,10 +243,15 @@ def test_joint_chapter_records_the_comparison_and_the_hypothesis_tests(tiny_book
     be = v["boundary_energy"]
     assert {"original", "AE 3x", "joint AE 3x", "(band's share of pixels)"} <= set(be)
     assert len(v["verdict_lines"]) == 3  # one per model on contrast (2), one per joint autoencoder on the boundary
-    for line in v["verdict_lines"]:  # each verdict follows from its own p-value
-        p = float(re.search(r"p = ([0-9.eE+-]+)", line).group(1).rstrip("."))
-        verdict = re.search(r"(does not support|supports) '", line).group(1)
-        assert verdict == ("supports" if p < 0.05 else "does not support"), line
+    for name, row in v["contrast_verdict"].items():  # Holm over the models: adjusted >= raw, never above 1
+        assert row["Mann-Whitney p (errors lower)"] <= row["Holm-adjusted p"] <= 1
+    assert not [line for line in v["verdict_lines"] if "supports" in line]  # no verdict from one model's p-value
+    verdicts = record(out, "04_joint")["verdicts"]  # the verdicts: every replicate, corrected families
+    assert {"joint 3x vs AE 3x -> classifier", "joint 3x vs classifier alone", "contrast: classifier alone",
+            "contrast: joint 3x", "boundary 3x"} <= set(verdicts)
+    assert verdicts["joint 3x vs AE 3x -> classifier"]["per_seed"]["42"] == pytest.approx(
+        100 * (v["table"]["joint 3x"]["balanced_accuracy"] - v["table"]["AE 3x -> classifier"]["balanced_accuracy"]))
+    assert verdicts["contrast: joint 3x"]["level"] == pytest.approx(1 - 0.05 / 2)  # Bonferroni over 2 models
 
 
 def test_hypervector_chapter_records_the_sweep_and_geometry(tiny_book):

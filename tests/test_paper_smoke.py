@@ -19,6 +19,7 @@ from conftest import make_subset
 
 GRID_MODELS = ["small_cnn", "resnet50"]
 TOY = {
+    "replicates": 1,  # every code path once (the tiny book runs the replicated verdicts with 2)
     "image_size": 76,  # InceptionV3 needs 75; 76 = 4 x 19 for the autoencoders. The explain members use it too
     "split": {"fractions": [0.5, 0.25, 0.25]},
     "chapters": {
