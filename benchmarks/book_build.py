@@ -50,9 +50,9 @@ def _folder_mb(path: Path) -> float:
 
 
 def run(quick: bool = False, profile: str = "tiny", jobs: int | None = None,
-        keep: Path | None = None) -> dict:
+        keep: Path | None = None, only: list[str] | None = None) -> dict:
     from hamviz.book import build
-    only = ("eda",) if quick else None
+    only = ("eda",) if quick else (tuple(only) if only else None)
     logs: list[str] = []
     tmp = Path(tempfile.mkdtemp(prefix="hamviz-bench-book-"))
     old_cache = os.environ.get("HAMVIZ_CACHE")

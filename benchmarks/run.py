@@ -56,6 +56,8 @@ def main(argv=None) -> int:
                     help="book_build: the profile to build (default tiny); paper_estimate: the profile to estimate "
                          "(default paper)")
     ap.add_argument("--jobs", type=int, default=None, help="book_build: parallel chapters")
+    ap.add_argument("--only", nargs="+", default=None,
+                    help="book_build: these chapters (and what they depend on), e.g. --only classifier")
     ap.add_argument("--keep", type=Path, default=None,
                     help="book_build: move the built book and trained models to this folder instead of deleting them")
     args = ap.parse_args(argv)
@@ -69,7 +71,7 @@ def main(argv=None) -> int:
     except (OSError, json.JSONDecodeError):
         saved = {}
     saved.setdefault("benchmarks", {})
-    options = {"profile": args.profile, "jobs": args.jobs, "keep": args.keep}
+    options = {"profile": args.profile, "jobs": args.jobs, "keep": args.keep, "only": args.only}
     failed = []
     for name in names:
         mod = importlib.import_module(f"benchmarks.{name}")
