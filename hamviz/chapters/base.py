@@ -140,32 +140,35 @@ class Chapter:
 
     def answers(self):
         """The chapter's answers, one row per verdict it recorded: the question, the effect (mean over replicates)
-        with its pooled 95 % interval (replicates x lesions), the per-replicate range, how many replicates agree
-        and the verdict ("shown" / "not settled"). Also puts each verdict's line into the record's summary (the
-        book's index and the Key results box). Returns a Markdown object to display."""
-        from IPython.display import Markdown
+        with its interval, each replicate's value, how many replicates agree and the verdict ("shown" / "not
+        settled", and why). Also puts each verdict's line into the record's summary (the book's index and the Key
+        results box), and displays a note on how a verdict is decided. Returns the table (a pandas DataFrame
+        indexed by question; empty when the chapter states no verdict)."""
+        import pandas as pd
+        from IPython.display import Markdown, display
         verdicts = self.record.get("verdicts", {})
-        rows = ["| question | effect [95 % interval] | replicates | holds in | verdict |", "|---|---|---|---|---|"]
-        for key, v in verdicts.items():
-            per_seed = ", ".join(f"seed {seed}: " + ("n/a" if x is None else f"{float(x):+.{v.get('digits', 1)}f}")
-                                 for seed, x in v["per_seed"].items())
+        rows = []
+        for v in verdicts.values():
             effect = v["text"].split(";")[0].split(", replicates")[0]
             if v.get("interval") != "replicates x lesions":  # say when an interval covers less
                 effect += f" (interval over {v.get('interval')} only)"
-            rows.append(f"| {v['question']} | {effect} | {per_seed} | {v['k']} of {v['n']} | **{v['status']}** "
-                        f"({v['why']}) |")
+            rows.append({"question": v["question"], "effect [interval]": effect,
+                         "each replicate": ", ".join(f"seed {seed}: " + ("n/a" if x is None else
+                                                     f"{float(x):+.{v.get('digits', 1)}f}")
+                                                     for seed, x in v["per_seed"].items()),
+                         "holds in": f"{v['k']} of {v['n']}", "verdict": f"{v['status']} ({v['why']})"})
         self.log(summary=True, **{f"answer: {v['question']}": f"{v['text']}" for v in verdicts.values()})
-        if not verdicts:
-            return Markdown("This chapter states no verdict.")
-        n = {v["n"] for v in verdicts.values()}
-        note = ("" if min(n) > 1 else " **One replicate**: every verdict above rests on a single trained model, "
-                "so none can be a finding (set `replicates` to 3 or more).")
-        return Markdown("\n".join(rows) + "\n\nA verdict is **shown** when the effect lies on the same side of no "
-                        "effect in every replicate (each trained with its own seed on the same split) and its "
-                        "interval excludes no effect; otherwise it is **not settled**. An interval covers training "
-                        "seeds and test sampling together (the t interval over the seeds combined with a bootstrap "
-                        "over test lesions) unless its row says otherwise; it is 95 % unless a lower level is "
-                        "shown, where a family of questions is Bonferroni-corrected (1 - 0.05/m)." + note)
+        one = bool(verdicts) and min(v["n"] for v in verdicts.values()) < 2
+        display(Markdown("A verdict is **shown** when the effect lies on the same side of no effect in every "
+                         "replicate (each trained with its own seed on the same split) and its interval excludes "
+                         "no effect; otherwise it is **not settled**. An interval covers training seeds and test "
+                         "sampling together (the t interval over the seeds combined with a bootstrap over test "
+                         "lesions) unless its row says otherwise; it is 95 % unless a lower level is shown, where a "
+                         "family of questions is Bonferroni-corrected (1 - 0.05/m)."
+                         + (" **One replicate**: no verdict here can be a finding (set `replicates` to 3 or more)."
+                            if one else "") if verdicts else "This chapter states no verdict."))
+        return pd.DataFrame(rows, columns=["question", "effect [interval]", "each replicate", "holds in",
+                                           "verdict"]).set_index("question")
 
     def section(self, chapter: str) -> dict:
         """Another chapter's flat parameters from the same profile (e.g. the compression chapter's qualities)."""
