@@ -406,3 +406,46 @@ def effects_by_rate(table: pd.DataFrame, title: str = "Change in balanced accura
     fig.update_layout(title=title, xaxis=dict(title="bits per pixel", type="log"), yaxis_title=ytitle,
                       legend=dict(orientation="h", y=-0.25), height=520)
     return fig
+
+
+def _wrap(text: str, width: int = 48) -> str:
+    import textwrap
+    return "<br>".join(textwrap.wrap(str(text), width)) or str(text)
+
+
+def verdicts_forest(verdicts: Mapping[str, Mapping], title: str = "Every verdict, every replicate") -> go.Figure:
+    """One panel per verdict (a chapter's recorded ``verdicts``: key -> {"question", "per_seed" {seed: effect},
+    "mean", "low", "high", "null", "status", "units", "level"}): each replicate's effect as an open marker, the
+    mean over replicates with its pooled interval (:func:`hamviz.replicates.decide`) as a bar, filled when the
+    verdict is "shown", and a dashed line at no effect. Panels keep their own scale (verdicts differ in units).
+    Raises ValueError on an empty mapping."""
+    items = list(verdicts.values())
+    if not items:
+        raise ValueError("verdicts_forest: no verdicts to draw")
+    fig = make_subplots(rows=len(items), cols=1, vertical_spacing=min(0.08, 0.6 / len(items)))
+    for i, v in enumerate(items, start=1):
+        seeds = [(s, x) for s, x in v["per_seed"].items() if x is not None]
+        shown = v.get("status") == "shown"
+        colour = "#2c7fb8" if shown else "#7f7f7f"
+        name = _wrap(v["question"], 95)
+        fig.add_trace(go.Scatter(x=[x for _, x in seeds], y=[0.0] * len(seeds), mode="markers", showlegend=False,
+                                 marker=dict(symbol="circle-open", size=9, color=colour), text=[f"seed {s}" for s, _ in seeds],
+                                 hovertemplate="%{text}: %{x:.3g}<extra></extra>"), row=i, col=1)
+        if v.get("mean") is not None:
+            err = {} if v.get("low") is None else dict(
+                error_x=dict(type="data", symmetric=False, array=[v["high"] - v["mean"]],
+                             arrayminus=[v["mean"] - v["low"]], color=colour, thickness=2))
+            fig.add_trace(go.Scatter(x=[v["mean"]], y=[0.35], mode="markers", showlegend=False, **err,
+                                     marker=dict(symbol="diamond" if shown else "diamond-open", size=11,
+                                                 color=colour),
+                                     hovertemplate=f"mean %{{x:.3g}}: {v.get('status')}<extra></extra>"),
+                          row=i, col=1)
+        fig.add_vline(x=float(v.get("null", 0.0)), line_dash="dash", line_color="grey", row=i, col=1)
+        fig.update_yaxes(visible=False, range=[-0.5, 0.8], row=i, col=1)
+        fig.update_xaxes(title_text=v.get("units") or "", title_standoff=0, title_font_size=11, row=i, col=1)
+        fig.add_annotation(text=f"<b>{v.get('status')}</b>: {name}", xref=f"x{i if i > 1 else ''} domain",
+                           yref=f"y{i if i > 1 else ''} domain", x=0, y=1.0, xanchor="left", yanchor="bottom",
+                           showarrow=False, align="left", font=dict(size=11))
+    fig.update_layout(title=dict(text=_wrap(title, 90), y=1, yanchor="top", pad=dict(t=12)), height=170 + 130 * len(items),
+                      margin=dict(t=110, l=30, r=20), showlegend=False)
+    return fig

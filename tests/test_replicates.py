@@ -142,3 +142,19 @@ def test_a_replicate_without_a_value_is_not_settled():
     assert v.status == NOT_SETTLED and "1 of 2 replicates have no value" in v.why
     assert v.mean == -12.0 and v.k == 1 and not math.isfinite(v.low)
     assert v.as_dict()["per_seed"]["1"] != v.as_dict()["per_seed"]["1"]  # NaN kept (JSON: null via jsonable)
+
+
+def test_verdicts_forest_draws_every_replicate_and_marks_shown():
+    from hamviz.plots import verdicts_forest
+    shown = decide({42: 3.0, 43: 3.5, 44: 2.5}, None, direction=1)
+    open_ = decide({42: 1.0, 43: -2.0, 44: 0.5}, None)
+    assert shown.shown and not open_.shown
+    verdicts = {k: {"question": k, **v.as_dict()} for k, v in (("a", shown), ("b", open_))}
+    fig = verdicts_forest(verdicts)
+    replicates = [t for t in fig.data if t.marker.symbol == "circle-open"]
+    means = [t for t in fig.data if str(t.marker.symbol).startswith("diamond")]
+    assert [sorted(t.x) for t in replicates] == [[2.5, 3.0, 3.5], [-2.0, 0.5, 1.0]]
+    assert [t.marker.symbol for t in means] == ["diamond", "diamond-open"]  # filled only when shown
+    assert means[0].x[0] == pytest.approx(3.0) and means[0].error_x.array[0] == pytest.approx(shown.high - 3.0)
+    with pytest.raises(ValueError, match="no verdicts"):
+        verdicts_forest({})

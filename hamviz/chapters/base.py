@@ -142,7 +142,8 @@ class Chapter:
         """The chapter's answers, one row per verdict it recorded: the question, the effect (mean over replicates)
         with its interval, each replicate's value, how many replicates agree and the verdict ("shown" / "not
         settled", and why). Also puts each verdict's line into the record's summary (the book's index and the Key
-        results box), and displays a note on how a verdict is decided. Returns the table (a pandas DataFrame
+        results box), and displays a note on how a verdict is decided and a figure of every verdict with every
+        replicate (:func:`hamviz.plots.verdicts_forest`). Returns the table (a pandas DataFrame
         indexed by question; empty when the chapter states no verdict)."""
         import pandas as pd
         from IPython.display import Markdown, display
@@ -167,6 +168,10 @@ class Chapter:
                          "family of questions is Bonferroni-corrected (1 - 0.05/m)."
                          + (" **One replicate**: no verdict here can be a finding (set `replicates` to 3 or more)."
                             if one else "") if verdicts else "This chapter states no verdict."))
+        if verdicts:
+            from ..plots import verdicts_forest
+            display(verdicts_forest(verdicts, title="Every verdict of this chapter: each replicate (open circles) "
+                                                    "and the mean with its interval (diamond; filled when shown)"))
         return pd.DataFrame(rows, columns=["question", "effect [interval]", "each replicate", "holds in",
                                            "verdict"]).set_index("question")
 
