@@ -102,6 +102,37 @@ class PreparedView:
         rows = {p: r[labels[r] >= 0] for p, r in self.rows.items()}
         return replace(self, labels=labels, rows=rows, classes=tuple(keep))
 
+    def with_siblings_in_training(self, seed: int = 0) -> "PreparedView":
+        """The leak audit's paired design on a lesion-grouped view: for every test lesion with several images, one
+        image (drawn with ``seed``) stays in the test part and its other shots move to training; as many training
+        images (drawn at random) leave the training part, so that both arms train on as many images. A model
+        trained on the returned view has seen other shots of some test lesions; a model trained on this view has
+        not; both are scored on the same test images. Returns the view: ``rows["test"]`` are those images (a
+        subset of this view's), ``rows["test_leaked"]`` the ones whose lesion has shots in its training part,
+        ``split_id`` names the design and seed. Raises ValueError on an image-level view (it has no lesion-disjoint test part)."""
+        if not self.grouped:
+            raise ValueError("with_siblings_in_training needs the lesion-grouped view (grouped=True)")
+        rng = np.random.default_rng(seed)
+        test = self.rows["test"]
+        keep, moved, leaked = [], [], []
+        for lesion in pd.unique(self.groups[test]):
+            shots = test[self.groups[test] == lesion]
+            stay = int(rng.choice(shots))
+            keep.append(stay)
+            moved += [int(r) for r in shots if r != stay]
+            if len(shots) > 1:
+                leaked.append(stay)
+        train = self.rows["train"]
+        dropped = rng.choice(train, size=len(moved), replace=False) if moved else np.array([], dtype=np.int64)
+        rows = {"train": np.sort(np.concatenate([np.setdiff1d(train, dropped), np.asarray(moved, dtype=np.int64)])),
+                "val": self.rows["val"], "test": np.sort(np.asarray(keep, dtype=np.int64)),
+                "test_leaked": np.sort(np.asarray(leaked, dtype=np.int64))}
+        parts = pd.Series("unused", index=self.split.index)
+        ids = np.asarray(self.image_ids)
+        for p in ("train", "val", "test"):
+            parts[ids[rows[p]]] = p
+        return replace(self, split=parts, split_id=f"{self.split_id}|siblings-in-training-{seed}", rows=rows)
+
 
 def prepare(data, size: int, *, resize: str = "stretch", on_corrupt: str = "error", fractions=(0.7, 0.2, 0.1),
             seed: int = 0, grouped: bool = True, masks=None, cache_root=None) -> PreparedView:

@@ -101,8 +101,14 @@ def test_classifier_chapter_records_test_metrics(tiny_book, ham):
         assert vd["status"] in ("shown", "not settled") and 0 <= vd["k"] <= 2
         assert vd["low"] <= vd["mean"] <= vd["high"] or vd["low"] is None, key
         assert (vd["status"] == "shown") == (vd["k"] == 2 and (vd["low"] > 0 if vd["direction"] > 0 else vd["high"] < 0))
-    assert v["leak_audit"]["balanced_accuracy"]["inflation (points)"] == pytest.approx(
-        verdicts["leak_balanced_accuracy"]["mean"])
+    leak = v["leak_audit"]["balanced_accuracy"]
+    assert leak["paired inflation (points)"] == pytest.approx(verdicts["leak_balanced_accuracy"]["mean"])
+    assert leak["paired inflation (points)"] == pytest.approx(100 * (
+        leak["siblings in training: shared test images"] - leak["grouped: shared test images"]), abs=1e-6)
+    assert leak["unpaired inflation (points)"] == pytest.approx(
+        100 * (leak["image-level split"] - leak["lesion-grouped split"]), abs=1e-6)
+    # one shared test image per test lesion, some with other shots in training
+    assert 0 < v["leak_shared_leaked"] < v["leak_shared_test"] < v["parts"]["test"]["n"]
     # the replicates of the main model: per seed, and the pooled mean equals the mean of the per-seed test numbers
     reps = v["replicate_metrics"]
     assert [r["seed"] for r in reps["per_seed"]] == [42, 43]

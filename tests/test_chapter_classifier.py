@@ -22,25 +22,66 @@ def test_config_from_profiles():
     assert config(chapter_params(load_profile("cpu"), "classifier"), strategy="S2").strategy == "S2"
 
 
-def test_leak_audit_table():
-    """Known answer: the grouped arm misses every vasc image (balanced accuracy 6/7), the image-level arm none
-    (1.0): the inflation is 100/7 points in each of two replicates, and its interval holds it."""
+def _known_leak_views():
+    """Three views over one 28-image test set (the 'image' view's test part is the same images): the siblings
+    view's test part is every other image, and half of those have a shot in training."""
     from types import SimpleNamespace as NS
     y = np.repeat(np.arange(7), 4)
-    rows = {"test": np.arange(len(y))}
-    view = NS(labels=y, groups=np.arange(len(y)) // 2)
+    groups = np.arange(len(y)) // 2
+    grouped = NS(labels=y, groups=groups, rows={"test": np.arange(len(y))})
+    sib = NS(labels=y, groups=groups, rows={"test": np.arange(0, len(y), 2), "test_leaked": np.arange(0, len(y), 4)})
+    return {"grouped": grouped, "siblings": sib, "image": grouped}
+
+
+def test_leak_audit_table():
+    """Known answer: the grouped arm misses every vasc image (balanced accuracy 6/7), the arms with the leak none
+    (1.0): the inflation is 100/7 points in each of two replicates, paired (on the shared test images) and
+    unpaired, and its interval holds it."""
+    from types import SimpleNamespace as NS
+    views = _known_leak_views()
+    y = views["grouped"].labels
     perfect = np.eye(7)[y]
     miss = perfect.copy()
     miss[y == 6] = np.eye(7)[0]
-    pairs = [(NS(rows=rows, proba={"test": miss}, config=NS(seed=s)),
-              NS(rows=rows, proba={"test": perfect}, config=NS(seed=s))) for s in (3, 4)]
-    table, record = leak_audit(view, view, pairs, n_boot=200)
-    assert table.loc["balanced_accuracy", "inflation (points)"] == pytest.approx(100 / 7)
+    arm = {"grouped": miss, "siblings": perfect[::2], "image": perfect}
+    models = {k: [NS(proba={"test": p}, config=NS(seed=s)) for s in (3, 4)] for k, p in arm.items()}
+    table, record = leak_audit(views, models, n_boot=200)
+    assert table.loc["balanced_accuracy", "paired inflation (points)"] == pytest.approx(100 / 7)
+    assert table.loc["balanced_accuracy", "unpaired inflation (points)"] == pytest.approx(100 / 7)
     assert table.loc["accuracy", "lesion-grouped split"] == pytest.approx(6 / 7)
+    assert table.loc["accuracy", "grouped: shared test images"] == pytest.approx(6 / 7)
+    assert table.loc["accuracy", "siblings in training: those images"] == pytest.approx(1.0)
     assert record["balanced_accuracy"]["per_seed"] == pytest.approx({3: 100 / 7, 4: 100 / 7})
     assert record["balanced_accuracy"]["draws"].shape == (2, 200)
-    low, high = (float(v) for v in table.loc["balanced_accuracy", "95 % interval"].strip("[]").split(","))
+    low, high = (float(v) for v in table.loc["balanced_accuracy", "paired 95 % interval"].strip("[]").split(","))
     assert low - 0.05 <= 100 / 7 <= high + 0.05  # shown to one decimal
+
+
+def test_siblings_in_training_on_real_lesions(metadata):
+    """The paired leak design on the real metadata and lesion-grouped split: one shot per test lesion stays in
+    test, its other shots move to training, as many training images leave, validation is untouched."""
+    from types import SimpleNamespace as NS
+    from hamviz.splits import make_split
+    from hamviz.view import PreparedView
+    split = make_split(metadata, seed=0)
+    parts = split.reindex(metadata["image_id"]).to_numpy()
+    rows = {p: np.flatnonzero(parts == p) for p in ("train", "val", "test")}
+    view = PreparedView(None, NS(image_ids=list(metadata["image_id"])), metadata["dx"].factorize()[0],
+                        metadata["lesion_id"].to_numpy(), split, "sid", True, rows)
+    sib = view.with_siblings_in_training(seed=1)
+    g = view.groups
+    assert set(sib.rows["test"]) <= set(rows["test"])
+    assert len(sib.rows["test"]) == len(set(g[rows["test"]])) == len(set(g[sib.rows["test"]]))  # one per lesion
+    assert len(sib.rows["train"]) == len(rows["train"]) and (sib.rows["val"] == rows["val"]).all()
+    assert not set(sib.rows["train"]) & set(sib.rows["test"])
+    leaked = set(g[sib.rows["test_leaked"]])
+    multi = {les for les, n in pd.Series(g[rows["test"]]).value_counts().items() if n > 1}
+    assert leaked == multi and leaked <= set(g[sib.rows["train"]]) and len(leaked) > 50
+    assert not (set(g[sib.rows["test"]]) - leaked) & set(g[sib.rows["train"]])  # the rest stay lesion-disjoint
+    assert sib.split_id == "sid|siblings-in-training-1" and (sib.split[metadata["image_id"][sib.rows["test"]]] == "test").all()
+    assert (view.with_siblings_in_training(seed=1).rows["test"] == sib.rows["test"]).all()
+    with pytest.raises(ValueError, match="lesion-grouped"):
+        PreparedView(None, view.cache, view.labels, g, split, "sid", False, rows).with_siblings_in_training()
 
 
 def test_external_test_set(tmp_path, metadata, data_dir):

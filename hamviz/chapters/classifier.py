@@ -219,46 +219,61 @@ def curves_by_strategy(runs: dict, model: str, strategies=("S3", "S5")) -> dict[
     return found if len(found) >= 2 else {}
 
 
-def leak_audit_models(ch, P: dict, ts: list[Artefact], log=print) -> tuple[list[tuple[Artefact, Artefact]],
-                                                                            PreparedView, str]:
-    """The pairs the leak audit compares, one per replicate seed of ``ts`` (the main model's replicates): (model on
-    the lesion-grouped split, the same config and seed on the image-level split); then the image-level view and the
-    audited model's label. ``leak_audit: true`` retrains the main model on the image-level split;
-    ``frozen_head`` compares the main model's head alone on cached frozen features on both splits."""
-    s_img = ch.view(P["image_size"], grouped=False)
-    pairs = []
+def leak_audit_models(ch, P: dict, ts: list[Artefact], log=print) -> tuple[dict, dict, str]:
+    """The models the leak audit compares, one per replicate seed of ``ts`` (the main model's replicates), the same
+    config and seed on three splits: "grouped" (the lesion-grouped split), "siblings" (the same split with the
+    other shots of test lesions moved into training, :meth:`~hamviz.view.PreparedView.with_siblings_in_training`:
+    the same test images, paired) and "image" (an image-level random split: its own test images). Returns
+    (split -> list of artefacts, split -> view, the audited model's label). ``leak_audit: true`` retrains the
+    main model on the other splits; ``frozen_head`` compares the main model's head alone on cached frozen
+    features."""
+    s = ch.view(P["image_size"])
+    views = {"grouped": s, "siblings": s.with_siblings_in_training(P["seed"]),
+             "image": ch.view(P["image_size"], grouped=False)}
+    models: dict = {k: [] for k in views}
     for t in ts:
         cfg = config(P, seed=t.config.seed)
-        if P["leak_audit"] == "frozen_head":
-            pairs.append((train_frozen_head(cfg, ch.view(P["image_size"]), log=log),
-                          train_frozen_head(cfg, s_img, log=log)))
-        else:
-            pairs.append((t, train_classifier(cfg, s_img, log=log)))
+        for k, v in views.items():
+            if P["leak_audit"] == "frozen_head":
+                models[k].append(train_frozen_head(cfg, v, log=log))
+            else:
+                models[k].append(t if k == "grouped" else train_classifier(cfg, v, log=log))
     label = f"{ts[0].config.label} head on frozen features" if P["leak_audit"] == "frozen_head" else ts[0].config.label
-    return pairs, s_img, label
+    return models, views, label
 
 
-def leak_audit(s: PreparedView, s_img: PreparedView, pairs: list[tuple[Artefact, Artefact]], n_boot: int = 1000,
-               seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    """Test metrics of the same recipe on the lesion-grouped and the image-level split, averaged over the
-    replicates ``pairs``, and the inflation (image-level minus grouped, points) per metric with its 95 % interval
-    over replicates and both test parts' lesions (the two splits have different test images: the interval is
-    unpaired, each part resampled on its own). Returns (table: rows = metric; record: {metric: {"per_seed",
-    "draws"}} for the verdicts)."""
-    from ..replicates import metric_draws, pooled_interval
-    keys = ["accuracy", "balanced_accuracy", "macro_f1", "macro_auc"]
-    rg, ri = pairs[0][0].rows["test"], pairs[0][1].rows["test"]
+def leak_audit(views: dict, models: dict, n_boot: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Test metrics of one recipe on the splits of :func:`leak_audit_models`, averaged over the replicates, and
+    the inflation in points per metric with its 95 % interval over replicates and test lesions: paired ("siblings
+    in training" minus "lesion-grouped" on the same test images, shared lesion resamples: the verdicts) and
+    unpaired (the image-level split minus the lesion-grouped split, each on its own test part, resampled on its
+    own). Also both paired arms on the test images whose lesion has shots in training. Returns (table: rows =
+    metric; record: {metric: {"per_seed", "draws"}} of the paired inflation)."""
+    from ..replicates import effect_draws, metric_draws, pooled_interval
+    s, sib, img = views["grouped"], views["siblings"], views["image"]
+    pos = np.searchsorted(s.rows["test"], sib.rows["test"])  # the shared test images in the grouped test part
+    leaked = np.isin(sib.rows["test"], sib.rows["test_leaked"])
+    y, g = sib.labels[sib.rows["test"]], sib.groups[sib.rows["test"]]
     rows, record = {}, {}
-    for k in keys:
-        vg, dg = metric_draws(s.labels[rg], [g.proba["test"] for g, _ in pairs], k, groups=s.groups[rg],
-                              n_boot=n_boot, seed=seed)
-        vi, di = metric_draws(s_img.labels[ri], [i.proba["test"] for _, i in pairs], k, groups=s_img.groups[ri],
-                              n_boot=n_boot, seed=seed + 1)
-        effects, draws = 100 * (vi - vg), 100 * (di - dg)
+    for k in ["accuracy", "balanced_accuracy", "macro_f1", "macro_auc"]:
+        pg = [m.proba["test"][pos] for m in models["grouped"]]
+        ps = [m.proba["test"] for m in models["siblings"]]
+        effects, draws = effect_draws(y, ps, pg, k, groups=g, n_boot=n_boot, seed=seed)
         low, high = pooled_interval(effects, draws)
-        rows[k] = {"lesion-grouped split": vg.mean(), "image-level split": vi.mean(),
-                   "inflation (points)": effects.mean(), "95 % interval": f"[{low:+.1f}, {high:+.1f}]"}
-        record[k] = {"per_seed": {g.config.seed: float(e) for (g, _), e in zip(pairs, effects)}, "draws": draws}
+        vg, dg = metric_draws(s.labels[s.rows["test"]], [m.proba["test"] for m in models["grouped"]], k,
+                              groups=s.groups[s.rows["test"]], n_boot=n_boot, seed=seed)
+        vi, di = metric_draws(img.labels[img.rows["test"]], [m.proba["test"] for m in models["image"]], k,
+                              groups=img.groups[img.rows["test"]], n_boot=n_boot, seed=seed + 1)
+        ulow, uhigh = pooled_interval(100 * (vi - vg), 100 * (di - dg))
+        on = [metric_draws(y[leaked], [p[leaked] for p in arm], k, n_boot=1, seed=seed)[0].mean() for arm in (pg, ps)]
+        rows[k] = {"grouped: shared test images": metric_draws(y, pg, k, n_boot=1)[0].mean(),
+                   "siblings in training: shared test images": metric_draws(y, ps, k, n_boot=1)[0].mean(),
+                   "paired inflation (points)": effects.mean(), "paired 95 % interval": f"[{low:+.1f}, {high:+.1f}]",
+                   "grouped: images with shots in training": on[0], "siblings in training: those images": on[1],
+                   "lesion-grouped split": vg.mean(), "image-level split": vi.mean(),
+                   "unpaired inflation (points)": 100 * (vi - vg).mean(),
+                   "unpaired 95 % interval": f"[{ulow:+.1f}, {uhigh:+.1f}]"}
+        record[k] = {"per_seed": {m.config.seed: float(e) for m, e in zip(models["grouped"], effects)}, "draws": draws}
     return pd.DataFrame.from_dict(rows, orient="index"), record
 
 
