@@ -449,3 +449,31 @@ def verdicts_forest(verdicts: Mapping[str, Mapping], title: str = "Every verdict
     fig.update_layout(title=dict(text=_wrap(title, 90), y=1, yanchor="top", pad=dict(t=12)), height=170 + 130 * len(items),
                       margin=dict(t=110, l=30, r=20), showlegend=False)
     return fig
+
+
+def replicate_lines(table: pd.DataFrame, x: str, y: str, color: str, replicate: str = "seed", *, order=None,
+                    title: str = "", labels: Mapping[str, str] | None = None) -> go.Figure:
+    """Every replicate as a thin line and the mean over replicates as a bold one, one colour per ``color``
+    value: ``table`` has one row per (``color``, ``replicate``, ``x``) with the value ``y``; ``order``: the x
+    values in their order (categorical axis). Raises KeyError naming a missing column."""
+    missing = [c for c in (x, y, color, replicate) if c not in table.columns]
+    if missing:
+        raise KeyError(f"replicate_lines: the table has no column(s) {missing}")
+    labels = dict(labels or {})
+    order = list(order) if order is not None else list(pd.unique(table[x]))
+    fig = go.Figure()
+    colours = px.colors.qualitative.D3
+    for i, (name, rows) in enumerate(table.groupby(color, sort=False)):
+        c = colours[i % len(colours)]
+        for seed, r in rows.groupby(replicate, sort=False):
+            r = r.set_index(x).reindex(order)
+            fig.add_trace(go.Scatter(x=[str(v) for v in order], y=r[y], mode="lines", line=dict(color=c, width=1),
+                                     opacity=0.45, legendgroup=str(name), showlegend=False,
+                                     hovertemplate=f"{name}, {replicate} {seed}: %{{y:.3f}}<extra></extra>"))
+        mean = rows.groupby(x)[y].mean().reindex(order)
+        fig.add_trace(go.Scatter(x=[str(v) for v in order], y=mean, mode="lines+markers", name=f"{name} (mean)",
+                                 line=dict(color=c, width=3), legendgroup=str(name),
+                                 hovertemplate=f"{name}, mean: %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(title=title, xaxis=dict(title=labels.get(x, x), type="category"),
+                      yaxis_title=labels.get(y, y), legend=dict(orientation="h", y=-0.25), height=480)
+    return fig

@@ -277,6 +277,14 @@ def test_hypervector_chapter_records_the_sweep_and_geometry(tiny_book):
     # real intervals: a model that learned something varies across resamples (one that calls every image one
     # class stays at 1/4 in every resample, so its interval is narrow: tiny's HD cosine-loss Hamming row)
     assert sum(r["balanced_accuracy_high"] - r["balanced_accuracy_low"] > 0.02 for r in sweep) > len(sweep) // 2
+    # the figure's curves: every replicate (tiny: seeds 42, 43), replicate 0's are the sweep's from-scratch rows
+    per_seed = pd.DataFrame(v["sweep_per_seed"])
+    assert sorted(per_seed["seed"].unique()) == [42, 43] and set(per_seed["model"]) == scratch
+    assert len(per_seed) == 2 * len(scratch) * len(qualities)
+    first = per_seed[per_seed["seed"] == 42].astype({"quality": str}).set_index(["model", "quality"])
+    for r in sweep:
+        if r["model"] in scratch:
+            assert first.loc[(r["model"], str(r["quality"])), "balanced_accuracy"] == pytest.approx(r["balanced_accuracy"])
     for r in sweep:  # the recorded clean numbers are the sweep's
         if r["quality"] == "clean":
             assert v["clean_balanced_accuracy"][r["model"]] == pytest.approx(r["balanced_accuracy"])
