@@ -474,6 +474,6 @@ def replicate_lines(table: pd.DataFrame, x: str, y: str, color: str, replicate: 
         fig.add_trace(go.Scatter(x=[str(v) for v in order], y=mean, mode="lines+markers", name=f"{name} (mean)",
                                  line=dict(color=c, width=3), legendgroup=str(name),
                                  hovertemplate=f"{name}, mean: %{{y:.3f}}<extra></extra>"))
-    fig.update_layout(title=title, xaxis=dict(title=labels.get(x, x), type="category"),
+    fig.update_layout(title=_wrap(title, 90), xaxis=dict(title=labels.get(x, x), type="category"),
                       yaxis_title=labels.get(y, y), legend=dict(orientation="h", y=-0.25), height=480)
     return fig
