@@ -120,14 +120,40 @@ def downloads_allowed(flag: bool | None = None) -> bool:
     return os.environ.get(NO_DOWNLOAD_ENV, "").strip().lower() not in ("1", "true", "yes", "on")
 
 
-def reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to ``host``:``port`` opens within ``timeout`` seconds, name lookup included (a
-    download could start). Never raises; at most about ``timeout`` seconds even where name lookup hangs."""
+def proxy_for(host: str, port: int = 443, scheme: str | None = None) -> tuple[str, int] | None:
+    """The (host, port) of the proxy a download of ``scheme``://``host``:``port`` goes through, as requests,
+    pooch and urllib choose it: ``https_proxy`` / ``http_proxy`` (either case; lower case wins), else
+    ``all_proxy``, unless ``no_proxy`` covers the host (``urllib.request.getproxies`` / ``proxy_bypass``, which
+    also read the system settings on macOS and Windows). None: the connection goes direct. ``scheme`` defaults to
+    "http" for port 80, else "https"."""
+    import urllib.request  # noqa: PLC0415 - only for this check
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    scheme = scheme or ("http" if port == 80 else "https")
+    try:
+        proxies = urllib.request.getproxies()
+        url = proxies.get(scheme) or proxies.get("all")
+        if not url or urllib.request.proxy_bypass(host) or urllib.request.proxy_bypass(f"{host}:{port}"):
+            return None
+        parts = urlsplit(url if "://" in url else f"http://{url}")  # requests reads "proxy:3128" as http
+        default = {"https": 443, "http": 80}.get(parts.scheme, 1080)  # socks*: 1080
+        return (parts.hostname, parts.port or default) if parts.hostname else None
+    except (OSError, ValueError):  # a malformed variable: let the download itself say what is wrong
+        return None
+
+
+def reachable(host: str, port: int = 443, timeout: float = 3.0, scheme: str | None = None) -> bool:
+    """Whether a download from ``host``:``port`` could start: a TCP connection opens within ``timeout`` seconds,
+    name lookup included, to the host or, when a proxy applies to it (:func:`proxy_for`: ``HTTPS_PROXY``,
+    ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, as requests and pooch use them), to the proxy instead (a machine
+    whose only way out is a proxy cannot reach the host itself). Never raises; at most about ``timeout`` seconds
+    even where name lookup hangs."""
+    target = proxy_for(host, port, scheme) or (host, port)
     result: list[bool] = []
 
     def probe():
         try:
-            socket.create_connection((host, port), timeout=timeout).close()
+            socket.create_connection(target, timeout=timeout).close()
             result.append(True)
         except OSError:
             result.append(False)

@@ -55,7 +55,7 @@ import requests
 
 from .config import (COMPLETE_MARKER, DATA_ENV, GET_DATA_HINT, DataError, __version__, completed_items,
                      reachable)
-from .files import atomic_path
+from .files import atomic_path, bar
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,8 @@ def download(dest, items=("ham10000",), *, base_url: str | None = None, progress
     """Download ``items`` (names in :data:`REGISTRY`) into ``dest`` and unpack them; return ``dest``.
 
     base_url: fetch every file from ``base_url + "/" + fname`` instead of its own URL (mirrors, tests).
-    progress: show tqdm progress bars and one line per file (on stderr).
+    progress: show a progress bar per file (:func:`hamviz.files.bar`: plain lines in a log) and one line per
+      file (on stderr).
     Before anything is fetched, says how many bytes will come and about how long that takes (:func:`plan`).
     Once every file of the items is in place, records them in ``dest``'s completion marker
     (:data:`hamviz.config.COMPLETE_MARKER`). Raises ValueError for an unknown item (before any download) and
@@ -254,27 +255,30 @@ def _url(remote: RemoteFile, base_url: str | None) -> str:
     return remote.url if base_url is None else f"{base_url.rstrip('/')}/{remote.fname}"
 
 
-def _endpoints(items, base_url: str | None) -> list[tuple[str, int]]:
-    """(host, port) of every server that downloading ``items`` connects to."""
+def _endpoints(items, base_url: str | None) -> list[tuple[str, int, str]]:
+    """(host, port, scheme) of every server that downloading ``items`` connects to."""
     out = set()
     for name in _names(items):
         for remote in REGISTRY[name].files:
             parts = urlsplit(_url(remote, base_url))
-            out.add((parts.hostname or "", parts.port or (80 if parts.scheme == "http" else 443)))
+            scheme = parts.scheme or "https"
+            out.add((parts.hostname or "", parts.port or (80 if scheme == "http" else 443), scheme))
     return sorted(out)
 
 
 def hosts(items=("ham10000",), base_url: str | None = None) -> list[str]:
     """The hosts (``name``, or ``name:port`` for another port than 443) that downloading ``items`` connects to
     (``base_url``'s when given)."""
-    return [h if port == 443 else f"{h}:{port}" for h, port in _endpoints(items, base_url)]
+    return list(dict.fromkeys(h if port == 443 else f"{h}:{port}" for h, port, _ in _endpoints(items, base_url)))
 
 
 def online(items=("ham10000",), base_url: str | None = None, timeout: float = 3.0) -> bool:
-    """Whether every host that downloading ``items`` connects to (:func:`hosts`) accepts a TCP connection within
-    ``timeout`` seconds (:func:`hamviz.config.reachable`): a cheap check before any download, so that an offline
+    """Whether every host that downloading ``items`` connects to (:func:`hosts`) could be reached within
+    ``timeout`` seconds (:func:`hamviz.config.reachable`: a TCP connection to the host, or to the proxy that
+    ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` name for it unless ``NO_PROXY`` covers it -- the proxies
+    pooch's downloads, through requests, go through): a cheap check before any download, so that an offline
     machine is told at once rather than after pooch's attempts. Never raises."""
-    return all(reachable(host, port, timeout) for host, port in _endpoints(items, base_url))
+    return all(reachable(host, port, timeout, scheme) for host, port, scheme in _endpoints(items, base_url))
 
 
 def _mark_complete(dest: Path, names) -> None:
@@ -327,8 +331,9 @@ def _get(remote: RemoteFile, dest: Path, base_url: str | None, progress: bool) -
     action = "fetch"
     if not path.is_file():
         _say(progress, f"Downloading {remote.fname} from {url}")
-        downloader = pooch.HTTPDownloader(progressbar=progress,
-                                          headers={"User-Agent": "hamviz-download (pooch)"})
+        # hamviz's bar: tqdm on a terminal, a few plain lines in a log (pooch's own bar writes \r frames there)
+        meter = bar(desc=remote.fname, unit="B", unit_scale=True, ncols=79, leave=True) if progress else False
+        downloader = pooch.HTTPDownloader(progressbar=meter, headers={"User-Agent": "hamviz-download (pooch)"})
         try:
             with _quiet_pooch():
                 # known_hash=None: pooch streams into a temporary file and moves it into place only once it is

@@ -2,7 +2,10 @@
 
 Every hamviz model is one flat functional graph taking float images in [0, 255] (uint8 works too) with its
 preprocessing inside, so any layer can be addressed by name or index and read with a sub-model
-``keras.Model(model.input, [...])``; nothing here preprocesses.
+``keras.Model(model.input, [...])``; nothing here preprocesses. Other Keras classifiers work too: Sequential
+models, models loaded from a .keras file (whose layers keep one call per build; the call the output depends on is
+the one used, so Grad-CAM is the same before and after a save/load round trip), and a backbone nested as a layer
+(its own layers addressed as ``"outer/inner"``).
 
 - :func:`conv_layers`, :func:`default_layers`, :func:`resolve_layer`: which layers have feature maps.
 - :func:`activations`, :func:`activation_figure`: feature maps of one image.
@@ -179,7 +182,7 @@ def activations(model, image, layers=None) -> dict[str, np.ndarray]:
         inner = [n for n in names if n.startswith(outer + "/")]
         nested = model.get_layer(outer)
         feed = keras.Model(_in(model), _layer_input(model, outer))(x, training=False)
-        sub = keras.Model(_in(nested), [nested.get_layer(n.split("/", 1)[1]).output for n in inner])
+        sub = keras.Model(_in(nested), [layer_output(nested, n.split("/", 1)[1]) for n in inner])
         out = sub(feed, training=False)
         found.update(zip(inner, out if isinstance(out, (list, tuple)) else [out]))
     return {n: np.asarray(found[n])[0] for n in names}
@@ -254,30 +257,62 @@ def activation_figure(acts: dict, max_channels: int = 16, title: str = "Activati
 
 
 # ------------------------------------------------------------------------------------------------ Grad-CAM
+def _graph_nodes(model) -> dict[int, list]:
+    """{id(layer): [its nodes]} for the calls that ``model``'s own graph makes, found by walking back from the
+    output. A layer can hold calls from other graphs: a Sequential model loaded from a .keras file (or built
+    twice) calls each layer once per build, every call connected to the input, so ``layer.output`` (the first
+    call) computes the same values as the model but is not what its output depends on (its gradient is None)."""
+    found, seen, stack = {}, set(), list(model.outputs)
+    while stack:
+        hist = getattr(stack.pop(), "_keras_history", None)
+        if hist is None or hist.operation is None:
+            continue
+        node = hist.operation._inbound_nodes[hist.node_index]
+        if id(node) not in seen:
+            seen.add(id(node))
+            found.setdefault(id(hist.operation), []).append(node)
+            stack += list(node.input_tensors)
+    return found
+
+
+def _graph_node(model, name: str):
+    """The one node (call) of layer ``name`` in ``model``'s graph, or None (not on the way to the output, or
+    called several times there)."""
+    nodes = _graph_nodes(model).get(id(model.get_layer(name)), [])
+    return nodes[0] if len(nodes) == 1 else None
+
+
 def _score_head(model, score: str):
     """(tensor to put in the sub-model, function of it -> class scores) for ``score`` 'logit' or 'proba'."""
-    last = model.layers[-1]
-    if score == "logit":
+    hist = getattr(_out(model), "_keras_history", None)
+    hist = hist if hist is not None and hist.operation is not None else None
+    last = hist.operation if hist is not None else model.layers[-1]
+    last_in = hist.operation._inbound_nodes[hist.node_index].input_tensors[0] if hist is not None else None
+    if score == "logit" and last_in is not None:
         act = getattr(last, "activation", None)
         soft = {keras.activations.softmax, keras.activations.sigmoid}
         if isinstance(last, keras.layers.Softmax) or (isinstance(last, keras.layers.Activation)
                                                      and act in soft):
-            return last.input, lambda t: t
+            return last_in, lambda t: t
         if isinstance(last, keras.layers.Dense) and act in soft:
             def linear(t, layer=last):
                 z = tf.matmul(t, tf.convert_to_tensor(layer.kernel))
                 return z + tf.convert_to_tensor(layer.bias) if layer.use_bias else z
-            return last.input, linear
+            return last_in, linear
         return _out(model), lambda t: t  # already a linear output (or one we cannot undo): use it
-    if score == "proba":
+    if score in ("logit", "proba"):
         return _out(model), lambda t: t
     raise ExplainError(f"score must be 'logit' or 'proba', not {score!r}")
 
 
 def layer_output(model, name: str):
-    """The output tensor of layer ``name`` in ``model``'s own graph. For an ordinary layer that is
-    ``layer.output``; a nested model (a Keras-Hub backbone, a wrapped application) answers ``output`` with the
-    output of its inner graph, so its call in ``model`` is found among its nodes instead."""
+    """The output tensor of layer ``name`` in ``model``'s own graph: the call of it that the model's output
+    depends on (:func:`_graph_nodes`), else (a layer off that path) the first of its calls that the input
+    computes. A nested model (a Keras-Hub backbone, a wrapped application) answers ``output`` with the output
+    of its inner graph, so its call in ``model`` is found among its nodes instead."""
+    node = _graph_node(model, name)
+    if node is not None:
+        return node.output_tensors[0]
     layer = model.get_layer(name)
     candidates = [layer.output] if not isinstance(layer, keras.Model) else []
     for node in getattr(layer, "_inbound_nodes", []):
@@ -287,6 +322,9 @@ def layer_output(model, name: str):
 
 def _layer_input(model, name: str):
     """The tensor that feeds layer ``name`` in ``model``'s own graph (for a nested model: its input there)."""
+    node = _graph_node(model, name)
+    if node is not None:
+        return node.input_tensors[0]
     nodes = getattr(model.get_layer(name), "_inbound_nodes", [])
     return _connected(model, name, [t for node in nodes for t in node.input_tensors])
 
@@ -325,8 +363,10 @@ def predict_with_cam(model, images, class_index=None, layer=None, batch_size: in
     images: (N, H, W, 3) (or one (H, W, 3)), uint8 or float in [0, 255], at the model's input size.
     class_index: None = each image's predicted class; an int = that class for all; N ints (e.g. the true
       labels) = one class per image.
-    layer: name or index of a 4-D layer; default :func:`default_cam_layer` (the last 4-D layer larger
-      than 1x1).
+    layer: name or index of a 4-D layer, or ``"outer/inner"`` for a layer inside a nested model (see
+      :func:`conv_layers`); default :func:`default_cam_layer` (the last 4-D layer larger than 1x1). Works the
+      same on a model loaded from a .keras file (Sequential included); raises ExplainError, naming the layers
+      to pass, when the class score does not depend on the layer (never silently all-zero maps).
     score: ``"logit"`` (default, as in Selvaraju et al.) differentiates the class score before the softmax
       (for a softmax Dense / Activation / Softmax output layer; any other output layer is used as it is), so
       confident predictions do not vanish in a saturated softmax; ``"proba"`` differentiates the probability.
@@ -336,8 +376,7 @@ def predict_with_cam(model, images, class_index=None, layer=None, batch_size: in
     """
     x = _as_batch(model, images)
     name = default_cam_layer(model) if layer is None else resolve_layer(model, layer)
-    head_in, to_scores = _score_head(model, score)
-    sub = keras.Model(_in(model), [layer_output(model, name), head_in, _out(model)])
+    forward = _cam_forward(model, name, score)
     size = tuple(int(s) for s in x.shape[1:3])
     n = len(x)
     if n == 0:
@@ -349,14 +388,13 @@ def predict_with_cam(model, images, class_index=None, layer=None, batch_size: in
     for start in range(0, n, batch_size):
         xb = tf.convert_to_tensor(np.asarray(x[start:start + batch_size], dtype=np.float32))
         with tf.GradientTape() as tape:
-            feat, h, proba = sub(xb, training=False)
-            scores = to_scores(h)
+            feat, scores, proba = forward(xb)
             cls = (tf.argmax(proba, axis=-1, output_type=tf.int32) if fixed is None
                    else tf.constant(fixed[start:start + batch_size], tf.int32))
             target = tf.gather(scores, cls, axis=1, batch_dims=1)
         grads = tape.gradient(target, feat)
-        if grads is None:  # the class score does not depend on this layer
-            grads = tf.zeros_like(feat)
+        if grads is None:  # never silently all-zero maps: the score must depend on the layer
+            raise ExplainError(_unused_layer_message(model, name))
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
         cam = tf.nn.relu(tf.reduce_sum(weights * feat, axis=-1, keepdims=True))
         cam = tf.image.resize(cam, size, method="bilinear")[..., 0]
@@ -365,6 +403,54 @@ def predict_with_cam(model, images, class_index=None, layer=None, batch_size: in
         cams.append(np.clip(cam.numpy(), 0.0, 1.0))
         probas.append(np.asarray(proba))
     return np.concatenate(cams).astype(np.float32), np.concatenate(probas).astype(np.float32)
+
+
+def _unused_layer_message(model, name: str, calls: int = 0) -> str:
+    others = [n for n in conv_layers(model) if n != name and _graph_node(model, n) is not None]
+    hint = f"pass layer= one of {others}" if others else "pass layer= one of conv_layers(model)"
+    why = (f"is called {calls} times in its graph, so its Grad-CAM is ambiguous" if calls > 1 else
+           "does not lead to the class score (its gradient is None), so its Grad-CAM would be all zero")
+    return f"layer {name!r} of model {model.name} {why}; {hint}."
+
+
+def _cam_feature(model, name: str):
+    """The output of the one call of layer ``name`` that ``model``'s output depends on (ExplainError if none
+    or several)."""
+    nodes = _graph_nodes(model).get(id(model.get_layer(name)), [])
+    if len(nodes) != 1:
+        raise ExplainError(_unused_layer_message(model, name, len(nodes)))
+    return nodes[0].output_tensors[0]
+
+
+def _cam_forward(model, name: str, score: str):
+    """A function: image batch -> (feature maps of layer ``name``, class scores, probabilities), all in one
+    differentiable pass through ``model``'s own graph. ``name`` may be ``"outer/inner"``: a layer inside a
+    nested model, run as (model up to the nested one) -> (nested model) -> (model after it)."""
+    head_in, to_scores = _score_head(model, score)
+    if "/" not in name:
+        sub = keras.Model(_in(model), [_cam_feature(model, name), head_in, _out(model)])
+
+        def forward(xb):
+            feat, h, proba = sub(xb, training=False)
+            return feat, to_scores(h), proba
+        return forward
+    outer, inner = name.split("/", 1)
+    nested, mid = model.get_layer(outer), _cam_feature(model, outer)
+    feat = _cam_feature(nested, inner)
+    try:
+        before = keras.Model(_in(model), _layer_input(model, outer))
+        inside = keras.Model(_in(nested), [feat, _out(nested)])
+        after = keras.Model(mid, [head_in, _out(model)])
+    except (ValueError, TypeError) as e:
+        raise ExplainError(f"cannot run Grad-CAM at {name!r}: model {model.name} does not pass through its "
+                           f"nested model {outer!r} in one straight line ({e}); pass layer={outer!r} or one "
+                           f"of conv_layers(model).") from e
+
+    def forward(xb):
+        feat, mid = inside(before(xb, training=False), training=False)
+        h, proba = after(mid, training=False)
+        return feat, to_scores(h), proba
+    return forward
 
 
 def grad_cam(model, images, class_index=None, layer=None, batch_size: int = 64,

@@ -9,6 +9,7 @@ What :func:`render_book` makes of the book's output folder ``out``::
     failed/<nb>/<nb>.html             the last failed run of a chapter (the partly executed notebook, the error)
     search.html, searchindex.js       full-text search (works from file://)
     _static/                          the theme's CSS, JS and fonts (no request leaves the book)
+    .nojekyll, _config.yml            for static hosts: GitHub Pages serves _static/ (:func:`static_host_files`)
     assets/plotly-<v>.min.js          plotly.js, once for the whole book (each page would otherwise embed ~5 MB)
     .site/src, .site/doctrees         the Sphinx sources this module writes and Sphinx's incremental state
 
@@ -573,7 +574,28 @@ def render_book(out: Path, info: dict, pages: list[Page], links: dict, params_ya
                           + (res.stdout + res.stderr)[-3000:])
     shutil.rmtree(site / "jupyter_execute", ignore_errors=True)
     publish(site / "html", out)
+    static_host_files(out)
     return time.time() - t
+
+
+#: GitHub Pages runs Jekyll over a site unless it has this file, and Jekyll leaves out every ``_``-prefixed folder
+#: (the pages' ``_static/``, with the theme's CSS and JS)
+NOJEKYLL = ".nojekyll"
+#: for a copy that lost the dot-file (``cp -r book/* site/``): Jekyll then still serves those folders
+JEKYLL_CONFIG = ("# Written by hamviz: the book is plain static HTML. Where Jekyll runs anyway (GitHub Pages without "
+                 "the .nojekyll file),\n# serve the Sphinx folders it would leave out.\ninclude: [_static, _images, "
+                 "_sources, _downloads]\n")
+
+
+def static_host_files(out: Path) -> None:
+    """Make the book folder ``out`` work on a static host as it is, or copied: ``.nojekyll`` (GitHub Pages serves
+    ``_static/`` only with it) and ``_config.yml`` (the same for a copy without dot-files). Every link of the pages
+    stays inside the folder (``_static/``, ``assets/``, the chapters), so any copy of it is self-contained."""
+    out = Path(out)
+    if not (out / NOJEKYLL).is_file():
+        write_atomic(out / NOJEKYLL, "")
+    if not (out / "_config.yml").is_file() or (out / "_config.yml").read_text() != JEKYLL_CONFIG:
+        write_atomic(out / "_config.yml", JEKYLL_CONFIG)
 
 
 # ------------------------------------------------------------------------------- the Sphinx extension itself
