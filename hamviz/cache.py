@@ -14,7 +14,6 @@ damaged header) is :class:`Damaged`; the entry is then named (``log``), removed 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -29,8 +28,8 @@ from PIL import Image, UnidentifiedImageError, features
 from .codecs import (DEFAULT_QUALITIES, SUBSAMPLINGS, bits_per_pixel, check_jobs, check_qualities,
                      check_subsampling, jpeg_batch)
 from .config import DataError, cache_dir, permission_error
-from .data import Dataset, check_intact
-from .files import locked
+from .data import Dataset, check_intact, image_size, mask_geometry_problem, open_image
+from .files import bar, locked, reserve, space_for
 
 CACHE_VERSION = 4  # 2: strict decoding (check_intact), masks of any encoding, mask files in the key; 3: wide
 #                     modes (16-bit PNG) scaled to 8 bits, not clipped (to_rgb); 4: zeroed blocks inside JPEG data
@@ -97,12 +96,15 @@ def to_rgb(img: Image.Image) -> np.ndarray:
 
 def decode(path, size, mode="stretch") -> np.ndarray:
     """Decode one image fully and strictly (:func:`check_intact`), as 8-bit RGB whatever its mode or bit depth
-    (:func:`to_rgb`), and resize it: uint8 (h, w, 3). Raises DataError naming a corrupt or truncated file, or a
-    file this user may not read (a permission problem, with its fix)."""
+    (:func:`to_rgb`), and resize it: uint8 (h, w, 3). A local image is trusted data whatever its size
+    (:func:`hamviz.data.open_image`): a JPEG above Pillow's decompression-bomb limit is decoded at reduced size, no
+    smaller than ``size``. Raises DataError naming a corrupt or truncated file, or a file this user may not read (a
+    permission problem, with its fix)."""
+    h, w = as_size(size)
     try:
         data = Path(path).read_bytes()
         check_intact(data)
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(data, (w, h)) as img:
             img.load()  # forces a full decode
             arr = np.asarray(resize_image(Image.fromarray(to_rgb(img)), size, mode))
     except PermissionError:
@@ -129,14 +131,20 @@ def binary_mask(values: np.ndarray) -> np.ndarray:
     return a > (float(lo) + float(hi)) / 2
 
 
-def decode_mask(path, size, mode="stretch") -> np.ndarray:
+def decode_mask(path, size, mode="stretch", image_wh=None) -> np.ndarray:
     """A lesion mask at ``size``: bool (h, w), from any mask encoding (:func:`binary_mask`); nearest-neighbour
-    resizing. Decoded strictly, as images are (:func:`check_intact`). Raises DataError naming a mask that does not
+    resizing. Decoded strictly, as images are (:func:`check_intact`). ``image_wh``: its image's (width, height); a
+    mask that does not fit it (:func:`hamviz.data.mask_geometry_problem`: neither its size nor an exact integer
+    multiple) is a DataError, never resized onto other pixels. Raises DataError naming a mask that does not
     decode."""
     try:
         data = Path(path).read_bytes()
         check_intact(data)  # a PNG's chunk checksums: damage Pillow's decoder may not notice
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(data, reduce=False) as img:  # its own size: what fits the image or not
+            if image_wh is not None and (why := mask_geometry_problem(image_wh, img.size)):
+                raise DataError(f"Lesion mask {path} does not fit its image ({why}): a mask has its image's size or "
+                                f"an exact integer multiple of it. Replace it with the image's own mask, or set "
+                                f"on_mask_mismatch: skip to treat such masks as missing.")
             img.load()
             rgb_like = img.mode in ("P", "PA", "RGB", "RGBA", "LA", "CMYK", "YCbCr")
             m = binary_mask(np.asarray(img.convert("RGB") if rgb_like else img))
@@ -154,11 +162,33 @@ def _check_masks(masks: np.ndarray, paths) -> None:
     area = masks.reshape(len(masks), -1).mean(axis=1)
     if len(area) and ((area == 0).all() or (area == 1).all()):
         kind = "empty" if (area == 0).all() else "full (all lesion)"
-        with Image.open(paths[0]) as img:
+        with open_image(paths[0]) as img:
             values = np.unique(np.asarray(img))[:8].tolist()
         raise DataError(f"Every one of the {len(area)} lesion masks is {kind} (e.g. {paths[0]}: mode {img.mode}, "
                         f"values {values}): they hold no lesion outline. Check the mask files (a lesion must "
                         f"differ from its background), or run without masks (params: masks: false).")
+
+
+def _new_array_file(path: Path, dtype, shape) -> np.memmap:
+    """A new ``.npy`` file at ``path``, memory-mapped for writing, with its disk blocks reserved
+    (:func:`hamviz.files.reserve`): on a full disk this raises ``OSError`` ``ENOSPC`` now instead of killing the
+    process with ``SIGBUS`` at some later write into the map."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    reserve(path)
+    return array
+
+
+def _entry_bytes(n: int, size, masks: bool) -> int:
+    """About how many bytes an image cache entry of ``n`` images at ``size`` takes (images, masks, index)."""
+    h, w = size
+    return n * h * w * (3 + (1 if masks else 0)) + n * 64 + 4096
+
+
+def _sweep_temp(folder: Path) -> None:
+    """Remove what builds of ``folder`` that died left (``<name>.tmp-<pid>-<ns>``: a killed kernel, a machine that
+    went down). Called only under the entry's lock, so no live build of it is in progress."""
+    for stale in folder.parent.glob(f"{folder.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def publish(tmp: Path, folder: Path, index: dict | None) -> None:
@@ -283,7 +313,7 @@ def _build_entry(folder: Path, ds: Dataset, size, mode: str, masks: bool, on_cor
     def work(i):
         try:
             img = decode(paths[i], size, mode)
-            m = decode_mask(mask_paths[i], size, mode) if masks else None
+            m = decode_mask(mask_paths[i], size, mode, image_wh=image_size(paths[i])) if masks else None
             return i, img, m, None
         except DataError as exc:
             if on_corrupt == "error":
@@ -293,17 +323,14 @@ def _build_entry(folder: Path, ds: Dataset, size, mode: str, masks: bool, on_cor
     tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{time.time_ns()}")
     tmp.mkdir(parents=True)
     try:
-        img_mm = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
-                                           shape=(len(ids), *size, 3))
-        mask_mm = (np.lib.format.open_memmap(tmp / "masks.npy", mode="w+", dtype=bool,
-                                             shape=(len(ids), *size)) if masks else None)
+        img_mm = _new_array_file(tmp / "images.npy", dtype=np.uint8, shape=(len(ids), *size, 3))
+        mask_mm = _new_array_file(tmp / "masks.npy", dtype=bool, shape=(len(ids), *size)) if masks else None
         keep, skipped = [], {}
         iterator = range(len(ids))
         with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
             results = pool.map(work, iterator, chunksize=64)
             if progress:
-                from tqdm.auto import tqdm
-                results = tqdm(results, total=len(ids), desc=f"decoding {size[0]}x{size[1]}")
+                results = bar(results, total=len(ids), desc=f"decoding {size[0]}x{size[1]}", unit="image")
             for i, img, m, err in results:
                 if err is not None:
                     skipped[ids[i]] = err
@@ -379,7 +406,9 @@ def build_cache(ds: Dataset, size=64, *, mode: str = "stretch", masks: bool | No
         if problem:
             log(f"cached images {folder} are damaged: {problem}; removing them and decoding the images again")
         shutil.rmtree(folder, ignore_errors=True)
-        _build_entry(folder, ds, size, mode, masks, on_corrupt, jobs, progress)
+        _sweep_temp(folder)
+        with space_for(root, _entry_bytes(len(ds.meta), size, masks), "the image cache"):
+            _build_entry(folder, ds, size, mode, masks, on_corrupt, jobs, progress)
     entry = _read_entry(folder, verify=False)
     entry.built = True
     return entry
@@ -510,7 +539,9 @@ def jpeg_test_sets(cache, rows, qualities=DEFAULT_QUALITIES, *, subsampling: int
         if entry is not None:
             return entry
         shutil.rmtree(folder, ignore_errors=True)
-    _build_sets(folder, cache, rows, image_ids, qualities, subsampling, jobs)
+    h, w = cache.images.shape[1:3]
+    with space_for(root, len(rows) * h * w * 3 * len(qualities) + 4096, "the JPEG test sets"):
+        _build_sets(folder, cache, rows, image_ids, qualities, subsampling, jobs)
     entry = _read_sets(folder, image_ids, qualities, subsampling, verify=False)
     if entry is None:  # pragma: no cover - only if the folder vanished between rename and read
         raise OSError(f"JPEG test sets at {folder} could not be read back after building them")
@@ -530,8 +561,7 @@ def _build_sets(folder: Path, cache, rows, image_ids, qualities, subsampling: in
                  "image_ids": image_ids, "qualities": list(qualities), "subsampling": subsampling,
                  "subsampling_name": SUBSAMPLINGS[subsampling], "codec": _codec(),
                  "shapes": {}, "sha": {}, "bytes": {}, "file_bytes": {}}
-        outs = {q: np.lib.format.open_memmap(tmp / f"q{q}.npy", mode="w+", dtype=np.uint8,
-                                             shape=(n, h, w, 3)) for q in qualities}
+        outs = {q: _new_array_file(tmp / f"q{q}.npy", dtype=np.uint8, shape=(n, h, w, 3)) for q in qualities}
         sizes = {q: np.empty(n, dtype=np.int64) for q in qualities}
         for start in range(0, n, _CHUNK):  # each block of originals is read once for all qualities
             block = np.asarray(src[rows[start:start + _CHUNK]])

@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,6 +203,93 @@ def reconcile(meta: pd.DataFrame, images: dict, used_dirs, on_missing: str, repo
     return meta
 
 
+# ------------------------------------------------------------------------------------- opening image files
+#: the edges (w, h) a large JPEG is decoded to at least when the caller asks for no size: hamviz resizes every image
+#: it decodes to at most 600 pixels
+DRAFT_SIZE = (600, 600)
+_PIL_LIMIT = threading.Lock()  # Pillow's decompression-bomb limit is process-wide: changed only under this lock
+
+
+def pillow_limit() -> int | None:
+    """Pillow's decompression-bomb limit now (``PIL.Image.MAX_IMAGE_PIXELS``; 89,478,485 pixels by default, None when
+    lifted): above it Pillow warns, above twice it ``Image.open`` raises DecompressionBombError."""
+    from PIL import Image
+    with _PIL_LIMIT:
+        return Image.MAX_IMAGE_PIXELS
+
+
+def open_image(source, min_size=None, *, reduce: bool = True):
+    """Open a local image file (a path, or its bytes) with Pillow as the trusted data it is: without Pillow's
+    decompression-bomb check, which guards a server against hostile uploads, not a user against the files they point
+    hamviz at (a 16000x12000 scan stopped `hamviz cache` with a raw DecompressionBombError). A JPEG above Pillow's
+    limit (:func:`pillow_limit`) is set to decode at reduced size (with ``reduce``; Pillow's ``draft``: libjpeg's
+    DCT scaling by 1/2, 1/4 or 1/8, the most that keeps it at least ``min_size`` (w, h), default
+    :data:`DRAFT_SIZE`): what hamviz resizes it to anyway, without a 576 MB array for 192 MP. Other formats decode in
+    full. Returns the lazy Pillow image (use it in a ``with`` block); its ``size`` is the size it decodes to."""
+    from PIL import Image
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    with _PIL_LIMIT:  # lifted for this call only, then set back (a header is parsed: microseconds)
+        limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            img = Image.open(fp)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+    if reduce and img.format == "JPEG" and limit is not None and img.width * img.height > limit:
+        w, h = min_size or DRAFT_SIZE
+        img.draft(None, (max(1, min(int(w), img.width)), max(1, min(int(h), img.height))))
+    return img
+
+
+#: JPEG frame headers (SOF0-15 but DHT, JPG and DAC), which hold the image's size
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _header_size(f) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk or a JPEG's frame header, reading only the headers; None for other
+    files or a header this cannot read."""
+    head = f.read(24)
+    if head.startswith(PNG_SIGNATURE) and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    pos = 2
+    for _ in range(10_000):
+        f.seek(pos)
+        seg = f.read(9)
+        if len(seg) < 4 or seg[0] != 0xFF:
+            return None
+        marker = seg[1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker in _SOF_MARKERS:
+            return (int.from_bytes(seg[7:9], "big"), int.from_bytes(seg[5:7], "big")) if len(seg) == 9 else None
+        elif marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+        elif marker in (0xD9, 0xDA):  # the end, or a scan before any frame header
+            return None
+        else:
+            pos += 2 + int.from_bytes(seg[2:4], "big")
+    return None
+
+
+def image_size(path) -> tuple[int, int]:
+    """(width, height) of an image file, from its header without decoding it (a PNG's IHDR, a JPEG's frame header;
+    other formats through :func:`open_image`): about 20 microseconds a file. Raises DataError naming a file that is
+    no readable image."""
+    try:
+        with open(path, "rb") as f:
+            size = _header_size(f)
+        if not size or not all(size):
+            with open_image(path, reduce=False) as img:
+                size = img.size
+    except PermissionError:
+        raise permission_error("image", Path(path)) from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises several types for a file it cannot identify
+        raise DataError(f"Cannot read the size of {path}: {exc}. Re-download the file.") from exc
+    return int(size[0]), int(size[1])
+
+
 def check_intact(data: bytes) -> None:
     """Raise ValueError when an image file's bytes are damaged, whatever process-wide Pillow setting another
     library or notebook changed (``ImageFile.LOAD_TRUNCATED_IMAGES`` makes Pillow pad truncated files, and Pillow
@@ -215,15 +303,17 @@ def check_intact(data: bytes) -> None:
     :data:`ZERO_RUN_BYTES`): the decoder gives no signal and the file has no checksum of its own."""
     if data[:2] == b"\xff\xd8":
         import simplejpeg
-        _, _, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        limit = pillow_limit()
+        # a JPEG above Pillow's limit: decoded at 1/8 of its size (every coefficient is still read, and checked)
+        scaled = {"min_factor": 8} if limit is not None and width * height > limit else {}
         simplejpeg.decode_jpeg(data, colorspace={"Gray": "GRAY", "CMYK": "CMYK"}.get(colorspace, "RGB"),
-                               strict=True)
+                               strict=True, **scaled)
         problem = jpeg_zero_run(data)
         if problem:
             raise ValueError(problem)
     else:
-        from PIL import Image
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(data) as img:  # trusted local data: no decompression-bomb check (:func:`open_image`)
             img.verify()
 
 
@@ -424,35 +514,60 @@ def _attach_masks(meta: pd.DataFrame, root: Path, masks, report: dict) -> None:
         meta["mask_path"] = None
 
 
-def load_ham10000(root: str | os.PathLike | None = None, *, masks: bool | str = "auto",
-                  on_missing: str = "error", on_corrupt: str = "error") -> Dataset:
-    """Load HAM10000 metadata and locate every image (and lesion mask) without decoding them.
+def mask_geometry_problem(image_wh, mask_wh) -> str | None:
+    """Why a lesion mask of size ``mask_wh`` (width, height) cannot outline its image of size ``image_wh``, or None
+    when it can: a mask has its image's size, or an exact integer multiple of it (the same aspect: 400x300 for a
+    200x150 image; resized onto it, nearest neighbour). Any other size (two pixels larger, transposed, cropped to the
+    lesion's bounding box, another aspect) would put the outline on other pixels of the image once resized."""
+    (iw, ih), (mw, mh) = (int(v) for v in image_wh), (int(v) for v in mask_wh)
+    if iw > 0 and ih > 0 and mw % iw == 0 and mh % ih == 0 and mw // iw == mh // ih >= 1:
+        return None
+    if (mw, mh) == (ih, iw):
+        hint = "transposed"
+    elif mw <= iw and mh <= ih:
+        hint = "smaller than its image: cropped?"
+    elif mw * ih == mh * iw:
+        hint = "the same aspect, but not an integer multiple"
+    else:
+        hint = "another aspect"
+    return f"mask {mw}x{mh}, image {iw}x{ih}: {hint}"
 
-    root: the data directory (default ``$HAMVIZ_DATA``), in the official layout
-      (``HAM10000_metadata.csv``, ``HAM10000_images_part_1/``, ``HAM10000_images_part_2/``) or flat
-      (``HAM10000_metadata.csv``, ``images/``); masks from ``masks/`` or
-      ``HAM10000_segmentations_lesion_tschandl/`` (``ISIC_xxxxxxx_segmentation.png``).
-    masks: True to require masks, False to ignore them, "auto" to use them when every image has one.
-    on_missing: "error" (default) stops on image ids without files or files without ids;
-      "skip" drops those rows / ignores those files and lists them in ``report``.
-    on_corrupt: image (and used mask) files that are empty, truncated or no image by a quick look at their
-      size and first and last bytes (:func:`drop_damaged`): "error" (default) names them; "skip" drops their
-      rows and lists them in ``report["damaged_files"]``. Damage inside a file is found when it is decoded
-      (:mod:`hamviz.cache`, with the same setting).
 
-    Raises DataError naming the problem and the fix: a folder or file this user may not read (a permission
-    problem), missing metadata or columns, unknown labels, ids without files, damaged files, ...
-    """
-    if on_missing not in ("error", "skip"):
-        raise ValueError(f"on_missing must be 'error' or 'skip', not {on_missing!r}")
-    if on_corrupt not in ("error", "skip"):
-        raise ValueError(f"on_corrupt must be 'error' or 'skip', not {on_corrupt!r}")
-    root = _resolve_data_dir(root)
-    meta_path = find_metadata(root)
-    meta = read_metadata(meta_path)
-    for col in REQUIRED_COLUMNS:
-        meta[col] = meta[col].astype(str).str.strip()
+def check_mask_geometry(meta: pd.DataFrame, masks, on_mask_mismatch: str, report: dict, where: str) -> None:
+    """Check every used mask's size against its image's (:func:`mask_geometry_problem`, from the files' headers:
+    half a second for HAM10000's 10,015 pairs), before any decoding. ``on_mask_mismatch="error"``: a DataError naming
+    the masks, their images and both sizes; ``"skip"``: such masks are treated as missing (in place: with masks
+    "auto", as with any missing mask, no mask is used; with masks True, a DataError), and listed in
+    ``report["mask_mismatch"]`` (image id -> why)."""
+    if "mask_path" not in meta or not meta["mask_path"].map(lambda p: isinstance(p, str)).any():
+        return
+    bad = {}
+    for image_id, path, mask_path in zip(meta["image_id"], meta["path"], meta["mask_path"]):
+        if isinstance(mask_path, str):
+            why = mask_geometry_problem(image_size(path), image_size(mask_path))
+            if why:
+                bad[image_id] = f"{Path(mask_path).name} for {Path(path).name} ({why})"
+    if not bad:
+        return
+    rule = ("A mask must have its image's size or an exact integer multiple of it (the same aspect, e.g. 400x300 for "
+            "200x150: then it is resized); any other size outlines other pixels.")
+    if on_mask_mismatch == "error":
+        raise DataError(f"{len(bad)} lesion mask(s) in {where} do not fit their image: "
+                        f"{_first_few_in_order(bad.values(), 3)}. {rule} Replace them with these images' own masks "
+                        f"(`hamviz download --masks`), or set on_mask_mismatch: skip to treat them as missing and "
+                        f"report them.")
+    report["mask_mismatch"] = bad
+    if masks is True:
+        raise DataError(f"Lesion masks requested (masks: true) but {len(bad)} image(s) have a mask of another geometry "
+                        f"(treated as missing, on_mask_mismatch: skip): {_first_few_in_order(bad.values(), 3)}. "
+                        f"{rule} Replace them, or run with masks: auto (then without masks) or masks: false.")
+    meta["mask_path"] = None
+    report["images_without_mask"] = len(bad)
+    report.pop("mask_dirs", None)
 
+
+def _check_metadata(meta: pd.DataFrame, meta_path: Path) -> None:
+    """Duplicate image ids, unknown labels and lesions with two diagnoses: a DataError naming them."""
     dup = meta["image_id"][meta["image_id"].duplicated()]
     if len(dup):
         raise DataError(f"Metadata {meta_path} lists {dup.nunique()} image id(s) twice: "
@@ -467,6 +582,43 @@ def load_ham10000(root: str | os.PathLike | None = None, *, masks: bool | str = 
     if len(mixed):
         raise DataError(f"{len(mixed)} lesion_id(s) have more than one dx: {_first_few(mixed.index)}. "
                         f"A lesion has one diagnosis; fix the metadata.")
+
+
+def load_ham10000(root: str | os.PathLike | None = None, *, masks: bool | str = "auto",
+                  on_missing: str = "error", on_corrupt: str = "error",
+                  on_mask_mismatch: str = "error") -> Dataset:
+    """Load HAM10000 metadata and locate every image (and lesion mask) without decoding them.
+
+    root: the data directory (default ``$HAMVIZ_DATA``), in the official layout
+      (``HAM10000_metadata.csv``, ``HAM10000_images_part_1/``, ``HAM10000_images_part_2/``) or flat
+      (``HAM10000_metadata.csv``, ``images/``); masks from ``masks/`` or
+      ``HAM10000_segmentations_lesion_tschandl/`` (``ISIC_xxxxxxx_segmentation.png``).
+    masks: True to require masks, False to ignore them, "auto" to use them when every image has one.
+    on_missing: "error" (default) stops on image ids without files or files without ids;
+      "skip" drops those rows / ignores those files and lists them in ``report``.
+    on_corrupt: image (and used mask) files that are empty, truncated or no image by a quick look at their
+      size and first and last bytes (:func:`drop_damaged`): "error" (default) names them; "skip" drops their
+      rows and lists them in ``report["damaged_files"]``. Damage inside a file is found when it is decoded
+      (:mod:`hamviz.cache`, with the same setting).
+    on_mask_mismatch: masks whose size is neither their image's nor an exact integer multiple of it
+      (:func:`check_mask_geometry`): "error" (default) names them; "skip" treats them as missing and lists them in
+      ``report["mask_mismatch"]``.
+
+    Raises DataError naming the problem and the fix: a folder or file this user may not read (a permission
+    problem), missing metadata or columns, unknown labels, ids without files, damaged files, ...
+    """
+    if on_missing not in ("error", "skip"):
+        raise ValueError(f"on_missing must be 'error' or 'skip', not {on_missing!r}")
+    if on_corrupt not in ("error", "skip"):
+        raise ValueError(f"on_corrupt must be 'error' or 'skip', not {on_corrupt!r}")
+    if on_mask_mismatch not in ("error", "skip"):
+        raise ValueError(f"on_mask_mismatch must be 'error' or 'skip', not {on_mask_mismatch!r}")
+    root = _resolve_data_dir(root)
+    meta_path = find_metadata(root)
+    meta = read_metadata(meta_path)
+    for col in REQUIRED_COLUMNS:
+        meta[col] = meta[col].astype(str).str.strip()
+    _check_metadata(meta, meta_path)
 
     images, used_dirs = scan_dirs(root, IMAGE_DIRS)
     if not used_dirs:
@@ -495,6 +647,7 @@ def load_ham10000(root: str | os.PathLike | None = None, *, masks: bool | str = 
     if meta.empty:
         raise DataError(f"Every image of {root} is damaged ({len(report['damaged_files'])}). {GET_DATA_HINT}")
     meta = meta.reset_index(drop=True)
+    check_mask_geometry(meta, masks, on_mask_mismatch, report, str(root))
     absent = [c for c in OPTIONAL_COLUMNS if c not in meta.columns]
     if absent:
         report["missing_optional_columns"] = absent

@@ -9,22 +9,28 @@ and the fix.
   hamviz treats like HAM10000 (decoding and caching happen later, in :mod:`hamviz.cache`).
 * :func:`load_dermamnist` returns a :class:`DermaMNIST`: the already decoded, already resized arrays of
   a MedMNIST ``dermamnist*.npz`` file, per split.
+* :func:`independent_of` finds the external images that are also in the HAM10000 data in use (ISIC 2018 Task 3's and
+  ISIC 2019's training data hold HAM10000's images under the same ids; a renamed or losslessly re-encoded copy has
+  the same decoded pixels) and leaves them out, stops, or keeps them, saying how many were independent.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .config import DataError, check_readable_folder
+from .config import DataError, cache_dir, check_readable_folder
 from .registry import CLASSES
-from .data import (IMAGE_SUFFIXES, Dataset, _first_few, drop_damaged, fingerprint_files, read_table, reconcile,
-                   scan_dirs)
+from .data import (IMAGE_SUFFIXES, Dataset, _first_few, drop_damaged, fingerprint_files, image_size, open_image,
+                   read_table, reconcile, scan_dirs)
 
 # --------------------------------------------------------------------------------------------------
 # ISIC 2018 Task 3
@@ -248,6 +254,139 @@ def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error", on_corr
     fp = fingerprint_files(gt_path, meta["path"])
     return Dataset(meta=meta, root=root, fingerprint=fp, classes=CLASSES, source="isic2018",
                    layout="isic2018", report=report)
+
+
+# --------------------------------------------------------------------------------------------------
+# Overlap of an external set with the HAM10000 data in use
+# --------------------------------------------------------------------------------------------------
+
+#: what to do with external images that are also in the HAM10000 data in use (profile: classifier.external_overlap)
+EXTERNAL_OVERLAP = ("drop", "error", "keep")
+#: part of the name of the stored content hashes: bump it when :func:`content_hash` changes
+CONTENT_HASH_VERSION = 1
+_RECORDED = 100  # ids of each kind of overlap kept in the record (their counts are always whole)
+
+
+def content_hash(path) -> str | None:
+    """A SHA-256 of an image's decoded pixels (8-bit RGB at its own size, :func:`hamviz.cache.to_rgb`) and its
+    size: the same for a renamed copy and for a lossless re-encoding (a PNG of a JPEG's pixels); None for a file
+    that does not decode (decoding it into the cache names it later)."""
+    from .cache import to_rgb
+    try:
+        with open_image(path, reduce=False) as img:
+            img.load()
+            arr = np.ascontiguousarray(to_rgb(img))
+    except Exception:  # noqa: BLE001 - any failure to decode: no hash, so no match
+        return None
+    h = hashlib.sha256(f"{arr.shape[1]}x{arr.shape[0]}|".encode())
+    h.update(arr.data)
+    return h.hexdigest()[:32]
+
+
+def _hashes(paths: dict, jobs: int | None) -> dict:
+    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+        found = dict(zip(paths, pool.map(content_hash, paths.values())))
+    return {i: h for i, h in found.items() if h}
+
+
+def _ham_hashes(ham: Dataset, ids, cache_root, jobs) -> dict:
+    """image id -> :func:`content_hash` of ``ids`` of ``ham``: computed once per data set (keyed by its
+    fingerprint) and kept under the cache's ``content/`` folder (about 3 ms an image at 600x450)."""
+    from .files import atomic_path
+    path = (Path(cache_root) if cache_root else cache_dir()) / "content" / \
+        f"{ham.source}-{ham.fingerprint}-v{CONTENT_HASH_VERSION}.json"
+    try:
+        known = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):  # damaged: computed again
+        known = {}
+    missing = [i for i in ids if i not in known]
+    if missing:
+        paths = ham.meta.set_index("image_id")["path"]
+        known.update(_hashes({i: paths[i] for i in missing}, jobs))
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(known))
+    return {i: known[i] for i in ids if i in known}
+
+
+def external_overlap(ext: Dataset, ham: Dataset, *, cache_root=None, jobs: int | None = None) -> dict:
+    """The images of ``ext`` that are also in ``ham`` (the HAM10000 data in use): ``by_image_id`` (sorted ids found
+    in both) and ``by_content`` (external id -> the HAM10000 image whose decoded pixels it has, under another name).
+    Only images of a size that occurs on both sides are decoded (sizes are read from the files' headers); the
+    HAM10000 side's hashes are kept (:func:`_ham_hashes`)."""
+    ham_ids = set(ham.meta["image_id"])
+    by_id = sorted(set(ext.meta["image_id"]) & ham_ids)
+    rest = ext.meta[~ext.meta["image_id"].isin(ham_ids)]
+    ext_sizes = {i: image_size(p) for i, p in zip(rest["image_id"], rest["path"])}
+    ham_sizes = {i: image_size(p) for i, p in zip(ham.meta["image_id"], ham.meta["path"])} if ext_sizes else {}
+    common = set(ext_sizes.values()) & set(ham_sizes.values())
+    by_content: dict = {}
+    if common:
+        ext_paths = rest.set_index("image_id")["path"]
+        ext_hashes = _hashes({i: ext_paths[i] for i, s in ext_sizes.items() if s in common}, jobs)
+        ham_hashes = _ham_hashes(ham, [i for i, s in ham_sizes.items() if s in common], cache_root, jobs)
+        owner: dict = {}
+        for i, h in ham_hashes.items():
+            owner.setdefault(h, i)
+        by_content = {i: owner[h] for i, h in sorted(ext_hashes.items()) if h in owner}
+    return {"by_image_id": by_id, "by_content": by_content}
+
+
+def _how(record: dict) -> str:
+    pairs = list(record["by_content"].items())[:3]
+    return (f"{record['by_image_id_count']} under the same image id"
+            + (f" (e.g. {', '.join(record['by_image_id'][:3])})" if record["by_image_id"] else "")
+            + f", {record['by_content_count']} under another name with the same decoded pixels"
+            + (f" (e.g. {', '.join(f'{a} = {b}' for a, b in pairs)})" if pairs else ""))
+
+
+def overlap_note(record: dict) -> str | None:
+    """One sentence on an external set's overlap with the HAM10000 data in use (:func:`independent_of`'s record):
+    how many, found how, what was done; None when there is none."""
+    n, over = record["images"], record["overlapping"]
+    if not over:
+        return None
+    what = (f"{over} of the {n} external images are also in the HAM10000 data in use ({_how(record)}): ISIC 2018 "
+            f"Task 3's and ISIC 2019's training data hold HAM10000's images")
+    if record["on_overlap"] == "keep":
+        return (f"{what}. Scored anyway (external_overlap: keep): only {record['independent']} are independent, so "
+                f"these numbers are not an external test.")
+    return f"{what}. Left out (external_overlap: drop): {record['independent']} independent images are scored."
+
+
+def independent_of(ext: Dataset, ham: Dataset, on_overlap: str = "drop", *, cache_root=None,
+                   jobs: int | None = None) -> tuple[Dataset, dict]:
+    """``ext`` without the images it shares with ``ham``, the HAM10000 data in use (:func:`external_overlap`: by
+    image id, and by decoded content under another name), and the record of it: ``images``, ``independent``,
+    ``overlapping``, ``left_out``, ``by_image_id`` / ``by_content`` (the first 100) with their ``..._count``, and
+    ``on_overlap``. on_overlap: "drop" leaves them out (a DataError when none is independent: there is nothing
+    external to score), "error" stops with a DataError naming them, "keep" keeps them (a smoke test on HAM10000's
+    own images; the record says how few were independent). Before any decoding into the cache or scoring."""
+    if on_overlap not in EXTERNAL_OVERLAP:
+        raise ValueError(f"on_overlap must be one of {', '.join(EXTERNAL_OVERLAP)}, not {on_overlap!r}")
+    found = external_overlap(ext, ham, cache_root=cache_root, jobs=jobs)
+    shared = set(found["by_image_id"]) | set(found["by_content"])
+    n = len(ext)
+    record = {"images": n, "independent": n - len(shared), "overlapping": len(shared),
+              "left_out": len(shared) if on_overlap == "drop" else 0, "on_overlap": on_overlap,
+              "by_image_id_count": len(found["by_image_id"]), "by_content_count": len(found["by_content"]),
+              "by_image_id": found["by_image_id"][:_RECORDED],
+              "by_content": dict(list(found["by_content"].items())[:_RECORDED])}
+    if not shared or on_overlap == "keep":
+        return ext, record
+    if on_overlap == "error" or len(shared) == n:
+        lead = (f"Nothing external to score: all {n} external images in {ext.root}" if len(shared) == n else
+                f"{len(shared)} of the {n} external images in {ext.root}")
+        other = ("drop to leave them out and count them" if on_overlap == "error" else
+                 "keep to score them anyway as a smoke test (not an external result)")
+        raise DataError(f"{lead} are also in the HAM10000 data in use ({ham.root}): {_how(record)}. ISIC 2018 Task "
+                        f"3's and ISIC 2019's training data hold HAM10000's images; scored as external they are no "
+                        f"independent test. Point external_test at images outside HAM10000 (e.g. the ISIC 2018 Task 3 "
+                        f"test set, not its training data), or set external_overlap: {other}.")
+    kept = [i for i in ext.meta["image_id"] if i not in shared]
+    sub = ext.subset(kept)
+    digest = hashlib.sha256("\n".join(kept).encode()).hexdigest()[:8]
+    # its own fingerprint: the image cache never serves this subset from the whole set's entry
+    return dataclasses.replace(sub, fingerprint=f"{ext.fingerprint}-independent-{digest}"), record
 
 
 # --------------------------------------------------------------------------------------------------

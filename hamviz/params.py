@@ -140,6 +140,12 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
             "description": "strategy x model table; image_size and epochs default to the main model's"},
         "external_test": {"type": ["string", "null"], "default": None,
                           "description": "ISIC 2018 Task 3 folder evaluated as an external test set"},
+        "external_overlap": {"enum": ["drop", "error", "keep"], "default": "drop",
+                             "description": "external images that are also in the HAM10000 data in use (same image "
+                                            "id, or the same decoded pixels under another name: ISIC 2018 Task 3's "
+                                            "and ISIC 2019's training data hold HAM10000): drop (left out, counted), "
+                                            "error (stop before anything runs), keep (scored anyway, for a smoke "
+                                            "test: the record then says how few were independent)"},
         "n_boot": {**_int, "minimum": 0, "maximum": 100000, "default": 1000},
         "misclassified": {**_int, "minimum": 0, "maximum": 100, "default": 16},
         "tune_decision": {"enum": [*DECISION_OBJECTIVES, None], "default": "macro_f1",
@@ -335,6 +341,10 @@ SCHEMA: dict = _obj({
     "on_missing": {"enum": ["error", "skip"],
                    "description": "image ids without files / files without ids"},
     "on_corrupt": {"enum": ["error", "skip"], "description": "images that do not decode"},
+    "on_mask_mismatch": {"enum": ["error", "skip"],
+                         "description": "lesion masks whose size is neither their image's nor an exact integer "
+                                        "multiple of it (transposed, cropped, a few pixels off): error names them; "
+                                        "skip treats them as missing and reports them"},
     "seed": {**_int, "minimum": 0},
     "image_size": {**_int, "minimum": 16, "maximum": 1024,
                    "description": "edge of the square images models see (pixels)"},
@@ -352,7 +362,7 @@ SCHEMA: dict = _obj({
 }, required=["seed", "image_size"])
 
 DEFAULTS = {
-    "data_dir": None, "masks": "auto", "on_missing": "error", "on_corrupt": "error",
+    "data_dir": None, "masks": "auto", "on_missing": "error", "on_corrupt": "error", "on_mask_mismatch": "error",
     "resize": "stretch", "split": {"fractions": [0.7, 0.2, 0.1], "grouped": True}, "jobs": 1,
     "replicates": 1,
     "chapters": {},

@@ -91,9 +91,12 @@ def test_external_test_set(tmp_path, metadata, data_dir):
         model = small_cnn((32, 32, 3), 7)
         config = TrainConfig(image_size=32)
 
-    P = {"external_test": str(tmp_path / "isic"), "resize": "stretch", "on_corrupt": "error", "seed": 0}
+    # HAM10000's own images: kept (external_overlap: keep), and the record says none was independent
+    P = {"external_test": str(tmp_path / "isic"), "resize": "stretch", "on_corrupt": "error", "seed": 0,
+         "external_overlap": "keep"}
     ev, ds = external(P, FakeTrained(), n_boot=50)
     assert len(ds) == 14 and ev["headline"]["n"] == 14
+    assert ev["external_overlap"]["independent"] == 0 and ev["external_overlap"]["by_image_id_count"] == 14
     assert sum(map(sum, ev["confusion"])) == 14
 
 

@@ -240,7 +240,10 @@ def start(chapter: str, profile: str = "cpu", params: dict | None = None, data_d
     ch = Chapter(chapter, flat, Path(record_path), profile=full)
     if load_data:
         ch.data = load_ham10000(flat["data_dir"], masks=flat["masks"], on_missing=flat["on_missing"],
-                                on_corrupt=flat["on_corrupt"])
+                                on_corrupt=flat["on_corrupt"], on_mask_mismatch=flat["on_mask_mismatch"])
+        if ch.data.report.get("mask_mismatch"):
+            print(f"Note: {len(ch.data.report['mask_mismatch'])} lesion mask(s) of another geometry than their image "
+                  f"treated as missing (on_mask_mismatch: skip)")
         damaged = ch.data.report.get("damaged_files")
         if damaged:
             print(f"Note: {len(damaged)} damaged image file(s) left out (on_corrupt: skip): "

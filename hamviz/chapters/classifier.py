@@ -341,12 +341,25 @@ def misclassified(s: PreparedView, t: Artefact, n: int = 16):
     return images, captions
 
 
-def external(P: dict, t: Artefact, n_boot: int = 1000):
-    """Every metric on the external test set named by ``P['external_test']`` (ISIC 2018 layout)."""
+def external(P: dict, t: Artefact, n_boot: int = 1000, ham=None, log=print):
+    """Every metric on the external test set named by ``P['external_test']`` (ISIC 2018 layout), scored on its
+    images that are independent of the HAM10000 data in use (``ham``, default: the profile's data, ``P['data_dir']``):
+    images also in it (by image id, or with the same decoded pixels under another name) are found before anything
+    is scored, and left out, stop the run or are kept as ``P['external_overlap']`` says
+    (:func:`hamviz.external.independent_of`), said through ``log``. Returns (evaluate()'s result with
+    ``external_overlap``: how many external images there were, how many were independent, how many were left out;
+    the data set scored)."""
     from ..cache import build_cache
-    from ..external import load_isic2018
+    from ..data import load_ham10000
+    from ..external import independent_of, load_isic2018, overlap_note
     from ..training import predict
     ds = load_isic2018(P["external_test"], on_corrupt=P["on_corrupt"])
+    if ham is None:
+        ham = load_ham10000(P.get("data_dir"), masks=False, on_missing=P.get("on_missing", "error"),
+                            on_corrupt=P.get("on_corrupt", "error"))
+    ds, overlap = independent_of(ds, ham, P.get("external_overlap", "drop"))
+    if note := overlap_note(overlap):
+        log(("Warning: " if overlap["on_overlap"] == "keep" else "Note: ") + note)
     # the resize mode of training (stretch/crop/pad): another collection's sizes and aspect ratios get the same
     cache = build_cache(ds, t.config.image_size, mode=P["resize"], on_corrupt=P["on_corrupt"], masks=False)
     meta = ds.meta.set_index("image_id").loc[cache.image_ids]
@@ -354,7 +367,9 @@ def external(P: dict, t: Artefact, n_boot: int = 1000):
     proba = predict(t.model, np.asarray(cache.images), flips=t.config.tta_flips)
     # lesion ids where the distribution gives them (Dataverse's CSV): the bootstrap then resamples lesions
     groups = meta["lesion_id"].to_numpy() if (meta["lesion_id"] != meta.index).any() else None
-    return evaluate(labels, proba, CLASSES, groups=groups, n_boot=n_boot, seed=P["seed"]), ds
+    ev = evaluate(labels, proba, CLASSES, groups=groups, n_boot=n_boot, seed=P["seed"])
+    ev["external_overlap"] = overlap  # recorded with the chapter's external numbers: how many were independent
+    return ev, ds
 
 
 def side_by_side(evals: dict, metrics=("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")) -> pd.DataFrame:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from ..contrast import ring_width, to_lab
 from ..registry import CLASSES
@@ -83,13 +82,13 @@ def sample_ids(meta: pd.DataFrame, per_class: int, seed: int = 0) -> dict[str, l
 def gallery_images(meta: pd.DataFrame, samples: dict[str, list[str]], width: int = 150) -> dict:
     """Decoded sample images ``width`` pixels wide, keeping each image's aspect ratio."""
     from ..cache import decode
+    from ..data import image_size  # from the file's header: any size (a trusted local image, never a "bomb")
     paths = meta.set_index("image_id")["path"]
     out = {}
     for c, ids in samples.items():
         imgs = []
         for i in ids:
-            with Image.open(paths[i]) as im:
-                w, h = im.size
+            w, h = image_size(paths[i])
             imgs.append(decode(paths[i], (max(8, round(width * h / w)), width)))
         out[c] = imgs
     return out
