@@ -18,7 +18,8 @@ missing Keras-Hub preset into the weights cache, once; offline, or with download
 with one message listing every missing piece and how to get it.
 
 A chapter is re-run only when its key changes: the notebook's cells, its parameters, the hamviz source,
-the data fingerprint, and the keys of the chapters it depends on (notebook metadata
+the data fingerprint, the content of the pretrained weights files it starts from (a preset changed under the same
+name re-runs it), and the keys of the chapters it depends on (notebook metadata
 ``{"hamviz": {"depends": ["classifier"]}}``). A chapter is built in ``.work`` and moved into ``chapters/``
 only once it finished and its record says ``complete``, so an interrupted or failed run never leaves a
 half-written chapter that looks complete. With ``jobs > 1`` chapters run in parallel: a chapter whose
@@ -243,8 +244,26 @@ class Book:
     status: dict = field(default_factory=dict)
 
 
+def chapter_weights(params: dict, chapter: str) -> list[str]:
+    """The content of the pretrained weights files the chapter ``chapter`` (a name) starts from, one
+    :func:`hamviz.weights.identity` per model of :func:`hamviz.params.wanted_weights` that reads any; weights
+    that are not here (or not readable) count as such (the pre-flight check names them)."""
+    from .weights import identity
+    out = set()
+    for where, model, weights, top in wanted_weights(params):
+        if where.split(".")[1] == chapter:
+            try:
+                got = identity(model, weights, None, top)
+            except (HamvizError, OSError) as exc:
+                got = f"{model}|{weights}|unavailable: {type(exc).__name__}"
+            if got:
+                out.add(got)
+    return sorted(out)
+
+
 def chapter_keys(specs, params: dict, fingerprint: str) -> dict[str, str]:
-    """Each chapter's key: what its results depend on (see the module docstring)."""
+    """Each chapter's key: what its results depend on (see the module docstring), the content of the pretrained
+    weights files it starts from included (:func:`chapter_weights`)."""
     pkg = source_hash(Path(__file__).parent.rglob("*.py"))
     keys: dict[str, str] = {}
     by_name = {s.name: s for s in specs}
@@ -253,8 +272,12 @@ def chapter_keys(specs, params: dict, fingerprint: str) -> dict[str, str]:
         if s.stem in keys:
             return keys[s.stem]
         flat = {k: v for k, v in chapter_params(params, s.name).items() if k not in NEUTRAL_KEYS}
-        raw = json.dumps({"nb": notebook_hash(s.path), "params": flat, "pkg": pkg, "data": fingerprint,
-                          "deps": [key(by_name[d]) for d in s.depends]}, sort_keys=True, default=str)
+        body = {"nb": notebook_hash(s.path), "params": flat, "pkg": pkg, "data": fingerprint,
+                "deps": [key(by_name[d]) for d in s.depends]}
+        used = chapter_weights(params, s.name)
+        if used:  # only then: the keys of chapters without pretrained weights stay what they were
+            body["weights"] = used
+        raw = json.dumps(body, sort_keys=True, default=str)
         keys[s.stem] = hashlib.sha256(raw.encode()).hexdigest()[:16]
         return keys[s.stem]
 
@@ -267,9 +290,10 @@ def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, o
             download: bool | None = False, log=print) -> Book:
     """Every check that can fail before a notebook runs: the profile against its schema, each notebook's
     parameters, what the chapters need on this machine (:func:`provide`, which downloads what is missing when
-    ``download`` allows: True, False, or None for "unless $HAMVIZ_NO_DOWNLOAD"), the pretrained weights, the
-    data (metadata, files, masks) and what the chosen chapters need of it (:func:`check_chapter_data`). Raises a
-    HamvizError naming the problem."""
+    ``download`` allows: True, False, or None for "unless $HAMVIZ_NO_DOWNLOAD"), the pretrained weights (there,
+    and their files whole: :func:`check_weights_files`), the data (metadata, files, masks) and what the chosen
+    chapters need of it (:func:`check_chapter_data`). Raises a HamvizError naming the problem
+    (:class:`hamviz.weights.WeightsError` for a damaged weights file)."""
     from .config import cache_dir, check_writable
     from .data import load_ham10000
     check_writable(out, "The book's output folder", "Pass --out a folder this user can write (or create).")
@@ -287,9 +311,15 @@ def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, o
     problems = weights_problems(params, names)
     if problems:
         raise ParamsError(f"Invalid parameters in {profile_path}:\n  - " + "\n  - ".join(problems))
+    check_weights_files(params, names)
     ds = load_ham10000(params["data_dir"], masks=params["masks"], on_missing=params["on_missing"],
-                       on_corrupt=params["on_corrupt"])
+                       on_corrupt=params["on_corrupt"], on_mask_mismatch=params["on_mask_mismatch"])
     params["data_dir"] = str(ds.root)
+    mismatch = list(ds.report.get("mask_mismatch", {}).values())
+    if mismatch:
+        print(f"[book] note: {len(mismatch)} lesion mask(s) of another geometry than their image treated as missing "
+              f"(on_mask_mismatch: skip; masks: auto then runs without masks): " + "; ".join(mismatch[:3])
+              + (f"; ... ({len(mismatch) - 3} more)" if len(mismatch) > 3 else ""))
     damaged = ds.report.get("damaged_files")
     if damaged:
         print(f"[book] note: {len(damaged)} damaged image file(s) left out (on_corrupt: skip): "
@@ -305,10 +335,33 @@ def prepare(profile="cpu", out="book", data_dir=None, notebooks_dir=NOTEBOOKS, o
     check_chapter_data(params, ds, names)
     external = (params.get("chapters", {}).get("classifier") or {}).get("external_test")
     if external and "classifier" in names:
-        from .external import load_isic2018
-        # the folder, its ground truth and images: checked before any training
-        load_isic2018(external, on_corrupt=params["on_corrupt"])
+        from .external import independent_of, load_isic2018, overlap_note
+        # the folder, its ground truth and images, and its overlap with the data in use: checked before any training
+        ext = load_isic2018(external, on_corrupt=params["on_corrupt"])
+        _, overlap = independent_of(ext, ds, chapter_params(params, "classifier")["external_overlap"])
+        if note := overlap_note(overlap):
+            log(f"[book] note: external test set: {note}")
     return Book(Path(out).resolve(), params, specs, chapter_keys(specs, params, ds.fingerprint), ds.fingerprint)
+
+
+def check_weights_files(params: dict, names) -> None:
+    """Read the files of the pretrained weights the chapters ``names`` start from -- sizes and headers, nothing
+    loaded (:func:`hamviz.weights.damage`: a safetensors header and its data offsets, config.json parsing, a Keras
+    file's HDF5 header and md5) --, so that a truncated model.safetensors, a config.json that is not JSON or an
+    empty file is named with its fix before any chapter runs, not inside one. Raises
+    :class:`hamviz.weights.WeightsError` naming every damaged file."""
+    from .weights import WeightsError, damage
+    problems: list[str] = []
+    for where, model, weights, top in wanted_weights(params):
+        if where.split(".")[1] in names:
+            problem = damage(model, weights, None, top)
+            if problem and problem not in problems:
+                problems.append(problem)
+    if len(problems) == 1:
+        raise WeightsError(problems[0])
+    if problems:
+        raise WeightsError(f"{len(problems)} pretrained weights files are damaged; nothing was run:\n  - "
+                           + "\n  - ".join(problems))
 
 
 def check_chapter_data(params: dict, ds, names) -> None:

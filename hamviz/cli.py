@@ -42,7 +42,8 @@ def _cache(args) -> int:
     from .data import load_ham10000
     from .params import load_profile
     p = load_profile(args.profile, {"data_dir": args.data} if args.data else None)
-    ds = load_ham10000(p["data_dir"], masks=p["masks"], on_missing=p["on_missing"], on_corrupt=p["on_corrupt"])
+    ds = load_ham10000(p["data_dir"], masks=p["masks"], on_missing=p["on_missing"], on_corrupt=p["on_corrupt"],
+                       on_mask_mismatch=p["on_mask_mismatch"])
     for size in args.size or [p["image_size"]]:
         t = time.time()
         c = build_cache(ds, size, mode=p["resize"], on_corrupt=p["on_corrupt"], progress=True)
@@ -112,7 +113,8 @@ def main(argv=None) -> int:
                         "~/.local/share/hamviz/ham10000)")
     b.set_defaults(func=_book)
 
-    v = sub.add_parser("validate", help="check a profile and the data without running anything")
+    v = sub.add_parser("validate", help="check a profile, the data and the pretrained weights' files (sizes and "
+                                        "headers: a damaged preset is named) without running anything")
     v.add_argument("--profile", default="cpu", help=profile_help)
     v.add_argument("--data", help=data_help)
     v.set_defaults(func=_validate)

@@ -7,7 +7,8 @@ seconds, so every imbalance strategy, seed and head can be compared on the same 
 
 An entry ``<cache>/features/<key>.npy`` (float32, N x C, row i = image ``cache.image_ids[i]``) with an
 ``index.json`` beside it; the key covers the image cache entry (data fingerprint, size, resize mode), the model
-and its weights (the preset's files by size and SHA-256, or the handle), the flips averaged over, and
+and its weights (the content of every file they come from: a preset's files by size and SHA-256, a Keras
+application's ImageNet file by md5; or the handle: :func:`hamviz.weights.identity`), the flips averaged over, and
 :data:`FEATURES_VERSION`. Entries are published in one step and verified on read (file size, shape and checksum,
 :func:`hamviz.cache.load_checked`): a damaged one is named, removed and computed again.
 
@@ -27,37 +28,31 @@ import numpy as np
 
 from .cache import Damaged, array_digest, file_bytes, load_checked, publish
 from .config import cache_dir
-from .files import locked
+from .files import locked, space_for
 
 #: Part of every feature entry's key: bump when the way features are computed changes.
 FEATURES_VERSION = 1
 FLIPS = ("none", "hv")  # "hv": the mean of the features of the image and its horizontal and vertical flips
 
 
-def weights_identity(model: str, weights) -> str:
-    """What determines the backbone's weights: for a preset folder, its files' names, sizes and SHA-256; for a
-    handle or a Keras-application name, the string itself."""
-    from .registry import HUB_BACKBONES
-    from .weights import preset_source
-    if model in HUB_BACKBONES:
-        source, load = preset_source(model, weights)
-        path = Path(source)
-        if not load:
-            return f"{model}|random-init"
-        if path.is_dir():
-            h = hashlib.sha256()
-            for f in sorted(path.iterdir()):
-                if f.is_file():
-                    h.update(f.name.encode())
-                    h.update(str(f.stat().st_size).encode())
-                    h.update(hashlib.sha256(f.read_bytes()).digest())
-            return f"{model}|preset:{h.hexdigest()[:16]}"
-        return f"{model}|{source}"
-    return f"{model}|{weights}"
+def weights_identity(model: str, weights, size: int | None = None) -> str:
+    """What determines the backbone's weights (:func:`hamviz.weights.identity`): the content of every file they
+    come from -- a preset folder's files by path, size and SHA-256, a Keras application's ImageNet file (for
+    ``size`` x ``size`` inputs) by md5 --, or the handle; files changed under the same name give another
+    identity. Raises :class:`hamviz.weights.WeightsError` when the weights are not there."""
+    from .weights import identity
+    return identity(model, weights, size) or f"{model}|{weights}"
+
+
+def _size(cache) -> int | None:
+    size = getattr(cache, "size", None)
+    return int(size[0]) if isinstance(size, (tuple, list)) else size
 
 
 def feature_key(cache, model: str, weights, flips: str) -> str:
-    raw = json.dumps({"cache": Path(cache.path).name, "weights": weights_identity(model, weights),
+    """The key of the features of ``cache``'s images under ``model`` with ``weights``: the image cache entry, the
+    content of the weights' files (:func:`weights_identity`), ``flips`` and :data:`FEATURES_VERSION`."""
+    raw = json.dumps({"cache": Path(cache.path).name, "weights": weights_identity(model, weights, _size(cache)),
                       "flips": flips, "version": FEATURES_VERSION}, sort_keys=True)
     return f"{model}-{Path(cache.path).name}-{flips}-{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
 
@@ -138,8 +133,10 @@ def _compute(view, folder: Path, model: str, weights, flips: str, batch_size: in
     tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{time.time_ns()}")
     tmp.mkdir(parents=True)
     try:
-        np.save(tmp / "features.npy", feats)
-        publish(tmp, folder, {"version": FEATURES_VERSION, "model": model, "weights": weights_identity(model, weights),
+        with space_for(folder.parent, feats.nbytes, "the frozen features"):
+            np.save(tmp / "features.npy", feats)
+        publish(tmp, folder, {"version": FEATURES_VERSION, "model": model,
+                              "weights": weights_identity(model, weights, _size(cache)),
                               "cache_entry": Path(cache.path).name, "flips": flips, "shape": list(feats.shape),
                               "sha": array_digest(feats), "bytes": file_bytes(tmp / "features.npy"),
                               "seconds": round(time.time() - t, 1)})

@@ -14,6 +14,7 @@ with a message saying how to get the file, instead of hanging on the download.
 """
 from __future__ import annotations
 
+import json
 import math
 import zipfile
 from pathlib import Path
@@ -27,7 +28,7 @@ import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 from .config import HamvizError  # noqa: E402
-from .weights import (KERAS_TOP_WEIGHTS, how_to_get_keras, keras_weights_file,  # noqa: E402
+from .weights import (KERAS_TOP_WEIGHTS, damage, how_to_get_keras, keras_weights_file,  # noqa: E402
                       keras_weights_folders, local_keras_weights, preset_source, reachable)
 from .registry import (AE_DOWNSAMPLE, AE_RATIOS, BACKBONES, HUB_BACKBONES, MODEL_NAMES,  # noqa: E402,F401
                        latent_problem)
@@ -103,9 +104,18 @@ def _check_shape(input_shape, minimum, what):
                          f"or choose another model.")
 
 
+def _check_files(backbone: str, weights, input_size: int | None = None, top: bool = False) -> None:
+    """Raise ModelError naming a damaged weights file of ``backbone`` and its fix (:func:`hamviz.weights.damage`:
+    sizes and headers), before Keras or Keras-Hub fail inside it."""
+    problem = damage(backbone, weights, input_size, top)
+    if problem:
+        raise ModelError(problem)
+
+
 def weights_source(backbone: str, weights, input_size: int | None = None, top: bool = False):
     """What to pass to the Keras constructor for ``weights`` (``top``: the file with the fully connected top),
-    failing fast when it cannot work."""
+    failing fast when it cannot work: ModelError when the file is not there and cannot be downloaded, or is
+    damaged (named, with its fix: :func:`hamviz.weights.damage`)."""
     if weights is None:
         return None
     if weights != "imagenet":
@@ -113,9 +123,11 @@ def weights_source(backbone: str, weights, input_size: int | None = None, top: b
         if not path.is_file():
             raise ModelError(f"Weights file {path} for {backbone} does not exist. Pass weights='imagenet', "
                              f"None (random init) or the path of a weights file.")
+        _check_files(backbone, str(path))  # a truncated file named here, not by h5py inside Keras
         return str(path)
     local = local_keras_weights(backbone, input_size, top)
     if local is not None:
+        _check_files(backbone, weights, input_size, top)
         return str(local)  # Keras loads a weights file by path: no download, wherever it was found
     if not reachable("storage.googleapis.com"):
         fname = keras_weights_file(backbone, input_size, top)[0]
@@ -172,7 +184,8 @@ def transfer_model(backbone: str, input_shape=(128, 128, 3), n_classes: int = 7,
       backbone's own fully connected top (VGG19: flatten - fc1 - fc2, 4096 units each, ImageNet-trained) with its
       1000-class layer replaced by Dense(n_classes) (Bunu et al.'s VGG19; pretrained only at 224x224; ``l2`` on
       the new layer, ``dense`` / ``dropout`` unused).
-    Raises ModelError for an unknown backbone or head, an input too small, or own_top where it cannot work.
+    Raises ModelError for an unknown backbone or head, an input too small, own_top where it cannot work, or a
+    damaged weights file.
     """
     key = backbone.lower()
     if key not in BACKBONES:
@@ -232,9 +245,29 @@ def _keras_hub():
     return keras_hub
 
 
+class LoadError(ModelError):
+    """A saved model this Keras cannot rebuild, whole as its file is: written by another Keras version, typically
+    (a layer argument this one does not know). ``written``: the Keras version that saved it (None when unknown)."""
+
+    def __init__(self, message: str, written: str | None = None):
+        super().__init__(message)
+        self.written = written
+
+
+def saved_keras_version(path) -> str | None:
+    """The Keras version that wrote the ``.keras`` file at ``path`` (its metadata.json), or None."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return json.loads(z.read("metadata.json")).get("keras_version")
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, AttributeError):
+        return None
+
+
 def load(path) -> keras.Model:
     """A Keras model saved by hamviz (``model.keras``), uncompiled. hamviz's own layers are registered by this
-    module; Keras-Hub's are registered by importing keras_hub, done here when the file needs it."""
+    module; Keras-Hub's are registered by importing keras_hub, done here when the file needs it. Raises
+    :class:`LoadError` naming the Keras version that wrote the file and the one running when this Keras cannot
+    rebuild it (instead of Keras' raw ``TypeError: ... could not be deserialized properly``)."""
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as z:
@@ -243,7 +276,15 @@ def load(path) -> keras.Model:
         needs_hub = False  # keras reports the damage itself
     if needs_hub:
         _keras_hub()
-    return keras.models.load_model(path, compile=False)
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras raises TypeError, ValueError, ... for what it cannot rebuild
+        written = saved_keras_version(path)
+        why = " ".join(str(exc).split())[:300]
+        raise LoadError(f"The saved model {path} does not load with Keras {keras.__version__}, the one running "
+                        f"here; it was written by " + (f"Keras {written}" if written else "an unknown Keras version")
+                        + f" ({type(exc).__name__}: {why}). Load it with the Keras that wrote it "
+                          f"(`pip install keras=={written or '<version>'}`), or train it again.", written) from exc
 
 
 def _load_preset(what: str, preset: str, **kw):
@@ -269,13 +310,16 @@ def hub_model(backbone: str, input_shape=(224, 224, 3), n_classes: int = 7, *, w
     :func:`preset_source`. ``trainable``: see :func:`set_trainable` (the backbone's layers). ``head``:
     "reference" or "simple" (:func:`classification_head`), or "preset": the preset's own classifier (pooling
     and its ``n_classes`` = 1000 ImageNet logits), to check the weights. Raises ModelError for an unknown
-    backbone or an input too small, :class:`hamviz.weights.WeightsError` for weights that are not there."""
+    backbone, an input too small or a damaged preset file (named: :func:`hamviz.weights.damage`),
+    :class:`hamviz.weights.WeightsError` for weights that are not there."""
     key = backbone.lower()
     if key not in HUB_BACKBONES:
         raise ModelError(f"Unknown Keras-Hub backbone {backbone!r}; choose one of {', '.join(HUB_BACKBONES)}")
     _check_shape(input_shape, HUB_BACKBONES[key][2], backbone)
     _check_transfer_options(trainable, head, ("reference", "simple", "preset"))
     preset, load = preset_source(key, weights)  # WeightsError (before anything is built) when it is not there
+    if Path(preset).is_dir():
+        _check_files(key, weights)  # a damaged file named, with its fix, before Keras-Hub fails inside it
     converter = _load_preset("ImageConverter", preset)
     inputs = keras.Input(input_shape, name="image")
     x = ScaleOffset(converter.scale, converter.offset, name="preprocess")(inputs)

@@ -7,7 +7,8 @@ their own modules, through these two functions).
   history as plain floats with ``best_epoch``.
 - :func:`train_or_load` returns the stored artefact for a config, training and storing it on first use. Its
   key (:func:`artefact_key`) covers the config dataclass, the data fingerprint, the split id, the keys of any
-  parent artefacts and :data:`TRAINING_VERSION`, in one place.
+  parent artefacts, :data:`TRAINING_VERSION` and the content of the pretrained weights files the model starts
+  from, in one place.
 
 Classifiers: a :class:`TrainConfig` says everything that determines one; :func:`train_classifier` trains it
 with one of the five imbalance strategies of the reference study (Zhang; :data:`hamviz.registry.STRATEGIES`).
@@ -210,12 +211,35 @@ def rows_digest(rows: dict) -> str:
     return "rows:" + h.hexdigest()[:16]
 
 
+def weights_inputs(config) -> str | None:
+    """The content of the pretrained weights files a config's model starts from (:func:`hamviz.weights.identity`:
+    a preset's files by SHA-256, a Keras application's ImageNet file by md5), for configs that name a ``model``
+    and its ``model_options`` as :class:`TrainConfig` does (weights "imagenet" unless the options say otherwise,
+    as :func:`hamviz.models.build_model` builds); None for other configs and for models that read no weights
+    files. Raises :class:`hamviz.weights.WeightsError` when the weights are not there."""
+    cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    model, options = cfg.get("model"), cfg.get("model_options")
+    if not isinstance(model, str) or not isinstance(options, dict):
+        return None
+    from .weights import identity
+    size = cfg.get("image_size")
+    return identity(model, options.get("weights", "imagenet"), size if isinstance(size, int) else None,
+                    options.get("head") == "own_top")
+
+
 def artefact_key(kind: str, config, fingerprint: str, split_id: str, parents=()) -> str:
     """The key of a trained artefact: its kind, its config (a dataclass or a dict), the data fingerprint, the
-    split id, the keys of the artefacts it starts from, and :data:`TRAINING_VERSION`."""
+    split id, the keys of the artefacts it starts from, :data:`TRAINING_VERSION` and, for a model that starts
+    from pretrained weights, the content of their files (:func:`weights_inputs`): weights changed under the same
+    name give a new key, so the model is trained again rather than loaded. Raises
+    :class:`hamviz.weights.WeightsError` when those weights are not there."""
     cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-    raw = json.dumps({"kind": kind, "cfg": cfg, "data": fingerprint, "split": split_id,
-                      "parents": list(parents), "version": TRAINING_VERSION}, sort_keys=True, default=str)
+    body = {"kind": kind, "cfg": cfg, "data": fingerprint, "split": split_id, "parents": list(parents),
+            "version": TRAINING_VERSION}
+    inputs = weights_inputs(config)
+    if inputs:  # only then: the keys of models without pretrained weights stay what they were
+        body["weights"] = inputs
+    raw = json.dumps(body, sort_keys=True, default=str)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -251,7 +275,10 @@ def train_or_load(kind: str, name: str, config, train: Callable[[], tuple], *, f
     the key (or ``retrain``); ``accept(stored)`` may reject a stored one (e.g. arrays of another length).
     ``name`` prefixes the folder; ``meta`` is saved beside the config. Training holds the artefact's lock
     (:func:`hamviz.store.training`): a second process asking for the same artefact meanwhile waits and then loads
-    it, rather than training it again."""
+    it, rather than training it again. A stored artefact that is damaged, or that this Keras cannot load (written
+    by another Keras version), is reported through ``log`` and trained again (:func:`hamviz.store.load`). Raises
+    :class:`hamviz.weights.WeightsError` when the pretrained weights the key covers (:func:`artefact_key`) are
+    not there."""
     key = artefact_key(kind, config, fingerprint, split_id, parents)
     path = store.folder(name, key, cache_root)
 
@@ -277,7 +304,7 @@ def train_or_load(kind: str, name: str, config, train: Callable[[], tuple], *, f
         TRAINED.append({"name": name, "key": key, "seconds": seconds, "loaded": False})
         cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
         info = {"kind": kind, "config": cfg, "key": key, "fingerprint": fingerprint, "split": split_id,
-                "parents": list(parents), "seconds": seconds, **(meta or {})}
+                "parents": list(parents), "weights": weights_inputs(config), "seconds": seconds, **(meta or {})}
         store.save(path, model, history, info, arrays)
     return Artefact(model, history, config, key, path, arrays, dict(rows or {}), seconds, False, info)
 
