@@ -97,8 +97,9 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                         "description": "epochs of the head alone on cached frozen-backbone features before "
                                        "fine-tuning (pretrained backbone, head: simple); 0: none"},
         "head_learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1e-3},
-        "select_on": {"enum": ["val_loss", "balanced_val_loss"], "default": "val_loss",
-                      "description": "early stopping and the kept epoch: plain or class-weighted validation loss"},
+        "select_on": {"enum": ["val_loss", "balanced_val_loss", "val_accuracy"], "default": "val_loss",
+                      "description": "early stopping and the kept epoch: plain or class-weighted validation loss, or the "
+                                     "highest validation accuracy (Doctor's checkpointing)"},
         "tta_flips": {**_bool, "default": False,
                       "description": "score the mean over each image and its two mirror images"},
         "clipnorm": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": None},

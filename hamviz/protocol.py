@@ -162,11 +162,14 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                 and P["patience"] >= P["epochs"] and not P.get("head_warmup"),
                 "the cpu and tiny profiles use hamviz's own recipe; the paper profile's learning rate, L2 weight, "
                 "batch, schedule and head are hamviz's choices"),
-        Setting("kept epoch", "Doctor: not stated for the classifier (its joint training: 'Checkpointing')",
+        Setting("kept epoch", "Doctor: checkpointing because validation accuracy was unstable (which epoch it "
+                "kept is not stated; hamviz reads it as the highest validation accuracy's)",
                 (("doctor slides", "Checkpointing due to unstable validation accuracy"),),
-                lambda P: "the epoch with the lowest " + ("class-weighted " if P.get("select_on") == "balanced_val_loss"
-                                                          else "") + "validation loss", NOT_STATED,
-                "hamviz's choice: it always restores the epoch with the lowest validation loss (select_on)"),
+                lambda P: "the epoch with the highest validation accuracy" if P.get("select_on") == "val_accuracy"
+                else "the epoch with the lowest " + ("class-weighted " if P.get("select_on") == "balanced_val_loss"
+                                                     else "") + "validation loss", NOT_STATED,
+                "hamviz's choice in the cpu and tiny profiles: the lowest (class-weighted) validation loss "
+                "(select_on); the paper profile keeps the highest validation accuracy's"),
         Setting("main model input scaling", "Doctor: 0 to 1",
                 (("doctor", "normalized to have values between 0 and 1"),),
                 lambda P: _scaling(P["model"]), lambda P: P["model"] == "small_cnn", PREPROCESS),

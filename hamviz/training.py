@@ -25,7 +25,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from .config import PROGRESS_ENV, HamvizError
 from .registry import OPTIMIZERS, SCHEDULES, SPLITS, STRATEGIES, STRATEGY_NAMES
 
 #: what a classifier's early stopping and kept epoch are chosen on (see :class:`TrainConfig`)
-SELECT_ON = ("val_loss", "balanced_val_loss")
+SELECT_ON = ("val_loss", "balanced_val_loss", "val_accuracy")
 
 #: Part of every trained model's key. Bump it when a change to the code alters what training produces
 #: (architecture, preprocessing, augmentation, sampling, optimiser set-up), so stale models are not loaded.
@@ -151,11 +151,12 @@ def nan_guard():
 
 def fit(model, train, val=None, *, epochs: int, patience: int, label: str, learning_rate: float,
         steps_per_epoch: int | None = None, class_weight: dict | None = None, schedule: str = "none",
-        verbose: int = 0) -> dict:
+        verbose: int = 0, monitor: str = "val_loss") -> dict:
     """Train the compiled ``model`` on dataset ``train`` (validating on ``val``), in place.
 
-    Early stopping on the validation loss (the training loss without ``val``) with ``patience`` epochs, the
-    best epoch's weights restored; ``schedule``: "none", "plateau" (halve the learning rate after
+    Early stopping on ``monitor`` (the validation loss, or "val_accuracy": the highest validation accuracy, as
+    Doctor's checkpointing "due to unstable validation accuracy"; the training loss without ``val``) with
+    ``patience`` epochs, the best epoch's weights restored; ``schedule``: "none", "plateau" (halve the learning rate after
     patience // 2 epochs without progress, down to learning_rate / 64), "cosine" (over ``epochs``) or "step"
     (halve it every 3 epochs: hamviz's reading of Zhang's CNN protocol, "decrease dynamically with every 3 epochs").
     Returns the history: per-epoch metrics as floats and ``best_epoch`` (1-based). Raises
@@ -164,12 +165,15 @@ def fit(model, train, val=None, *, epochs: int, patience: int, label: str, learn
     from .models import keras
     if schedule not in SCHEDULES:
         raise TrainingError(f"Unknown schedule {schedule!r}: one of {', '.join(SCHEDULES)}")
-    monitor = "val_loss" if val is not None else "loss"
+    if monitor not in ("val_loss", "val_accuracy"):
+        raise TrainingError(f"fit monitors val_loss or val_accuracy, not {monitor!r}")
+    monitor = monitor if val is not None else "loss"
+    mode = "max" if monitor == "val_accuracy" else "min"
     guard = nan_guard()
-    callbacks = [guard, keras.callbacks.EarlyStopping(monitor=monitor, patience=patience,
+    callbacks = [guard, keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, mode=mode,
                                                       restore_best_weights=True)]
     if schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, mode=mode,
                                                            patience=max(1, patience // 2),
                                                            min_lr=learning_rate / 64))
     elif schedule == "cosine":
@@ -188,8 +192,47 @@ def fit(model, train, val=None, *, epochs: int, patience: int, label: str, learn
             f"Training {label} stopped: the loss became NaN in epoch {guard.where[0]}, batch "
             f"{guard.where[1]}. Lower learning_rate (now {learning_rate}), set clipnorm (gradient "
             f"clipping, e.g. 1.0), or add L2.")
-    history["best_epoch"] = int(np.argmin(history[monitor])) + 1 if history.get(monitor) else len(history["loss"])
+    pick = np.argmax if mode == "max" else np.argmin
+    history["best_epoch"] = int(pick(history[monitor])) + 1 if history.get(monitor) else len(history["loss"])
     return history
+
+
+CONVERGENCE = ("stopped early", "levelling off", "still improving", "one epoch")
+
+
+def convergence(history: Mapping, monitor: str | None = None, tolerance: float = 0.01) -> dict:
+    """Whether a training run ended converged, from its ``history`` (:func:`fit`'s: per-epoch lists and
+    ``best_epoch``, 1-based). ``monitor``: the loss judged (default ``val_loss``, else ``loss``). Returns
+    {"epochs", "best_epoch", "last_gain" (the monitored loss's relative fall in the last epoch, 0.012 = 1.2 %),
+    "status"}: "stopped early" when a later epoch than the kept one ran without improving (early stopping or the
+    epoch budget ended a plateau), "levelling off" when the kept epoch is the last but it gained less than
+    ``tolerance``, "still improving" when the kept epoch is the last and it gained more (more epochs would likely
+    help: the model is not shown to have converged), "one epoch" when only one ran (nothing to judge by).
+    Raises KeyError without the monitored loss."""
+    monitor = monitor or ("val_loss" if history.get("val_loss") else "loss")
+    losses = [float(v) for v in history[monitor]]
+    n, best = len(losses), int(history.get("best_epoch") or int(np.argmin(losses)) + 1)
+    gain = (losses[-2] - losses[-1]) / abs(losses[-2]) if n > 1 and losses[-2] else float("nan")
+    status = ("one epoch" if n == 1 else "stopped early" if best < n else "levelling off" if gain < tolerance
+              else "still improving")
+    return {"epochs": n, "best_epoch": best, "last_gain": gain, "status": status}
+
+
+def convergence_table(histories: Mapping[str, Mapping], monitor: str | None = None):
+    """:func:`convergence` of each named run (name -> history), one row per run (a pandas DataFrame with
+    "epochs", "best_epoch", "last_gain", "status"), and a sentence for the page: which runs are not shown to have
+    converged (their kept epoch is the last and it still improved the monitored loss by more than 1 %), or that
+    every run stopped early or levelled off. Returns (table, sentence)."""
+    import pandas as pd
+    table = pd.DataFrame({name: convergence(h, monitor) for name, h in histories.items()}).T
+    table.index.name = "run"
+    open_ = table[table["status"].isin(["still improving", "one epoch"])]
+    if open_.empty:
+        return table, "Every run stopped early or levelled off (under 1 % of its loss gained in its last epoch)."
+    why = [f"{name}: one epoch only" if st == "one epoch" else f"{name}: its last epoch, kept, still lowered the "
+           f"loss by {100 * g:.1f} %" for name, st, g in zip(open_.index, open_["status"], open_["last_gain"])]
+    return table, (f"Not shown to have converged ({'; '.join(why)}): more epochs would likely change "
+                   f"{'its' if len(open_) == 1 else 'their'} numbers.")
 
 
 def predict(model, images: np.ndarray, batch_size: int = 256, flips: bool = False) -> np.ndarray:
@@ -322,7 +365,9 @@ class TrainConfig:
     fit, are of the image alone: three passes over it cost minutes on a CPU). ``select_on``: what early
     stopping watches and which epoch's weights are kept: "val_loss" (the plain validation loss), or
     "balanced_val_loss" (each validation image weighted by its class's balanced weight from the training part,
-    so that the kept epoch is the one that does best over all classes rather than on the 67 % of nv)."""
+    so that the kept epoch is the one that does best over all classes rather than on the 67 % of nv), or
+    "val_accuracy" (the highest validation accuracy: Doctor's "Checkpointing due to unstable validation
+    accuracy", slides)."""
 
     model: str = "small_cnn"
     model_options: dict = field(default_factory=dict)  # weights, trainable, head, dense, dropout, l2
@@ -343,7 +388,7 @@ class TrainConfig:
     head_warmup: int = 0          # epochs of the head alone on cached frozen features, before fine-tuning
     head_learning_rate: float = 1e-3
     tta_flips: bool = False       # val/test probabilities: the mean over the image and its two mirror images
-    select_on: str = "val_loss"   # or "balanced_val_loss": early stopping and the restored epoch by class-weighted val loss
+    select_on: str = "val_loss"   # or "balanced_val_loss" (class-weighted val loss), "val_accuracy" (the highest)
 
     def __post_init__(self):
         for name, kind in (("epochs", int), ("patience", int), ("batch_size", int), ("image_size", int),
@@ -456,7 +501,8 @@ def fit_classifier(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, par
     val_ds = _validation(cfg, images, labels, parts, n_classes, batch_size=128)
     history = fit(model, train_ds, val_ds, epochs=cfg.epochs, patience=cfg.patience, label=cfg.label,
                   learning_rate=cfg.learning_rate, steps_per_epoch=steps,
-                  class_weight=cw, schedule=cfg.schedule, verbose=verbose)
+                  class_weight=cw, schedule=cfg.schedule, verbose=verbose,
+                  monitor="val_accuracy" if cfg.select_on == "val_accuracy" else "val_loss")
     history.update({f"head_{k}": v for k, v in head_history.items() if k in ("loss", "val_loss")})
     return model, history
 

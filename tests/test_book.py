@@ -116,6 +116,9 @@ def test_classifier_chapter_records_test_metrics(tiny_book, ham):
     assert reps["pooled"]["balanced_accuracy"]["mean"] == pytest.approx(
         np.mean([r["balanced_accuracy"] for r in reps["per_seed"]]))
     assert v["leak_audit_model"].endswith("head on frozen features")
+    conv = v["convergence"]["seed 42"]  # whether the main model converged, judged from its own history
+    assert (conv["epochs"], conv["best_epoch"]) == (v["epochs_run"], v["best_epoch"])
+    assert (conv["status"] == "one epoch") == (v["epochs_run"] == 1) and "converged" in v["convergence_note"]
     # the external set: the 70 600x450 originals, resized as in training, every one scored
     assert v["external_n"] == 70 and v["external_resize"] == "stretch"
     assert np.array(v["external"]["confusion"]).sum() == 70 and v["external"]["headline"]["n"] == 70

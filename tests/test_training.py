@@ -102,4 +102,48 @@ def test_balanced_selection_weighs_each_validation_image_by_its_class():
     plain = list(_validation(TrainConfig(), x, labels, parts, 3, batch_size=8).as_numpy_iterator())[0]
     assert len(plain) == 2  # (x, y): no weights
     with pytest.raises(TrainingError, match="select_on"):
-        TrainConfig(select_on="val_accuracy")
+        TrainConfig(select_on="val_auc")
+
+
+def test_fit_keeps_the_highest_validation_accuracy_when_asked():
+    """select_on: val_accuracy (Doctor's checkpointing): the kept epoch is the validation accuracy's best, not the
+    validation loss's."""
+    from hamviz.models import keras
+    from hamviz.training import fit
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4)).astype("float32"), np.eye(2)[rng.integers(0, 2, 64)].astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="categorical_crossentropy", metrics=["accuracy"])
+    import tensorflow as tf
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    h = fit(model, ds, ds.take(1), epochs=6, patience=6, label="t", learning_rate=0.05, monitor="val_accuracy")
+    assert h["best_epoch"] == int(np.argmax(h["val_accuracy"])) + 1
+    with pytest.raises(TrainingError, match="monitors"):
+        fit(model, ds, ds, epochs=1, patience=1, label="t", learning_rate=0.05, monitor="val_auc")
+
+
+def test_convergence_known_answers():
+    from hamviz.training import convergence
+    early = convergence({"val_loss": [1.0, 0.8, 0.85, 0.9], "best_epoch": 2})
+    assert early == {"epochs": 4, "best_epoch": 2, "last_gain": pytest.approx((0.85 - 0.9) / 0.85),
+                     "status": "stopped early"}
+    assert convergence({"val_loss": [1.0, 0.8, 0.6], "best_epoch": 3})["status"] == "still improving"
+    flat = convergence({"val_loss": [1.0, 0.8, 0.7990], "best_epoch": 3})
+    assert flat["status"] == "levelling off" and flat["last_gain"] == pytest.approx(0.00125)
+    assert convergence({"loss": [2.0, 1.0]})["best_epoch"] == 2  # no validation: the training loss
+    assert convergence({"val_loss": [0.5], "best_epoch": 1})["status"] == "one epoch"  # nothing to judge by
+    with pytest.raises(KeyError):
+        convergence({"val_loss": [1.0]}, monitor="val_class_loss")
+
+
+def test_convergence_table_names_the_runs_not_converged():
+    from hamviz.training import convergence_table
+    table, note = convergence_table({"a": {"val_loss": [1.0, 0.5], "best_epoch": 2},
+                                     "b": {"val_loss": [1.0, 0.9, 0.95], "best_epoch": 2}})
+    assert list(table["status"]) == ["still improving", "stopped early"]
+    assert note.startswith("Not shown to have converged (a: ") and "50.0 %" in note and "b:" not in note
+    _, note = convergence_table({"b": {"val_loss": [1.0, 0.9, 0.95], "best_epoch": 2}})
+    assert note.startswith("Every run stopped early")
+    _, note = convergence_table({"c": {"val_loss": [1.0], "best_epoch": 1}})
+    assert note == "Not shown to have converged (c: one epoch only): more epochs would likely change its numbers."
