@@ -49,11 +49,12 @@ def _size(cache) -> int | None:
     return int(size[0]) if isinstance(size, (tuple, list)) else size
 
 
-def feature_key(cache, model: str, weights, flips: str) -> str:
+def feature_key(cache, model: str, weights, flips: str, input_scaling: str = "imagenet") -> str:
     """The key of the features of ``cache``'s images under ``model`` with ``weights``: the image cache entry, the
     content of the weights' files (:func:`weights_identity`), ``flips`` and :data:`FEATURES_VERSION`."""
+    scaling = {} if input_scaling == "imagenet" else {"input_scaling": input_scaling}  # earlier keys unchanged
     raw = json.dumps({"cache": Path(cache.path).name, "weights": weights_identity(model, weights, _size(cache)),
-                      "flips": flips, "version": FEATURES_VERSION}, sort_keys=True)
+                      "flips": flips, "version": FEATURES_VERSION, **scaling}, sort_keys=True)
     return f"{model}-{Path(cache.path).name}-{flips}-{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
 
 
@@ -75,12 +76,12 @@ def _read(folder: Path, n: int):
     return x
 
 
-def _extractor(model: str, weights, size: int):
+def _extractor(model: str, weights, size: int, input_scaling: str = "imagenet"):
     """The frozen backbone ``model`` with ``weights`` at ``size`` x ``size``, up to its global average pooling
     ("head_pool"): the classifier hamviz builds (:func:`hamviz.models.build_model`, with its preprocessing as
     the first layer) cut before its head."""
     from .models import build_model, keras
-    net = build_model(model, (size, size, 3), 2, weights=weights, trainable="frozen")
+    net = build_model(model, (size, size, 3), 2, weights=weights, trainable="frozen", input_scaling=input_scaling)
     return keras.Model(net.input, net.get_layer("head_pool").output)
 
 
@@ -93,17 +94,19 @@ def _pooled(extractor, images, flips: str, batch_size: int) -> np.ndarray:
 
 
 def backbone_features(view, model: str = "efficientnet_lite0", weights="imagenet", *, flips: str = "none",
-                      batch_size: int = 64, cache_root=None, log=print) -> np.ndarray:
+                      batch_size: int = 64, cache_root=None, log=print, input_scaling: str = "imagenet") -> np.ndarray:
     """Pooled features (N, C) float32 of every image of ``view`` (a :class:`hamviz.view.PreparedView`; row i =
     ``view.image_ids[i]``) under the frozen backbone ``model`` with ``weights`` at the view's size, computed once
     and read from ``<cache>/features/`` afterwards. ``flips="hv"`` averages the features of each image and its
-    horizontal and vertical mirror images (test-time augmentation for a flip-invariant task).
+    horizontal and vertical mirror images (test-time augmentation for a flip-invariant task). ``input_scaling``:
+    the backbone's own ImageNet preprocessing ("imagenet") or pixels / 255 ("unit"), as the model the features
+    feed (:func:`hamviz.models.transfer_model`).
     Raises ValueError for an unknown ``flips``, :class:`hamviz.weights.WeightsError` for missing weights."""
     if flips not in FLIPS:
         raise ValueError(f"flips must be one of {FLIPS}, not {flips!r}")
     cache = view.cache
     root = Path(cache_root) if cache_root else cache_dir()
-    key = feature_key(cache, model, weights, flips)
+    key = feature_key(cache, model, weights, flips, input_scaling)
     folder = root / "features" / key
     try:
         found = _read(folder, len(cache.image_ids))
@@ -120,13 +123,14 @@ def backbone_features(view, model: str = "efficientnet_lite0", weights="imagenet
         if found is not None:
             return found
         shutil.rmtree(folder, ignore_errors=True)
-        return _compute(view, folder, model, weights, flips, batch_size, log)
+        return _compute(view, folder, model, weights, flips, batch_size, log, input_scaling)
 
 
-def _compute(view, folder: Path, model: str, weights, flips: str, batch_size: int, log) -> np.ndarray:
+def _compute(view, folder: Path, model: str, weights, flips: str, batch_size: int, log,
+             input_scaling: str = "imagenet") -> np.ndarray:
     """:func:`backbone_features`' work: compute and publish the features into ``folder``."""
     cache = view.cache
-    extractor = _extractor(model, weights, view.size)
+    extractor = _extractor(model, weights, view.size, input_scaling)
     log(f"computing {model} features of {len(cache.image_ids)} images at {view.size}x{view.size} (flips: {flips})")
     t = time.time()
     feats = _pooled(extractor, view.images, flips, batch_size)

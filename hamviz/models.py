@@ -175,7 +175,7 @@ def classification_head(features, n_classes: int, head: str, dense: int, dropout
 
 def transfer_model(backbone: str, input_shape=(128, 128, 3), n_classes: int = 7, *,
                    weights="imagenet", trainable="frozen", head: str = "reference",
-                   dense: int = 1024, dropout: float = 0.5, l2: float = 0.0,
+                   dense: int = 1024, dropout: float = 0.5, l2: float = 0.0, input_scaling: str = "imagenet",
                    name: str | None = None) -> keras.Model:
     """A Keras application backbone with a classification head, as one flat functional graph.
 
@@ -184,14 +184,17 @@ def transfer_model(backbone: str, input_shape=(128, 128, 3), n_classes: int = 7,
       backbone's own fully connected top (VGG19: flatten - fc1 - fc2, 4096 units each, ImageNet-trained) with its
       1000-class layer replaced by Dense(n_classes) (Bunu et al.'s VGG19; pretrained only at 224x224; ``l2`` on
       the new layer, ``dense`` / ``dropout`` unused).
-    Raises ModelError for an unknown backbone or head, an input too small, own_top where it cannot work, or a
-    damaged weights file.
+    input_scaling: "imagenet" (the backbone's own ImageNet preprocessing) or "unit" (pixels divided by 255, as
+      Zhang et al. and Bunu et al. fed their backbones).
+    Raises ModelError for an unknown backbone or head, an input too small, own_top where it cannot work, an
+    unknown input_scaling, or a damaged weights file.
     """
     key = backbone.lower()
     if key not in BACKBONES:
         raise ModelError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)} "
                          f"(or 'small_cnn').")
     ctor, mode, minimum = BACKBONES[key]
+    mode = "unit" if _scaling(input_scaling) == "unit" else mode
     _check_shape(input_shape, minimum, backbone)
     _check_transfer_options(trainable, head)
     top = head == "own_top"
@@ -302,7 +305,7 @@ def _load_preset(what: str, preset: str, **kw):
 
 def hub_model(backbone: str, input_shape=(224, 224, 3), n_classes: int = 7, *, weights="imagenet",
               trainable="frozen", head: str = "reference", dense: int = 1024, dropout: float = 0.5,
-              l2: float = 0.0, name: str | None = None) -> keras.Model:
+              l2: float = 0.0, input_scaling: str = "imagenet", name: str | None = None) -> keras.Model:
     """A Keras-Hub backbone (:data:`hamviz.registry.HUB_BACKBONES`, e.g. EfficientNet-Lite0, Tan & Le 2019)
     with a classification head. Input: float images (N, H, W, 3) in [0, 255]; the preset's own pixel scaling
     (:class:`ScaleOffset`, from its image converter) is the model's first layer; the backbone is one nested
@@ -322,7 +325,9 @@ def hub_model(backbone: str, input_shape=(224, 224, 3), n_classes: int = 7, *, w
         _check_files(key, weights)  # a damaged file named, with its fix, before Keras-Hub fails inside it
     converter = _load_preset("ImageConverter", preset)
     inputs = keras.Input(input_shape, name="image")
-    x = ScaleOffset(converter.scale, converter.offset, name="preprocess")(inputs)
+    unit = _scaling(input_scaling) == "unit"  # pixels / 255 instead of the preset's own scaling
+    x = ScaleOffset((1 / 255,) * 3 if unit else converter.scale, (0.0,) * 3 if unit else converter.offset,
+                    name="preprocess")(inputs)
     if head == "preset":
         clf = _load_preset("ImageClassifier", preset, load_weights=load)
         if clf.num_classes != n_classes:
@@ -418,6 +423,15 @@ def configurable_cnn(input_shape=(64, 64, 3), n_classes: int = 2, *, conv_blocks
     outputs = layers.Dense(int(n_classes), activation="softmax", kernel_initializer=init,
                            name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+INPUT_SCALINGS = ("imagenet", "unit")
+
+
+def _scaling(input_scaling: str) -> str:
+    if input_scaling not in INPUT_SCALINGS:
+        raise ModelError(f"input_scaling must be one of {', '.join(INPUT_SCALINGS)}, not {input_scaling!r}")
+    return input_scaling
 
 
 def build_model(name: str, input_shape, n_classes: int = 7, **kw) -> keras.Model:

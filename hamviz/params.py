@@ -53,6 +53,9 @@ TRANSFER_OPTIONS = {
     "dense": {**_int, "minimum": 1, "default": 1024},
     "dropout": {"type": "number", "minimum": 0, "maximum": 0.9, "default": 0.5},
     "l2": {"type": "number", "minimum": 0, "default": 0.0},
+    "input_scaling": {"enum": ["imagenet", "unit"], "default": "imagenet",
+                      "description": "imagenet: the backbone's own ImageNet preprocessing; unit: pixels / 255 "
+                                     "(Zhang's and Bunu's inputs)"},
 }
 #: One ensemble member on an ImageNet backbone (``chapters.explain.transfer_members`` entries).
 TRANSFER_MEMBER = _obj({
@@ -134,6 +137,7 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                              "patience": {**_int, "minimum": 1},
                              "batch_size": {**_int, "minimum": 1},
                              "l2": {"type": "number", "minimum": 0},
+                             "input_scaling": {"enum": ["imagenet", "unit"]},
                          }),
                          "description": "per grid model, training settings that differ from the main model's "
                                         "(the reference's own protocol per model)"},

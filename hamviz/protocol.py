@@ -36,8 +36,8 @@ GROUPED = "hamviz's choice for every chapter: one lesion-grouped split (no lesio
 CPU = "the cpu / tiny profiles shrink sizes, images and epochs to what two CPU cores afford; run the paper profile " \
       "on a GPU for the reference's settings"
 #: why a pretrained backbone does not get the reference's (0, 1) inputs
-PREPROCESS = "hamviz feeds every pretrained backbone the input scaling its ImageNet weights were trained with; it " \
-             "has no option yet for (0, 1) inputs to a backbone"
+PREPROCESS = "by default hamviz feeds a pretrained backbone the input scaling its ImageNet weights were trained " \
+             "with; input_scaling: unit gives it (0, 1) inputs as the reference did"
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,11 @@ def _size(P, key="image_size"):
 
 def _grid(P):
     return P.get("grid") or {}
+
+
+def _grid_scaling(P, model) -> str:
+    """A grid model's input scaling: its own setting, else the main model's."""
+    return ((_grid(P).get("settings") or {}).get(model, {})).get("input_scaling", P.get("input_scaling"))
 
 
 def _grid_settings(P, model):
@@ -124,7 +129,9 @@ def _aug(a) -> dict:
     return {"rot90": True, "flip": True, "zoom": 0.1, "shift": 0.1} if a is True else dict(a or {})
 
 
-def _scaling(model: str) -> str:
+def _scaling(model: str, input_scaling: str | None = "imagenet") -> str:
+    if input_scaling == "unit" or model in ("small_cnn", "configurable_cnn"):
+        return "(0, 1)" + (" (input_scaling: unit)" if model not in ("small_cnn", "configurable_cnn") else "")
     if model in BACKBONES:
         return {"tf": "[-1, 1]", "torch": "ImageNet mean/std", "caffe": "BGR minus the ImageNet mean"}[
             BACKBONES[model][1]] + f" ({model}'s ImageNet preprocessing)"
@@ -172,7 +179,8 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                 "(select_on); the paper profile keeps the highest validation accuracy's"),
         Setting("main model input scaling", "Doctor: 0 to 1",
                 (("doctor", "normalized to have values between 0 and 1"),),
-                lambda P: _scaling(P["model"]), lambda P: P["model"] == "small_cnn", PREPROCESS),
+                lambda P: _scaling(P["model"], P.get("input_scaling")),
+                lambda P: P["model"] == "small_cnn" or P.get("input_scaling") == "unit", PREPROCESS),
         Setting("main model augmentation", "Doctor: 90-degree rotations, flips, zooms, shifts (amounts not stated)",
                 (("doctor", "Data augmentation was performed by doing 90 degree rotations, flips, zooms, and "
                             "shifts."),),
@@ -218,8 +226,8 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                 "no transfer model in this grid, or the main model's head is another one (the grid uses it)"),
         Setting("strategy-table input scaling", "Zhang: (0, 1) for every model",
                 (("zhang", "Normalization to (0,1) scale was applied to the data."),),
-                lambda P: "; ".join(f"{m} {_scaling(m)}" for m in _grid(P).get("models", [P["model"]])),
-                lambda P: not _grid_transfer(P), PREPROCESS),
+                lambda P: "; ".join(f"{m} {_scaling(m, _grid_scaling(P, m))}" for m in _grid(P).get("models", [P["model"]])),
+                lambda P: all(_grid_scaling(P, m) == "unit" for m in _grid_transfer(P)), PREPROCESS),
         Setting("strategy-table augmentation", "Zhang: rotations by 90°, zoom 10 %, shifts 10 %; no flips",
                 (("zhang", r"randomly rotate some of the training images by $90^\circ$ , randomly zoom in 10% of "
                            "some training images, horizontally shift some training images of the width by 10% and "
@@ -405,9 +413,9 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                 and all(m.get("image_size") in (None, 224) for m in P["transfer_members"]), CPU),
         Setting("input scaling", "Bunu: pixels divided by 255",
                 (("bunu", "we normalize it by dividing every pixel of every image with 255"),),
-                lambda P: "CNNs (0, 1)" + "".join(f"; {m['model']} {_scaling(m['model'])}"
+                lambda P: "CNNs (0, 1)" + "".join(f"; {m['model']} {_scaling(m['model'], m.get('input_scaling'))}"
                                                   for m in P["transfer_members"]),
-                lambda P: not P["transfer_members"], PREPROCESS),
+                lambda P: all(m.get("input_scaling") == "unit" for m in P["transfer_members"]), PREPROCESS),
         Setting("training images", "Bunu: the whole data set (no subset is mentioned)",
                 (("bunu", "Out of the 10,000 pictures, 8,000 were of benign lesions"),),
                 lambda P: f"{P['train_limit']:,} class-stratified training images" if P["train_limit"]

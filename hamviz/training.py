@@ -523,6 +523,7 @@ def train_classifier(cfg: TrainConfig, view, *, cache_root=None, retrain: bool =
         if cfg.head_warmup:
             from .features import backbone_features
             features = backbone_features(view, cfg.model, cfg.model_options.get("weights"), cache_root=cache_root,
+                                         input_scaling=cfg.model_options.get("input_scaling", "imagenet"),
                                          log=log)
         log(f"training {cfg.label} on {len(rows['train'])} images for up to {cfg.epochs} epochs")
         images = view.images
@@ -559,7 +560,8 @@ def train_frozen_head(cfg: TrainConfig, view, *, cache_root=None, retrain: bool 
 
     def train():
         from .features import backbone_features
-        features = backbone_features(view, cfg.model, cfg.model_options["weights"], cache_root=cache_root, log=log)
+        features = backbone_features(view, cfg.model, cfg.model_options["weights"], cache_root=cache_root, log=log,
+                                     input_scaling=cfg.model_options.get("input_scaling", "imagenet"))
         log(f"training the {cfg.label} head on frozen features of {len(rows['train'])} images for "
             f"{cfg.head_warmup} epochs")
         head, history = train_head(cfg, features, view.labels, rows, n_classes, cfg.head_warmup, verbose)

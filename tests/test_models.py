@@ -234,3 +234,23 @@ def test_importing_hamviz_turns_onednn_on_unless_the_user_said_otherwise(given, 
             "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], u.IsMklEnabled())")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.stdout.split()[-2:] == list(expected), out.stderr[-500:]
+
+
+def test_input_scaling_unit_feeds_the_backbone_pixels_over_255():
+    """input_scaling: unit (Zhang's and Bunu's (0, 1) inputs) replaces a backbone's ImageNet preprocessing, for a
+    Keras application and a Keras-Hub preset alike; the frozen features get a key of their own."""
+    from types import SimpleNamespace as NS
+    from hamviz.features import feature_key
+    from hamviz.models import keras
+    x = np.full((1, 32, 32, 3), 51.0, dtype="float32")
+    for name in ("mobilenetv2", "efficientnet_lite0"):
+        own = build_model(name, (32, 32, 3), 2, weights=None, trainable="frozen", head="simple")
+        unit = build_model(name, (32, 32, 3), 2, weights=None, trainable="frozen", head="simple", input_scaling="unit")
+        pre = [keras.Model(m.input, m.get_layer("preprocess").output)(x).numpy() for m in (own, unit)]
+        np.testing.assert_allclose(pre[1], 0.2, rtol=1e-6)
+        assert not np.allclose(pre[0], 0.2), name
+    with pytest.raises(ModelError, match="input_scaling"):
+        build_model("mobilenetv2", (32, 32, 3), 2, weights=None, input_scaling="zero_one")
+    cache = NS(path="/x/ham-64-stretch-abc", size=(64, 64))
+    assert feature_key(cache, "mobilenetv2", None, "none") == feature_key(cache, "mobilenetv2", None, "none", "imagenet")
+    assert feature_key(cache, "mobilenetv2", None, "none", "unit") != feature_key(cache, "mobilenetv2", None, "none")

@@ -78,9 +78,13 @@ def test_the_table_follows_the_profile():
     grid = protocol_table("classifier", chapter_params(paper, "classifier"))
     # what the paper profile cannot express yet, and what the texts leave open
     assert grid[grid["same?"] != "yes"]["same?"].to_dict() == {
-        "split": "by design", "kept epoch": NOT_STATED, "main model input scaling": "no",
-        "transfer models' backbone": NOT_STATED, "strategy-table input scaling": "no",
+        "split": "by design", "kept epoch": NOT_STATED, "transfer models' backbone": NOT_STATED,
         "strategy-table augmentation": "no"}, grid
+    assert grid.loc["main model input scaling", "this run"] == "(0, 1) (input_scaling: unit)"
+    assert grid.loc["kept epoch", "this run"] == "the epoch with the highest validation accuracy"
+    imagenet = protocol_table("classifier", chapter_params(load_profile("paper", {"chapters": {"classifier": {
+        "input_scaling": "imagenet"}}}), "classifier"))
+    assert imagenet.loc["main model input scaling", "same?"] == "no"  # InceptionV3's own [-1, 1]
     assert grid.loc["transfer models' training", "this run"].startswith("rmsprop 0.0001")
     cpu = protocol_table("explain", chapter_params(load_profile("cpu"), "explain"))
     assert cpu.loc["members", "this run"] == "main model, reference CNN, 2 best search CNNs, weak CNN"

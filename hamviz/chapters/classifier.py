@@ -8,17 +8,18 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import evaluate, with_interval
+from ..params import TRANSFER_OPTIONS  # the network options a backbone takes: one definition
 from ..registry import CLASSES
 from ..training import Artefact, TrainConfig, train_classifier, train_frozen_head
 from ..view import PreparedView
 
-TRANSFER_OPTIONS = ("weights", "trainable", "head", "dense", "dropout", "l2")
 
 
 def config(P: dict, **over) -> TrainConfig:
     """The TrainConfig of the chapter parameters ``P`` (flat), with ``over`` replacing fields."""
     model = over.pop("model", P["model"])
-    options = {} if model == "small_cnn" else {k: P[k] for k in TRANSFER_OPTIONS}
+    options = {} if model == "small_cnn" else {k: P[k] for k in TRANSFER_OPTIONS  # the default scaling: no key
+                                                if not (k == "input_scaling" and P[k] == "imagenet")}
     if model == "small_cnn" and P.get("l2"):
         options["l2"] = P["l2"]
     cfg = dict(model=model, model_options=options, image_size=P["image_size"], strategy=P["strategy"],
