@@ -125,6 +125,8 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                            "uniqueItems": True},
             "image_size": {**_int, "minimum": 16, "maximum": 1024},
             "epochs": {**_int, "minimum": 1, "maximum": 1000},
+            "augment": {**_obj(AUGMENT), "description": "the grid's own augmentation (Zhang's: quarter turns, zoom "
+                                                        "and shifts, no flips); default: the main model's"},
             "frozen_head": {**_bool, "description": "also each strategy on the main model's head alone over "
                                                     "its backbone's cached frozen features (pretrained "
                                                     "backbone, head: simple; head_warmup epochs)"},

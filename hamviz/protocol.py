@@ -232,11 +232,12 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                 (("zhang", r"randomly rotate some of the training images by $90^\circ$ , randomly zoom in 10% of "
                            "some training images, horizontally shift some training images of the width by 10% and "
                            "vertically shift some training images of the height by 10%"),),
-                lambda P: _augment(P["augment"]) + " (the main model's)",
+                lambda P: _augment(_grid(P).get("augment") or P["augment"])
+                + ("" if _grid(P).get("augment") else " (the main model's)"),
                 lambda P: (lambda a: a.get("rot90") and not a.get("flip") and a.get("zoom") == 0.1
-                           and a.get("shift") == 0.1)(_aug(P["augment"])),
-                "the grid trains with the main model's augmentation (the paper profile: Doctor's, with flips); "
-                "hamviz has no grid-only setting yet. 'rotate by 90°' is read as random quarter turns"),
+                           and a.get("shift") == 0.1)(_aug(_grid(P).get("augment") or P["augment"])),
+                "without grid.augment the grid trains with the main model's augmentation (the cpu profile's, with "
+                "flips); 'rotate by 90°' is read as random quarter turns"),
         Setting("CNN training", "Zhang: Adam, the learning rate cut every 3 epochs, 50 epochs, batch 16; the "
                 "starting rate, the factor, step or plateau, and L2 not stated (hamviz: halved every 3 epochs "
                 "from 1e-3, no L2)",

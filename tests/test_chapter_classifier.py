@@ -233,3 +233,23 @@ def test_best_strategy_is_chosen_on_validation_not_test():
     best = best_strategies(table)
     assert best[["model", "strategy"]].values.tolist() == [["m", "S2"]]
     assert best.loc[0, "val_balanced_accuracy"] == pytest.approx(0.59)
+
+
+def test_grid_augmentation_replaces_the_main_models(monkeypatch):
+    """grid.augment (Zhang's augmentation, no flips) trains the grid's models; without it they get the main
+    model's; a model's own settings still apply."""
+    from types import SimpleNamespace as NS
+    import hamviz.chapters.classifier as clf
+    seen = []
+    monkeypatch.setattr(clf, "train_classifier", lambda cfg, s, log=print: seen.append(cfg) or NS())
+    monkeypatch.setattr(clf, "_grid_row", lambda s, t, model, strategy: {"model": model, "strategy": strategy})
+    P = chapter_params(load_profile("cpu"), "classifier")
+    zhang = {"rot90": True, "flip": False, "zoom": 0.1, "shift": 0.1}
+    ch = NS(view=lambda size: NS(size=size), seeds=[42])
+    P = {**P, "grid": {**P["grid"], "strategies": ["S1"], "frozen_head": False, "augment": zhang,
+                       "settings": {"small_cnn": {"epochs": 3}}}}
+    clf.grid(ch, P)
+    assert [(c.augment, c.epochs) for c in seen] == [(zhang, 3)]
+    seen.clear()
+    clf.grid(ch, {**P, "grid": {**P["grid"], "augment": None}})
+    assert seen[0].augment == P["augment"]

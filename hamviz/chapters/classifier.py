@@ -124,7 +124,8 @@ def grid(ch, P: dict, log=print) -> tuple[pd.DataFrame, dict]:
     seed (:attr:`Chapter.seeds`): the reference Table 4, with per-class precision, recall and F1 (columns
     ``precision_<class>`` ...). With ``grid.frozen_head``, each strategy also on the main model's head alone over
     its pretrained backbone's cached frozen features at the main model's size (model "<backbone> frozen head"),
-    where fine-tuning five times would take too long on a CPU. ``grid.settings[model]`` sets that model's own
+    where fine-tuning five times would take too long on a CPU. ``grid.augment`` replaces the main model's
+    augmentation for the grid's models. ``grid.settings[model]`` sets that model's own
     optimizer, learning rate, schedule, epochs, patience, batch size and L2 (the reference trained its CNN and its
     transfer models differently).
 
@@ -137,7 +138,7 @@ def grid(ch, P: dict, log=print) -> tuple[pd.DataFrame, dict]:
     rows, runs = [], {}
     for model in g.get("models", [P["model"]]):
         own = dict((g.get("settings") or {}).get(model, {}))  # the reference's protocol for this model
-        Pm = {**P, **own}
+        Pm = {**P, **({"augment": g["augment"]} if g.get("augment") else {}), **own}
         for strategy in g.get("strategies", ["S1"]):
             for seed in ch.seeds:
                 cfg = config(Pm, model=model, strategy=strategy, image_size=size, seed=seed,
