@@ -70,9 +70,14 @@ TRANSFER_MEMBER = _obj({
                     "description": "two stages: this many epochs of the head alone on the frozen backbone's cached "
                                    "features first, then `epochs` with `trainable` layers unfrozen (needs head: "
                                    "simple)"},
+    "optimizer": {"enum": list(OPTIMIZERS), "description": "this member's optimiser; default the chapter's"},
+    "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                      "description": "this member's learning rate; default the chapter's"},
+    "clipnorm": {"type": ["number", "null"], "exclusiveMinimum": 0,
+                 "description": "this member's gradient clipping by norm (null: none); default the chapter's"},
 }, required=("model",))
 #: The keys of a transfer member that set its training rather than its network.
-MEMBER_TRAINING_KEYS = ("image_size", "epochs", "head_warmup")
+MEMBER_TRAINING_KEYS = ("image_size", "epochs", "head_warmup", "optimizer", "learning_rate", "clipnorm")
 
 #: Chapter sections, by chapter name. Chapters added later register their schema here.
 CHAPTER_SCHEMAS: dict[str, dict] = {

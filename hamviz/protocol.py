@@ -482,11 +482,14 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                 (("bunu", "clipping the gradients (if the gradients ever surpassed the value of 1.0) and adding "
                           "weights regularization"),
                  ("bunu", "we decided to continue with Nadam")),
-                lambda P: f"{P['optimizer']} for the transfer and small-CNN members, each searched CNN its searched "
-                          f"one; clipnorm {P['clipnorm']} for every member",
-                lambda P: False,
-                "one optimiser and one clipping for the chapter (the searched CNNs keep their own optimiser); per-"
-                "member settings have no option yet. 'surpassed the value of 1.0' is read as clipnorm"),
+                lambda P: "; ".join([f"{m['model']} {m.get('optimizer', P['optimizer'])}, clipnorm "
+                                     f"{m.get('clipnorm', P['clipnorm'])}" for m in P["transfer_members"]]
+                                    + [f"each searched CNN its searched optimiser, clipnorm {P['clipnorm']}"]),
+                lambda P: any(m["model"] == "inceptionv3" and m.get("optimizer", P["optimizer"]) == "nadam"
+                              and m.get("clipnorm", P["clipnorm"]) == 1.0 for m in P["transfer_members"])
+                and not P["clipnorm"],
+                "the chapter's optimiser and clipping apply to members that name none (VGG19's is not stated: "
+                "hamviz's choice); 'surpassed the value of 1.0' is read as clipping by norm"),
         Setting("InceptionV3 training", "Bunu: 15 epochs frozen, then the last 150 layers for 10",
                 (("bunu", "We trained the model for 15 epochs using Nadam"),
                  ("bunu", "we decided to experimentally unfreeze the last 150 layers of the model"),

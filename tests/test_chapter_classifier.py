@@ -253,3 +253,21 @@ def test_grid_augmentation_replaces_the_main_models(monkeypatch):
     seen.clear()
     clf.grid(ch, {**P, "grid": {**P["grid"], "augment": None}})
     assert seen[0].augment == P["augment"]
+
+
+def test_a_transfer_member_trains_with_its_own_optimiser(monkeypatch):
+    """Bunu et al.: Nadam and clipping for InceptionV3 only; a member that names none gets the chapter's."""
+    from types import SimpleNamespace as NS
+    import hamviz.chapters.explain as ex
+    got = {}
+    monkeypatch.setattr(ex, "binary_view", lambda view, malignant: view)
+    monkeypatch.setattr(ex, "member", lambda b, name, spec, P, **kw: got.setdefault(name, (P, spec, kw)))
+    ch = NS(view=lambda size=None: NS(size=size))
+    P = {"optimizer": "adam", "learning_rate": 1e-3, "clipnorm": None, "malignant": ["mel"]}
+    ex.transfer_member(ch, {"model": "inceptionv3", "trainable": 150, "optimizer": "nadam", "clipnorm": 1.0,
+                            "head_warmup": 15, "epochs": 10}, P)
+    ex.transfer_member(ch, {"model": "vgg19", "head": "own_top"}, P)
+    (Pi, spec_i, kw_i), (Pv, spec_v, _) = got["inceptionv3"], got["vgg19"]
+    assert (Pi["optimizer"], Pi["clipnorm"], Pi["learning_rate"]) == ("nadam", 1.0, 1e-3)
+    assert (Pv["optimizer"], Pv["clipnorm"]) == ("adam", None)
+    assert spec_i == {"trainable": 150} and kw_i["head_warmup"] == 15 and kw_i["epochs"] == 10  # network keys only

@@ -36,7 +36,9 @@ def member(b: PreparedView, model: str, options: dict, P: dict, *, epochs=None, 
     a learning-rate plateau schedule apply, unless ``fixed_budget``: then every run trains exactly ``epochs``
     epochs at a constant learning rate (what a comparison of optimisers or search trials needs to be fair).
     ``head_warmup`` > 0: two stages, the head alone on the pretrained backbone's cached frozen features for that
-    many epochs, then ``epochs`` with the ``trainable`` layers unfrozen (Bunu et al.'s InceptionV3)."""
+    many epochs, then ``epochs`` with the ``trainable`` layers unfrozen (Bunu et al.'s InceptionV3). ``P``'s
+    optimizer, learning_rate and clipnorm apply unless ``optimizer`` is given (a transfer member's own settings
+    come in ``P``: :func:`transfer_member`)."""
     n = epochs or P["member_epochs"]
     cfg = TrainConfig(model=model, model_options=dict(options), image_size=b.size,
                       strategy=BALANCING[P.get("balancing", "class_weights")],
@@ -51,15 +53,17 @@ def member(b: PreparedView, model: str, options: dict, P: dict, *, epochs=None, 
 def transfer_member(ch, spec: dict, P: dict, log=print, seed: int | None = None) -> tuple[str, Artefact]:
     """(name, member) for one ``transfer_members`` entry: its backbone at its own ``image_size`` (default the
     profile's) on the binary view of that size (the same lesion-grouped split: the same rows), trained for its
-    ``epochs`` (default ``member_epochs``) after its ``head_warmup``; every other key is a network option
-    (weights, trainable, head, dense, dropout, l2)."""
+    ``epochs`` (default ``member_epochs``) after its ``head_warmup``, with its own ``optimizer``,
+    ``learning_rate`` and ``clipnorm`` where it names them (default the chapter's); every other key is a network
+    option (weights, trainable, head, dense, dropout, l2, input_scaling)."""
     from ..params import MEMBER_TRAINING_KEYS
     spec = dict(spec)
     name = spec.pop("model")
     train = {k: spec.pop(k) for k in MEMBER_TRAINING_KEYS if k in spec}
     b = binary_view(ch.view(train.get("image_size")), P["malignant"])
-    return name, member(b, name, spec, P, epochs=train.get("epochs"), head_warmup=train.get("head_warmup", 0),
-                        seed=seed, log=log)
+    own = {k: train[k] for k in ("optimizer", "learning_rate", "clipnorm") if k in train}  # Bunu: per member
+    return name, member(b, name, spec, {**P, **own}, epochs=train.get("epochs"),
+                        head_warmup=train.get("head_warmup", 0), seed=seed, log=log)
 
 
 def members(ch, b: PreparedView, P: dict, trials: pd.DataFrame, t: Artefact | None, seed: int,
