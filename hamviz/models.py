@@ -347,21 +347,21 @@ def hub_model(backbone: str, input_shape=(224, 224, 3), n_classes: int = 7, *, w
 #: the keyword arguments of :func:`configurable_cnn` (a search trial's other keys, e.g. optimizer and
 #: learning_rate, are for training)
 CNN_KEYS = ("conv_blocks", "filters", "kernel", "convs_per_block", "dense_layers", "dense_units", "dropout",
-            "pooling", "init", "pool_size", "padding", "filter_growth")
+            "pooling", "init", "pool_size", "padding", "filter_growth", "block_dropout")
 
 
 def configurable_cnn(input_shape=(64, 64, 3), n_classes: int = 2, *, conv_blocks: int = 2, filters: int = 32,
                      kernel: int = 3, convs_per_block: int = 2, dense_layers: int = 1, dense_units: int = 128,
                      dropout: float = 0.3, pooling: str = "max", init: str = "glorot_uniform",
                      pool_size: int = 2, padding: str = "same", filter_growth: str = "double",
-                     name: str = "configurable_cnn"):
+                     block_dropout: bool = True, name: str = "configurable_cnn"):
     """A small CNN whose shape is set by the arguments (the search space of the reference's random search,
     Bunu et al., whose two best CNNs had one convolution per pooling, pool size 3, constant filters and dropout
-    after the dense layer only: this CNN also puts dropout after every block, so it cannot build them exactly).
+    after the dense layer only: ``block_dropout=False``).
 
     One flat functional graph: image in [0, 255] -> ``ImagenetPreprocess("unit")`` (scale to [0, 1]) ->
     ``conv_blocks`` blocks of [``convs_per_block`` x Conv2D(f_b, kernel, padding, relu) -> ``pool_size`` x
-    ``pool_size`` max or average pooling (stride = pool size) -> Dropout(dropout)] -> Flatten ->
+    ``pool_size`` max or average pooling (stride = pool size) -> Dropout(dropout) if ``block_dropout``] -> Flatten ->
     ``dense_layers`` x [Dense(dense_units, relu) -> Dropout(dropout)] -> Dense(n_classes, softmax), where f_b
     is ``filters`` * 2**b with ``filter_growth`` "double" and ``filters`` in every block with "constant".
     ``padding``: "same" or "valid" convolutions. ``init`` is the Keras kernel initializer of every conv and
@@ -415,7 +415,8 @@ def configurable_cnn(input_shape=(64, 64, 3), n_classes: int = 2, *, conv_blocks
             x = layers.Conv2D(f, int(kernel), padding=padding, activation="relu",
                               kernel_initializer=init, name=f"conv{b}_{k}")(x)
         x = pool_layer(pool_size=int(pool_size), name=f"pool{b}")(x)
-        x = layers.Dropout(float(dropout), name=f"drop{b}")(x)
+        if block_dropout:
+            x = layers.Dropout(float(dropout), name=f"drop{b}")(x)
     x = layers.Flatten(name="flatten")(x)
     for i in range(1, dense_layers + 1):
         x = layers.Dense(int(dense_units), activation="relu", kernel_initializer=init, name=f"dense{i}")(x)

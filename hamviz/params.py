@@ -308,11 +308,26 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                 "pool_size": {"type": "array", "minItems": 1, "items": {**_int, "minimum": 2, "maximum": 8}},
                 "padding": {"type": "array", "minItems": 1, "items": {"enum": ["same", "valid"]}},
                 "filter_growth": {"type": "array", "minItems": 1, "items": {"enum": ["double", "constant"]}},
+                "block_dropout": {"type": "array", "minItems": 1, "items": _bool},
                 "init": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
                 "optimizer": {"type": "array", "minItems": 1, "items": {"enum": list(OPTIMIZERS)}},
                 "learning_rate": {"type": "array", "minItems": 1, "items": {"type": "number",
                                                                             "exclusiveMinimum": 0}},
             }},
+        "cnn_members": {"type": "array", "default": [], "items": _obj({
+            "name": {"type": "string", "minLength": 1},
+            "conv_blocks": {**_int, "minimum": 1, "maximum": 8}, "filters": {**_int, "minimum": 1},
+            "kernel": {**_int, "minimum": 1}, "convs_per_block": {**_int, "minimum": 1},
+            "dense_layers": {**_int, "minimum": 0}, "dense_units": {**_int, "minimum": 1},
+            "dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+            "pooling": {"enum": ["max", "avg"]}, "pool_size": {**_int, "minimum": 2},
+            "padding": {"enum": ["same", "valid"]}, "filter_growth": {"enum": ["double", "constant"]},
+            "block_dropout": _bool, "init": {"type": "string", "minLength": 1},
+            "optimizer": {"enum": list(OPTIMIZERS)}, "learning_rate": {"type": "number", "exclusiveMinimum": 0},
+        }, required=("name",)),
+            "description": "CNN members built as given (hamviz.models.configurable_cnn options, plus optimizer and "
+                           "learning_rate; default the chapter's): Bunu et al.'s two searched CNNs as the paper "
+                           "states them"},
         "main_member": {**_bool, "default": True,
                         "description": "the classifier chapter's main model (its malignant classes summed) as an "
                                        "ensemble member (hamviz's addition)"},

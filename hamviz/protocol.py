@@ -446,9 +446,13 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                           "MaxPool layer of pool size 3, then 1 dense layer of 64 units with dropout of rate 0.5 and "
                           "an output layer, compiled with Adam optimizer."),
                  ("bunu", "with uniform distribution weight initialization and RMSProp optimizer")),
-                lambda P: "hamviz's configurable CNN: dropout after every pooling and every dense layer",
-                lambda P: False,
-                "hamviz's searched CNN cannot build the two kept ones exactly (its dropout follows every block too)"),
+                lambda P: (f"built as stated: {', '.join(m['name'] for m in P.get('cnn_members') or [])}"
+                           if P.get("cnn_members") else "only what the random search finds")
+                + ("; the search may drop the blocks' dropout" if False in ((P.get("search_space") or {})
+                                                                          .get("block_dropout") or []) else ""),
+                lambda P: len(_bunu_cnns(P)) == 2,
+                "the cpu profile has no time for them; the search space holds them where block_dropout can be "
+                "false"),
         Setting("training length", "Bunu: not stated for VGG19 and the searched CNNs (InceptionV3: its own row)",
                 (), lambda P: f"{_n(P['search_trials'], 'search trial')} of {_n(P['search_epochs'], 'epoch')}, "
                               f"members {_n(P['member_epochs'], 'epoch')}", NOT_STATED,
@@ -458,11 +462,13 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                           "the other are 2 of our best models built from scratch."),),
                 lambda P: ", ".join(([("main model")] if P["main_member"] else [])
                                     + (["reference CNN"] if P["reference_member"] else [])
-                                    + [f"{P['search_members']} best search CNN{'' if P['search_members'] == 1 else 's'}"]
+                                    + ([f"{P['search_members']} best search CNN{'' if P['search_members'] == 1 else 's'}"]
+                                       if P["search_members"] else [])
+                                    + [m["name"] for m in P.get("cnn_members") or []]
                                     + [m["model"] for m in P["transfer_members"]]
                                     + (["weak CNN"] if P["weak_member"] else [])),
                 lambda P: (not P["main_member"] and not P["reference_member"] and not P["weak_member"]
-                           and P["search_members"] == 2
+                           and P["search_members"] + len(_bunu_cnns(P)) == 2
                            and sorted(m["model"] for m in P["transfer_members"]) == ["inceptionv3", "vgg19"]),
                 "the cpu profile adds the main model, Zhang's small CNN and a weak member to show their effect, and "
                 "has no time for VGG19 and InceptionV3"),
@@ -525,6 +531,17 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
 
 def _member(P: dict, model: str) -> dict | None:
     return next((m for m in P.get("transfer_members", []) if m["model"] == model), None)
+
+
+def _bunu_cnns(P) -> list:
+    """The ``cnn_members`` that are Bunu et al.'s two kept CNNs as stated (blocks, filters, kernel, pooling,
+    dense layer, dropout after it only, optimiser)."""
+    stated = [(3, 32, 0.5, "adam"), (2, 16, 0.3, "rmsprop")]
+    return [m for m in P.get("cnn_members") or [] if (m.get("conv_blocks"), m.get("filters"), m.get("dropout"),
+            m.get("optimizer")) in stated and m.get("kernel") == 3 and m.get("pool_size") == 3
+            and m.get("convs_per_block") == 1 and m.get("dense_units") == 64 and m.get("dense_layers") == 1
+            and m.get("block_dropout") is False and m.get("filter_growth") == "constant"
+            and m.get("pooling", "max") == "max"]
 
 
 def _vgg19_top(m: dict | None) -> str:

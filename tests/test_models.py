@@ -254,3 +254,15 @@ def test_input_scaling_unit_feeds_the_backbone_pixels_over_255():
     cache = NS(path="/x/ham-64-stretch-abc", size=(64, 64))
     assert feature_key(cache, "mobilenetv2", None, "none") == feature_key(cache, "mobilenetv2", None, "none", "imagenet")
     assert feature_key(cache, "mobilenetv2", None, "none", "unit") != feature_key(cache, "mobilenetv2", None, "none")
+
+
+def test_configurable_cnn_builds_bunus_kept_cnns_exactly():
+    """Bunu et al.'s first kept CNN: 3 conv layers of 32 3x3 filters, each followed by a 3x3 max pool, one dense
+    layer of 64 units with dropout 0.5: block_dropout=False leaves dropout after the dense layer only."""
+    from hamviz.models import configurable_cnn
+    m = configurable_cnn((224, 224, 3), 2, conv_blocks=3, filters=32, kernel=3, convs_per_block=1, pool_size=3,
+                         filter_growth="constant", dense_layers=1, dense_units=64, dropout=0.5, block_dropout=False)
+    assert [l.name for l in m.layers] == ["image", "scale", "conv1_1", "pool1", "conv2_1", "pool2", "conv3_1",
+                                          "pool3", "flatten", "dense1", "drop_dense1", "predictions"]
+    assert m.get_layer("flatten").output.shape[-1] == 8 * 8 * 32  # 224 -> 74 -> 24 -> 8
+    assert "drop1" in [l.name for l in configurable_cnn((64, 64, 3), 2).layers]  # the default keeps it

@@ -71,8 +71,8 @@ def members(ch, b: PreparedView, P: dict, trials: pd.DataFrame, t: Artefact | No
     """The ensemble's members of one replicate, each trained with the training ``seed`` (the weak member with
     seed + 1) on the binary view ``b``: the main model ``t`` (that replicate's; P(malignant) summed), the
     reference small CNN, the ``search_members`` best configurations of the random search ``trials`` (the search
-    is run once; its winners are retrained per seed), the transfer members and the weak member, as the profile
-    asks. Name -> Artefact."""
+    is run once; its winners are retrained per seed), the ``cnn_members`` as the profile states them, the
+    transfer members and the weak member, as the profile asks. Name -> Artefact."""
     out = {}
     if P["main_member"] and t is not None:
         out[f"main model ({t.config.label}, P(malignant) summed)"] = main_member(t, b, P["malignant"])
@@ -82,6 +82,10 @@ def members(ch, b: PreparedView, P: dict, trials: pd.DataFrame, t: Artefact | No
         opts, opt, lr = member_options(row)
         out[f"search CNN #{int(row.name)}"] = member(b, "configurable_cnn", opts, {**P, "learning_rate": lr},
                                                      optimizer=opt, seed=seed, log=log)
+    for spec in P.get("cnn_members") or []:  # CNNs built as the profile states them (Bunu's two)
+        spec = dict(spec)
+        name, own = spec.pop("name"), {k: spec.pop(k) for k in ("optimizer", "learning_rate") if k in spec}
+        out[f"CNN {name}"] = member(b, "configurable_cnn", spec, {**P, **own}, seed=seed, log=log)
     for spec in P["transfer_members"]:  # each at its own image_size, if it names one
         name, out[name] = transfer_member(ch, spec, P, log=log, seed=seed)
     if P["weak_member"]:
@@ -209,7 +213,8 @@ def member_options(row: pd.Series) -> tuple[dict, str, float]:
     opts = {}
     for k in CNN_KEYS:
         if k in row and not (isinstance(row[k], float) and np.isnan(row[k])):
-            opts[k] = int(row[k]) if k in ints else (float(row[k]) if k == "dropout" else str(row[k]))
+            opts[k] = (int(row[k]) if k in ints else float(row[k]) if k == "dropout"
+                       else bool(row[k]) if k == "block_dropout" else str(row[k]))
     return opts, str(row["optimizer"]), float(row["learning_rate"])
 
 
