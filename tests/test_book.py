@@ -443,6 +443,26 @@ def test_book_html_is_complete_and_offline(tiny_book):
     assert trained["01_eda"]["models"] == 0
 
 
+def test_readme_results_come_from_the_records(tiny_book):
+    """benchmarks/results_table.py turns a built book into README's Results: every verdict of every chapter, with
+    its interval, each replicate and k of N, read from the records (nothing recomputed, nothing left out)."""
+    import importlib.util
+    out, summary, _ = tiny_book
+    spec = importlib.util.spec_from_file_location("results_table", REPO / "benchmarks" / "results_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = mod.table(out)
+    n = 0
+    for c in summary["chapters"]:
+        for v in (record(out, c["stem"]).get("verdicts") or {}).values():
+            line = next(l for l in text.splitlines() if l.startswith(f"| {v['question']} |"))
+            assert f"holds in {v['k']} of {v['n']}" in line and v["text"].split(" [")[0] in line, line
+            n += 1
+    assert n >= 10  # every chapter states verdicts
+    with pytest.raises(SystemExit, match="no built book"):
+        mod.table(out / "chapters")
+
+
 def test_every_chapter_states_its_protocol_before_its_numbers(tiny_book):
     """Chapters 2-6 record and show their protocol table (reference | this run | why) above their results; the
     tiny profile differs from the reference in input size, and says so."""
