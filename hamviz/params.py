@@ -279,6 +279,9 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "optimizer": {"enum": list(OPTIMIZERS), "default": "adam"},
         "learning_rate": {"type": "number", "exclusiveMinimum": 0, "default": 3e-4},
         "clipnorm": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": 1.0},
+        "augment": {**_obj(AUGMENT), "default": {"rot90": True, "flip": True, "zoom": 0.1, "shift": 0.1},
+                    "description": "the trained members' augmentation (hamviz's default: quarter turns, flips, "
+                                   "zoom and shift 10 %)"},
         "balancing": {"enum": ["class_weights", "oversample"], "default": "class_weights",
                       "description": "how the binary members meet the benign/malignant imbalance: class weights, or "
                                      "the malignant images repeated up to the benign count, each repeat augmented "

@@ -424,9 +424,12 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
         Setting("augmentation", "Bunu: flips, 180° rotations, scaling, cropping, translation",
                 (("bunu", "Flipping the image (both vertically and horizontally) - Rotating the image 180 degrees - "
                           "Scaling - Cropping - Translating the image"),),
-                lambda P: _augment(True) + " (hamviz's default)", lambda P: False,
-                "the members use hamviz's default augmentation (quarter turns, zoom and shift, no cropping); the "
-                "reference's set has no option yet"),
+                lambda P: _augment(P["augment"]),
+                lambda P: (lambda a: a.get("flip") and not a.get("rot90") and a.get("zoom") and a.get("shift"))(
+                    _aug(P["augment"])),
+                "hamviz reads Bunu's set as flips in both directions (together a 180° rotation), zoom for scaling "
+                "and cropping, shift for translation (the amounts are not stated); the cpu profile keeps hamviz's "
+                "default with quarter turns"),
         Setting("balancing", "Bunu: the malignant class augmented",
                 (("bunu", "we decided to augment the `malign` class in order to balance it"),),
                 lambda P: {"class_weights": "class weights",

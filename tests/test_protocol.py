@@ -106,8 +106,9 @@ def test_explain_follows_the_ensemble_protocol_where_hamviz_can():
     """The paper ensemble trains at 224x224 with InceptionV3 in two stages; one stage, or another size, shows up."""
     paper = load_profile("paper")
     t = protocol_table("explain", chapter_params(paper, "explain"))
-    assert t.loc[["input", "InceptionV3 training", "optimiser", "searched CNNs", "members"], "same?"].tolist() == [
-        "yes"] * 5  # Bunu's two kept CNNs built as stated, beside VGG19 and InceptionV3
+    assert t.loc[["input", "InceptionV3 training", "optimiser", "searched CNNs", "members", "augmentation"],
+                 "same?"].tolist() == ["yes"] * 6  # Bunu's two kept CNNs built as stated, beside VGG19 and InceptionV3
+    assert t.loc["augmentation", "this run"] == "flips, zoom 0.1, shift 0.1"  # both flips: the 180° rotation
     assert t.loc["optimiser", "this run"].startswith("vgg19 adam, clipnorm None; inceptionv3 nadam, clipnorm 1.0")
     assert t.loc["InceptionV3 training", "this run"] == ("15 epochs of the head alone (on cached frozen features), "
                                                          "then the last 150 layers for 10")

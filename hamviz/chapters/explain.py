@@ -45,7 +45,7 @@ def member(b: PreparedView, model: str, options: dict, P: dict, *, epochs=None, 
                       optimizer=optimizer or P["optimizer"], learning_rate=P["learning_rate"],
                       clipnorm=P["clipnorm"], epochs=n, patience=n if fixed_budget else P["patience"],
                       schedule="none" if fixed_budget else "plateau", batch_size=P["batch_size"],
-                      train_limit=P["train_limit"], head_warmup=head_warmup,
+                      train_limit=P["train_limit"], head_warmup=head_warmup, augment=dict(P["augment"]),
                       seed=P["seed"] if seed is None else seed)
     return train_classifier(cfg, b, log=log)
 
