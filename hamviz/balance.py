@@ -61,6 +61,19 @@ def per_class(labels, size: int, *, seed: int = 0, shuffle: bool = True) -> np.n
     return rng.permutation(result) if shuffle else np.sort(result)
 
 
+def cap_per_class(labels, size: int, *, seed: int = 0) -> np.ndarray:
+    """Sorted indices into ``labels`` keeping at most ``size`` rows of every class (drawn without replacement; a
+    smaller class keeps all its rows): the "about 400 originals" per class that Barros Everett augmented up to
+    600 (:func:`per_class` then repeats them). Raises ValueError if ``size`` < 1."""
+    labels = np.asarray(labels)
+    if size < 1:
+        raise ValueError(f"size must be at least 1, not {size}")
+    rng = np.random.default_rng(seed)
+    keep = [rng.choice(rows, min(size, len(rows)), replace=False)
+            for rows in (np.flatnonzero(labels == c) for c in np.unique(labels))]
+    return np.sort(np.concatenate(keep)).astype(np.int64) if keep else np.array([], dtype=np.int64)
+
+
 def class_weights(labels, n_classes: int | None = None) -> dict[int, float]:
     """'balanced' weights n_samples / (n_classes * count) per class, as Keras ``class_weight``.
 

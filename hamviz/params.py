@@ -246,6 +246,10 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                       "description": "every class exactly this many training images: larger classes subsampled, "
                                      "smaller ones repeated (reference: 600 of each); null: the training part "
                                      "as it is"},
+        "originals_per_class": {"type": ["integer", "null"], "minimum": 1, "default": None,
+                                "description": "first keep at most this many training images of each class, then "
+                                               "repeat them (augmented) up to per_class: the reference's 600 from "
+                                               "about 400 originals; null: all"},
         "qualities": {"type": ["array", "null"], "items": {**_int, "minimum": 1, "maximum": 100}, "default": None,
                       "description": "JPEG qualities; null: the compression chapter's"},
         "n_boot": {**_int, "minimum": 0, "maximum": 100000, "default": 200,

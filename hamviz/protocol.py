@@ -361,12 +361,14 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
         Setting("training set", "Barros Everett: 600 of each class, augmented up from about 400 originals",
                 (("barros everett", "Probabilistic rotations, zooming and flips were applied to obtain 600 "
                                     "samples per class from the original 400."),),
-                lambda P: (f"{P['per_class']} of each class: a class with more training images subsampled, one "
+                lambda P: ((f"at most {P['originals_per_class']} originals of each class, " if
+                            P.get("originals_per_class") else "")
+                           + f"{P['per_class']} of each class: a class with more training images subsampled, one "
                            "with fewer repeats its images (the chapter prints which); every batch augmented")
                 if P["per_class"] else "the training part as it is",
-                lambda P: False,
-                "HAM10000's classes are far from 400 each (nv: thousands): hamviz subsamples or repeats to "
-                "per_class instead of augmenting up a set of about 400"),
+                lambda P: P["per_class"] == 600 and P.get("originals_per_class") == 400,
+                "without originals_per_class hamviz subsamples or repeats the training part to per_class (HAM10000's "
+                "classes are far from 400 each: nv has thousands)"),
         Setting("augmentation", "Barros Everett: rotations, zooming, flips (angles and amounts not stated)",
                 (("barros everett", "Probabilistic rotations, zooming and flips"),),
                 lambda P: _augment(P["augment"]),

@@ -44,3 +44,18 @@ def test_class_weights_balanced(ham):
     # weight x count is the same for every class
     np.testing.assert_allclose([w[c] * counts[c] for c in range(7)], len(ham.labels) / 7)
     assert class_weights(np.array([0, 0, 2]), 3)[1] == 0.0
+
+
+def test_cap_per_class_keeps_at_most_n_originals():
+    """Barros Everett's 'about 400 originals' per class: a larger class keeps n of its rows (no repeats), a
+    smaller one all of them; per_class then repeats them up to 600."""
+    from hamviz.balance import cap_per_class, per_class
+    y = np.array([0] * 10 + [1] * 3 + [2] * 6)
+    keep = cap_per_class(y, 5, seed=1)
+    assert np.bincount(y[keep]).tolist() == [5, 3, 5] and len(set(keep)) == len(keep)
+    assert (keep == np.sort(keep)).all() and (keep == cap_per_class(y, 5, seed=1)).all()
+    assert set(keep[y[keep] == 1]) == {10, 11, 12}
+    up = keep[per_class(y[keep], 8, seed=1)]
+    assert np.bincount(y[up]).tolist() == [8, 8, 8] and set(up) == set(keep)  # repeats of the kept originals only
+    with pytest.raises(ValueError):
+        cap_per_class(y, 0)

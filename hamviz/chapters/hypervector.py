@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import hypervector as hv
-from ..balance import per_class
+from ..balance import cap_per_class, per_class
 from ..metrics import bootstrap_ci, evaluate, with_interval
 from ..training import Artefact, limit_rows, predict, train_or_load
 
@@ -31,7 +31,10 @@ TRAIN_KEYS = ("image_size", "resize", "seed", "split", "classes", "dim", "templa
 
 
 def _train_params(P: dict) -> dict:
-    return {k: P.get(k) for k in TRAIN_KEYS}
+    out = {k: P.get(k) for k in TRAIN_KEYS}
+    if P.get("originals_per_class"):  # only when set: the models trained without it keep their keys
+        out["originals_per_class"] = P["originals_per_class"]
+    return out
 
 
 def train_rows(sub, P: dict, exclude=()) -> np.ndarray:
@@ -39,6 +42,8 @@ def train_rows(sub, P: dict, exclude=()) -> np.ndarray:
     if exclude:
         rows = rows[~np.isin(sub.labels[rows], exclude)]
     rows = limit_rows(rows, sub.labels[rows], P["train_limit"], P["seed"])
+    if P.get("originals_per_class"):  # Barros Everett: about 400 originals, augmented up to 600
+        rows = rows[cap_per_class(sub.labels[rows], P["originals_per_class"], seed=P["seed"])]
     if P["per_class"]:
         rows = rows[per_class(sub.labels[rows], P["per_class"], seed=P["seed"])]
     return rows
