@@ -349,6 +349,10 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "optimizers": {"type": "array", "items": {"enum": list(OPTIMIZERS)},
                        "default": ["sgd", "adam", "adamax", "nadam"]},
         "optimizer_epochs": {**_int, "minimum": 1, "maximum": 100, "default": 3},
+        "optimizer_model": {"type": "string", "default": "small_cnn",
+                            "description": "the network the optimisers are compared on: small_cnn, or the model "
+                                           "of a transfer member (Bunu: inceptionv3), with that member's network "
+                                           "options and clipping"},
         "cam_images": {**_int, "minimum": 4, "maximum": 5000, "default": 200},
         "gallery": {**_int, "minimum": 1, "maximum": 48, "default": 8},
         "layers": {"type": ["array", "null"], "items": {"type": ["string", "integer"]}, "default": None,
@@ -748,6 +752,9 @@ def _member_problems(params: dict) -> list[str]:
             out.append(f"{where}: head_warmup {spec['head_warmup']} trains the head alone on the backbone's frozen "
                        f"features first, which needs head: simple (pooled features -> dropout -> predictions); "
                        f"this member has head: {spec.get('head', 'reference')}. Add head: simple, or drop head_warmup")
+    if explain["optimizer_model"] != "small_cnn" and explain["optimizer_model"] not in seen:
+        out.append(f"chapters.explain.optimizer_model: {explain['optimizer_model']!r} is neither small_cnn nor the "
+                   f"model of a transfer member ({', '.join(seen) or 'none'}); name one of them")
     hd = chapter_params(params, "hypervector")
     hd_size = hd.get("image_size") or size
     if hd["backbone"] != "hd_cnn" and hd_size:

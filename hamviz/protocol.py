@@ -523,9 +523,12 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                 "no VGG19 member in this profile, or another head (head: own_top keeps VGG19's own)"),
         Setting("optimiser comparison", "Bunu: InceptionV3 with SGD, Adam, Adamax, Nadam, 10 epochs each",
                 (("bunu", "We trained the inception model 10 epochs using each"),),
-                lambda P: f"Zhang's small CNN (binary) with {', '.join(P['optimizers'])}, "
+                lambda P: ("Zhang's small CNN (binary)" if P.get("optimizer_model", "small_cnn") == "small_cnn"
+                           else P["optimizer_model"]) + f" with {', '.join(P['optimizers'])}, "
                           f"{_n(P['optimizer_epochs'], 'epoch')} each",
-                lambda P: False, "hamviz compares on the small CNN (minutes, not hours per optimiser)"),
+                lambda P: P.get("optimizer_model") == "inceptionv3" and P["optimizer_epochs"] == 10
+                and sorted(P["optimizers"]) == ["adam", "adamax", "nadam", "sgd"],
+                "the cpu profile compares on the small CNN (minutes, not hours per optimiser)"),
         Setting("activation maps", "Bunu: one image's activation maps at layers 1 to 299 (which model: not stated)",
                 (("bunu", "Figure 17: Activations for the 299th layer"),),
                 lambda P: "the main model's activation maps; Grad-CAM (hamviz's addition)", None,

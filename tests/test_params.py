@@ -113,3 +113,13 @@ def test_hypervector_pretrained_head(tmp_path):
     assert chapter_params(load_profile(mine), "hypervector")["pretrained_head"] is None
     with pytest.raises(ParamsError, match=f"{where}: 'model' is a required property"):
         load_profile(mine, {"chapters": {"hypervector": {"pretrained_head": {"image_size": 64}}}})
+
+
+def test_optimizer_model_names_a_transfer_member():
+    """Bunu et al. compared optimisers on InceptionV3: optimizer_model names a transfer member's model (or
+    small_cnn); any other name stops the profile, naming the members there are."""
+    paper = chapter_params(load_profile("paper", check_weights=False), "explain")
+    assert paper["optimizer_model"] == "inceptionv3" and chapter_params(load_profile(
+        "cpu", check_weights=False), "explain")["optimizer_model"] == "small_cnn"
+    with pytest.raises(ParamsError, match=r"optimizer_model: 'resnet50' is neither small_cnn nor .*vgg19, inceptionv3"):
+        load_profile("paper", {"chapters": {"explain": {"optimizer_model": "resnet50"}}}, check_weights=False)

@@ -277,16 +277,26 @@ def report_table(reports: dict) -> pd.DataFrame:
 
 def optimizer_comparison(b: PreparedView, P: dict, log=print, seed: int | None = None,
                          probs: dict | None = None) -> pd.DataFrame:
-    """The same binary small CNN trained with each optimiser for exactly ``P["optimizer_epochs"]`` epochs at a
-    constant learning rate (no early stopping, no schedule: equal budgets). Per optimiser: losses, validation
+    """The same binary network trained with each optimiser for exactly ``P["optimizer_epochs"]`` epochs at a
+    constant learning rate (no early stopping, no schedule: equal budgets): Zhang's small CNN, or with
+    ``optimizer_model`` naming a transfer member (Bunu et al. compared on InceptionV3) that member's network
+    options, learning rate and clipping, from its pretrained weights. Per optimiser: losses, validation
     and test AUC (with its 95 % lesion-bootstrap interval), training seconds, and whether the final training
     loss fell below ln 2 (the class-weighted binary cross-entropy of a constant guess: above it the model has
     not learned within the budget). ``seed``: the training seed (default the profile's); ``probs``: a dict that
     receives each optimiser's test P(malignant) and "y_test" (for :func:`optimizer_effect`)."""
     from sklearn.metrics import roc_auc_score
+
+    from ..params import MEMBER_TRAINING_KEYS
+    name, options, Pm = "small_cnn", {}, P
+    if P.get("optimizer_model", "small_cnn") != "small_cnn":  # validated with the profile: a transfer member's
+        spec = next(m for m in P["transfer_members"] if m["model"] == P["optimizer_model"])
+        name = spec["model"]
+        options = {k: v for k, v in spec.items() if k != "model" and k not in MEMBER_TRAINING_KEYS}
+        Pm = {**P, **{k: spec[k] for k in ("learning_rate", "clipnorm") if k in spec}}
     rows = []
     for opt in P["optimizers"]:
-        t = member(b, "small_cnn", {}, P, epochs=P["optimizer_epochs"], optimizer=opt, fixed_budget=True, seed=seed,
+        t = member(b, name, options, Pm, epochs=P["optimizer_epochs"], optimizer=opt, fixed_budget=True, seed=seed,
                    log=log)
         yv, yt = b.labels[t.rows["val"]], b.labels[t.rows["test"]]
         low, high = ens.auc_interval(yt, t.proba["test"][:, 1], b.groups[t.rows["test"]], seed=P["seed"])
