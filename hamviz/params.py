@@ -103,7 +103,7 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1e-3},
         "head_warmup": {**_int, "minimum": 0, "maximum": 1000, "default": 0,
                         "description": "epochs of the head alone on cached frozen-backbone features before "
-                                       "fine-tuning (pretrained backbone, head: simple); 0: none"},
+                                       "fine-tuning (pretrained backbone, head: simple or reference); 0: none"},
         "head_learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1e-3},
         "select_on": {"enum": ["val_loss", "balanced_val_loss", "val_accuracy"], "default": "val_loss",
                       "description": "early stopping and the kept epoch: plain or class-weighted validation loss, or the "
@@ -748,10 +748,10 @@ def _member_problems(params: dict) -> list[str]:
         if msg:
             out.append(f"{where}: {msg} (the member trains at " + (f"its image_size, {own})" if own else
                                                                  f"the chapter's image_size, {member_size})"))
-        if spec.get("head_warmup") and spec.get("head", "reference") != "simple":
+        if spec.get("head_warmup") and spec.get("head", "reference") not in ("simple", "reference"):
             out.append(f"{where}: head_warmup {spec['head_warmup']} trains the head alone on the backbone's frozen "
-                       f"features first, which needs head: simple (pooled features -> dropout -> predictions); "
-                       f"this member has head: {spec.get('head', 'reference')}. Add head: simple, or drop head_warmup")
+                       f"pooled features first, which needs head: simple or reference (a head on pooled features); "
+                       f"this member has head: {spec.get('head')}. Use one of those, or drop head_warmup")
     if explain["optimizer_model"] != "small_cnn" and explain["optimizer_model"] not in seen:
         out.append(f"chapters.explain.optimizer_model: {explain['optimizer_model']!r} is neither small_cnn nor the "
                    f"model of a transfer member ({', '.join(seen) or 'none'}); name one of them")

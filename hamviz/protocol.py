@@ -512,9 +512,10 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                 "cached frozen features (no augmentation in that stage)"),
         Setting("InceptionV3 head", "Bunu: Dense layers with Dropout (how many, how wide: not stated)",
                 (("bunu", "we then added some Dense layers paired with Dropout on top"),),
-                lambda P: _inception_head(_member(P, "inceptionv3")), lambda P: False,
-                "no InceptionV3 member, or hamviz's own head: two-stage training needs the simple head (no hidden "
-                "Dense layer); a Dense + Dropout head in two stages has no option yet"),
+                lambda P: _inception_head(_member(P, "inceptionv3")),
+                lambda P: (_member(P, "inceptionv3") or {}).get("head", "reference") == "reference",
+                "no InceptionV3 member, or the simple head (no hidden Dense layer); the reference head's one Dense "
+                "layer (1024 units), its dropout and its BatchNorm are hamviz's reading of 'some Dense layers'"),
         Setting("VGG19 top", "Bunu: its own fully connected top, last layer replaced by a binary one",
                 (("bunu", "to which we changed the last FC layer so it outputs a binary result, and then trained the "
                           "entire network on our dataset"),),

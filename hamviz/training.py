@@ -337,7 +337,8 @@ def train_or_load(kind: str, name: str, config, train: Callable[[], tuple], *, f
     done = stored()
     if done is not None:
         return done
-    with store.training(path, log=log):  # another process training the same artefact: wait, then load it
+    # another process training the same artefact: wait (said on stderr, off the book's pages), then load it
+    with store.training(path, log=store.build_log if log is print else log):
         done = stored()  # trained meanwhile by the process that held the lock
         if done is not None:
             return done
@@ -359,7 +360,7 @@ class TrainConfig:
     :func:`hamviz.models.build_model` with ``model_options``; ``strategy``: S1-S5; ``train_limit``: a stratified
     subsample of the training part (tiny profile). Two-stage transfer learning: ``head_warmup`` > 0 first trains
     the head alone for that many epochs (at ``head_learning_rate``) on the backbone's cached frozen features
-    (:func:`hamviz.features.backbone_features`; pretrained backbones with ``head: simple``), then fine-tunes the
+    (:func:`hamviz.features.backbone_features`; pretrained backbones with ``head: simple`` or ``reference``), then fine-tunes the
     trainable layers and the head together. ``tta_flips``: the stored probabilities of the val and test parts
     average the image and its horizontal and vertical mirror images (the training part's, which only show the
     fit, are of the image alone: three passes over it cost minutes on a CPU). ``select_on``: what early
@@ -451,14 +452,24 @@ def _validation(cfg: TrainConfig, x: np.ndarray, labels: np.ndarray, parts: dict
 
 def train_head(cfg: TrainConfig, features: np.ndarray, labels: np.ndarray, parts: dict, n_classes: int,
                epochs: int, verbose: int = 0):
-    """A linear softmax head (dropout, then a Dense layer named "predictions") trained on frozen-backbone
-    ``features`` (N, C) of ``parts['train']`` for ``epochs`` epochs with ``cfg``'s imbalance strategy, optimiser
-    and ``head_learning_rate``, validated on ``parts['val']``. Returns (head model, history)."""
-    from .models import keras
+    """``cfg``'s classification head without its pooling (:func:`hamviz.models.classification_head`: "simple",
+    dropout then a softmax Dense layer named "predictions"; "reference", Dense "head_dense" (relu), dropout,
+    BatchNorm "head_bn", then "predictions"; the same layer names and L2) trained on frozen-backbone ``features``
+    (N, C) of ``parts['train']`` for ``epochs`` epochs with ``cfg``'s imbalance strategy, optimiser and
+    ``head_learning_rate``, validated on ``parts['val']``. Returns (head model, history)."""
+    from .models import _regulariser, keras
     keras.utils.set_random_seed(cfg.seed)
+    o = cfg.model_options
+    reg = _regulariser(o.get("l2", 0.0))
     inputs = keras.Input((features.shape[1],), name="features")
-    x = keras.layers.Dropout(cfg.model_options.get("dropout", 0.5), name="head_dropout")(inputs)
-    head = keras.Model(inputs, keras.layers.Dense(n_classes, activation="softmax", name="predictions")(x))
+    x = inputs
+    if o.get("head", "reference") == "reference":
+        x = keras.layers.Dense(o.get("dense", 1024), activation="relu", kernel_regularizer=reg, name="head_dense")(x)
+    x = keras.layers.Dropout(o.get("dropout", 0.5), name="head_dropout")(x)
+    if o.get("head", "reference") == "reference":
+        x = keras.layers.BatchNormalization(name="head_bn")(x)
+    head = keras.Model(inputs, keras.layers.Dense(n_classes, activation="softmax", kernel_regularizer=reg,
+                                                  name="predictions")(x))
     head.compile(optimizer=make_optimizer(cfg.optimizer, cfg.head_learning_rate, cfg.clipnorm),
                  loss="categorical_crossentropy", metrics=["accuracy"])
     train_ds, cw, steps = _training_set(cfg, features, labels, parts, n_classes, augment=None)
@@ -472,12 +483,15 @@ def warm_head(model, cfg: TrainConfig, features: np.ndarray, labels: np.ndarray,
               verbose: int = 0) -> dict:
     """Stage one of two-stage transfer learning: train ``model``'s head alone on cached frozen-backbone
     ``features`` for ``cfg.head_warmup`` epochs (:func:`train_head`) and copy its weights into ``model``.
-    Returns the head's history. Raises TrainingError unless the model's head is "simple"."""
-    if cfg.model_options.get("head", "reference") != "simple":
-        raise TrainingError(f"head_warmup needs head: simple (pooled features -> dropout -> predictions), not "
+    Returns the head's history. Raises TrainingError unless the model's head is "simple" or "reference" (a
+    backbone's own top has no cached-feature stage)."""
+    if cfg.model_options.get("head", "reference") not in ("simple", "reference"):
+        raise TrainingError(f"head_warmup needs head: simple or reference (a head on pooled features), not "
                             f"{cfg.model_options.get('head', 'reference')!r}")
     head, history = train_head(cfg, features, labels, parts, n_classes, cfg.head_warmup, verbose)
-    model.get_layer("predictions").set_weights(head.get_layer("predictions").get_weights())
+    for layer in head.layers:
+        if layer.weights:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
     return history
 
 

@@ -43,7 +43,7 @@ TOY = {
                     "transfer_members": [{"model": "vgg19", "weights": None, "trainable": "all", "head": "own_top",
                                           "input_scaling": "unit"},
                                          {"model": "inceptionv3", "weights": None, "trainable": 150,
-                                          "l2": 0.0001, "head": "simple", "head_warmup": 1, "epochs": 1,
+                                          "l2": 0.0001, "head": "reference", "head_warmup": 1, "epochs": 1,
                                           "input_scaling": "unit", "optimizer": "nadam", "clipnorm": 1.0}]},
     },
 }

@@ -147,3 +147,27 @@ def test_convergence_table_names_the_runs_not_converged():
     assert note.startswith("Every run stopped early")
     _, note = convergence_table({"c": {"val_loss": [1.0], "best_epoch": 1}})
     assert note == "Not shown to have converged (c: one epoch only): more epochs would likely change its numbers."
+
+
+def test_warm_head_trains_the_reference_head_on_features_and_copies_it():
+    """Two stages with Bunu's Dense + Dropout head: the head (Dense, Dropout, BatchNorm, Dense) is trained on
+    pooled features and every weighted layer of it lands in the full model under the same name."""
+    from hamviz.models import build_model
+    from hamviz.training import warm_head
+    rng = np.random.default_rng(0)
+    model = build_model("mobilenetv2", (32, 32, 3), 2, weights=None, trainable="frozen", head="reference", dense=8,
+                        dropout=0.2, l2=1e-4)
+    feats = rng.normal(size=(40, model.get_layer("head_pool").output.shape[-1])).astype("float32")
+    labels = rng.integers(0, 2, 40)
+    parts = {"train": np.arange(30), "val": np.arange(30, 40), "test": np.arange(30, 40)}
+    cfg = TrainConfig(model="mobilenetv2", model_options={"weights": None, "head": "reference", "dense": 8,
+                                                          "dropout": 0.2, "l2": 1e-4}, image_size=32, head_warmup=2)
+    before = model.get_layer("head_dense").get_weights()[0].copy()
+    history = warm_head(model, cfg, feats, labels, parts, 2)
+    assert len(history["loss"]) == 2
+    assert not np.allclose(before, model.get_layer("head_dense").get_weights()[0])  # trained, then copied
+    bn = model.get_layer("head_bn").get_weights()
+    assert not np.allclose(bn[2], 0.0)  # the BatchNorm's moving mean came from the features
+    with pytest.raises(TrainingError, match="simple or reference"):
+        warm_head(model, TrainConfig(model="vgg19", model_options={"head": "own_top"}, head_warmup=1), feats, labels,
+                  parts, 2)

@@ -28,7 +28,7 @@ def config(P: dict, **over) -> TrainConfig:
                batch_size=P["batch_size"], augment=P["augment"], train_limit=P["train_limit"],
                seed=P["seed"], head_warmup=P["head_warmup"], head_learning_rate=P["head_learning_rate"],
                tta_flips=P["tta_flips"], select_on=P["select_on"])
-    if not (options.get("weights") and options.get("head") == "simple"):
+    if not (options.get("weights") and options.get("head") in ("simple", "reference")):
         cfg["head_warmup"] = 0  # a two-stage recipe needs a pretrained backbone: the grid's other models skip it
     cfg.update(over)
     return TrainConfig(**cfg)
