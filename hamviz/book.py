@@ -938,7 +938,11 @@ def write_index(book: Book, elapsed: float, render: bool = True) -> dict:
         entries.append({"stem": s.stem, "title": s.title, "status": status, "note": note,
                         "seconds": done.get("seconds") if done else None, "key": book.keys[s.stem],
                         "summary": (record or {}).get("summary", {}), "training": training,
-                        "built": done.get("started") if done else None})
+                        "built": done.get("started") if done else None,
+                        # the front page's findings, and the intervals of its key numbers
+                        "verdicts": (record or {}).get("verdicts", {}),
+                        "values": {k: v for k, v in ((record or {}).get("values") or {}).items()
+                                   if k in ("summary_ci", "test_ci")}})
         facts = [("key", book.keys[s.stem])]
         href = failed_href = None
         if done and (book.out / "chapters" / s.stem / f"{s.stem}.ipynb").is_file():

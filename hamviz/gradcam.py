@@ -251,7 +251,8 @@ def activation_figure(acts: dict, max_channels: int = 16, title: str = "Activati
         fig.update_layout({f"yaxis{axis}": dict(autorange="reversed", scaleanchor=f"x{axis}", visible=False),
                            f"xaxis{axis}": dict(visible=False, constrain="domain")})
     fig.update_annotations(font_size=10)
-    fig.update_layout(title=title, height=int(nrows * 980 / ncols) + 80, width=980,
+    from .plots import COLUMN_PX  # the book's text column: wider figures were cut at its edge
+    fig.update_layout(title=title, height=int(nrows * COLUMN_PX / ncols) + 80, width=COLUMN_PX,
                       margin=dict(l=10, r=10, t=90, b=10), plot_bgcolor="white")
     return fig
 

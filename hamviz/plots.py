@@ -21,6 +21,9 @@ from .metrics import field_name
 from .registry import BINARY_CLASSES, CLASSES
 
 CLASS_COLOURS = dict(zip(CLASSES, px.colors.qualitative.D3))
+#: the width a figure is drawn at when it has to be (image grids: their height follows it): the book's text column
+#: at 1400 px is about 780 px; the page's script shrinks a figure to a narrower column, keeping its aspect
+COLUMN_PX = 760
 SPLIT_COLOURS = {"train": "#4C78A8", "val": "#F58518", "test": "#54A24B"}
 
 
@@ -67,9 +70,12 @@ def heatmap(table: pd.DataFrame, title: str, fmt: str = ".0%", colorscale="Blues
         y=[str(r) for r in table.index], colorscale=colorscale,
         text=[[format(v, fmt) for v in row] for row in table.to_numpy(dtype=float)],
         texttemplate="%{text}", hovertemplate="%{y} / %{x}: %{text}<extra></extra>"))
-    fig.update_layout(title=title, height=max(300, 28 * len(table) + 120),
+    height = max(300, 28 * len(table) + 120)
+    ytitle = METADATA_TITLES.get(table.index.name, table.index.name)
+    fig.update_layout(title=title, height=height,
                       xaxis_title=METADATA_TITLES.get(table.columns.name, table.columns.name),
-                      yaxis_title=METADATA_TITLES.get(table.index.name, table.index.name),
+                      # a y title longer than the plot is tall runs off it: wrapped to the plot's height
+                      yaxis_title=_wrap(ytitle, max(12, (height - 180) // 7)) if ytitle else ytitle,
                       yaxis_autorange="reversed")
     return fig
 
@@ -102,8 +108,8 @@ def image_gallery(images_by_class: dict[str, list[np.ndarray]], captions: dict |
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     h, w = np.asarray(next(iter(images_by_class[rows[0]]))).shape[:2]
-    cell = 900 / ncols
-    fig.update_layout(title=title, height=int(len(rows) * cell * h / w) + 80, width=980,
+    cell = min(160, (COLUMN_PX - 70) / ncols)  # the row titles (class names) take the right margin
+    fig.update_layout(title=title, height=int(len(rows) * cell * h / w) + 80, width=int(ncols * cell) + 70,
                       margin=dict(l=10, r=60, t=50, b=10))
     return fig
 
@@ -222,8 +228,10 @@ def confusion_heatmap(cm_counts: pd.DataFrame, title: str = "Confusion matrix",
     fig.update_traces(zmin=0, zmax=1, colorbar_title="row share",
                       text=[[f"{c:,.0f}<br>{s:.0%}" for c, s in zip(cr, sr)] for cr, sr in zip(counts, shares)],
                       hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>")
-    fig.update_layout(xaxis_title="predicted", yaxis_title="true", height=max(360, 45 * len(cm_counts) + 140),
-                      width=max(460, 55 * len(cm_counts.columns) + 200))
+    width = max(460, 55 * len(cm_counts.columns) + 200)
+    fig.update_layout(title=_wrap(title, width // 10), xaxis_title="predicted", yaxis_title="true",
+                      height=max(360, 45 * len(cm_counts) + 140) + 20 * _wrap(title, width // 10).count("<br>"),
+                      width=width)
     return fig
 
 
@@ -242,9 +250,19 @@ def roc_curves(y_true, proba, classes=CLASSES, title: str = "ROC, one-vs-rest") 
                             hovertemplate=f"{name}: FPR %{{x:.3f}}, TPR %{{y:.3f}}<extra></extra>")
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", showlegend=False,
                     line=dict(color="grey", dash="dash"), hoverinfo="skip")
-    fig.update_layout(title=title, xaxis_title="false positive rate", yaxis_title="true positive rate",
-                      xaxis_range=[0, 1], yaxis_range=[0, 1.01], yaxis_scaleanchor="x", yaxis_scaleratio=1,
-                      height=500, width=600)
+    return _square_roc(fig, title, "false positive rate", "true positive rate", 600)
+
+
+def _square_roc(fig: go.Figure, title: str, xtitle: str, ytitle: str, width: int) -> go.Figure:
+    """A ROC figure's layout: both axes exactly 0 to 1 on a square plot (the axes shrink their domain to keep it
+    square, never stretch a range), the legend below it, one entry a line (a long legend beside the plot squeezed
+    the axes to a sliver and stretched the sensitivity axis to -2..3), the title wrapped to the width."""
+    legend_rows, title = sum(1 for t in fig.data if t.showlegend is not False), _wrap(title, width // 10)
+    fig.update_layout(title=title, xaxis=dict(title=xtitle, range=[0, 1], constrain="domain"),
+                      yaxis=dict(title=ytitle, range=[0, 1.01], scaleanchor="x", scaleratio=1, constrain="domain"),
+                      legend=dict(orientation="v", x=0, xanchor="left", y=-0.12, yanchor="top"),  # one a line
+                      height=80 + 20 * title.count("<br>") + (width - 80) + 70 + 20 * legend_rows, width=width,
+                      margin=dict(l=60, r=20, t=80 + 20 * title.count("<br>"), b=70 + 20 * legend_rows))
     return fig
 
 
@@ -258,7 +276,7 @@ def reliability_diagram(table: pd.DataFrame, ece: float, title: str = "Reliabili
                                          "samples<extra></extra>"))
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
                     line=dict(color="grey", dash="dash"), hoverinfo="skip")
-    fig.update_layout(title=f"{title} (ECE {ece:.3f})", xaxis_title="confidence (top-label probability)",
+    fig.update_layout(title=_wrap(f"{title} (ECE {ece:.3f})", 56), xaxis_title="confidence (top-label probability)",
                       yaxis_title="accuracy", xaxis_range=[0, 1], yaxis_range=[0, 1.02], height=460,
                       width=560, showlegend=False)
     return fig
@@ -291,16 +309,21 @@ def image_grid(images, captions=None, ncols: int = 4, title: str = "") -> go.Fig
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
     caps = list(captions) if captions is not None else [""] * n
-    fig = make_subplots(rows=nrows, cols=ncols, horizontal_spacing=0.01, vertical_spacing=0.06,
-                        subplot_titles=[c.split(": ", 1)[-1] for c in caps])
+    cell = (COLUMN_PX - 20) / ncols
+    shown = [_wrap(c.split(": ", 1)[-1], max(10, int(cell / 6))) for c in caps]  # 10 px text: about 6 px a letter
+    lines = max([s.count("<br>") + 1 for s in shown if s] or [0])
+    h, w = np.asarray(images[0]).shape[:2] if n else (1, 1)
+    height = int(nrows * (cell * h / w + 14 * lines + 8)) + 70
+    fig = make_subplots(rows=nrows, cols=ncols, horizontal_spacing=0.01,
+                        vertical_spacing=min(0.3, (14 * lines + 8) / height) if nrows > 1 else 0.0,
+                        subplot_titles=shown)
     for k, (img, cap) in enumerate(zip(images, caps)):
         fig.add_trace(go.Image(source=png_data_uri(img), name=cap, hovertemplate=f"{cap}<extra></extra>"),
                       row=k // ncols + 1, col=k % ncols + 1)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     fig.update_annotations(font_size=10)
-    fig.update_layout(title=title, height=int(nrows * 960 / ncols) + 60, width=980,
-                      margin=dict(l=10, r=10, t=70, b=10))
+    fig.update_layout(title=title, height=height, width=COLUMN_PX, margin=dict(l=10, r=10, t=50 + 14 * lines, b=10))
     return fig
 
 
@@ -334,14 +357,16 @@ def rate_figure(table: pd.DataFrame, metrics=("balanced_accuracy", "accuracy"), 
                 text=sub["setting"], customdata=sub[["rate_kind"]].to_numpy(),
                 hovertemplate=f"{method} %{{text}}<br>%{{x:.3f}} bpp (%{{customdata[0]}})<br>{field_name(metric)}: "
                               "%{y:.3f}<extra></extra>"), row=1, col=col)
-        if reference is not None:
-            fig.add_hline(y=reference[metric], line_dash="dash", line_color="#888", row=1, col=col,
-                          annotation_text=f"uncompressed {reference[metric]:.3f}",
-                          annotation_position="bottom right")
-        for method, own in (method_references or {}).items():
-            fig.add_hline(y=own[metric], line_dash="dot", line_color=METHOD_STYLE.get(method, {}).get("color", "#888"),
-                          row=1, col=col, annotation_text=f"uncompressed, {method} images {own[metric]:.3f}",
-                          annotation_position="top left")
+        lines = ([(reference[metric], f"uncompressed {reference[metric]:.3f}", "dash", "#888")]
+                 if reference is not None else [])
+        lines += [(own[metric], f"uncompressed, {method} images {own[metric]:.3f}", "dot",
+                   METHOD_STYLE.get(method, {}).get("color", "#888")) for method, own in (method_references or {}).items()]
+        # the highest line's label above it, the others' below theirs (at alternating ends): two close lines'
+        # labels never meet between them
+        for k, (value, text, dash, colour) in enumerate(sorted(lines, key=lambda line: -line[0])):
+            where = "top right" if k == 0 else ("bottom left" if k % 2 else "bottom right")
+            fig.add_hline(y=value, line_dash=dash, line_color=colour, row=1, col=col, annotation_text=text,
+                          annotation_position=where)
     fig.update_xaxes(type="log", title_text="bits per pixel (log scale)")
     fig.update_layout(title=title, height=480, legend=dict(orientation="h", y=-0.25))
     return fig
@@ -364,10 +389,7 @@ def binary_roc(y, probs: Mapping[str, np.ndarray], title: str = "ROC: malignant 
                         hovertemplate=f"{name}: FPR %{{x:.3f}}, TPR %{{y:.3f}}<extra></extra>")
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", showlegend=False,
                     line=dict(color="grey", dash="dash"), hoverinfo="skip")
-    fig.update_layout(title=title, xaxis_title="false positive rate (1 - specificity)",
-                      yaxis_title="true positive rate (sensitivity)", xaxis_range=[0, 1], yaxis_range=[0, 1.01],
-                      yaxis_scaleanchor="x", yaxis_scaleratio=1, height=500, width=640)
-    return fig
+    return _square_roc(fig, title, "false positive rate (1 - specificity)", "true positive rate (sensitivity)", 640)
 
 
 def confusion_2x2(report: Mapping, title: str | None = None) -> go.Figure:

@@ -40,6 +40,8 @@ import nbformat
 
 from .config import HamvizError
 from .files import atomic_path, write_atomic
+from .frontpage import FOREST_NOTE, SCROLL_HINT, findings_table, front_page, key_numbers, scrolling  # noqa: F401
+from .frontpage import duration, fmt, interval  # noqa: F401 (where they were before hamviz.frontpage)
 
 #: where the Sphinx sources and state live inside the book's output folder
 SITE = ".site"
@@ -86,59 +88,28 @@ class Page:
 
 # ------------------------------------------------------------------------------------------------ formatting
 
-def fmt(v) -> str:
-    """A number or value as the book shows it (HTML-escaped): floats to 4 significant digits, thousands
-    separators, dicts as "k: v" lists."""
-    if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"{v:,}"
-    if isinstance(v, dict):
-        return ", ".join(f"{k}: {fmt(x)}" for k, x in v.items())
-    return html.escape(str(v))
-
-
-def duration(seconds) -> str:
-    """Seconds as "42 s", "12.5 min" or "1.3 h" ("" for None)."""
-    if seconds is None:
-        return ""
-    seconds = float(seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def interval(key: str, values: dict):
-    """The (low, high) interval the record gives for summary number ``key``, or None: ``values["summary_ci"][key]``,
-    or for ``test_<metric>`` the lesion-bootstrap ``values["test_ci"][<metric>]`` (both {"low", "high"})."""
-    for source, name in (("summary_ci", key), ("test_ci", key[5:] if key.startswith("test_") else None)):
-        ci = (values.get(source) or {}).get(name) if name else None
-        if isinstance(ci, dict) and ci.get("low") is not None and ci.get("high") is not None:
-            return ci["low"], ci["high"]
-    return None
-
-
-def key_results_html(record: dict | None, facts=()) -> str:
-    """The "Key results" box a chapter page starts with: its record's summary numbers (with 95 % intervals where
-    the record has them; each key shown by its field name, the key itself as the title) and ``facts`` ((label,
-    value) pairs: run time, training time, when it was built)."""
-    from .metrics import field_name  # the field's names for the record's keys (the key stays in the title)
-    summary = (record or {}).get("summary") or {}
-    values = (record or {}).get("values") or {}
-    rows = []
-    for k, v in summary.items():
-        ci = interval(k, values)
-        shown = fmt(v) + (f' <span class="ci">[{fmt(ci[0])}, {fmt(ci[1])}]</span>' if ci else "")
-        rows.append(f'<tr><th title="{html.escape(k)}">{html.escape(field_name(k))}</th><td>{shown}</td></tr>')
-    if not rows:
+def key_results_html(record: dict | None, facts=(), number: int | str = "") -> str:
+    """The "Key results" box a chapter page starts with: its record's summary numbers (each with its 95 % interval
+    where the record has one, at the precision the interval justifies; shown by its field name, the key itself as
+    the title), the chapter's answers (its verdicts as the front page shows them: :func:`hamviz.frontpage.
+    findings_table`, numbered "``number``.k" as there) and ``facts`` ((label, value) pairs: run time, training time,
+    when it was built)."""
+    record = record or {}
+    rows = [f'<tr><th title="{html.escape(k)}">{html.escape(name)}</th><td>{shown}</td></tr>'
+            for k, name, shown in key_numbers(record.get("summary") or {}, record.get("values") or {})]
+    verdicts = record.get("verdicts") or {}
+    if not rows and not verdicts:
         rows.append('<tr><td colspan="2">This run recorded no summary numbers.</td></tr>')
     note = ('<p class="muted">In brackets: 95 % lesion-grouped bootstrap intervals.</p>'
             if any('class="ci"' in r for r in rows) else "")
+    table = f'<table class="hamviz-kv"><tbody>{"".join(rows)}</tbody></table>{note}' if rows else ""
+    answers = ""
+    if verdicts:
+        answers = (f'<p class="hamviz-answers-title"><b>Answers</b></p>'
+                   + findings_table([(number, "", None, verdicts)], headers=False)
+                   + f'<p class="muted">{FOREST_NOTE}</p>')
     extra = "".join(f"<li><b>{html.escape(a)}</b>: {html.escape(str(b))}</li>" for a, b in facts if b)
-    return (f'<div class="admonition hamviz-key-results"><p class="admonition-title">Key results</p>'
-            f'<table class="hamviz-kv"><tbody>{"".join(rows)}</tbody></table>{note}'
+    return (f'<div class="admonition hamviz-key-results"><p class="admonition-title">Key results</p>{table}{answers}'
             + (f'<ul class="hamviz-facts">{extra}</ul>' if extra else "") + "</div>")
 
 
@@ -186,76 +157,217 @@ def _plotly_title(fig: dict) -> str:
     return " ".join(re.sub(r"<[^>]+>", " ", str(title or "")).split())
 
 
+def _comment_captions(source: str) -> list[str]:
+    """The captions a code cell gives its tables, in order: its leading comment line, then each capitalised comment
+    line further down that comes before a line that shows something (a ``display(`` call, or the cell's last
+    line). Lower-case comments are about the code, not captions."""
+    lines = source.strip().splitlines()
+    out = [lines[0].lstrip("#").strip()] if lines and lines[0].startswith("#") else []
+    pending = None
+    start = next((i for i, line in enumerate(lines) if not line.lstrip().startswith("#")), len(lines))
+    for i in range(start, len(lines)):
+        text = lines[i].strip()
+        if text.startswith("#"):
+            words = text.lstrip("#").strip()
+            pending = words if words[:1].isupper() else pending
+        elif pending and ("display(" in text or i == len(lines) - 1):
+            out.append(pending)
+            pending = None
+    return out
+
+
 def _comment_caption(source: str) -> str:
     """A code cell's leading comment line (the caption of the table it shows), or ""."""
-    first = source.strip().splitlines()[0] if source.strip() else ""
-    return first.lstrip("#").strip() if first.startswith("#") else ""
+    return next(iter(_comment_captions(source)), "")
 
 
 _TABLE = re.compile(r"<table\b", re.I)
 _PARAMS_TABLE = re.compile(r"<th>\s*parameter\s*</th>", re.I)
+#: the reference-protocol table (:func:`hamviz.protocol.protocol_table`): folded, its caption says what it holds
+_PROTOCOL_TABLE = re.compile(r"<th[^>]*>\s*why it differs\s*</th>", re.I)
+
+
+#: what pandas writes for a missing number, and for no object at all
+NA_TEXTS, NONE_TEXTS = ("nan", "NaN", "<NA>", "NaT"), ("None",)
+#: why a column has no value in some row, by a word of its header (the first that matches), else a generic why
+NA_WHY = (("AUC", "an AUC needs test images of the class and of the others; an average row has none of its own "
+                  "(the macro AUC is the average)"),
+          ("interval", "no bootstrap interval for this row"),
+          ("", "not defined for this row"))
+
+
+def _header_names(table) -> list[str]:
+    """The column headers of a pandas table, index columns included (its first header row)."""
+    head = table.find("thead")
+    row = head.find("tr") if head else None
+    return [c.get_text(" ", strip=True) for c in row.find_all(["th", "td"], recursive=False)] if row else []
+
+
+def drop_bare_index(table) -> bool:
+    """Remove a pandas table's bare 0..n-1 row index (a RangeIndex says nothing about its rows): each body row's
+    leading header cell and the first cell of each header row go. Returns whether it did."""
+    body = table.find("tbody")
+    rows = body.find_all("tr", recursive=False) if body else []
+    heads = [r.find(["th", "td"], recursive=False) for r in rows]
+    if not rows or any(h is None or h.name != "th" for h in heads) or \
+            [h.get_text(strip=True) for h in heads] != [str(i) for i in range(len(rows))]:
+        return False
+    if any(len(r.find_all("th", recursive=False)) > 1 for r in rows):
+        return False  # a MultiIndex: its first level is not a bare counter
+    for h in heads:
+        h.decompose()
+    head = table.find("thead")
+    for r in head.find_all("tr", recursive=False) if head else []:
+        first = r.find(["th", "td"], recursive=False)
+        if first is not None and not first.get_text(strip=True).replace("\\xa0", ""):
+            first.decompose()
+    return True
+
+
+def mark_missing(table, soup) -> list[str]:
+    """Missing values of a pandas table said in words: nan as "n/a" (why in its tooltip, :data:`NA_WHY`), None
+    as "none". Returns the why of every column that has an n/a."""
+    names, whys = _header_names(table), []
+    for row in (table.find("tbody") or table).find_all("tr", recursive=False):
+        cells = row.find_all(["th", "td"], recursive=False)
+        for k, cell in enumerate(cells):
+            text = cell.get_text(strip=True)
+            if cell.name != "td" or text not in NA_TEXTS + NONE_TEXTS:
+                continue
+            if text in NONE_TEXTS:
+                cell.string = "none"
+                continue
+            name = names[k] if k < len(names) else ""
+            why = next(w for word, w in NA_WHY if word.lower() in name.lower())
+            span = soup.new_tag("span", attrs={"class": "hamviz-na", "title": why})
+            span.string = "n/a"
+            cell.clear()
+            cell.append(span)
+            if why not in whys:
+                whys.append(why)
+    return whys
+
+
+def tidy_table(page: str) -> str:
+    """A pandas table (an HTML output) as the book shows it: no bare 0..n-1 index (:func:`drop_bare_index`), a
+    missing value in words with why (:func:`mark_missing`, the whys below the table), its own ``<caption>`` taken
+    out (the book's caption says it), sideways scrolling where it is wider than the page (:func:`scrolling`)."""
+    from bs4 import BeautifulSoup  # the Sphinx theme's own dependency
+    soup = BeautifulSoup(page, "html.parser")
+    whys = []
+    for table in soup.find_all("table"):
+        drop_bare_index(table)
+        whys += [w for w in mark_missing(table, soup) if w not in whys]
+        for cap in table.find_all("caption"):
+            cap.decompose()
+    note = ("".join(f'<p class="muted hamviz-na-note"><span class="hamviz-na">n/a</span>: {html.escape(w)}</p>'
+                    for w in whys))
+    return scrolling(str(soup)) + note
+
+
+def table_caption(page: str, captions: list[str], before) -> str:
+    """The caption of a table output: the ``<caption>`` a pandas Styler gave it (``set_caption``), else a printed
+    line ending in ":" right before it (``before``, the cell's previous output: the line moves into the caption),
+    else the next of its cell's caption comments (``captions``, :func:`_comment_captions`, used up in order), else
+    a bold-led Markdown line displayed right before it (e.g. "**Protocol** -- reference: ..."), else ""."""
+    m = re.search(r"<caption[^>]*>(.*?)</caption>", page, re.S | re.I)
+    if m and re.sub(r"<[^>]+>", "", m[1]).strip():
+        return html.unescape(re.sub(r"<[^>]+>", "", m[1])).strip()
+    if (before or {}).get("output_type") == "stream" and before.get("name") == "stdout":
+        text = _text(before.get("text")).rstrip("\n")
+        last = text.rsplit("\n", 1)[-1].strip()
+        if last.endswith(":") and len(last) <= 300:
+            rest = text[:len(text) - len(text.rsplit("\n", 1)[-1])].rstrip("\n")
+            before["text"] = rest + "\n" if rest else ""
+            if not rest:
+                before["_hamviz_caption"] = True
+            return last[:-1]
+    if captions:
+        return captions.pop(0)
+    md = _text((before or {}).get("data", {}).get("text/markdown", "")).strip()
+    if md.startswith("**") and "\n\n" not in md:
+        before["_hamviz_caption"] = True  # shown as the caption, not again above it
+        return re.sub(r"\*\*|`", "", md)
+    return ""
+
+
+def _html_output(page: str, fig, cell, number: int, count: dict, before=None) -> str:
+    """An HTML output as the book shows it: a plotly figure numbered and captioned by its title, the parameters
+    table folded, any other table numbered, captioned (:func:`table_caption`) and tidied (:func:`tidy_table`)."""
+    if "plotly-graph-div" in page and fig is not None:
+        count["figures"] += 1
+        title = html.escape(_plotly_title(fig))
+        return (f'<figure class="hamviz-figure" id="figure-{number}-{count["figures"]}">{page}'
+                f'<figcaption><span class="caption-number">Figure {number}.{count["figures"]}</span>'
+                f'{". " + title if title else ""}</figcaption></figure>')
+    if _TABLE.search(page) and _PARAMS_TABLE.search(page):
+        return (f'<details class="hamviz-params"><summary>This chapter\'s parameters</summary>'
+                f'{scrolling(page)}</details>')
+    if _TABLE.search(page):
+        count["tables"] += 1
+        cap = html.escape(table_caption(page, count.setdefault(id(cell), _comment_captions(_text(cell.source))),
+                                        before))
+        body = tidy_table(page)
+        if _PROTOCOL_TABLE.search(page):  # the reference protocol, setting by setting: pages long, read on demand
+            rows = len(re.findall(r"<tr\b", page, re.I)) - 2
+            differ = len(re.findall(r"<td[^>]*>\s*(?:no|not stated)\s*</td>", page, re.I))
+            body = (f'<details class="hamviz-fold"><summary>The {rows} settings beside the reference ({differ} '
+                    f'differ or are not stated there)</summary>{body}</details>')
+        return (f'<figure class="hamviz-table" id="table-{number}-{count["tables"]}"><figcaption>'
+                f'<span class="caption-number">Table {number}.{count["tables"]}</span>'
+                f'{". " + cap if cap else ""}</figcaption>{body}</figure>')
+    return page
+
+
+def _book_output(o, cell, number: int, out: Path, depth: int, count: dict, before=None):
+    """One output of a code cell as the book shows it, or None where it is left out (stderr: warnings, progress
+    bars, build messages); see :func:`prepare_notebook`."""
+    if o.get("output_type") == "stream" and o.get("name") == "stderr":
+        return None
+    data = o.get("data")
+    if data is None:
+        return o
+    own = _text(data.get("text/html", ""))
+    if WIDGET_MIME in data and own.strip() and not WIDGET_REPR.match(own):
+        o["data"] = {"text/html": own}  # the widget's own static form (e.g. the explorer's note)
+        return o
+    if WIDGET_MIME in data or (set(data) == {"text/plain"} and WIDGET_REPR.match(_text(data["text/plain"]))):
+        o["data"] = {"text/html": WIDGET_NOTE}
+        return o
+    fig = data.pop(PLOTLY_MIME, None)
+    page = _text(data.get("text/html", ""))
+    if page:
+        page = strip_remote_scripts(share_plotly_js(page, out, depth))
+        data["text/html"] = _html_output(page, fig, cell, number, count, before)
+        data.pop("text/plain", None)  # the HTML is the output; the repr is the fallback
+    return o
 
 
 def prepare_notebook(nb, number: int, out: Path, depth: int = 2, key_results: str = "", banner: str = ""):
     """The executed notebook ``nb`` made into a book page (a copy; ``nb`` is not changed).
 
     Leaves out the parameters cells; folds every code cell's source behind a toggle (tag ``hide-input``);
-    drops stderr (warnings, progress bars); shows a live widget's own static HTML where it brings one, else a note
-    (never its repr, also where the output is the repr alone: :data:`WIDGET_REPR`); moves
+    drops stderr (warnings, progress bars, build messages); shows a live widget's own static HTML where it brings
+    one, else a note (never its repr, also where the output is the repr alone: :data:`WIDGET_REPR`); moves
     plotly.js to ``out/assets`` (:func:`share_plotly_js`) and removes CDN scripts; numbers plotly figures
     ("Figure N.k", captioned by the figure's title) and tables ("Table N.k", captioned by the cell's leading
-    comment), folds the chapter's parameter table; puts ``banner`` and ``key_results`` (HTML) right under the
-    title. ``number``: the chapter number; ``depth``: the page's folder depth below ``out``."""
+    comment; tidied by :func:`tidy_table`), folds the chapter's parameter table; puts ``banner`` and
+    ``key_results`` (HTML) right under the title. ``number``: the chapter number; ``depth``: the page's folder
+    depth below ``out``."""
     nb = nbformat.from_dict(json.loads(json.dumps(nb)))  # a deep copy
     nb.metadata.pop("widgets", None)  # widget state: MyST-NB would load the widget manager from a CDN
-    cells, figures, tables = [], 0, 0
+    cells, count = [], {"figures": 0, "tables": 0}
     for cell in nb.cells:
         tags = set(cell.get("metadata", {}).get("tags", []))
         if cell.cell_type == "code" and tags & PARAMETER_TAGS:
             continue
         if cell.cell_type == "code":
             cell.metadata["tags"] = sorted((tags - {"hide-output", "remove-input"}) | {"hide-input"})
-            outputs = []
-            for o in cell.get("outputs", []):
-                if o.get("output_type") == "stream" and o.get("name") == "stderr":
-                    continue
-                data = o.get("data")
-                if data is None:
-                    outputs.append(o)
-                    continue
-                own = _text(data.get("text/html", ""))
-                if WIDGET_MIME in data and own.strip() and not WIDGET_REPR.match(own):
-                    o["data"] = {"text/html": own}  # the widget's own static form (e.g. the explorer's note)
-                    outputs.append(o)
-                    continue
-                if WIDGET_MIME in data or (set(data) == {"text/plain"} and
-                                           WIDGET_REPR.match(_text(data["text/plain"]))):
-                    o["data"] = {"text/html": WIDGET_NOTE}
-                    outputs.append(o)
-                    continue
-                fig = data.pop(PLOTLY_MIME, None)
-                page = _text(data.get("text/html", ""))
-                if page:
-                    page = strip_remote_scripts(share_plotly_js(page, out, depth))
-                    if "plotly-graph-div" in page and fig is not None:
-                        figures += 1
-                        title = html.escape(_plotly_title(fig))
-                        page = (f'<figure class="hamviz-figure" id="figure-{number}-{figures}">{page}'
-                                f'<figcaption><span class="caption-number">Figure {number}.{figures}</span>'
-                                f'{". " + title if title else ""}</figcaption></figure>')
-                    elif _TABLE.search(page) and _PARAMS_TABLE.search(page):
-                        page = (f'<details class="hamviz-params"><summary>This chapter\'s parameters'
-                                f'</summary>{page}</details>')
-                    elif _TABLE.search(page):
-                        tables += 1
-                        cap = html.escape(_comment_caption(_text(cell.source)))
-                        page = (f'<figure class="hamviz-table" id="table-{number}-{tables}"><figcaption>'
-                                f'<span class="caption-number">Table {number}.{tables}</span>'
-                                f'{". " + cap if cap else ""}</figcaption>{page}</figure>')
-                    data["text/html"] = page
-                    data.pop("text/plain", None)  # the HTML is the output; the repr is the fallback
-                outputs.append(o)
-            cell["outputs"] = outputs
+            raw = cell.get("outputs", [])
+            shown = (_book_output(o, cell, number, out, depth, count, raw[k - 1] if k else None)
+                     for k, o in enumerate(raw))
+            shown = [o for o in list(shown) if o is not None]  # (a lead-in that became a caption is marked)
+            cell["outputs"] = [o for o in shown if not o.pop("_hamviz_caption", False)]
         cells.append(cell)
     # the title on its own, then the banner and the key results, then the rest of the first markdown cell
     head = next((i for i, c in enumerate(cells) if c.cell_type == "markdown"), None)
@@ -278,80 +390,18 @@ def prepare_notebook(nb, number: int, out: Path, depth: int = 2, key_results: st
 
 # ------------------------------------------------------------------------------------------------ the index
 
-_STATUS_CLASS = {"ok": "ok", "failed": "failed", "interrupted": "failed", "stale": "stale", "running": "running",
-                 "not built": "muted", "skipped": "stale"}
-
-
 def index_markdown(info: dict, pages: list[Page], links: dict, params_yaml: str = "") -> str:
-    """The front page (MyST markdown with an HTML table): every chapter of ``info`` (book.json's content) with
-    its status, run time, training time and key numbers, then the provenance and the parameters; a hidden
-    toctree of ``pages`` gives the sidebar and the previous/next order. ``links``: stem -> (href or None,
-    failed-run href or None)."""
-    from .metrics import field_name
-    rows = []
-    for c in info["chapters"]:
-        href, failed_href = links.get(c["stem"], (None, None))
-        title = html.escape(c["title"])
-        cell = f'<a href="{href}">{title}</a>' if href else title
-        if failed_href:
-            cell += f'<br><a class="muted" href="{failed_href}">failed run</a>'
-            if href:
-                cell += ' <span class="muted">(link above: previous complete run)</span>'
-        status = c["status"]
-        note = f'<br><span class="muted">{html.escape((c.get("note") or "")[:600])}</span>' if c.get("note") else ""
-        kv = "".join(f'<li><b title="{html.escape(k)}">{html.escape(field_name(k))}</b>: {fmt(v)}</li>'
-                     for k, v in (c.get("summary") or {}).items())  # the field's names, as on the chapter pages
-        train = c.get("training") or {}
-        tt = duration(train.get("seconds")) if train.get("models") else ""
-        if tt:
-            now = train.get("trained_now", 0)
-            spent = (f' ({duration(train["seconds_now"])})' if now and train.get("seconds_now") is not None else "")
-            tt += (f'<br><span class="muted">{train["models"]} model(s), {now} trained in the last run{spent}, '
-                   f'the others loaded from the cache</span>' if now < train["models"] else
-                   f'<br><span class="muted">{train["models"]} model(s), all trained in the last run</span>')
-        secs = "" if c.get("seconds") is None else f'{c["seconds"]:.0f} s'
-        rows.append(f'<tr><td>{html.escape(c["stem"][:2])}</td><td>{cell}</td>'
-                    f'<td class="status {_STATUS_CLASS.get(status, "")}">{html.escape(status)}{note}</td>'
-                    f'<td>{secs}</td><td>{tt}</td><td><ul class="kv">{kv}</ul></td></tr>')
-    prov = info["provenance"]
-    libs = ", ".join(f"{k} {v}" for k, v in (prov.get("libraries") or {}).items())
+    """The front page (MyST markdown with HTML blocks, :func:`hamviz.frontpage.front_page`): the findings first, then
+    the chapters, the provenance and the parameters, folded; a hidden toctree of ``pages`` gives the sidebar and the
+    previous/next order. ``info``: book.json's content; ``links``: stem -> (href or None, failed-run href or
+    None)."""
     toc = "\n".join(p.docname for p in pages if p.in_toc)
     return f"""---
 html_theme.sidebar_secondary.remove: true
 ---
 # hamviz results book
 
-<p class="muted">HAM10000 analysis, profile <b>{html.escape(str(info.get('profile')))}</b>
-({html.escape(str(info.get('description') or ''))}); built {html.escape(str(prov.get('date')))}.
-Each chapter page starts with its key results; its code is folded (the toggles show it).</p>
-
-<table class="hamviz-chapters"><thead><tr><th>#</th><th>chapter</th><th>status</th><th>run time</th>
-<th>training time</th><th>key numbers</th></tr></thead><tbody>
-{''.join(rows)}
-</tbody></table>
-
-<p class="muted">Run time: the complete run this page shows (a chapter that loads its models from the cache runs
-in a fraction of the time it took to train them). Training time: what training every model the chapter uses took,
-whether trained in its last run or loaded from the cache, where another chapter may have trained it (joint training
-loads the classifier and the autoencoders); below it, how many the last run trained and what that took.</p>
-
-## Provenance
-
-<table class="hamviz-provenance"><tbody>
-<tr><th>hamviz version</th><td>{html.escape(str(prov.get('hamviz')))}</td></tr>
-<tr><th>git commit</th><td>{html.escape(str(prov.get('git_commit')))}</td></tr>
-<tr><th>data</th><td>{html.escape(str(info.get('data_dir')))}<br>fingerprint
-<code>{html.escape(str(prov.get('data_fingerprint')))}</code></td></tr>
-<tr><th>profile file</th><td>{html.escape(str(prov.get('profile_file')))}</td></tr>
-<tr><th>python / platform</th><td>{html.escape(str(prov.get('python')))} / {html.escape(str(prov.get('platform')))}</td></tr>
-<tr><th>libraries</th><td>{html.escape(libs)}</td></tr>
-<tr><th>date</th><td>{html.escape(str(prov.get('date')))}</td></tr>
-<tr><th>book built in</th><td>{duration(info.get('build_seconds'))}</td></tr>
-</tbody></table>
-
-## Parameters
-
-<pre class="hamviz-params-yaml">{html.escape(params_yaml)}</pre>
+{front_page(info, links, params_yaml)}
 
 ```{{toctree}}
 :hidden:
@@ -403,19 +453,61 @@ exclude_patterns = ["_templates"]
 CSS = """
 .hamviz-key-results{border-left:4px solid #1a7f37;background:#f3faf5;padding:.6em 1em;margin:1em 0 1.5em}
 .hamviz-key-results .admonition-title{font-weight:700;margin:0 0 .4em}
+.hamviz-key-results .hamviz-answers-title{margin:.8em 0 .2em}
 .hamviz-kv th{text-align:left;padding:.15em 1em .15em 0;font-weight:600}.hamviz-kv td{padding:.15em 0}
 .hamviz-facts{margin:.4em 0 0;padding-left:1.2em;font-size:.9em;color:#555}
-.ci{color:#555;font-size:.9em}.muted{color:#666;font-size:.9em}
+.ci{color:#555;font-size:.92em}.muted{color:#666;font-size:.9em}
 .status.ok{color:#1a7f37;font-weight:600}.status.failed{color:#cf222e;font-weight:600}
 .status.stale,.status.running{color:#9a6700;font-weight:600}.status .muted{font-weight:400;color:#666}
-table.hamviz-chapters,table.hamviz-provenance{border-collapse:collapse;width:100%;margin:1em 0}
+.bd-main .bd-content .bd-article-container:has(.hamviz-front){max-width:none}
+.bd-article:has(.hamviz-front) h2{margin:.9em 0 .3em}.bd-article:has(.hamviz-front) h1{margin-bottom:.2em}
+.hamviz-lead{font-size:1.02em;margin:.3em 0 .6em}
+.verdict.shown{color:#1a7f37;font-weight:700}.verdict.unsettled{color:#57606a;font-weight:600}
+figure.hamviz-findings{margin:.4em 0 1.4em}
+figure.hamviz-findings figcaption{font-size:.84em;color:#333;margin:0 0 .4em;text-align:left}
+table.hamviz-findings{border-collapse:collapse;width:100%;font-size:.83em;line-height:1.2;margin:0}
+.hamviz-findings th,.hamviz-findings td{padding:.1em .45em;border-bottom:1px solid #eee;text-align:left;
+vertical-align:middle}
+.hamviz-findings thead th{vertical-align:bottom;border-bottom:1px solid #bbb;font-weight:600}
+.hamviz-findings tr.chapter th{background:#f6f8fa;font-weight:600;padding:.25em .45em;border-bottom:1px solid #ddd}
+.hamviz-findings tr.chapter .level{font-weight:400;color:#666;font-size:.92em;margin-left:.6em}
+.hamviz-findings td.id{white-space:nowrap;color:#666}.hamviz-findings td.question{min-width:14em}
+.hamviz-findings td.effect{min-width:11em}.hamviz-findings .est,.hamviz-findings td.decision{white-space:nowrap}
+.hamviz-findings td.effect .muted{font-size:.85em;display:block;line-height:1}
+.hamviz-findings .forest{width:160px;min-width:160px;padding:0 .3em 0 0;white-space:nowrap;position:relative}
+.hamviz-findings svg{display:block;margin-left:8px}.hamviz-findings .axis-units{display:block;font-size:.8em;color:#666;
+text-align:center;font-weight:400}
+.hamviz-findings .own{position:absolute;left:0;top:50%;transform:translateY(-50%);font-size:.85em;color:#888}
+.hamviz-findings tr.shown td{background:#f3faf5}.hamviz-findings .kn{color:#555}
+table.hamviz-chapters,table.hamviz-provenance{border-collapse:collapse;width:100%;margin:.6em 0}
 .hamviz-chapters th,.hamviz-chapters td,.hamviz-provenance th,.hamviz-provenance td{border-bottom:1px solid #ddd;
-padding:.4em .5em;text-align:left;vertical-align:top}
-.hamviz-chapters .kv{margin:0;padding:0;list-style:none;font-size:.92em;overflow-wrap:anywhere}
-.hamviz-chapters td:nth-child(2){min-width:14em}.hamviz-chapters td:nth-child(4),.hamviz-chapters td:nth-child(5){white-space:nowrap}
-figure.hamviz-figure,figure.hamviz-table{margin:1em 0}
+padding:.3em .5em;text-align:left;vertical-align:top}
+.hamviz-chapters{font-size:.88em;line-height:1.3}.hamviz-chapters td.n{width:2.2em}
+.hamviz-chapters td.title{width:28%}.hamviz-chapters td.when{width:13em}
+.hamviz-chapters .when .t{display:block;font-size:.9em}
+.hamviz-chapters .when .status{margin-right:.5em}.hamviz-chapters .when .run{display:inline;font-size:.92em}
+.hamviz-chapters td.keys{min-width:16em}.hamviz-chapters .note{display:block;overflow-wrap:anywhere}
+.hamviz-chapters .kv{margin:0;padding:0;list-style:none;overflow-wrap:anywhere}
+.hamviz-chapters .kv li{display:inline}.hamviz-chapters .kv li:not(:last-child)::after{content:" \\00b7 ";color:#999}
+.hamviz-provenance{font-size:.85em;line-height:1.3}.hamviz-provenance th{width:5.5em;white-space:nowrap}
+.hamviz-provenance td{width:44%}
+.hamviz-provenance td{overflow-wrap:anywhere}
+details.hamviz-fold>summary{cursor:pointer;font-size:.9em;color:#0550ae;margin:.2em 0}
+details.hamviz-params-all{margin:1em 0}details.hamviz-params-all summary{cursor:pointer;font-weight:600}
+figure.hamviz-figure,figure.hamviz-table{margin:1em 0;max-width:100%}
+figure.hamviz-figure{overflow-x:auto}
 figure.hamviz-figure figcaption,figure.hamviz-table figcaption{font-size:.92em;color:#333;margin:.3em 0}
 .caption-number{font-weight:700}
+.hamviz-scroll{overflow-x:auto;max-width:100%}
+.hamviz-scroll table{margin:0;border-collapse:collapse;font-variant-numeric:tabular-nums}
+.cell_output .hamviz-scroll th,.cell_output .hamviz-scroll td{padding:.2em .55em;vertical-align:top}
+figure.hamviz-table figcaption,figure.hamviz-figure figcaption{text-align:left}
+.hamviz-scroll.overflows{box-shadow:inset -10px 0 8px -8px rgba(0,0,0,.35)}
+.hamviz-scroll.overflows table thead tr>:first-child,.hamviz-scroll.overflows table tbody tr>:first-child{
+position:sticky;left:0;z-index:1;background:var(--pst-color-background,#fff)}
+.hamviz-scroll-hint{font-size:.85em;color:#9a6700;margin:.2em 0}
+.hamviz-na{color:#666;font-style:italic}
+div.cell_output pre,div.cell_output .output pre{white-space:pre-wrap;overflow-wrap:anywhere}
 .hamviz-banner{border-left:4px solid #cf222e;background:#fff5f5;padding:.6em 1em;margin:1em 0}
 .hamviz-banner.stale{border-color:#9a6700;background:#fffbea}
 .hamviz-banner pre{white-space:pre-wrap;font-size:.85em}
@@ -462,6 +554,83 @@ document.addEventListener("DOMContentLoaded", function () {
   if (title && title.parentNode) title.parentNode.insertBefore(button, title.nextSibling);
   else article.insertBefore(button, article.firstChild);
 });
+
+// Nothing wider than the text column: a figure drawn wider than its column is redrawn at the column's width
+// (image grids keep their aspect), a title longer than its figure wraps, and a table wider than the column
+// scrolls sideways with its first column frozen and a hint above it. Again whenever the window changes size.
+(function () {
+  function available(div) {  // from the figure's left edge to its column's right edge
+    var box = div.closest("figure") || div.parentElement, style = getComputedStyle(box);
+    return Math.floor(box.getBoundingClientRect().right - parseFloat(style.paddingRight || 0)
+                      - div.getBoundingClientRect().left) - 1;
+  }
+  function wrapTitle(text, chars) {
+    var words = text.replace(/<br\\s*\\/?>/gi, " ").split(/\\s+/), lines = [], line = "";
+    words.forEach(function (w) {
+      if (line && (line + " " + w).replace(/<[^>]+>/g, "").length > chars) { lines.push(line); line = w; }
+      else line = line ? line + " " + w : w;
+    });
+    if (line) lines.push(line);
+    return lines;
+  }
+  function titleText(t) { return typeof t === "string" ? t : ((t || {}).text || ""); }
+  function fitFigure(div) {
+    if (!window.Plotly || !div._fullLayout || div._hamvizBusy) return;
+    var L = div._fullLayout, m = L.margin;
+    if (!div._hamviz) {
+      var t0 = titleText(div.layout && div.layout.title);
+      div._hamviz = {w: div.layout && div.layout.width, h: L.height, top: m.t, title: t0,
+                     lines: t0 ? t0.split(/<br\\s*\\/?>/i).length : 0,
+                     size: (L.title && L.title.font && L.title.font.size) || 17};
+    }
+    var d = div._hamviz, width = available(div), update = {};
+    if (!(width > 50)) return;
+    // the target, from the figure as drawn first: its width, its title's lines, its height
+    var w = d.w ? Math.min(d.w, width) : L.width, lines = d.title ? d.title.split(/<br\\s*\\/?>/i) : [];
+    if (d.title) {
+      var chars = Math.max(20, Math.floor((0.93 * w - 20) / (0.56 * d.size)));
+      var longest = Math.max.apply(null, lines.map(function (l) { return l.replace(/<[^>]+>/g, "").length; }));
+      if (longest > chars) lines = wrapTitle(d.title, chars);
+    }
+    var title = lines.join("<br>"), top = d.top + 20 * Math.max(0, lines.length - d.lines);
+    var images = (div.data || []).some(function (t) { return t.type === "image"; });
+    var h = (d.w && images ? Math.round(d.top + m.b + (d.h - d.top - m.b) * (w - m.l - m.r) / (d.w - m.l - m.r))
+                           : d.h) + (top - d.top);
+    if (d.w && Math.abs(L.width - w) > 1) update.width = w;
+    if (Math.abs(L.height - h) > 1) update.height = h;
+    if (d.title && title !== titleText(div.layout.title)) { update["title.text"] = title; update["margin.t"] = top; }
+    if (Object.keys(update).length) {
+      div._hamvizBusy = true;
+      // the boxes plotly sized for the figure grow with it (its div, and the wrapper its HTML output sets a height on)
+      if (update.height) [div, div.parentElement].forEach(function (e) {
+        if (e === div || (e.style.height && !e.matches("figure"))) e.style.height = update.height + "px";
+      });
+      if (update.width) div.style.width = update.width + "px";
+      Plotly.relayout(div, update).then(function () { div._hamvizBusy = false; },
+                                        function () { div._hamvizBusy = false; });
+    }
+  }
+  function markTables() {
+    document.querySelectorAll(".hamviz-scroll").forEach(function (box) {
+      var over = box.scrollWidth > box.clientWidth + 1;
+      box.classList.toggle("overflows", over);
+      var hint = box.previousElementSibling;
+      if (hint && hint.classList.contains("hamviz-scroll-hint")) hint.hidden = !over;
+    });
+  }
+  function fitAll() {
+    document.querySelectorAll(".plotly-graph-div").forEach(fitFigure);
+    markTables();
+  }
+  window.hamvizFit = fitAll;
+  var timer = null;
+  window.addEventListener("resize", function () { clearTimeout(timer); timer = setTimeout(fitAll, 150); });
+  window.addEventListener("load", function () {
+    fitAll();
+    [300, 1000, 2500, 5000].forEach(function (t) { setTimeout(fitAll, t); });
+  });
+  document.addEventListener("DOMContentLoaded", markTables);
+})();
 """
 
 
@@ -494,7 +663,7 @@ def write_sources(out: Path, info: dict, pages: list[Page], links: dict, params_
                                               f"read ({type(exc).__name__}: {exc}).")])
         depth = p.docname.count("/")
         facts = p.facts
-        page = prepare_notebook(nb, p.number, out, depth, key_results_html(p.record, facts), p.banner)
+        page = prepare_notebook(nb, p.number, out, depth, key_results_html(p.record, facts, p.number), p.banner)
         page.metadata["orphan"] = not p.in_toc
         _write_if_changed(src / f"{p.docname}.ipynb", nbformat.writes(page))
     for old in src.rglob("*.ipynb"):

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -116,12 +117,19 @@ def save(path: Path, model, history: dict, meta: dict, arrays: dict) -> None:
         raise
 
 
+def build_log(message: str) -> None:
+    """A message about the build itself (another process holds a lock, this one waits) on stderr: in a chapter it
+    stays in the executed notebook and its log, and off the book's page (which shows what the chapter found)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 @contextlib.contextmanager
-def training(path: Path, log=print) -> Iterator[None]:
+def training(path: Path, log=build_log) -> Iterator[None]:
     """Hold the lock of the artefact at ``path`` (``<cache>/locks/models/<name>-<key>.lock``: lock files stay out
     of the artefact folders) while it is trained and saved, so that two processes (two books, parallel chapters, a
-    notebook) never train the same artefact at once: the second waits (saying for whom) and then finds it in the
-    store. The lock is released when the block ends or the process dies."""
+    notebook) never train the same artefact at once: the second waits (saying for whom, through ``log``: stderr by
+    default, :func:`build_log`) and then finds it in the store. The lock is released when the block ends or the
+    process dies."""
     path = Path(path)
     with locked(path.parent.parent / "locks" / path.parent.name / f"{path.name}.lock",
                 on_wait=lambda who: log(f"{path.name} is being trained by {describe(who)}: waiting for it, then "

@@ -111,7 +111,11 @@ def tiny_profile(tmp_path_factory) -> Path:
 def tiny_book(tmp_path_factory, tiny_profile):
     """The whole results book built once per test session with the tiny profile, two chapters at a time (the
     way `hamviz book --jobs 2` runs them): (output folder, build summary, seconds). Shared by test_book.py and
-    test_browser.py."""
+    test_browser.py. With $HAMVIZ_TEST_BOOK set to a tiny book built before (``hamviz book --profile tiny``
+    with the external set of :func:`tiny_with_external`), that folder is used as it is and nothing is built
+    (build summary None): for working on the pages, never in CI."""
+    if os.environ.get("HAMVIZ_TEST_BOOK"):
+        return Path(os.environ["HAMVIZ_TEST_BOOK"]), None, 0.0
     from hamviz.book import build
     out = tmp_path_factory.mktemp("book")
     t = time.time()

@@ -6,15 +6,21 @@
    results first and every plotly figure drawn, no page shows a widget's Python repr or the parameters cells;
    a reader gets from the index to every chapter and back through the sidebar and through next/previous, the
    search finds each chapter by a word of its title, the code toggles show and hide the code; nothing logs a
-   JavaScript error or asks the network for anything.
+   JavaScript error or asks the network for anything. The front page leads with the findings (every verdict of
+   every record, at the precision its interval justifies, k of N, shown / not settled), then the chapters, the
+   provenance with the CPU and the parameters folded, within three screens at 1400x900. On every page, at 1400 px
+   and in a 1000-px window, nothing is wider than the text column or cut (figures, titles, images, tables -- a
+   wide one scrolls with a visible hint and a frozen first column --, printed output), and nothing is raw (Python
+   reprs, lock messages, nan, bare 0..n indexes, uncaptioned tables, "class, True" legends); ROC axes run 0 to 1.
+   Screenshots of every page at both widths are kept.
 2. The compression chapter's live explorer in a real JupyterLab: Run All on a copy of
    notebooks/03_compression.ipynb with the tiny profile, then the JPEG-quality slider moved with the keyboard
    (Home, PageUp) and the mouse (a click on its track), and an autoencoder chosen with the mouse; the image, the
    byte count and the class probabilities follow, and the slider is disabled for the autoencoder.
 
-Time budget: under 3 minutes beyond the shared book build (2-3.5 minutes). Measured on the 2-core machine:
-45-95 s (the book pages 1-5 s each; JupyterLab's start and Run All of the tiny compression chapter, which loads
-the models the book build cached, 35-65 s). Keep it there: one browser for the module, one JupyterLab, polls
+Time budget: under 4 minutes beyond the shared book build (2-3.5 minutes). Measured on the 2-core machine:
+the book pages 1-5 s each (14 page x width loads for the layout checks: about 80 s), JupyterLab's start and Run
+All of the tiny compression chapter, which loads the models the book build cached, 35-65 s. Keep it there: one browser for the module, one JupyterLab, polls
 instead of sleeps.
 
 The browser is the system Chromium (Debian's ``chromium``; ``.ci/run`` and ``make test`` install it where it
@@ -26,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import math
 import os
 import re
 import secrets
@@ -44,8 +51,8 @@ import nbformat
 import pytest
 
 from hamviz.book import discover
-from hamviz.metrics import field_name
-from hamviz.render import duration, fmt
+from hamviz.frontpage import key_numbers
+from hamviz.render import duration
 
 REPO = Path(__file__).resolve().parents[1]
 ARTEFACTS = REPO / "test-artefacts" / "browser"
@@ -140,19 +147,87 @@ def test_index_lists_every_chapter_with_its_numbers(tiny_book, offline):
         cells = row.locator("> td")
         assert cells.nth(0).inner_text().strip() == entry["stem"][:2]
         assert entry["title"] in cells.nth(1).inner_text()
-        assert cells.nth(2).inner_text().strip().startswith(entry["status"])
+        when = cells.nth(2).inner_text()  # status, run time and training time in one narrow column
+        assert when.strip().startswith(entry["status"])
         assert entry["status"] == "ok", (entry["stem"], entry["note"])
-        assert cells.nth(3).inner_text().strip() == f"{entry['seconds']:.0f} s"
+        assert f"run {duration(entry['seconds'])}" in when
         training = entry["training"]
-        assert cells.nth(4).inner_text().strip().startswith(
-            duration(training.get("seconds")) if training.get("models") else "")
-        shown = [li.inner_text().strip() for li in cells.nth(5).locator("li").all()]
-        expected = [f"{field_name(k)}: {html.unescape(fmt(v))}" for k, v in entry["summary"].items()]  # the field's names
-        assert entry["summary"] and shown == expected, entry["stem"]
+        if training.get("models"):
+            assert f"training {duration(training['seconds'])}" in when
+        shown = [li.inner_text().strip() for li in cells.nth(3).locator("li").all()]
+        expected = [f"{name}: {html.unescape(re.sub('<[^>]+>', '', value))}" for _, name, value in
+                    key_numbers(entry["summary"], entry.get("values") or {})]  # the field's names, no answer lines
+        assert shown == expected, entry["stem"]
+        assert not any(k.startswith("answer: ") for k, *_ in key_numbers(entry["summary"], {}))
     assert page.get_by_text(info["provenance"]["data_fingerprint"]).count() == 1
     assert_no_widget_repr(page, "index.html")
+    assert_clean(offline, "index.html")
+
+
+FRONT = """() => {
+  const top = e => e ? e.getBoundingClientRect().top + window.scrollY : null;
+  const h2 = [...document.querySelectorAll('article h2')].map(h => h.textContent.replace('#', '').trim());
+  return {h2: h2, findings: top(document.querySelector('table.hamviz-findings')),
+          chapters: top(document.querySelector('table.hamviz-chapters')),
+          params: top(document.querySelector('details.hamviz-params-all')),
+          open: document.querySelector('details.hamviz-params-all').open,
+          yamlShown: document.querySelector('pre.hamviz-params-yaml').checkVisibility(),
+          keys: [...document.querySelectorAll('table.hamviz-chapters td.keys')].map(
+                 td => Math.round(td.getBoundingClientRect().width)),
+          pageWidth: document.documentElement.scrollWidth, viewport: window.innerWidth};
+}"""
+
+
+def shown_decimals(text: str) -> int:
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def test_front_page_leads_with_the_findings(tiny_book, offline):
+    """The front page opens with the book's findings -- every verdict of every chapter record, with its effect and
+    interval at the precision the interval justifies, k of N and shown / not settled --, then the chapters (key
+    numbers in a wide column), the provenance with the CPU, and the parameters folded; within three screens at
+    1400x900 before the parameters, and never wider than the window."""
+    out, _, _ = tiny_book
+    info = book_json(out)
+    page = offline.new_page()
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.goto((out / "index.html").as_uri(), wait_until="load")
+    f = page.evaluate(FRONT)
+    assert f["h2"][:3] == ["Findings", "Chapters", "Provenance"], f["h2"]
+    assert f["findings"] < f["chapters"] < f["params"]
+    assert f["params"] <= 3 * 900, f"the front page needs {f['params'] / 900:.1f} screens before the parameters"
+    assert not f["open"] and not f["yamlShown"], "the parameters are not folded"
+    assert f["pageWidth"] <= f["viewport"], f"the front page scrolls sideways ({f['pageWidth']} px)"
+    assert f["keys"] and min(f["keys"]) >= 250, f"key-number cells too narrow: {f['keys']} px"
+    verdicts = [(c, v) for c in info["chapters"] for v in (c.get("verdicts") or {}).values()]
+    assert len(verdicts) >= 10  # the tiny book's chapters state their verdicts
+    rows = page.locator("table.hamviz-findings > tbody > tr:not(.chapter)")
+    assert rows.count() == len(verdicts)
+    for row, (c, v) in zip(rows.all(), verdicts):
+        question, effect, decision = (row.locator(f"td.{k}").inner_text().strip()
+                                      for k in ("question", "effect", "decision"))
+        assert question == v["question"]
+        assert decision.startswith(v["status"]) and f"{v['k']} of {v['n']}" in decision
+        assert row.locator("td.forest svg").count() == 1  # the effect drawn
+        if v["mean"] is None:
+            assert effect == "no value"
+            continue
+        if v["low"] is None:
+            continue
+        shown = re.search(r"\[([^,\]]+), ([^\]]+)\]", effect)
+        assert shown, (v["question"], effect)
+        half = (v["high"] - v["low"]) / 2  # two significant digits of the half-width, no more
+        want = int(min(4, max(0, 1 - math.floor(math.log10(half))))) if half > 0 else 0
+        assert shown_decimals(shown[1]) == shown_decimals(shown[2]) == want, (v["question"], effect, half)
+        assert shown_decimals(effect.split()[0]) == want
+    assert page.locator("table.hamviz-findings td.decision", has_text="not settled").count() == sum(
+        v["status"] == "not settled" for _, v in verdicts)
+    cpu = info["provenance"]["cpu"]
+    prov = page.locator("table.hamviz-provenance").inner_text()
+    assert cpu["model"] in prov and all(x in prov for x in cpu["vector_extensions"])
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=ARTEFACTS / "index.png", full_page=True)
+    page.screenshot(path=ARTEFACTS / "index-1400x900.png")
     assert_clean(offline, "index.html")
 
 
@@ -227,6 +302,174 @@ def test_chapter_page_loads_offline_and_renders_every_figure(tiny_book, offline,
         page.screenshot(path=ARTEFACTS / f"{stem}.png", full_page=True)
         page.screenshot(path=ARTEFACTS / f"{stem}-top.png")
     assert_clean(offline, f"{stem}.html")
+
+
+# ----------------------------------------------------------------------- nothing clipped, cut or raw
+
+PAGES = ["index.html"] + [f"chapters/{s}/{s}.html" for s in STEMS]
+#: the window widths every page must fit: a laptop, and a narrow window (the sidebar still shown: a ~650 px column)
+WIDTHS = (1400, 1000)
+
+#: every figure, image, table and output box that does not fit its column, with how (a page that scrolls sideways
+#: counts too); a table wider than the column passes only inside a box that scrolls sideways, with its first column
+#: frozen and a visible hint
+CUT = """() => {
+  const bad = [];
+  const article = document.querySelector('article.bd-article');
+  const a = article.getBoundingClientRect(), cs = getComputedStyle(article);
+  const left = a.left + parseFloat(cs.paddingLeft) - 1, right = a.right - parseFloat(cs.paddingRight) + 1;
+  const name = e => {
+    const fig = e.closest('figure');
+    const cap = fig && fig.querySelector('figcaption');
+    return (cap ? cap.textContent.trim().slice(0, 60) : e.tagName + '.' + String(e.className).slice(0, 30));
+  };
+  const scroller = e => {
+    for (let p = e.parentElement; p && p !== article; p = p.parentElement) {
+      const o = getComputedStyle(p).overflowX;
+      if (o === 'auto' || o === 'scroll') return p;
+    }
+    return null;
+  };
+  if (document.documentElement.scrollWidth > window.innerWidth + 1)
+    bad.push('the page scrolls sideways: ' + document.documentElement.scrollWidth + ' px in a ' +
+             window.innerWidth + ' px window');
+  for (const d of article.querySelectorAll('.plotly-graph-div')) {
+    const svg = d.querySelector('svg.main-svg');
+    if (!svg) continue;
+    const r = svg.getBoundingClientRect();
+    if (r.right > right || r.left < left)
+      bad.push(`figure "${name(d)}": ${Math.round(r.width)} px wide, the column ${Math.round(right - left)} px`);
+    const cap = d.closest('figure') && d.closest('figure').querySelector('figcaption');
+    if (cap && r.bottom > cap.getBoundingClientRect().top + 1)
+      bad.push(`figure "${name(d)}": drawn over its caption (${Math.round(r.bottom - cap.getBoundingClientRect().top)} px)`);
+    const t = d.querySelector('.gtitle');
+    if (t && t.textContent.trim()) {
+      const b = t.getBoundingClientRect();
+      if (b.right > Math.min(r.right, right) + 1 || b.left < Math.max(r.left, left) - 1)
+        bad.push(`figure "${name(d)}": its title "${t.textContent.slice(0, 50)}" is cut`);
+    }
+  }
+  for (const img of article.querySelectorAll('img')) {
+    const r = img.getBoundingClientRect();
+    if (r.width && (r.right > right || r.left < left)) bad.push(`image ${img.src.slice(-40)}: cut`);
+  }
+  for (const t of article.querySelectorAll('table')) {
+    const r = t.getBoundingClientRect();
+    if (r.right <= right && r.left >= left) continue;
+    const box = scroller(t);
+    if (!box || box.getBoundingClientRect().right > right) { bad.push(`table "${name(t)}": cut`); continue; }
+    const hint = box.previousElementSibling;
+    if (!hint || !hint.classList.contains('hamviz-scroll-hint') || !hint.offsetParent)
+      bad.push(`table "${name(t)}": scrolls sideways without a visible hint`);
+    const first = t.querySelector('tbody tr > :first-child');
+    if (first && getComputedStyle(first).position !== 'sticky')
+      bad.push(`table "${name(t)}": scrolls sideways without its first column frozen`);
+  }
+  for (const pre of article.querySelectorAll('.cell_output pre, .output pre')) {
+    if (pre.offsetParent && pre.scrollWidth > pre.clientWidth + 1)
+      bad.push(`output box "${pre.textContent.trim().slice(0, 60)}": cut at ${pre.clientWidth} px ` +
+               `(${pre.scrollWidth} px of text)`);
+  }
+  return bad;
+}"""
+
+#: Python reprs (a dict, a list of strings, a numpy array, a tuple of strings) and build-process messages
+RAW = [(re.compile(r"\{'[^'\n]{1,60}': "), "a Python dict"), (re.compile(r"\['[^'\n]*', '"), "a Python list"),
+       (re.compile(r"\barray\(\["), "a numpy array"), (re.compile(r"\('[^'\n]*', '"), "a Python tuple"),
+       (re.compile(r"being trained by process|waiting for it|\.lock\b"), "a build-lock message")]
+
+#: what a page shows that is raw: a missing value as nan, a bare 0..n-1 row index, a table without caption, a legend
+#: entry "class, True"
+RAW_TABLES = """() => {
+  const bad = [];
+  const article = document.querySelector('article.bd-article');
+  for (const t of article.querySelectorAll('.cell_output table')) {
+    if (t.closest('details.hamviz-params')) continue;
+    const cap = t.closest('figure') && t.closest('figure').querySelector('figcaption');
+    const label = cap ? cap.textContent.trim().slice(0, 50) : '(no figure)';
+    if (!cap || !cap.textContent.replace(/^\\s*Table\\s+[\\d.]+\\.?/, '').trim()) bad.push(`table ${label}: no caption`);
+    const cells = [...t.querySelectorAll('td')].map(c => c.textContent.trim());
+    const nans = cells.filter(c => /^(nan|NaN|None|<NA>|NaT)$/.test(c));
+    if (nans.length) bad.push(`table ${label}: ${nans.length} cell(s) show ${nans[0]}`);
+    const heads = [...t.querySelectorAll('tbody tr')].map(r => r.firstElementChild)
+                  .filter(c => c && c.tagName === 'TH').map(c => c.textContent.trim());
+    if (heads.length > 1 && heads.every((h, i) => h === String(i))) bad.push(`table ${label}: a bare 0..n index`);
+  }
+  for (const e of article.querySelectorAll('.plotly-graph-div .legendtext')) {
+    if (/,\\s*(True|False)$/.test(e.textContent.trim())) bad.push(`legend entry "${e.textContent}"`);
+  }
+  return bad;
+}"""
+
+
+def settled_page(page, timeout_s: float = 20):
+    """Wait until every plotly figure is drawn and the page's layout stops changing (figures are fitted to the
+    column after they are drawn)."""
+    page.wait_for_function("() => [...document.querySelectorAll('.plotly-graph-div')].every(d => d._fullLayout && "
+                           "(d.querySelector('svg.main-svg') || d.querySelector('canvas')))", timeout=timeout_s * 1000)
+    last, deadline = None, time.time() + timeout_s
+    while time.time() < deadline:
+        now = page.evaluate("() => [document.documentElement.scrollHeight, ...[...document.querySelectorAll("
+                            "'.plotly-graph-div')].map(d => d._fullLayout.width + 'x' + d._fullLayout.height)].join()")
+        if now == last:
+            return
+        last = now
+        page.wait_for_timeout(700)
+
+
+def raw_on_page(page) -> list[str]:
+    """What a page shows raw (:data:`RAW`, :data:`RAW_TABLES`)."""
+    text = "\n".join(page.locator("article .cell_output").all_inner_texts()) or page.locator("article").inner_text()
+    raw = [f"{what}: ...{text[max(0, m.start() - 40):m.end() + 40]!r}..." for rx, what in RAW
+           for m in list(rx.finditer(text))[:2]]
+    return raw + page.evaluate(RAW_TABLES)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("rel", PAGES)
+def test_nothing_is_clipped_cut_or_raw(tiny_book, offline, rel, width):
+    """Every figure, image, table and printed output fits the text column at 1400 px and in a narrow window, or
+    (a wide table) scrolls sideways with a visible hint and its first column frozen; nothing is silently cut. And
+    (checked once, at 1400 px) no Python dict, list or array repr and no build-lock message in what the page shows;
+    every table captioned and indexed by what its rows are (no bare 0..n index), a missing value said as n/a,
+    legends that say what their symbols mean."""
+    out, _, _ = tiny_book
+    page = offline.new_page()
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto((out / rel).as_uri(), wait_until="load")
+    settled_page(page)
+    bad = page.evaluate(CUT)
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTEFACTS / f"{Path(rel).stem}-{width}.png"
+    page.screenshot(path=shot, full_page=True)
+    assert not bad, f"{rel} at {width} px (see {shot}):\n  " + "\n  ".join(bad)
+    raw = raw_on_page(page) if width == WIDTHS[0] else []
+    assert not raw, f"{rel} shows:\n  " + "\n  ".join(raw)
+    assert_clean(offline, rel)
+
+
+def test_roc_figures_span_zero_to_one(tiny_book, offline):
+    """Every ROC figure: both axes from 0 to 1 and a plot area that is not squeezed by its legend."""
+    out, _, _ = tiny_book
+    page = offline.new_page()
+    page.set_viewport_size({"width": 1400, "height": 900})
+    found = 0
+    for stem in [s for s in STEMS if "ROC" in (out / "chapters" / s / f"{s}.html").read_text(encoding="utf-8")]:
+        page.goto((out / "chapters" / stem / f"{stem}.html").as_uri(), wait_until="load")
+        settled_page(page)
+        rocs = page.evaluate("""() => [...document.querySelectorAll('.plotly-graph-div')].filter(d => {
+            const t = d.layout.title; return /ROC/.test(typeof t === 'string' ? t : (t || {}).text || ''); })
+          .map(d => ({x: d._fullLayout.xaxis.range, y: d._fullLayout.yaxis.range, w: d._fullLayout.xaxis._length,
+                      h: d._fullLayout.yaxis._length, width: d._fullLayout.width,
+                      title: ((d.layout.title || {}).text || d.layout.title || '').slice(0, 60)}))""")
+        for r in rocs:
+            found += 1
+            for axis in ("x", "y"):
+                low, high = r[axis]
+                assert -0.05 <= low <= 0.01 and 0.99 <= high <= 1.05, f"{stem}, {r['title']}: {axis} runs {low}..{high}"
+            assert min(r["w"], r["h"]) >= 0.45 * min(r["width"], 700), f"{stem}, {r['title']}: plot area {r['w']}x{r['h']}"
+    assert found >= 2  # the classifier's one-vs-rest ROC and the ensemble's
+    assert_clean(offline, "the ROC figures")
 
 
 def _at(page, out: Path, rel: str) -> bool:

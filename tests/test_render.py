@@ -75,7 +75,8 @@ def test_prepare_notebook_makes_a_book_page(tmp_path):
     # the title alone, then the key results, then the rest of the first cell
     assert [c.source.splitlines()[0][:30] for c in page.cells[:3]] == [
         "# Made-up chapter", '<div class="admonition hamviz-', "What it does."]
-    assert "[0.45, 0.55]" in page.cells[1].source and "10,015" in page.cells[1].source
+    # the interval at the precision it justifies (two significant digits of its half-width), and the value with it
+    assert '0.500 <span class="ci">[0.450, 0.550]</span>' in page.cells[1].source and "10,015" in page.cells[1].source
     # the field's name shown, the record's key as its title
     assert '<th title="test_balanced_accuracy">test balanced accuracy</th>' in page.cells[1].source
     assert nb.cells[1].metadata["tags"] == ["parameters"] and "widgets" in nb.metadata  # the input is unchanged
@@ -235,8 +236,8 @@ def test_index_training_column_separates_this_runs_training_from_loaded_models()
                          {"stem": "05_hv", "title": "HV", "status": "ok", "seconds": 400.0,
                           "training": {"seconds": 300.0, "models": 3, "trained_now": 3, "seconds_now": 300.0}}]}
     md = index_markdown(info, [], {})
-    assert "29.6 min" in md and "6 model(s), 2 trained in the last run (6.2 min), the others loaded" in md
-    assert "3 model(s), all trained in the last run" in md
+    assert "29.6 min" in md and "6 models: 2 trained in this run (6.2 min)" in md
+    assert "3 models: all trained in this run" in md
 
 
 def test_chapter_record_counts_a_model_used_twice_once_and_times_what_this_run_trained(tmp_path, monkeypatch):
@@ -252,3 +253,96 @@ def test_chapter_record_counts_a_model_used_twice_once_and_times_what_this_run_t
     saved = json.loads((tmp_path / "joint.json").read_text())
     assert saved["complete"] is True
     assert saved["training"] == {"seconds": 950.5, "models": 3, "trained_now": 2, "seconds_now": 150.5}
+
+
+# ------------------------------------------------------------------- the front page, findings and tidy tables
+
+def verdict(question, mean, low, high, status="not settled", k=2, n=2, units="points", level=0.975, **extra):
+    per_seed = {"42": mean - 1 if mean is not None else None, "43": mean + 1 if mean is not None else None}
+    return {"question": question, "mean": mean, "low": low, "high": high, "status": status, "k": k, "n": n,
+            "units": units, "level": level, "why": "the interval includes 0", "per_seed": per_seed, "null": 0.0,
+            "interval": "replicates x lesions", "digits": 1, **extra}
+
+
+def test_numbers_to_the_precision_their_intervals_justify():
+    from hamviz.frontpage import fmt, justified_digits, with_interval
+    # two significant digits of the half-width: 790 -> 0 decimals, 7.35 -> 1, 0.045 -> 3, 0.008 -> 4 (at most)
+    assert [justified_digits(-790, 790), justified_digits(-7.0, 7.7), justified_digits(0.66, 0.75),
+            justified_digits(-0.008, 0.008)] == [0, 1, 3, 4]
+    assert justified_digits(None, 1) is None and justified_digits(1, 1) is None
+    assert with_interval(3.2, -789.9, 796.2, signed=True) == '+3 <span class="ci">[-790, +796]</span>'
+    assert with_interval(0.70553, 0.661, 0.751) == '0.706 <span class="ci">[0.661, 0.751]</span>'
+    assert with_interval(-0.4, -36.2, 35.1, signed=True).startswith("0 ")  # rounds to zero: no sign
+    assert fmt(1.786123) == "1.79" and fmt(10015) == "10,015" and fmt(0.000123456) == "0.000123"
+    assert fmt(float("nan")) == "n/a" and fmt({"train": 7470}) == "train: 7,470"
+
+
+def test_findings_table_is_a_forest_plot_of_every_verdict():
+    from hamviz.frontpage import findings_table
+    verdicts = {"a": verdict("Does A beat B?", 16.8, 1.1, 32.9, status="shown"),
+                "b": verdict("Does C cost accuracy?", -3.1, -628.9, 622.6, level=0.99375),
+                "c": verdict("Lower contrast?", None, None, None, units="dE2000", k=0),
+                "d": verdict("Boundary kept?", 0.0003, -0.0078, 0.0084, units="", level=0.975)}
+    out = findings_table([(2, "Classifier", "chapters/02/02.html", verdicts), (1, "EDA", None, {})], "Figure 1.")
+    assert out.count('<tr class="chapter">') == 1 and 'href="chapters/02/02.html"' in out and "EDA" not in out
+    rows = re.findall(r'<tr class="(shown|unsettled)"><td class="id">([\d.]+)</td>', out)
+    assert rows == [("shown", "2.1"), ("unsettled", "2.2"), ("unsettled", "2.3"), ("unsettled", "2.4")]
+    assert "97.5 % intervals (Bonferroni-corrected)" in out  # the chapter's level, once in its header row
+    assert '+17 points <span class="ci">[+1, +33]</span>' in out  # half-width 16: no decimals
+    assert "99.4 %" in out  # a row whose level differs from its chapter's says so
+    assert "no value" in out and out.count("<svg") == 5  # each verdict drawn, and the shared axis
+    assert out.count('<span class="own" title="drawn on its own scale') == 2  # not in points: its own scale
+    assert 'class="verdict shown" title=' in out and "2 of 2" in out
+    assert re.search(r'<path d="M[\d.]+,9.0 l-?5,-4 v8 z"', out)  # an interval past the axis ends in an arrow
+    assert findings_table([(1, "EDA", None, {})]) == ""
+
+
+def test_front_page_leads_with_findings_then_chapters_provenance_and_folded_parameters():
+    from hamviz.render import index_markdown
+    info = {"profile": "tiny", "description": "tests", "data_dir": "/data",
+            "provenance": {"date": "today", "hamviz": "0", "data_fingerprint": "fp42", "git_commit": "abc",
+                           "cpu": {"model": "AMD EPYC", "vector_extensions": ["avx2", "avx512f"], "cores": 2,
+                                   "id": "cpu family 25, model 17, stepping 1"}},
+            "chapters": [{"stem": "01_eda", "title": "EDA", "status": "ok", "seconds": 40.0, "training": {},
+                          "summary": {"images": 10015, "majority_share": 0.66949}},
+                         {"stem": "02_cls", "title": "Classifier", "status": "ok", "seconds": 90.0,
+                          "training": {"seconds": 100.0, "models": 3, "trained_now": 0},
+                          "summary": {"test_balanced_accuracy_mean_over_replicates": 0.70553,
+                                      "answer: Does A beat B?": "+16.8 points [+1.1, +32.9]; holds in 2 of 2: shown"},
+                          "values": {"summary_ci": {"test_balanced_accuracy_mean_over_replicates":
+                                                    {"low": 0.661, "high": 0.751}}},
+                          "verdicts": {"a": verdict("Does A beat B?", 16.8, 1.1, 32.9, status="shown")}}]}
+    md = index_markdown(info, [], {"01_eda": ("chapters/01_eda/01_eda.html", None),
+                                   "02_cls": ("chapters/02_cls/02_cls.html", None)}, "seed: 1\nimage_size: 32\n")
+    assert md.index("## Findings") < md.index("## Chapters") < md.index("## Provenance") < md.index("<details")
+    assert "<b>1 question</b> in 1 chapter" in md and "1 shown" in md
+    assert "0.706 <span" in md and "[0.661, 0.751]" in md and "0.669" in md and "10,015" in md
+    assert "answer: " not in md.split("## Chapters")[1]  # the verdicts' lines are the findings, not key numbers
+    assert "AMD EPYC" in md and "avx2 avx512f" in md and "2 cores" in md and "family 25" in md
+    assert '<details class="hamviz-params-all">' in md and "image_size: 32" in md and " open" not in md
+    assert "3 models: all cached" in md
+    for block in md.split("\n\n"):  # an HTML block with a blank line inside would end early in MyST
+        assert block.strip()
+
+
+def test_tables_are_tidied_and_captioned(tmp_path):
+    c = nbformat.v4
+    table = ('<table class="dataframe"><thead><tr><th></th><th>method</th><th>AUC</th><th>error</th></tr></thead>'
+             '<tbody><tr><th>0</th><td>a</td><td>0.5</td><td>None</td></tr>'
+             '<tr><th>1</th><td>macro avg</td><td>nan</td><td>x</td></tr></tbody></table>')
+    named = '<table class="dataframe"><thead><tr><th>setting</th><th>x</th></tr></thead><tbody><tr><th>q1</th><td>1</td></tr></tbody></table>'
+    out = lambda h: c.new_output("display_data", data={"text/html": h, "text/plain": "..."})  # noqa: E731
+    nb = c.new_notebook(cells=[
+        c.new_markdown_cell("# Chapter"),
+        c.new_code_cell("x = 1\n# Members and combiners\ndisplay(t)\n# lower-case code comment\ndisplay(u)",
+                        outputs=[out(named), c.new_output("stream", name="stdout", text="Note: text\nAdding members:\n"),
+                                 out(table)]),
+        c.new_code_cell("show()", outputs=[c.new_output("display_data", data={"text/markdown": "**Protocol** — `ref`"}),
+                                           out(named)])])
+    page = json.dumps(prepare_notebook(nb, 4, tmp_path), ensure_ascii=False)
+    assert "Table 4.1</span>. Members and combiners" in page and "Table 4.2</span>. Adding members<" in page
+    assert "Adding members:" not in page and "Note: text" in page  # the printed lead-in became the caption
+    assert "Table 4.3</span>. Protocol — ref" in page and "**Protocol**" not in page
+    assert "<th>0</th>" not in page and "<th>1</th>" not in page and "<th>q1</th>" in page  # no bare 0..n index
+    assert ">none<" in page and 'class=\\"hamviz-na\\"' in page and "an AUC needs test images" in page
+    assert page.count('class=\\"hamviz-scroll\\"') == 3 and "hamviz-scroll-hint" in page
