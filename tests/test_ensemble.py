@@ -305,7 +305,7 @@ def test_optimiser_comparison_and_search_trials_get_equal_budgets(monkeypatch):
     b = SimpleNamespace(size=16, labels=np.array([0, 1, 0, 1] * 2), groups=np.arange(8))
     P = {"optimizer": "adam", "learning_rate": 1e-3, "clipnorm": None, "member_epochs": 6, "patience": 2,
          "batch_size": 8, "train_limit": None, "seed": 0, "optimizers": ["sgd", "adam"], "optimizer_epochs": 5,
-         "search_epochs": 4, "search_trials": 2}
+         "search_epochs": 4, "search_trials": 2, "augment": {}}
     table = explain.optimizer_comparison(b, P, log=lambda *_: None)
     explain.search(b, P, log=lambda *_: None)
     explain.member(b, "small_cnn", {}, P, log=lambda *_: None)

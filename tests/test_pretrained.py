@@ -185,6 +185,7 @@ def test_two_stage_training_warms_the_head_on_cached_features_and_scores_with_fl
     np.testing.assert_allclose(t.proba["test"], by_hand, atol=1e-5)  # stored probabilities average the flips
     train = view.images[t.rows["train"]]  # ... of val and test only: the training part is scored once
     np.testing.assert_allclose(t.proba["train"], t.model.predict(train, verbose=0), atol=1e-5)
-    with pytest.raises(TrainingError, match="head: simple"):
-        train_classifier(dataclasses.replace(cfg, model_options={**options, "head": "reference"}), view,
-                         cache_root=tmp_path, log=lambda *_: None)
+    from hamviz.training import warm_head  # a backbone's own fully connected top has no pooled-feature stage
+    own_top = dataclasses.replace(cfg, model_options={**options, "head": "own_top"})
+    with pytest.raises(TrainingError, match="head: simple or reference"):
+        warm_head(t.model, own_top, np.zeros((4, 8)), np.zeros(4, int), {"train": np.arange(4)}, 7)
