@@ -194,12 +194,16 @@ class Verdict:
 
 
 def decide(per_seed: Mapping[int, float], draws=None, *, null: float = 0.0, direction: int | None = None,
-           majority: int | None = None, alpha: float = 0.05, units: str = "points") -> Verdict:
+           majority: int | None = None, alpha: float = 0.05, units: str = "points",
+           bounds: tuple[float, float] | None = None) -> Verdict:
     """The verdict rule. ``per_seed``: training seed -> the replicate's effect; ``draws`` (R, B): each replicate's
     effect on shared lesion resamples (rows in ``per_seed``'s order; :func:`effect_draws`), or None (the interval
     then covers training seeds only: a t interval over replicates). ``direction``: the claim stated in advance,
     +1 "effect > null" or -1 "effect < null"; None: the side of the mean (a two-sided question). ``majority``:
-    how many replicates must agree (default all; stated in advance, more than half).
+    how many replicates must agree (default all; stated in advance, more than half). ``bounds``: (lowest,
+    highest) value the effect can take (e.g. -100, +100 for a difference of two rates in points): the interval is
+    cut to it (a confidence interval intersected with the parameter space keeps its coverage; with 2 or 3
+    replicates and a corrected level, the t factor can otherwise reach past what the metric allows).
 
     "shown" when at least ``majority`` replicates lie on the claimed side of ``null`` and the pooled interval
     excludes ``null`` on that side; "not settled" otherwise, and always with one replicate.
@@ -227,6 +231,8 @@ def decide(per_seed: Mapping[int, float], draws=None, *, null: float = 0.0, dire
     else:
         low, high = _spread_interval(values, alpha)
         interval = "replicates"
+    if bounds is not None and math.isfinite(low):
+        low, high = max(low, float(bounds[0])), min(high, float(bounds[1]))
     excludes = math.isfinite(low) and ((low > null) if side > 0 else (high < null))
     word = {1: "above", -1: "below"}[side]
     if n == 1:

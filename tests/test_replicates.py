@@ -158,3 +158,25 @@ def test_verdicts_forest_draws_every_replicate_and_marks_shown():
     assert means[0].x[0] == pytest.approx(3.0) and means[0].error_x.array[0] == pytest.approx(shown.high - 3.0)
     with pytest.raises(ValueError, match="no verdicts"):
         verdicts_forest({})
+
+
+def test_interval_is_cut_to_what_the_effect_can_take():
+    """Three replicates at a Bonferroni-corrected level: the t factor (about 18 with 2 degrees of freedom) reaches
+    past -100 points for a difference of two rates; with ``bounds`` the interval stops at the limit, the verdict
+    is unchanged, and the chapter's verdict() bounds "points" and "%" by default."""
+    per_seed = {42: -43.2, 43: -30.7, 44: -32.8}
+    wide = decide(per_seed, alpha=0.05 / 16)
+    assert wide.low < -100 < wide.high < 100
+    cut = decide(per_seed, alpha=0.05 / 16, bounds=(-100, 100))
+    assert cut.low == -100 and cut.high == wide.high and cut.status == wide.status == "not settled"
+    level = decide({0: 96.0, 1: 99.0, 2: 90.0}, null=25, bounds=(0, 100))
+    assert level.high == 100 and decide({0: 96.0, 1: 99.0, 2: 90.0}, null=25).high > 100
+
+
+def test_chapter_verdicts_are_bounded_by_their_units(tmp_path):
+    from hamviz.chapters.base import Chapter
+    ch = Chapter("joint", {}, tmp_path / "joint.json")
+    per_seed = {42: -43.2, 43: -30.7, 44: -32.8}
+    assert ch.verdict("a", "rates", per_seed, alpha=0.05 / 16).low == -100
+    assert ch.verdict("b", "colour", per_seed, alpha=0.05 / 16, units="dE2000").low < -100
+    assert ch.verdict("c", "level", {0: 96.0, 1: 99.0, 2: 90.0}, null=25, units="%").high == 100

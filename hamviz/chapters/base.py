@@ -130,8 +130,11 @@ class Chapter:
                 **rule):
         """Decide one of the chapter's verdicts from its replicates (:func:`hamviz.replicates.decide`; ``rule``:
         null, direction, majority) and record it under ``verdicts[key]`` with its ``question`` and one-line
-        ``text``. Returns the :class:`hamviz.replicates.Verdict`."""
+        ``text``. Returns the :class:`hamviz.replicates.Verdict`. An effect in "points" (a difference of two
+        rates) is bounded by -100 and +100, a level in "%" by 0 and 100: the interval is cut there (``bounds`` in
+        ``rule`` sets other limits)."""
         from ..replicates import decide
+        rule.setdefault("bounds", {"points": (-100.0, 100.0), "%": (0.0, 100.0)}.get(units))
         v = decide(per_seed, draws, units=units, **rule)
         self.record.setdefault("verdicts", {})[key] = jsonable({"question": question, **v.as_dict(),
                                                                  "text": v.text(digits), "digits": digits})
