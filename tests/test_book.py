@@ -210,7 +210,14 @@ def test_compression_chapter_records_every_method(tiny_book):
         assert verdicts["lowest rate within 2 points"]["status"] == "shown"
     else:
         assert v["lowest_rate_within_2_points"] is None
-    m = len(changes)  # the 'costs accuracy' family: Bonferroni over every coding
+    for method, rows_ in changes.groupby("method"):  # 'costs accuracy': a fixed sequence per method, lowest rate
+        said = rows_.sort_values("bpp")["costs accuracy"].tolist()  # first; after the first coding not shown,
+        first_fail = next((i for i, w in enumerate(said) if "not settled" in w), len(said))  # none is tested
+        assert all(": shown" in w for w in said[:first_fail]) and all(w == "not tested" for w in said[first_fail + 1:])
+        for name in rows_.sort_values("bpp")["setting"].tolist()[first_fail + 1:]:
+            untested = next(v for k, v in verdicts.items() if k.startswith("cost: ") and name in k)
+            assert untested["status"] == "not settled" and untested["why"].startswith("not tested")
+    m = changes["method"].nunique()  # each method's sequence at 0.05 / the number of methods
     assert all(verdicts[f"cost: {n}"]["level"] == pytest.approx(1 - 0.05 / m) for n in
                [k[len("cost: "):] for k in verdicts if k.startswith("cost: ")])
     # the live explorer: its static page shows a note and the precomputed slider, never the widget's repr

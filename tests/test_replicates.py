@@ -180,3 +180,28 @@ def test_chapter_verdicts_are_bounded_by_their_units(tmp_path):
     assert ch.verdict("a", "rates", per_seed, alpha=0.05 / 16).low == -100
     assert ch.verdict("b", "colour", per_seed, alpha=0.05 / 16, units="dE2000").low < -100
     assert ch.verdict("c", "level", {0: 96.0, 1: 99.0, 2: 90.0}, null=25, units="%").high == 100
+
+
+def test_compression_costs_are_a_fixed_sequence_per_method_from_the_lowest_rate(tmp_path):
+    """Known answers: JPEG q1 costs 40 points in every replicate (shown), q5 flips sign between replicates (not
+    shown), so q50 is not tested although its numbers say a cost; K-means: both shown. Each method at 0.05 / 2."""
+    from hamviz.chapters.base import Chapter
+    from hamviz.chapters.compression import verdicts
+    ch = Chapter("compression", {}, tmp_path / "compression.json")
+    rng = np.random.default_rng(0)
+
+    def effect(values):
+        return {"per_seed": dict(zip((42, 43, 44), values)),
+                "draws": np.array(values)[:, None] + rng.normal(0, 0.5, (3, 200))}
+    effects = {"JPEG q1": effect([-40, -41, -39]), "JPEG q5": effect([-3, 2, -1]), "JPEG q50": effect([-9, -10, -9]),
+               "K-means K=2": effect([-30, -31, -29]), "K-means K=64": effect([-8, -9, -8.5])}
+    rates_ = {"JPEG q1": ("JPEG", "q1", 0.2), "JPEG q5": ("JPEG", "q5", 0.5), "JPEG q50": ("JPEG", "q50", 2.0),
+              "K-means K=2": ("K-means", "K=2", 1.0), "K-means K=64": ("K-means", "K=64", 6.0)}
+    table, _ = verdicts(ch, effects, rates_)
+    said = table.set_index("setting")["costs accuracy"].to_dict()
+    assert said["q1"].endswith("shown") and "not settled" in said["q5"] and said["q50"] == "not tested"
+    assert said["K=2"].endswith("shown") and said["K=64"].endswith("shown")
+    v = ch.record["verdicts"]
+    assert v["cost: JPEG q50"]["status"] == "not settled" and "stopped at JPEG q5" in v["cost: JPEG q50"]["why"]
+    assert v["cost: JPEG q50"]["k"] == 3  # its numbers are recorded all the same
+    assert all(x["level"] == pytest.approx(1 - 0.05 / 2) for k, x in v.items() if k.startswith("cost: "))

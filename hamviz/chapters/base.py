@@ -127,15 +127,19 @@ class Chapter:
         return replicate_seeds(self.params["seed"], self.params.get("replicates") or 1)
 
     def verdict(self, key: str, question: str, per_seed: dict, draws=None, *, digits: int = 1, units: str = "points",
-                **rule):
+                untested: str | None = None, **rule):
         """Decide one of the chapter's verdicts from its replicates (:func:`hamviz.replicates.decide`; ``rule``:
         null, direction, majority) and record it under ``verdicts[key]`` with its ``question`` and one-line
         ``text``. Returns the :class:`hamviz.replicates.Verdict`. An effect in "points" (a difference of two
         rates) is bounded by -100 and +100, a level in "%" by 0 and 100: the interval is cut there (``bounds`` in
-        ``rule`` sets other limits)."""
-        from ..replicates import decide
+        ``rule`` sets other limits). ``untested``: the question is not tested (a fixed sequence of tests
+        stopped before it: the reason); its numbers are recorded and its verdict is "not settled" with that
+        reason, whatever they show."""
+        from ..replicates import NOT_SETTLED, decide
         rule.setdefault("bounds", {"points": (-100.0, 100.0), "%": (0.0, 100.0)}.get(units))
         v = decide(per_seed, draws, units=units, **rule)
+        if untested:
+            v.status, v.why = NOT_SETTLED, untested
         self.record.setdefault("verdicts", {})[key] = jsonable({"question": question, **v.as_dict(),
                                                                  "text": v.text(digits), "digits": digits})
         self.save()
