@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -470,6 +470,39 @@ def verdicts_forest(verdicts: Mapping[str, Mapping], title: str = "Every verdict
                            showarrow=False, align="left", font=dict(size=11))
     fig.update_layout(title=dict(text=_wrap(title, 90), y=1, yanchor="top", pad=dict(t=12)), height=170 + 130 * len(items),
                       margin=dict(t=110, l=30, r=20), showlegend=False)
+    return fig
+
+
+def replicate_dots(table: pd.DataFrame, category: str, values: Sequence[str], replicate: str = "seed", *,
+                   order=None, title: str = "", labels: Mapping[str, str] | None = None) -> go.Figure:
+    """Every replicate as a dot and the mean over replicates as a bar, one panel per column of ``values``
+    (e.g. validation and test balanced accuracy), one position per ``category`` value (a model, a strategy):
+    ``table`` has one row per (``category``, ``replicate``). A figure of means alone hides how far training seeds
+    move a recipe; this one shows each seed. ``order``: the categories in their order (default: as they come).
+    Raises KeyError naming a missing column."""
+    from plotly.subplots import make_subplots
+    values = list(values)
+    missing = [c for c in (category, replicate, *values) if c not in table.columns]
+    if missing:
+        raise KeyError(f"replicate_dots: the table has no column(s) {missing}")
+    labels = dict(labels or {})
+    order = [str(c) for c in (order if order is not None else pd.unique(table[category]))]
+    names = [labels.get(v, field_name(v)) for v in values]
+    fig = make_subplots(rows=1, cols=len(values), subplot_titles=names, shared_yaxes=False)
+    for i, v in enumerate(values, start=1):
+        t = table.assign(_c=table[category].astype(str))
+        mean = t.groupby("_c")[v].mean().reindex(order)
+        fig.add_bar(x=order, y=mean, marker_color="rgba(31,119,180,0.25)", name="mean over replicates",
+                    showlegend=i == 1, legendgroup="mean", row=1, col=i,
+                    hovertemplate="%{x}, mean: %{y:.3f}<extra></extra>")
+        fig.add_trace(go.Scatter(x=t["_c"], y=t[v], mode="markers", name="each replicate", showlegend=i == 1,
+                                 legendgroup="seed", marker=dict(color="#1f77b4", size=7),
+                                 customdata=t[replicate],
+                                 hovertemplate=f"%{{x}}, {replicate} %{{customdata}}: %{{y:.3f}}<extra></extra>"),
+                      row=1, col=i)
+        fig.update_xaxes(type="category", categoryorder="array", categoryarray=order, row=1, col=i)
+    fig.update_layout(title=_wrap(title, 90), height=460, margin=dict(t=120),  # the legend above the panels,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.12, xanchor="right", x=1))  # clear of labels
     return fig
 
 

@@ -235,6 +235,10 @@ def test_joint_chapter_records_the_comparison_and_the_hypothesis_tests(tiny_book
     out, _, _ = tiny_book
     v = record(out, "04_joint")["values"]
     assert set(v["table"]) == {"classifier alone", "AE 3x -> classifier", "joint 3x"}  # tiny: the 3x joint model
+    per_seed = {(r["model"], r["seed"]): r for r in v["table_per_seed"]}  # the figure's dots: every replicate,
+    assert {s_ for _, s_ in per_seed} == {42, 43}  # replicate 0's equal to the table's
+    for name, row in v["table"].items():
+        assert per_seed[name, 42]["balanced_accuracy"] == pytest.approx(row["balanced_accuracy"], abs=1e-9)
     # the classifier alone re-scored on one view per image, as the joint models are: with the tiny main model (no
     # test-time flips) that is the classifier chapter's own test number
     clf = record(out, "02_classifier")["values"]["parts"]["test"]
@@ -394,6 +398,9 @@ def test_explain_chapter_records_cams_and_the_ensemble(tiny_book):
     # the same images, maps and measure as the table (which averages each quality over its own non-NaN maps)
     assert drift["direction"] == 1 and drift["per_seed"]["42"] == pytest.approx(
         shift["95"]["correlation"] - shift["1"]["correlation"], abs=0.02)
+    cam = {(r["seed"], r["quality"]): r["correlation with the clean map"] for r in v["cam_correlation_per_seed"]}
+    for seed, gap in drift["per_seed"].items():  # the figure's dots: each replicate's two means, on the verdict's
+        assert cam[int(seed), "q95"] - cam[int(seed), "q1"] == pytest.approx(gap, abs=1e-9)  # paired images
     for k in ("sensitivity", "specificity"):  # the operating point: mean over replicates with its interval
         o = v["operating_point"][k]
         assert o["mean"] == pytest.approx(np.mean(o["per_seed"])) and o["low"] <= o["mean"] <= o["high"]

@@ -205,3 +205,31 @@ def test_compression_costs_are_a_fixed_sequence_per_method_from_the_lowest_rate(
     assert v["cost: JPEG q50"]["status"] == "not settled" and "stopped at JPEG q5" in v["cost: JPEG q50"]["why"]
     assert v["cost: JPEG q50"]["k"] == 3  # its numbers are recorded all the same
     assert all(x["level"] == pytest.approx(1 - 0.05 / 2) for k, x in v.items() if k.startswith("cost: "))
+
+
+def test_replicate_dots_show_each_seed_and_the_mean():
+    import pandas as pd
+
+    from hamviz.plots import replicate_dots
+    t = pd.DataFrame({"recipe": ["a", "a", "a", "b", "b", "b"], "seed": [42, 43, 44] * 2,
+                      "val": [0.5, 0.6, 0.7, 0.2, 0.3, 0.1], "test": [0.4, 0.5, 0.9, 0.3, 0.3, 0.3]})
+    fig = replicate_dots(t, "recipe", ["val", "test"], order=["b", "a"])
+    bars = [d for d in fig.data if d.type == "bar"]
+    dots = [d for d in fig.data if d.type == "scatter"]
+    assert [list(b.x) for b in bars] == [["b", "a"]] * 2
+    np.testing.assert_allclose(bars[0].y, [0.2, 0.6]) and np.testing.assert_allclose(bars[1].y, [0.3, 0.6])
+    assert len(dots) == 2 and all(len(d.y) == 6 for d in dots) and list(dots[0].customdata) == [42, 43, 44] * 2
+    with pytest.raises(KeyError, match="seed"):
+        replicate_dots(t.drop(columns="seed"), "recipe", ["val"])
+
+
+def test_joint_replicate_metrics_are_each_seeds_own():
+    from hamviz.chapters.joint import replicate_metrics
+    labels = np.array([0, 1, 2, 1])
+    right = np.eye(7)[labels]
+    wrong = np.eye(7)[[1, 1, 1, 1]]
+    reps = [{"seed": 42, "proba": {"classifier alone": right, "joint 3x": wrong}},
+            {"seed": 43, "proba": {"classifier alone": wrong, "joint 3x": right}}]
+    t = replicate_metrics(reps, labels).set_index(["model", "seed"])
+    assert t.loc[("classifier alone", 42), "accuracy"] == 1.0 and t.loc[("joint 3x", 42), "accuracy"] == 0.5
+    assert t.loc[("classifier alone", 43), "balanced_accuracy"] == pytest.approx(1 / 3)  # class 1 of three present

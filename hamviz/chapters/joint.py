@@ -61,6 +61,20 @@ def replicate_outputs(P: dict, ch, ts: list[Artefact], view: PreparedView, image
     return out
 
 
+def replicate_metrics(reps: list[dict], labels) -> pd.DataFrame:
+    """Each replicate's test accuracy, balanced accuracy and macro-F1 for every model in its ``proba`` (from
+    :func:`replicate_outputs`; ``labels`` (N,) the test images' class indices): one row per (model, seed)."""
+    from ..metrics import headline
+    from ..registry import CLASSES
+    rows = []
+    for rep in reps:
+        for name, p_ in rep["proba"].items():
+            h = headline(labels, p_, CLASSES)
+            rows.append({"model": name, "seed": rep["seed"],
+                         **{k: h[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}})
+    return pd.DataFrame(rows)
+
+
 def parts_by_model(view: PreparedView, models: dict[str, Artefact]) -> pd.DataFrame:
     """The reference's per-model train/validation/test tables (Doctor, Tables 7-9) in one frame: index (model,
     part), columns n, log_loss, accuracy, balanced_accuracy, macro_f1, macro_auc, ece, from the probabilities each
