@@ -489,8 +489,8 @@ def replicate_dots(table: pd.DataFrame, category: str, values: Sequence[str], re
     order = [str(c) for c in (order if order is not None else pd.unique(table[category]))]
     names = [labels.get(v, field_name(v)) for v in values]
     fig = make_subplots(rows=1, cols=len(values), subplot_titles=names, shared_yaxes=False)
+    t = table.assign(_c=table[category].astype(str))
     for i, v in enumerate(values, start=1):
-        t = table.assign(_c=table[category].astype(str))
         mean = t.groupby("_c")[v].mean().reindex(order)
         fig.add_bar(x=order, y=mean, marker_color="rgba(31,119,180,0.25)", name="mean over replicates",
                     showlegend=i == 1, legendgroup="mean", row=1, col=i,

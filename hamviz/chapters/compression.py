@@ -169,6 +169,11 @@ def rates(table: pd.DataFrame) -> dict[str, tuple[str, str, float]]:
     return out
 
 
+def _in_rate_order(effects: dict, rates_: dict, method: str, highest_first: bool = False) -> list[str]:
+    """The codings of ``method`` in ``effects``, ordered by their rate (bits per pixel): a fixed sequence's order."""
+    return sorted((n for n in effects if rates_[n][0] == method), key=lambda n: rates_[n][2], reverse=highest_first)
+
+
 def verdicts(ch, effects: dict[str, dict], rates_: dict, margin: float = 2.0) -> tuple[pd.DataFrame, str | None]:
     """Two families of verdicts from all replicates, multiple testing controlled, each a fixed sequence per method
     stated in advance (a fixed sequence needs no correction within it: Maurer, Hothorn & Lehmacher 1995; each
@@ -194,7 +199,7 @@ def verdicts(ch, effects: dict[str, dict], rates_: dict, margin: float = 2.0) ->
     rows, passed = {}, []
     for method in methods:  # costs: the lowest rate first, stop at the first coding not shown
         stopped = None
-        for name in sorted((n for n in effects if rates_[n][0] == method), key=lambda n: rates_[n][2]):
+        for name in _in_rate_order(effects, rates_, method):
             e = effects[name]
             _, setting, bpp = rates_[name]
             cost = ch.verdict(f"cost: {name}", f"Does {name} cost balanced accuracy?", e["per_seed"], e["draws"],
@@ -207,7 +212,7 @@ def verdicts(ch, effects: dict[str, dict], rates_: dict, margin: float = 2.0) ->
             if not stopped and not cost.shown:
                 stopped = name
     for method in methods:  # the fixed sequence: highest rate first, stop at the first failure
-        for name in sorted((n for n in effects if rates_[n][0] == method), key=lambda n: -rates_[n][2]):
+        for name in _in_rate_order(effects, rates_, method, highest_first=True):
             e = effects[name]
             within = decide(e["per_seed"], e["draws"], null=-margin, direction=1, alpha=alpha)
             rows[name][f"within {margin:g} points"] = f"{within.k} of {within.n}: {within.status}{within.level_text}"
