@@ -12,7 +12,7 @@ from hamviz.training import TrainConfig
 
 def test_config_from_profiles():
     cpu = config(chapter_params(load_profile("cpu"), "classifier"))
-    assert cpu.model == "efficientnet_lite0" and cpu.image_size == 192  # the classifier section's own size
+    assert cpu.model == "efficientnet_lite0" and cpu.image_size == 128  # the classifier section's own size
     assert cpu.model_options["weights"] == "imagenet" and cpu.model_options["head"] == "simple"
     assert cpu.head_warmup == 10 and cpu.tta_flips and cpu.select_on == "balanced_val_loss"
     assert load_profile("cpu")["image_size"] == 64  # the other chapters' from-scratch models keep theirs

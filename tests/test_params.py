@@ -94,7 +94,7 @@ def test_hypervector_pretrained_head(tmp_path):
     and a bad value is named with the key."""
     heads = {n: chapter_params(load_profile(n), "hypervector")["pretrained_head"] for n in PROFILES}
     assert heads == {"tiny": {"model": "efficientnet_lite0", "weights": "imagenet", "image_size": 64},
-                     "cpu": {"model": "efficientnet_lite0", "weights": "imagenet", "image_size": 160},
+                     "cpu": {"model": "efficientnet_lite0", "weights": "imagenet", "image_size": 128},
                      "paper": {"model": "efficientnet_lite0", "weights": "imagenet", "image_size": 224}}
     off = load_profile("tiny", {"chapters": {"hypervector": {"pretrained_head": None}}})
     assert chapter_params(off, "hypervector")["pretrained_head"] is None

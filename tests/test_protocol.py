@@ -90,7 +90,7 @@ def test_the_table_follows_the_profile():
     assert cpu.loc["members", "this run"] == "main model, reference CNN, 2 best search CNNs, weak CNN"
     # the sizes and amounts a cpu run shrinks, each a row: images, training length, the main model's own size
     assert cpu.loc["training images", ["this run", "same?"]].tolist() == ["2,000 class-stratified training images", "no"]
-    assert cpu.loc["training length", "this run"] == "4 search trials of 2 epochs, members 6 epochs"
+    assert cpu.loc["training length", "this run"] == "4 search trials of 2 epochs, members 4 epochs"
     assert cpu.loc["input", "this run"] == "64x64 (members trained here; the main model at its own size)"
     hd = protocol_table("hypervector", chapter_params(load_profile("cpu"), "hypervector"))
     assert hd.loc["HD CNN", ["this run", "same?"]].tolist() == ["'same' convolutions (32-32-16-16-8), Dropout 0.5, Dense(1000)", "no"]
