@@ -107,14 +107,17 @@ def mean_difference_draws(a: Sequence[np.ndarray], b: Sequence[np.ndarray] | Non
     return out[:, 0], out[:, 1:]
 
 
-def pooled_interval(values, draws: np.ndarray, *, alpha: float = 0.05) -> tuple[float, float]:
+def pooled_interval(values, draws: np.ndarray, *, alpha: float = 0.05,
+                    bounds: tuple[float, float] | None = None) -> tuple[float, float]:
     """The 95 % (1 - ``alpha``) interval of the mean effect over replicates, covering training seeds and test
     sampling: ``values`` (R,) each replicate's effect on the whole test set, ``draws`` (R, B) the same effects on B
     lesion resamples shared by all rows. Two half-widths combined in quadrature: the t interval of the mean over
     the R seeds (t with R - 1 degrees of freedom times sd / sqrt(R): with 2 or 3 replicates the seeds' spread is
     poorly known, and the t factor says so) and the lesion-bootstrap percentile interval of the replicates' mean
     (each side measured from the mean). With one replicate the interval covers test sampling only. Columns with a
-    NaN are skipped; (nan, nan) when no column is usable or a replicate has no value."""
+    NaN are skipped; (nan, nan) when no column is usable or a replicate has no value. ``bounds`` (lowest, highest)
+    cuts the interval to what the quantity can take (a rate in [0, 1]: with 2 or 3 replicates the t factor
+    otherwise reaches past it; a confidence interval intersected with the parameter space keeps its coverage)."""
     from scipy import stats
     v = np.asarray(values, dtype=np.float64)
     d = np.atleast_2d(np.asarray(draws, dtype=np.float64))
@@ -124,7 +127,10 @@ def pooled_interval(values, draws: np.ndarray, *, alpha: float = 0.05) -> tuple[
     mean = float(v.mean())
     lo_q, hi_q = np.quantile(d.mean(axis=0), [alpha / 2, 1 - alpha / 2])
     seeds = stats.t.ppf(1 - alpha / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else 0.0
-    return (mean - math.hypot(seeds, max(mean - lo_q, 0.0)), mean + math.hypot(seeds, max(hi_q - mean, 0.0)))
+    low, high = mean - math.hypot(seeds, max(mean - lo_q, 0.0)), mean + math.hypot(seeds, max(hi_q - mean, 0.0))
+    if bounds is not None:
+        low, high = max(low, float(bounds[0])), min(high, float(bounds[1]))
+    return low, high
 
 
 def _spread_interval(values: np.ndarray, alpha: float) -> tuple[float, float]:

@@ -48,6 +48,12 @@ class PreparedView:
         return int(self.cache.size[0])
 
     @property
+    def meta(self) -> pd.DataFrame:
+        """The data set's metadata (lesion_id, dx, dx_type, age, sex, localization, ...) in this view's row order
+        (the cache's), indexed by image_id."""
+        return self.data.meta.set_index("image_id").loc[list(self.image_ids)]
+
+    @property
     def images(self) -> np.ndarray:
         """Every cached image (N, H, W, 3) uint8, in memory."""
         return np.asarray(self.cache.images)

@@ -147,6 +147,46 @@ def test_classifier_chapter_records_test_metrics(tiny_book, ham):
     assert len(answers) == len(verdicts) and all("holds in" in a and "of 2" in a for a in answers.values())
 
 
+def check_subgroups_operating_points_and_calibration(r: dict):
+    """The classifier record's subgroup, operating-point and calibration sections against each other and against
+    the chapter's other numbers (split out so that a record can be checked without building the book)."""
+    v, verdicts = r["values"], r["verdicts"]
+    sub = pd.DataFrame(v["subgroups"]).set_index(["attribute", "group"])
+    for attr in ("sex", "age", "body site", "diagnosis confirmed by"):  # every test image in one group of each
+        assert sub.xs(attr, level="attribute")["images"].sum() == v["n_test"]
+    scored = sub[sub["note"] == ""]
+    for _, g in scored.iterrows():
+        per = g["balanced accuracy per replicate"]
+        assert len(per) == len(v["seeds"]) and np.mean(per) == pytest.approx(g["balanced accuracy"])
+        assert 0 <= g["balanced accuracy low"] <= g["balanced accuracy"] <= g["balanced accuracy high"] <= 100
+    assert (sub[sub["note"] != ""]["lesions"] < 20).all()
+    gaps = {k: x for k, x in verdicts.items() if k.startswith("subgroup_gap_")}
+    assert gaps  # each gap: the difference of its two groups' balanced accuracies, replicate by replicate
+    for key, g in gaps.items():
+        attr = key.removeprefix("subgroup_gap_").replace("_", " ")
+        a, b = g["question"].split("(")[1].split(", the widest")[0].split(" vs ")
+        want = np.subtract(sub.loc[(attr, a), "balanced accuracy per replicate"],
+                           sub.loc[(attr, b), "balanced accuracy per replicate"])
+        assert list(g["per_seed"].values()) == pytest.approx(want)
+    areas = pd.DataFrame(v["operating_areas"]).set_index("task")
+    # melanoma vs rest scores the mel probability: its ROC AUC is the per-class AUC the chapter recorded
+    assert areas.loc["melanoma vs rest", "ROC AUC per replicate"][0] == pytest.approx(v["test_auc_per_class"]["mel"])
+    assert (areas["partial AUC above 80 % sensitivity"] <= 0.2 + 1e-12).all()
+    points = pd.DataFrame(v["operating_points"])
+    for _, p in points.iterrows():  # thresholds fitted on validation reach the target there
+        assert p["val sensitivity"] >= float(p["target sensitivity"].rstrip(" %")) / 100 - 1e-9
+        assert 0 <= p["specificity low"] <= p["specificity"] <= p["specificity high"] <= 1
+    cal = pd.DataFrame(v["calibration"]).set_index("replicate")
+    assert cal.loc[0, "ece_before"] == pytest.approx(100 * v["parts"]["test"]["ece"])  # replicate 0, as trained
+    assert list(verdicts["temperature_ece"]["per_seed"].values()) == pytest.approx(
+        (cal["ece_after"] - cal["ece_before"]).tolist())
+
+
+def test_classifier_chapter_records_subgroups_operating_points_and_calibration(tiny_book):
+    out, _, _ = tiny_book
+    check_subgroups_operating_points_and_calibration(record(out, "02_classifier"))
+
+
 def test_compression_chapter_records_every_method(tiny_book):
     out, _, _ = tiny_book
     rec = record(out, "03_compression")
@@ -801,3 +841,14 @@ def test_relative_output_folder(tmp_path, monkeypatch):
     assert summary["chapters"][0]["summary"] == {"answer": 42}
     assert (tmp_path / "rel-book" / "chapters" / "01_eda" / "01_eda.json").is_file()
     assert not (nbs / "rel-book").exists()
+
+
+def test_eda_records_the_subgroups_class_mix(tiny_book):
+    out, _, _ = tiny_book
+    v = record(out, "01_eda")["values"]
+    mix = pd.DataFrame(v["subgroup_class_mix"]).set_index(["attribute", "group"])
+    for attr in ("sex", "age", "body site", "diagnosis confirmed by"):
+        assert mix.xs(attr, level="attribute")["images"].sum() == v["images"]  # each image in one group
+    assert mix[list(CLASSES)].sum(axis=1).to_numpy() == pytest.approx(100.0)
+    # HAM10000: follow-up confirms naevi only, so the non-histopathology group holds no melanoma
+    assert mix.loc[("diagnosis confirmed by", "follow-up, consensus or confocal"), "mel"] == pytest.approx(0.0)

@@ -389,3 +389,42 @@ def side_by_side(evals: dict, metrics=("accuracy", "balanced_accuracy", "macro_f
             row[METRIC_LABELS.get(m, m)] = shown
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def with_intervals(table: pd.DataFrame, names, digits: int = 1, scale: float = 1.0) -> pd.DataFrame:
+    """``table`` with each of ``names`` shown as "value [low, high]" (from its ``<name> low`` / ``<name> high``
+    columns, times ``scale``), "n/a" where it has none; the interval and per-replicate columns dropped."""
+    out = table.copy()
+    for n in names:
+        if n not in out:
+            continue
+        out[n] = [with_interval(v * scale, lo * scale, hi * scale, digits) if pd.notna(v) else "n/a"
+                  for v, lo, hi in zip(out[n], out[f"{n} low"], out[f"{n} high"])]
+    return out.drop(columns=[c for c in out if c.endswith((" low", " high", " per replicate"))])
+
+
+def subgroup_report(s: PreparedView, ts: list[Artefact], n_boot: int = 1000, seed: int = 0, min_lesions: int = 20,
+                    min_site_lesions: int = 200) -> tuple[pd.DataFrame, dict]:
+    """The main model's test metrics per subgroup (:func:`hamviz.subgroups.subgroup_table`, over the replicates
+    ``ts``; body sites with fewer than ``min_site_lesions`` lesions in the whole data set pooled as "other"), and
+    per attribute the widest gap in balanced accuracy (groups with an interval, "unknown" left out) with each
+    replicate's gap and its draws on shared lesion resamples (:func:`hamviz.subgroups.gap_draws`). Returns
+    (table, {attribute: {"pair", "groups", "per_seed", "draws"}})."""
+    from ..subgroups import ATTRIBUTES, gap_draws, subgroup_columns, subgroup_table, widest_gap
+    test = ts[0].rows["test"]
+    cols = subgroup_columns(s.meta, min_site_lesions).iloc[test]
+    probas = [t.proba["test"] for t in ts]
+    table = subgroup_table(s.labels[test], probas, cols, s.groups[test], min_lesions=min_lesions, n_boot=n_boot,
+                           seed=seed)
+    gaps = {}
+    for attr in ATTRIBUTES:
+        pair = widest_gap(table, attr)
+        if pair is None:
+            continue
+        values = table.xs(attr, level="attribute")["balanced accuracy"].dropna()
+        effects, draws = gap_draws(s.labels[test], probas, cols[attr].to_numpy(), *pair, s.groups[test],
+                                   n_boot=n_boot, seed=seed)
+        gaps[attr] = {"pair": pair, "groups": int((values.index != "unknown").sum()),
+                      "per_seed": {t.config.seed: float(e) for t, e in zip(ts, effects)}, "draws": draws}
+    return table, gaps
+

@@ -47,6 +47,24 @@ def by_class(meta: pd.DataFrame, column: str, normalize: bool = True, top: int |
     return table
 
 
+def class_mix_by_subgroup(meta: pd.DataFrame) -> pd.DataFrame:
+    """The classifier chapter's subgroups (:func:`hamviz.subgroups.subgroup_columns`: sex, age band, body site,
+    how the diagnosis was confirmed) and each group's class mix: one row per (attribute, group) with its images,
+    lesions and the share of each class in % of its images. Raises ValueError naming a missing metadata column."""
+    from ..subgroups import subgroup_columns
+    groups = subgroup_columns(meta)
+    parts = []
+    for attr in groups.columns:
+        g = groups[attr]
+        mix = 100 * pd.crosstab(g, pd.Categorical(meta["dx"], categories=CLASSES), dropna=False, normalize="index")
+        mix.insert(0, "lesions", meta.groupby(g)["lesion_id"].nunique())
+        mix.insert(0, "images", g.value_counts())
+        parts.append(mix.assign(attribute=attr).rename_axis("group").reset_index())
+    out = pd.concat(parts).set_index(["attribute", "group"])
+    out.columns.name = None
+    return out
+
+
 def colour_stats(images: np.ndarray, labels, lab: np.ndarray | None = None) -> pd.DataFrame:
     """Per-image mean R, G, B and L*, a*, b* (one row per image, with its class)."""
     lab = to_lab(images) if lab is None else lab
