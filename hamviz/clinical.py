@@ -221,7 +221,7 @@ def calibration_change(y_test, proba_test, temperature: float, *, groups=None, n
     after = 100 * weighted_metrics(y, q, W, ["ece"], n_bins)["ece"]
     out = {"temperature": float(temperature)}
     for key, v in (("ece_before", before), ("ece_after", after), ("change", after - before)):
-        low, high = np.percentile(v[1:], [2.5, 97.5])
+        low, high = _percentiles(v[1:])  # no interval without resamples (n_boot 0)
         out.update({key: float(v[0]), f"{key} low": float(low), f"{key} high": float(high)})
     out["draws_change"] = (after - before)[1:]
     return out

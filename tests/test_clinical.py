@@ -200,3 +200,16 @@ def test_subgroup_table_means_replicates():
     assert female["balanced accuracy per replicate"] == pytest.approx([250 / 3, 50.0])
     assert female["balanced accuracy"] == pytest.approx((250 / 3 + 50) / 2)
     assert female["balanced accuracy low"] < female["balanced accuracy"] < female["balanced accuracy high"]
+
+
+def test_no_resamples_no_intervals():
+    """n_boot 0 (the paper profile's toy run): values without intervals, no error."""
+    rng = np.random.default_rng(2)
+    y, p = overconfident(200, rng)
+    out = clinical.calibration_change(y, p, 2.0, n_boot=0)
+    assert math.isfinite(out["ece_before"]) and math.isnan(out["change low"])
+    areas, points = clinical.operating_report(y, [p], y, [p], n_boot=0)
+    assert math.isfinite(areas["ROC AUC"].iloc[0]) and math.isnan(areas["ROC AUC low"].iloc[0])
+    yy, pp, groups, lesions = fixed_groups()
+    t = subgroups.subgroup_table(yy, [pp], groups, lesions, min_lesions=3, n_boot=0)
+    assert t.loc[("sex", "male"), "balanced accuracy"] == pytest.approx(75.0)
