@@ -5,8 +5,8 @@ catches a stated share of the malignant lesions. From the seven class probabilit
 
 - :func:`positive_score`: the probability of a binary task's positive side (benign vs malignant: mel + bcc +
   akiec summed; melanoma vs rest: mel alone);
-- :func:`partial_auc`: the area under the ROC curve where sensitivity is at least 80 % (the ISIC challenges'
-  ranking metric since 2019), in [0, 0.2];
+- :func:`partial_auc`: the area under the ROC curve where sensitivity is at least 80 % (the ranking metric of
+  the ISIC 2024 challenge, SLICE-3D), in [0, 0.2];
 - :func:`operating_points`: thresholds fitted on the VALIDATION part for a target sensitivity
   (:func:`hamviz.ensemble.threshold_for_sensitivity`), and the test sensitivity, specificity, PPV and NPV they
   give, with lesion-bootstrap intervals: the test part only scores;
@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .metrics import bootstrap_weights, check_inputs, weighted_metrics
+from .metrics import bootstrap_weights, check_inputs, weighted_auc, weighted_metrics
 from .registry import CLASSES, MALIGNANT
 
 #: the binary tasks of the seven-class model: name -> the classes on the positive side
@@ -45,27 +45,22 @@ def positive_score(proba, positive: Sequence[str], classes: Sequence[str] = CLAS
 def partial_auc(y, score, min_tpr: float = 0.8) -> float:
     """The partial AUC above a sensitivity of ``min_tpr``: the area between the ROC curve and the line FPR = 1
     over TPR in [min_tpr, 1], in [0, 1 - min_tpr] (0.2 for a perfect scorer, 0.02 for chance at 0.8). As the ISIC
-    2020 and 2024 challenges score it: labels and scores flipped, scikit-learn's ``roc_auc_score(max_fpr=1 -
+    2024 challenge scored it: labels and scores flipped, scikit-learn's ``roc_auc_score(max_fpr=1 -
     min_tpr)`` (McClish-standardised) turned back into the raw area. ``y`` (N,) 0/1, ``score`` (N,) higher =
     positive. Raises ValueError when ``y`` holds one class only or ``min_tpr`` is not in [0, 1)."""
-    from sklearn.metrics import roc_auc_score
     y = np.asarray(y).astype(np.int64).ravel()
     s = np.asarray(score, dtype=np.float64).ravel()
     if not 0 <= min_tpr < 1:
         raise ValueError(f"min_tpr must be in [0, 1), got {min_tpr}")
     if len(y) != len(s) or not 0 < y.sum() < len(y):
         raise ValueError("partial_auc needs scores for every label and both classes in y")
-    max_fpr = 1.0 - min_tpr
-    if max_fpr >= 1.0:
-        return float(roc_auc_score(y, s))
-    scaled = roc_auc_score(1 - y, -s, max_fpr=max_fpr)
-    low = 0.5 * max_fpr ** 2  # the McClish correction, undone
-    return float(low + (max_fpr - low) / 0.5 * (scaled - 0.5))
+    return float(_pauc_draws(y, s, np.ones((1, len(y))), min_tpr)[0])
 
 
-def _rates(W: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
-    """Sensitivity, specificity, PPV, NPV of 0/1 predictions under weightings ``W`` (B, N): (B,) each, NaN where
-    a denominator is 0."""
+def binary_rates(W: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
+    """Sensitivity, specificity, PPV and NPV of predictions ``pred`` (N,) bool against labels ``y`` (N,) bool under
+    weightings ``W`` (B, N) (a bootstrap resample's draw counts; one row of ones for the data): (B,) each, NaN
+    where a denominator is 0."""
     tp, fn = W @ (y & pred), W @ (y & ~pred)
     tn, fp = W @ (~y & ~pred), W @ (~y & pred)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -77,7 +72,7 @@ def _operating(yv, sv, yt, st, target: float, W: np.ndarray) -> tuple[float, flo
     """(threshold fitted on validation, its validation sensitivity, {rate: (B,) under the test weightings W})."""
     from .ensemble import threshold_for_sensitivity
     thr = threshold_for_sensitivity(yv, sv, float(target))
-    return thr, float(np.mean(sv[yv] >= thr)), _rates(W, yt, st >= thr)
+    return thr, float(np.mean(sv[yv] >= thr)), binary_rates(W, yt, st >= thr)
 
 
 def _as_binary(y_val, s_val, y_test, s_test):
@@ -118,7 +113,9 @@ def operating_points(y_val, s_val, y_test, s_test, targets: Sequence[float] = (0
 
 
 def _pauc_draws(y, s, W, min_tpr: float) -> np.ndarray:
-    """(B,) partial AUC under each weighting (NaN where a resample has one class)."""
+    """(B,) partial AUC above ``min_tpr`` under each weighting ``W`` (B, N) (NaN where a resample has one class):
+    labels and scores flipped, scikit-learn's McClish-standardised ``roc_auc_score(max_fpr=1 - min_tpr)`` turned
+    back into the raw area."""
     from sklearn.metrics import roc_auc_score
     max_fpr, low = 1.0 - min_tpr, 0.5 * (1.0 - min_tpr) ** 2
     out = np.full(len(W), math.nan)
@@ -159,7 +156,8 @@ def operating_report(labels_val, probas_val: Sequence[np.ndarray], labels_test, 
         sv = [positive_score(p, positive, classes) for p in probas_val]
         st = [positive_score(p, positive, classes) for p in probas_test]
         row = {"task": task, "positives": int(yt.sum()), "n": int(len(yt))}
-        pooled(row, "ROC AUC", [_pauc_draws(yt.astype(int), s, W, 0.0) for s in st])
+        pooled(row, "ROC AUC", [weighted_auc(yt.astype(np.int64), np.stack([1 - s, s], axis=1), W, [1])[:, 0]
+                                for s in st])
         pooled(row, f"partial AUC above {100 * min_tpr:g} % sensitivity",
                [_pauc_draws(yt.astype(int), s, W, min_tpr) for s in st])
         areas.append(row)

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .clinical import binary_rates
 from .metrics import bootstrap_weights, check_inputs, weighted_metrics
 from .registry import CLASSES
 
@@ -61,12 +62,6 @@ def subgroup_columns(meta: pd.DataFrame, min_site_lesions: int = 100) -> pd.Data
                          "diagnosis confirmed by": confirmed.to_numpy()}, index=meta.index)
 
 
-def _mel_rates(y, pred, W, mel: int) -> tuple[np.ndarray, np.ndarray]:
-    pos, hit = y == mel, pred == mel
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return W @ (pos & hit) / (W @ pos), W @ (~pos & ~hit) / (W @ ~pos)
-
-
 def group_metrics(y, proba, W, classes: Sequence[str] = CLASSES) -> dict[str, np.ndarray]:
     """The :data:`METRICS` of one group's images in points, under weightings ``W`` (B, N) (row 0 all ones for the
     value on the data): balanced accuracy and macro AUC over the classes present in the group, melanoma
@@ -74,9 +69,19 @@ def group_metrics(y, proba, W, classes: Sequence[str] = CLASSES) -> dict[str, np
     resample without a class)."""
     y, p = check_inputs(y, proba, classes)
     out = {m: 100 * v for m, v in weighted_metrics(y, p, W, ["balanced_accuracy", "macro_auc"]).items()}
-    sens, spec = _mel_rates(y, p.argmax(axis=1), W, list(classes).index("mel"))
-    out.update(mel_sensitivity=100 * sens, mel_specificity=100 * spec)
+    mel = list(classes).index("mel")
+    rates = binary_rates(W, y == mel, p.argmax(axis=1) == mel)
+    out.update(mel_sensitivity=100 * rates["sensitivity"], mel_specificity=100 * rates["specificity"])
     return out
+
+
+def group_order(group) -> tuple:
+    """Tables list age bands youngest first, other groups by name, "other" and "unknown" last."""
+    name = str(group)
+    if name in ("other", "unknown"):
+        return (2, name)
+    band = name.lstrip("<>=").split("-")[0]
+    return (0, int(band) - (1 if name.startswith("<") else 0), name) if band.isdigit() else (1, name)
 
 
 def subgroup_table(y, probas: Sequence[np.ndarray], groups: pd.DataFrame, lesions, *, min_lesions: int = 20,
@@ -98,7 +103,7 @@ def subgroup_table(y, probas: Sequence[np.ndarray], groups: pd.DataFrame, lesion
     rows = []
     for attr in groups.columns:
         col = groups[attr].to_numpy()
-        for g in sorted(pd.unique(col), key=str):
+        for g in sorted(pd.unique(col), key=group_order):
             idx = np.flatnonzero(col == g)
             n_les = len(pd.unique(lesions[idx]))
             mix = np.bincount(y[idx], minlength=len(classes)) / len(idx)

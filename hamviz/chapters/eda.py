@@ -51,7 +51,7 @@ def class_mix_by_subgroup(meta: pd.DataFrame) -> pd.DataFrame:
     """The classifier chapter's subgroups (:func:`hamviz.subgroups.subgroup_columns`: sex, age band, body site,
     how the diagnosis was confirmed) and each group's class mix: one row per (attribute, group) with its images,
     lesions and the share of each class in % of its images. Raises ValueError naming a missing metadata column."""
-    from ..subgroups import subgroup_columns
+    from ..subgroups import group_order, subgroup_columns
     groups = subgroup_columns(meta)
     parts = []
     for attr in groups.columns:
@@ -59,6 +59,7 @@ def class_mix_by_subgroup(meta: pd.DataFrame) -> pd.DataFrame:
         mix = 100 * pd.crosstab(g, pd.Categorical(meta["dx"], categories=CLASSES), dropna=False, normalize="index")
         mix.insert(0, "lesions", meta.groupby(g)["lesion_id"].nunique())
         mix.insert(0, "images", g.value_counts())
+        mix = mix.loc[sorted(mix.index, key=group_order)]
         parts.append(mix.assign(attribute=attr).rename_axis("group").reset_index())
     out = pd.concat(parts).set_index(["attribute", "group"])
     out.columns.name = None
