@@ -1,4 +1,5 @@
-"""Command line: ``hamviz book | validate | cache | download | weights`` (also ``python -m hamviz``)."""
+"""Command line: ``hamviz book | validate | cache | download | weights | export | predict`` (also
+``python -m hamviz``)."""
 from __future__ import annotations
 
 import argparse
@@ -90,6 +91,39 @@ def _weights(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    import tempfile
+
+    from .chapters.base import start
+    from .chapters.classifier import export
+    from .deploy import check_destination
+    check_destination(args.dest)  # before the data and the models are read
+    with tempfile.TemporaryDirectory() as tmp:
+        ch = start("classifier", args.profile, data_dir=args.data, record_path=Path(tmp) / "classifier.json")
+        dest = export(ch, args.dest)
+    print(f"exported to {dest}: model.keras (loads with keras and keras_hub alone), preprocessing.json, "
+          f"MODEL_CARD.md; score images with: hamviz predict --model {dest} --folder IMAGES --out predictions.csv")
+    return 0
+
+
+def _predict(args) -> int:
+    from .deploy import DeployError, image_files, load_predictor, predict_table
+    out = Path(args.out).expanduser()
+    if out.exists() and not args.force:
+        raise DeployError(f"{out} exists: pass --force to replace it, or name another --out")
+    if not out.parent.is_dir():
+        raise DeployError(f"the folder of --out ({out.parent}) does not exist: create it or name another --out")
+    files = image_files(args.images, args.folder)
+    predictor = load_predictor(args.model, resize=args.resize)
+    table = predict_table(predictor, files)
+    table.to_csv(out, index=False, float_format="%.6g")
+    counts = table["predicted"].value_counts()
+    print(f"{len(table)} image(s) scored at {predictor.image_size}x{predictor.image_size} ('{predictor.resize}'"
+          f"{', with test-time flips' if predictor.tta_flips else ''}) -> {out}; predicted: "
+          + ", ".join(f"{c} {k}" for c, k in counts.items()))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="hamviz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +181,26 @@ def main(argv=None) -> int:
                                               "DEST/keras/; then: export HAMVIZ_WEIGHTS=DEST); default: the "
                                               "weights cache, <cache>/weights")
     wt.set_defaults(func=_weights)
+
+    ex = sub.add_parser("export", help="write the profile's main model (replicate 0, trained by the book) as a "
+                                       "folder that loads with keras and keras_hub alone, with its model card")
+    ex.add_argument("--profile", default="cpu", help=profile_help)
+    ex.add_argument("--data", help=data_help)
+    ex.add_argument("--dest", required=True, help="a new (or empty) folder to write")
+    ex.set_defaults(func=_export)
+
+    pr = sub.add_parser("predict", help="class probabilities of image files (ISIC 2018 columns) from an exported "
+                                        "or stored classifier, preprocessed and scored as the book scored it")
+    pr.add_argument("--model", required=True, help="a folder `hamviz export` wrote, or a classifier's folder in "
+                                                   "the store (<cache>/models/...)")
+    pr.add_argument("images", nargs="*", help="image files (JPEG or PNG)")
+    pr.add_argument("--folder", help="also every .jpg/.jpeg/.png directly in this folder")
+    pr.add_argument("--out", required=True, help="the CSV to write: image, MEL, NV, BCC, AKIEC, BKL, DF, VASC, "
+                                                 "predicted")
+    pr.add_argument("--resize", choices=("stretch", "crop", "pad"),
+                    help="how to bring images to the model's size (default: what the model records)")
+    pr.add_argument("--force", action="store_true", help="replace --out if it exists")
+    pr.set_defaults(func=_predict)
 
     args = parser.parse_args(argv)
     try:

@@ -311,7 +311,7 @@ class Artefact:
 def train_or_load(kind: str, name: str, config, train: Callable[[], tuple], *, fingerprint: str,
                   split_id: str, rows: dict | None = None, parents=(), meta: dict | None = None,
                   accept: Callable[[store.Stored], bool] | None = None, cache_root=None, retrain: bool = False,
-                  log=print) -> Artefact:
+                  stored_only: bool = False, log=print) -> Artefact:
     """The artefact for ``config`` from the store, trained on first use.
 
     ``train()`` returns (model, history, arrays) and is called only when the store has no intact artefact for
@@ -321,7 +321,8 @@ def train_or_load(kind: str, name: str, config, train: Callable[[], tuple], *, f
     it, rather than training it again. A stored artefact that is damaged, or that this Keras cannot load (written
     by another Keras version), is reported through ``log`` and trained again (:func:`hamviz.store.load`). Raises
     :class:`hamviz.weights.WeightsError` when the pretrained weights the key covers (:func:`artefact_key`) are
-    not there."""
+    not there; with ``stored_only``, TrainingError (naming the folder) instead of training when the store has no
+    intact artefact."""
     key = artefact_key(kind, config, fingerprint, split_id, parents)
     path = store.folder(name, key, cache_root)
 
@@ -337,6 +338,8 @@ def train_or_load(kind: str, name: str, config, train: Callable[[], tuple], *, f
     done = stored()
     if done is not None:
         return done
+    if stored_only:
+        raise TrainingError(f"no trained {name} with key {key} in the store ({path} is absent or damaged)")
     # another process training the same artefact: wait (said on stderr, off the book's pages), then load it
     with store.training(path, log=store.build_log if log is print else log):
         done = stored()  # trained meanwhile by the process that held the lock
@@ -522,9 +525,11 @@ def fit_classifier(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, par
 
 
 def train_classifier(cfg: TrainConfig, view, *, cache_root=None, retrain: bool = False, verbose: int = 0,
-                     log=print) -> Artefact:
+                     stored_only: bool = False, log=print) -> Artefact:
     """The classifier for ``cfg`` on a :class:`hamviz.view.PreparedView` (its labels and split), trained once
-    and stored with the class probabilities of every split part (``artefact.proba``)."""
+    and stored with the class probabilities of every split part (``artefact.proba``) and the view's resize
+    mode (``meta["resize"]``: what ``hamviz predict`` resizes images with). ``stored_only``: raise TrainingError
+    rather than train (:func:`train_or_load`)."""
     if view.size != cfg.image_size:
         raise TrainingError(f"the view holds {view.size}x{view.size} images but the config asks for "
                             f"{cfg.image_size}")
@@ -549,7 +554,8 @@ def train_classifier(cfg: TrainConfig, view, *, cache_root=None, retrain: bool =
     return train_or_load("classifier", f"{cfg.model}-{cfg.image_size}-{cfg.strategy}", cfg, train,
                          fingerprint=view.fingerprint, split_id=view.split_id, rows=rows,
                          accept=lambda s: all(len(s.arrays.get(p, ())) == len(rows[p]) for p in SPLITS),
-                         cache_root=cache_root, retrain=retrain, log=log)
+                         meta={"resize": view.resize}, cache_root=cache_root, retrain=retrain,
+                         stored_only=stored_only, log=log)
 
 
 def train_frozen_head(cfg: TrainConfig, view, *, cache_root=None, retrain: bool = False, verbose: int = 0,

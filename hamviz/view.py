@@ -22,7 +22,8 @@ class PreparedView:
     data: the :class:`hamviz.data.Dataset`; cache: its :class:`hamviz.cache.ImageCache` (``cache.images``
     uint8 (N, H, W, 3)); labels: int64 (N,), index into ``classes``, -1 for rows outside a subset; groups:
     lesion ids (N,); split: image_id -> part; split_id: names the split (and any relabelling) in model keys;
-    rows: part -> int64 row numbers into the cache; classes: the label names.
+    rows: part -> int64 row numbers into the cache; classes: the label names; resize: how the cache's images were
+    brought to size (stretch, crop or pad: :func:`hamviz.cache.resize_image`).
     """
 
     data: object
@@ -34,6 +35,7 @@ class PreparedView:
     grouped: bool
     rows: dict
     classes: tuple = CLASSES
+    resize: str = "stretch"
 
     @property
     def fingerprint(self) -> str:
@@ -153,4 +155,4 @@ def prepare(data, size: int, *, resize: str = "stretch", on_corrupt: str = "erro
     parts = split.reindex(cache.image_ids).to_numpy()
     rows = {p: np.flatnonzero(parts == p) for p in SPLITS}
     return PreparedView(data, cache, meta["label"].to_numpy().astype(np.int64), meta["lesion_id"].to_numpy(),
-                        split, sid, grouped, rows, tuple(data.classes))
+                        split, sid, grouped, rows, tuple(data.classes), resize)

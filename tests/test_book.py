@@ -852,3 +852,59 @@ def test_eda_records_the_subgroups_class_mix(tiny_book):
     assert mix[list(CLASSES)].sum(axis=1).to_numpy() == pytest.approx(100.0)
     # HAM10000: follow-up confirms naevi only, so the non-histopathology group holds no melanoma
     assert mix.loc[("diagnosis confirmed by", "follow-up, consensus or confocal"), "mel"] == pytest.approx(0.0)
+
+
+def test_export_and_predict_reproduce_the_chapters_probabilities(tiny_book, tiny_profile, tmp_path, ham):
+    """`hamviz export` writes the tiny book's main model with its card; the folder loads with keras and keras_hub
+    alone; `hamviz predict` on the images the chapter read gives the probabilities the chapter stored for them."""
+    from hamviz.chapters import classifier
+    from hamviz.chapters.base import start
+    from hamviz.cli import main
+    from hamviz.deploy import ISIC_COLUMNS, PREDICTION_COLUMNS
+    from hamviz.external import ISIC2018_COLUMNS
+    out, _, _ = tiny_book
+    v = record(out, "02_classifier")["values"]
+    dest = tmp_path / "export"
+    assert main(["export", "--profile", str(tiny_profile), "--dest", str(dest)]) == 0
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert "Not for clinical use" in card and "CC BY-NC-SA 4.0" in card
+    assert f"| balanced accuracy | {v['test_balanced_accuracy']:.3f} [" in card  # replicate 0's, as recorded
+    assert f"{v['external_n']:,} images of" in card and "| sex: female |" in card
+    # loads in a Python where hamviz cannot be imported
+    code = ("import sys; sys.modules['hamviz'] = None\nimport keras, keras_hub\n"
+            f"m = keras.models.load_model({str(dest / 'model.keras')!r})\nprint(m.output_shape)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "(None, 7)" in run.stdout, run.stderr[-2000:]
+    # the 70 originals' ids, read from the files the chapter read (the data set's 200x150 copies)
+    originals = pd.read_csv(REPO.parent / "shared" / "data" / "ham10000-originals" / "HAM10000_metadata.csv")
+    ids = originals["image_id"].tolist()
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in ids:
+        (folder / f"{i}.jpg").symlink_to(ham.meta.set_index("image_id").loc[i, "path"])
+    assert main(["predict", "--model", str(dest), "--folder", str(folder), "--out", str(tmp_path / "p.csv")]) == 0
+    got = pd.read_csv(tmp_path / "p.csv")
+    assert tuple(got.columns) == PREDICTION_COLUMNS and sorted(got["image"]) == sorted(ids)
+    ch = start("classifier", str(tiny_profile), record_path=tmp_path / "r.json")
+    ts, s = classifier.main_models(ch)
+    t, pos = ts[0], {image_id: r for r, image_id in enumerate(s.image_ids)}
+    compared = 0
+    for part in ("val", "test"):  # stored with the flips the model is scored with (train: without)
+        where = {int(r): k for k, r in enumerate(t.rows[part])}
+        for _, row in got.iterrows():
+            k = where.get(pos[row["image"]])
+            if k is not None:
+                stored = t.proba[part][k]
+                np.testing.assert_allclose([row[c] for c in ISIC_COLUMNS],
+                                           [stored[CLASSES.index(ISIC2018_COLUMNS[c])] for c in ISIC_COLUMNS],
+                                           atol=2e-5)
+                assert row["predicted"] == CLASSES[int(stored.argmax())]
+                compared += 1
+    assert compared >= 15  # about 30 % of the 70 ids fall in validation and test
+    # the 600x450 originals themselves: another source resolution, so close to but not the same as the above
+    assert main(["predict", "--model", str(dest), "--folder", str(REPO.parent / "shared" / "data" /
+                 "ham10000-originals" / "images"), "--out", str(tmp_path / "o.csv")]) == 0
+    orig = pd.read_csv(tmp_path / "o.csv").set_index("image").loc[got["image"], list(ISIC_COLUMNS)].to_numpy()
+    mine = got[list(ISIC_COLUMNS)].to_numpy()
+    between_images = np.abs(mine[:, None] - mine[None]).sum(-1).mean()
+    assert np.abs(orig - mine).sum(-1).mean() < 0.5 * between_images

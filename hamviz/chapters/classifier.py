@@ -428,3 +428,112 @@ def subgroup_report(s: PreparedView, ts: list[Artefact], n_boot: int = 1000, see
                       "per_seed": {t.config.seed: float(e) for t, e in zip(ts, effects)}, "draws": draws}
     return table, gaps
 
+
+
+# ------------------------------------------------------------------------------------------------ export
+def _markdown(table: pd.DataFrame, digits: int = 3) -> str:
+    """``table`` as a Markdown table (index as the first column; floats at ``digits`` decimals)."""
+    from ..metrics import field_name
+
+    def cell(v):
+        if isinstance(v, tuple):  # a MultiIndex row: "sex: female"
+            return ": ".join(str(x) for x in v)
+        return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+    head = [table.index.name or ""] + [field_name(str(c).replace(" ", "_")) if "_" in str(c) else str(c)
+                                       for c in table.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join([cell(i)] + [cell(v) for v in row]) + " |"
+              for i, row in zip(table.index, table.itertuples(index=False))]
+    return "\n".join(lines)
+
+
+def _metrics_markdown(ev: dict) -> str:
+    """An evaluate() result's headline metrics with their lesion-bootstrap 95 % intervals, as Markdown."""
+    from ..metrics import METRIC_LABELS
+    rows = {METRIC_LABELS[m]: with_interval(ev["headline"][m], ev["ci"][m]["low"], ev["ci"][m]["high"])
+            if (ev.get("ci") or {}).get(m) else f"{ev['headline'][m]:.3f}"
+            for m in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "ece")}
+    return _markdown(pd.DataFrame({"value [95 % interval]": rows}).rename_axis("metric"))
+
+
+def model_card(ch, s: PreparedView, ts: list[Artefact], log=print) -> str:
+    """The model card (Markdown) of the main model's replicate 0 (``ts[0]``; ``ts``: every replicate, view ``s``):
+    data and split, training recipe, test metrics of replicate 0 and over the replicates with their intervals,
+    the external test set's, the subgroup table, intended use and the licences of the data and the weights."""
+    from ..subgroups import LABELS, METRICS
+    P, t = ch.params, ts[0]
+    cfg, prov = t.config, ch.record["provenance"]
+    n = {p: len(t.rows[p]) for p in ("train", "val", "test")}
+    lesions = {p: len(set(s.groups[t.rows[p]])) for p in n}
+    ev = evaluate_parts(s, t, n_boot=P["n_boot"], seed=P["seed"])["test"]
+    reps, _ = replicates_table(s, ts, n_boot=P["n_boot"], seed=P["seed"])
+    sub, _ = subgroup_report(s, ts, n_boot=P["n_boot"], seed=P["seed"])
+    sub = with_intervals(sub.drop(columns="class mix"), [LABELS[m] for m in METRICS])
+    if P["external_test"]:
+        ext, ext_ds = external(P, t, n_boot=P["n_boot"], ham=ch.data, log=log)
+        external_text = (f"{len(ext_ds):,} images of {P['external_test']} (ISIC 2018 Task 3 layout), replicate 0, "
+                         f"lesion-bootstrap 95 % intervals where the set gives lesion ids:\n\n{_metrics_markdown(ext)}")
+    else:
+        external_text = ("None given (profile: `chapters.classifier.external_test` is null): every number above "
+                         "is from HAM10000's held-out lesions, one collection; expect lower numbers elsewhere.")
+    recipe = {k: v for k, v in cfg.to_dict().items() if k not in ("model_options",)}
+    recipe.update({f"model_options.{k}": v for k, v in cfg.model_options.items()})
+    return "\n\n".join([
+        f"# Model card: {cfg.model} at {cfg.image_size}x{cfg.image_size}, HAM10000's seven classes",
+        "**Research use only. Not for clinical use**: not a medical device, not validated on patients, not for "
+        "diagnosing or excluding skin cancer.",
+        "## Model\n" + _markdown(pd.DataFrame({"value": {
+            "classes (output order)": ", ".join(s.classes), "input": f"RGB {cfg.image_size}x{cfg.image_size}, "
+            f"pixels 0-255, images resized with '{s.resize}'", "test-time flips": str(cfg.tta_flips),
+            "replicate exported": f"seed {cfg.seed} (replicate 0 of {len(ts)})",
+            "kept epoch": f"{t.history['best_epoch']} of {len(t.history['loss'])}",
+            "artefact key": t.key, "hamviz": prov.get("hamviz"), "commit": str(prov.get("git_commit")),
+            "profile": f"{P['profile']} ({ch.profile['_source']})"}}).rename_axis("")),
+        "## Training recipe\n" + _markdown(pd.DataFrame({"value": {k: str(v) for k, v in recipe.items()}})
+                                           .rename_axis("setting")),
+        f"## Data and split\nHAM10000 (Tschandl et al. 2018, doi:10.1038/sdata.2018.161): {len(s.image_ids):,} "
+        f"images, data fingerprint {s.fingerprint}. Split grouped by lesion_id (no lesion in two parts), "
+        f"fractions {P['split']['fractions']}, seed {P['seed']}: train {n['train']:,} images ({lesions['train']:,} "
+        f"lesions), validation {n['val']:,} ({lesions['val']:,}), test {n['test']:,} ({lesions['test']:,}). "
+        f"The kept epoch was chosen on validation ({cfg.select_on}); the test part chose nothing.",
+        "## Test part (held-out lesions)\nReplicate 0 (the exported model), 95 % intervals by bootstrap over "
+        f"test lesions:\n\n{_metrics_markdown(ev)}\n\nEvery replicate (same recipe and split, training seeds "
+        f"{', '.join(str(x.config.seed) for x in ts)}); the last row's intervals cover training seeds and test "
+        f"lesions:\n\n{_markdown(reps)}",
+        f"## External test set\n{external_text}",
+        "## Subgroups (test part)\nMean over replicates [95 % interval over seeds and test lesions]; groups with "
+        "too few lesions for an interval are marked so, not given a number.\n\n" + _markdown(sub),
+        "## Intended use and limits\nResearch on dermatoscopic images like HAM10000's: comparing methods, teaching, "
+        "studying failure modes. HAM10000 comes from two sites (Vienna, Austria, and Queensland, Australia), "
+        "67 % naevi; body site and age are associated with the diagnosis in it. "
+        "The model has not been tested on other populations, devices or clinical photographs, and no threshold "
+        "here was fitted for a clinical decision.",
+        "## Licences\nData: HAM10000 is CC BY-NC-SA 4.0 (non-commercial, attribution, share-alike); a model "
+        "trained on it carries those terms as far as they apply to it: cite Tschandl et al. 2018. Pretrained "
+        f"weights: {cfg.model} files {t.meta.get('weights') or 'as recorded by the store'}; "
+        "their own licence applies (Google's EfficientNet-Lite0 ImageNet checkpoint, the default, is Apache-2.0). "
+        "hamviz itself: see its repository.",
+    ]) + "\n"
+
+
+def export(ch, dest, log=print):
+    """Write the main model (replicate 0 of the profile's classifier section, from the store) to the export
+    folder ``dest`` (:func:`hamviz.deploy.write_export`) with its model card (:func:`model_card`). ``ch``: the
+    classifier chapter started on the profile (:func:`hamviz.chapters.base.start`). Raises DeployError when
+    ``dest`` is not new or empty (checked first) or when the book has not trained the replicates yet."""
+    from ..deploy import DeployError, check_destination, write_export
+    from ..training import TrainingError
+    dest = check_destination(dest)
+    P = ch.params
+    s = ch.view(P["image_size"])
+    try:
+        ts = [train_classifier(config(P, seed=seed), s, stored_only=True, log=log) for seed in ch.seeds]
+    except TrainingError as exc:
+        raise DeployError(f"{exc}. The {P['profile']} profile's main model is trained by the book: run "
+                          f"`hamviz book --profile {ch.profile['_source']} --only classifier` (same data), then "
+                          f"export again") from None
+    card = model_card(ch, s, ts, log=log)
+    source = {"profile": P["profile"], "artefact": ts[0].key, "seed": ts[0].config.seed,
+              "data_fingerprint": s.fingerprint, "split": s.split_id}
+    return write_export(dest, ts[0].model, image_size=s.size, resize=s.resize, tta_flips=ts[0].config.tta_flips,
+                        classes=s.classes, source=source, card=card)
