@@ -276,7 +276,7 @@ def reliability_diagram(table: pd.DataFrame, ece: float, title: str = "Reliabili
                                          "samples<extra></extra>"))
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
                     line=dict(color="grey", dash="dash"), hoverinfo="skip")
-    fig.update_layout(title=_wrap(f"{title} (ECE {ece:.3f})", 56), xaxis_title="confidence (top-label probability)",
+    fig.update_layout(title=_wrap(f"{title} (ECE {ece:.3f}, i.e. {100 * ece:.1f} points)", 56), xaxis_title="confidence (top-label probability)",
                       yaxis_title="accuracy", xaxis_range=[0, 1], yaxis_range=[0, 1.02], height=460,
                       width=560, showlegend=False)
     return fig

@@ -120,8 +120,21 @@ def subgroup_table(y, probas: Sequence[np.ndarray], groups: pd.DataFrame, lesion
                 low, high = pooled_interval(values, np.vstack([r[m][1:] for r in per]), bounds=(0.0, 100.0))
                 row.update({LABELS[m]: float(values.mean()), f"{LABELS[m]} low": low, f"{LABELS[m]} high": high,
                             f"{LABELS[m]} per replicate": [float(v) for v in values]})
-            rows.append({**row, "note": ""})
+            undefined = [m for m in METRICS if not np.isfinite(row[LABELS[m]])]
+            rows.append({**row, "note": _undefined_note(undefined, y[idx], classes)})
     return pd.DataFrame(rows).set_index(["attribute", "group"])
+
+
+def _undefined_note(metrics, y, classes) -> str:
+    """Why a group has no value for ``metrics`` (undefined on its labels ``y``), as the table's note says it."""
+    mel = list(classes).index("mel") if "mel" in classes else None
+    why = []
+    if mel is not None and any(m.startswith("mel") for m in metrics):
+        why.append("no melanoma in this group: melanoma sensitivity undefined" if not (y == mel).any()
+                   else "only melanoma in this group: melanoma specificity undefined")
+    if any(not m.startswith("mel") for m in metrics):
+        why.append("fewer than two classes: macro AUC undefined")
+    return "; ".join(why)
 
 
 def gap_draws(y, probas: Sequence[np.ndarray], column, a, b, lesions, metric: str = "balanced_accuracy", *,

@@ -213,3 +213,15 @@ def test_no_resamples_no_intervals():
     yy, pp, groups, lesions = fixed_groups()
     t = subgroups.subgroup_table(yy, [pp], groups, lesions, min_lesions=3, n_boot=0)
     assert t.loc[("sex", "male"), "balanced accuracy"] == pytest.approx(75.0)
+
+
+def test_subgroup_table_says_why_a_metric_is_missing():
+    y, p, groups, lesions = fixed_groups()
+    groups = groups.assign(site=["back"] * 3 + ["face"] * 7)  # back: mel, mel, nv; face: the other seven
+    y = y.copy()
+    y[4] = CLASSES.index("nv")  # the face group now holds no melanoma
+    t = subgroups.subgroup_table(y, p, groups[["site"]], lesions, min_lesions=3, n_boot=20)
+    face, back = t.loc[("site", "face")], t.loc[("site", "back")]
+    assert math.isnan(face["melanoma sensitivity"]) and not math.isnan(face["melanoma specificity"])
+    assert face["note"] == "no melanoma in this group: melanoma sensitivity undefined"
+    assert back["note"] == ""  # every metric defined
