@@ -558,15 +558,17 @@ def train_classifier(cfg: TrainConfig, view, *, cache_root=None, retrain: bool =
                          stored_only=stored_only, log=log)
 
 
-def train_frozen_head(cfg: TrainConfig, view, *, cache_root=None, retrain: bool = False, verbose: int = 0,
-                      log=print) -> Artefact:
+def train_frozen_head(cfg: TrainConfig, view, *, extra: tuple | None = None, cache_root=None, retrain: bool = False,
+                      verbose: int = 0, log=print) -> Artefact:
     """``cfg``'s head alone (dropout, then a softmax Dense layer) on the frozen pretrained backbone: trained for
     ``cfg.head_warmup`` epochs on the backbone's pooled features of ``view`` (cached on disk by
     :func:`hamviz.features.backbone_features`, so every strategy and split reuses one feature pass), with
     ``cfg``'s imbalance strategy and ``head_learning_rate``; the stage one of two-stage transfer learning, kept as
     a model of its own (the strategy table, the leak audit). Stored like a classifier; ``artefact.model`` takes
     features (N, C), ``artefact.proba`` holds every part's class probabilities. Raises TrainingError unless
-    ``cfg`` names a pretrained backbone with ``head: simple`` and ``head_warmup`` >= 1."""
+    ``cfg`` names a pretrained backbone with ``head: simple`` and ``head_warmup`` >= 1. ``extra``: (tag, matrix
+    (N, K) float aligned with the view's rows, e.g. :func:`hamviz.metadata.metadata_matrix`) concatenated to the
+    features (the head then takes (N, C + K)); the tag and the matrix's digest are part of the key."""
     if cfg.model_options.get("head") != "simple" or not cfg.model_options.get("weights") or cfg.head_warmup < 1:
         raise TrainingError(f"a frozen-feature head needs a pretrained backbone with head: simple and head_warmup "
                             f">= 1 (epochs of the head); {cfg.label} has head "
@@ -582,12 +584,21 @@ def train_frozen_head(cfg: TrainConfig, view, *, cache_root=None, retrain: bool 
         from .features import backbone_features
         features = backbone_features(view, cfg.model, cfg.model_options["weights"], cache_root=cache_root, log=log,
                                      input_scaling=cfg.model_options.get("input_scaling", "imagenet"))
-        log(f"training the {cfg.label} head on frozen features of {len(rows['train'])} images for "
-            f"{cfg.head_warmup} epochs")
+        if extra is not None:
+            features = np.hstack([features, np.asarray(extra[1], dtype=features.dtype)])
+        log(f"training the {cfg.label} head on frozen features{f' and {tag}' if extra is not None else ''} of "
+            f"{len(rows['train'])} images for {cfg.head_warmup} epochs")
         head, history = train_head(cfg, features, view.labels, rows, n_classes, cfg.head_warmup, verbose)
         return head, history, {p: head.predict(features[rows[p]], batch_size=1024, verbose=0) for p in SPLITS}
 
-    return train_or_load("frozen_head", f"{cfg.model}-{cfg.image_size}-{cfg.strategy}-head", cfg, train,
-                         fingerprint=view.fingerprint, split_id=view.split_id, rows=rows,
+    tag, parents = "", ()
+    if extra is not None:
+        from .metadata import matrix_digest
+        tag, matrix = extra
+        if len(matrix) != len(view.image_ids):
+            raise TrainingError(f"extra inputs {tag!r} have {len(matrix)} rows, the view {len(view.image_ids)}")
+        parents = (f"{tag}:{matrix_digest(np.asarray(matrix), [tag])}",)
+    return train_or_load("frozen_head", f"{cfg.model}-{cfg.image_size}-{cfg.strategy}-head" + (f"-{tag}" if tag else ""),
+                         cfg, train, fingerprint=view.fingerprint, split_id=view.split_id, rows=rows, parents=parents,
                          accept=lambda s: all(len(s.arrays.get(p, ())) == len(rows[p]) for p in SPLITS),
                          cache_root=cache_root, retrain=retrain, log=log)

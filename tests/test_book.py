@@ -154,12 +154,16 @@ def check_subgroups_operating_points_and_calibration(r: dict):
     sub = pd.DataFrame(v["subgroups"]).set_index(["attribute", "group"])
     for attr in ("sex", "age", "body site", "diagnosis confirmed by"):  # every test image in one group of each
         assert sub.xs(attr, level="attribute")["images"].sum() == v["n_test"]
-    scored = sub[sub["note"] == ""]
+    few = sub["note"].str.startswith("too few lesions")
+    assert (sub[few]["lesions"] < 20).all() and (sub[~few]["lesions"] >= 20).all()
+    for _, g in sub[~few & (sub["note"] != "")].iterrows():  # a metric the group cannot define: missing, and why
+        missing = [m for m in ("melanoma sensitivity", "melanoma specificity", "macro AUC") if pd.isna(g[m])]
+        assert missing and "undefined" in g["note"] and all(m.split()[-1] in g["note"] for m in missing)
+    scored = sub[~few]
     for _, g in scored.iterrows():
         per = g["balanced accuracy per replicate"]
         assert len(per) == len(v["seeds"]) and np.mean(per) == pytest.approx(g["balanced accuracy"])
         assert 0 <= g["balanced accuracy low"] <= g["balanced accuracy"] <= g["balanced accuracy high"] <= 100
-    assert (sub[sub["note"] != ""]["lesions"] < 20).all()
     gaps = {k: x for k, x in verdicts.items() if k.startswith("subgroup_gap_")}
     assert gaps  # each gap: the difference of its two groups' balanced accuracies, replicate by replicate
     for key, g in gaps.items():
@@ -182,9 +186,25 @@ def check_subgroups_operating_points_and_calibration(r: dict):
         (cal["ece_after"] - cal["ece_before"]).tolist())
 
 
+def check_metadata(r: dict):
+    """The metadata section: the image-only head is the leak audit's head on the lesion-grouped split (the same
+    artefacts), and each verdict's per-seed differences are the table's, in points."""
+    v, verdicts = r["values"], r["verdicts"]
+    for k in ("balanced_accuracy", "macro_f1", "macro_auc"):
+        e = v["metadata_effects"][k]
+        assert e["image features"] == pytest.approx(v["leak_audit"][k]["lesion-grouped split"])
+        per = list(verdicts[f"metadata_{k}"]["per_seed"].values())
+        assert len(per) == len(v["seeds"]) and np.mean(per) == pytest.approx(e["difference (points)"])
+        assert e["per replicate"] == ", ".join(f"{x:+.1f}" for x in per)
+        assert 100 * (e["image features + metadata"] - e["image features"]) == pytest.approx(np.mean(per))
+    assert "sex=missing" in v["metadata_columns"] and "sex=unknown" not in v["metadata_columns"]  # HAM10000 has "unknown"
+    assert any(c.startswith("site=") for c in v["metadata_columns"])
+
+
 def test_classifier_chapter_records_subgroups_operating_points_and_calibration(tiny_book):
     out, _, _ = tiny_book
     check_subgroups_operating_points_and_calibration(record(out, "02_classifier"))
+    check_metadata(record(out, "02_classifier"))
 
 
 def test_compression_chapter_records_every_method(tiny_book):

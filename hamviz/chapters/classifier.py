@@ -279,6 +279,45 @@ def leak_audit(views: dict, models: dict, n_boot: int = 1000, seed: int = 0) -> 
     return pd.DataFrame.from_dict(rows, orient="index"), record
 
 
+def metadata_models(ch, P: dict, ts: list[Artefact], log=print) -> tuple[dict, list[str]]:
+    """The head on the frozen backbone's features alone and the same head on the features plus the one-hot
+    metadata (:func:`hamviz.metadata.metadata_matrix`: age, sex, body site), one of each per replicate seed of
+    ``ts``, same rows, strategy and seed. Returns ({"image": artefacts, "image + metadata": artefacts}, the
+    metadata columns)."""
+    from ..metadata import metadata_matrix
+    s = ch.view(P["image_size"])
+    matrix, names = metadata_matrix(s.meta)
+    models: dict = {"image": [], "image + metadata": []}
+    for t in ts:
+        cfg = config(P, seed=t.config.seed)
+        models["image"].append(train_frozen_head(cfg, s, log=log))
+        models["image + metadata"].append(train_frozen_head(cfg, s, extra=("metadata", matrix), log=log))
+    return models, names
+
+
+def metadata_effects(s: PreparedView, models: dict, n_boot: int = 1000, seed: int = 0,
+                     alpha: float = 0.05) -> tuple[pd.DataFrame, dict]:
+    """Test metrics of :func:`metadata_models`' two heads (means over replicates) and the paired difference
+    (image + metadata minus image) in points per metric, its 1 - ``alpha`` interval over replicates and test
+    lesions and its draws on shared lesion resamples. Returns (table: rows = metric; {metric: {"per_seed",
+    "draws"}})."""
+    from ..replicates import effect_draws, metric_draws, pooled_interval
+    test = models["image"][0].rows["test"]
+    y, g = s.labels[test], s.groups[test]
+    rows, record = {}, {}
+    for k in ("balanced_accuracy", "macro_f1", "macro_auc"):
+        pm, pi = [m.proba["test"] for m in models["image + metadata"]], [m.proba["test"] for m in models["image"]]
+        effects, draws = effect_draws(y, pm, pi, k, groups=g, n_boot=n_boot, seed=seed)
+        low, high = pooled_interval(effects, draws, alpha=alpha, bounds=(-100.0, 100.0))
+        rows[k] = {"image features": metric_draws(y, pi, k, n_boot=1)[0].mean(),
+                   "image features + metadata": metric_draws(y, pm, k, n_boot=1)[0].mean(),
+                   "difference (points)": effects.mean(),
+                   f"{100 * (1 - alpha):.1f} % interval": f"[{low:+.1f}, {high:+.1f}]",
+                   "per replicate": ", ".join(f"{e:+.1f}" for e in effects)}
+        record[k] = {"per_seed": {m.config.seed: float(e) for m, e in zip(models["image"], effects)}, "draws": draws}
+    return pd.DataFrame.from_dict(rows, orient="index"), record
+
+
 def tuned_decision(s: PreparedView, t: Artefact, objective: str = "macro_f1", n_boot: int = 1000,
                    seed: int = 0, max_drop: float | None = None) -> tuple[pd.DataFrame, dict]:
     """The main model's test metrics under plain argmax and under argmax after per-class weights fitted on the
