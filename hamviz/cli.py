@@ -124,6 +124,29 @@ def _predict(args) -> int:
     return 0
 
 
+def _add_model_commands(sub, profile_help: str, data_help: str) -> None:
+    """The `export` and `predict` subcommands: using the trained model outside the book."""
+    ex = sub.add_parser("export", help="write the profile's main model (replicate 0, trained by the book) as a "
+                                       "folder that loads with keras and keras_hub alone, with its model card")
+    ex.add_argument("--profile", default="cpu", help=profile_help)
+    ex.add_argument("--data", help=data_help)
+    ex.add_argument("--dest", required=True, help="a new (or empty) folder to write")
+    ex.set_defaults(func=_export)
+
+    pr = sub.add_parser("predict", help="class probabilities of image files (ISIC 2018 columns) from an exported "
+                                        "or stored classifier, preprocessed and scored as the book scored it")
+    pr.add_argument("--model", required=True, help="a folder `hamviz export` wrote, or a classifier's folder in "
+                                                   "the store (<cache>/models/...)")
+    pr.add_argument("images", nargs="*", help="image files (JPEG or PNG)")
+    pr.add_argument("--folder", help="also every .jpg/.jpeg/.png directly in this folder")
+    pr.add_argument("--out", required=True, help="the CSV to write: image, MEL, NV, BCC, AKIEC, BKL, DF, VASC, "
+                                                 "predicted")
+    pr.add_argument("--resize", choices=("stretch", "crop", "pad"),
+                    help="how to bring images to the model's size (default: what the model records)")
+    pr.add_argument("--force", action="store_true", help="replace --out if it exists")
+    pr.set_defaults(func=_predict)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="hamviz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -182,25 +205,7 @@ def main(argv=None) -> int:
                                               "weights cache, <cache>/weights")
     wt.set_defaults(func=_weights)
 
-    ex = sub.add_parser("export", help="write the profile's main model (replicate 0, trained by the book) as a "
-                                       "folder that loads with keras and keras_hub alone, with its model card")
-    ex.add_argument("--profile", default="cpu", help=profile_help)
-    ex.add_argument("--data", help=data_help)
-    ex.add_argument("--dest", required=True, help="a new (or empty) folder to write")
-    ex.set_defaults(func=_export)
-
-    pr = sub.add_parser("predict", help="class probabilities of image files (ISIC 2018 columns) from an exported "
-                                        "or stored classifier, preprocessed and scored as the book scored it")
-    pr.add_argument("--model", required=True, help="a folder `hamviz export` wrote, or a classifier's folder in "
-                                                   "the store (<cache>/models/...)")
-    pr.add_argument("images", nargs="*", help="image files (JPEG or PNG)")
-    pr.add_argument("--folder", help="also every .jpg/.jpeg/.png directly in this folder")
-    pr.add_argument("--out", required=True, help="the CSV to write: image, MEL, NV, BCC, AKIEC, BKL, DF, VASC, "
-                                                 "predicted")
-    pr.add_argument("--resize", choices=("stretch", "crop", "pad"),
-                    help="how to bring images to the model's size (default: what the model records)")
-    pr.add_argument("--force", action="store_true", help="replace --out if it exists")
-    pr.set_defaults(func=_predict)
+    _add_model_commands(sub, profile_help, data_help)
 
     args = parser.parse_args(argv)
     try:

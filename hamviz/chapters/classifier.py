@@ -279,6 +279,13 @@ def leak_audit(views: dict, models: dict, n_boot: int = 1000, seed: int = 0) -> 
     return pd.DataFrame.from_dict(rows, orient="index"), record
 
 
+def has_frozen_head(P: dict) -> bool:
+    """Whether the profile's main model has a frozen-feature stage (a pretrained backbone, head "simple", at least
+    one head epoch): what the leak audit's frozen heads and the metadata comparison train."""
+    cfg = config(P)
+    return cfg.model_options.get("head") == "simple" and bool(cfg.model_options.get("weights")) and cfg.head_warmup >= 1
+
+
 def metadata_models(ch, P: dict, ts: list[Artefact], log=print) -> tuple[dict, list[str]]:
     """The head on the frozen backbone's features alone and the same head on the features plus the one-hot
     metadata (:func:`hamviz.metadata.metadata_matrix`: age, sex, body site), one of each per replicate seed of
