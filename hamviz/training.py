@@ -558,6 +558,16 @@ def train_classifier(cfg: TrainConfig, view, *, cache_root=None, retrain: bool =
                          stored_only=stored_only, log=log)
 
 
+def frozen_head_problem(cfg: TrainConfig) -> str | None:
+    """Why ``cfg`` has no frozen-feature stage for :func:`train_frozen_head` (it needs a pretrained backbone,
+    ``head: simple`` and ``head_warmup`` >= 1), or None when it has one."""
+    if cfg.model_options.get("head") != "simple" or not cfg.model_options.get("weights") or cfg.head_warmup < 1:
+        return (f"a frozen-feature head needs a pretrained backbone with head: simple and head_warmup >= 1 (epochs "
+                f"of the head); {cfg.label} has head {cfg.model_options.get('head')!r}, weights "
+                f"{cfg.model_options.get('weights')!r}, head_warmup {cfg.head_warmup}")
+    return None
+
+
 def train_frozen_head(cfg: TrainConfig, view, *, extra: tuple | None = None, cache_root=None, retrain: bool = False,
                       verbose: int = 0, log=print) -> Artefact:
     """``cfg``'s head alone (dropout, then a softmax Dense layer) on the frozen pretrained backbone: trained for
@@ -569,11 +579,8 @@ def train_frozen_head(cfg: TrainConfig, view, *, extra: tuple | None = None, cac
     ``cfg`` names a pretrained backbone with ``head: simple`` and ``head_warmup`` >= 1. ``extra``: (tag, matrix
     (N, K) float aligned with the view's rows, e.g. :func:`hamviz.metadata.metadata_matrix`) concatenated to the
     features (the head then takes (N, C + K)); the tag and the matrix's digest are part of the key."""
-    if cfg.model_options.get("head") != "simple" or not cfg.model_options.get("weights") or cfg.head_warmup < 1:
-        raise TrainingError(f"a frozen-feature head needs a pretrained backbone with head: simple and head_warmup "
-                            f">= 1 (epochs of the head); {cfg.label} has head "
-                            f"{cfg.model_options.get('head')!r}, weights {cfg.model_options.get('weights')!r}, "
-                            f"head_warmup {cfg.head_warmup}")
+    if problem := frozen_head_problem(cfg):
+        raise TrainingError(problem)
     if view.size != cfg.image_size:
         raise TrainingError(f"the view holds {view.size}x{view.size} images but the config asks for {cfg.image_size}")
     rows = dict(view.rows)

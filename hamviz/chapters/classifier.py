@@ -282,8 +282,8 @@ def leak_audit(views: dict, models: dict, n_boot: int = 1000, seed: int = 0) -> 
 def has_frozen_head(P: dict) -> bool:
     """Whether the profile's main model has a frozen-feature stage (a pretrained backbone, head "simple", at least
     one head epoch): what the leak audit's frozen heads and the metadata comparison train."""
-    cfg = config(P)
-    return cfg.model_options.get("head") == "simple" and bool(cfg.model_options.get("weights")) and cfg.head_warmup >= 1
+    from ..training import frozen_head_problem
+    return frozen_head_problem(config(P)) is None
 
 
 def metadata_models(ch, P: dict, ts: list[Artefact], log=print) -> tuple[dict, list[str]]:
