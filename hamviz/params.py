@@ -120,6 +120,11 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                                    "[0, 1))"},
         "train_limit": {"type": ["integer", "null"], "minimum": 50, "default": None,
                         "description": "stratified subsample of the training part (tiny profile)"},
+        "main_replicates": {**_int, "type": ["integer", "null"], "minimum": 1, "maximum": 20, "default": None,
+                            "description": "replicates of the main model (seeds seed, seed+1, ...), which every "
+                                           "chapter's verdicts about the main model use (compression, joint, "
+                                           "Grad-CAM, the ensemble); null: the classifier chapter's replicates. "
+                                           "Fewer than the profile's replicates: those verdicts say so"},
         "leak_audit": {"enum": [True, False, "frozen_head"], "default": True,
                        "description": "train on the image-level split too and show the inflation: true (the "
                                       "main model again), frozen_head (its head alone on cached frozen "

@@ -147,7 +147,9 @@ def _spread_interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
 class Verdict:
     """One verdict from N replicates (:func:`decide`). ``per_seed``: training seed -> effect; ``direction``
     +1 (the claim: effect > null) or -1 (effect < null); ``k`` of ``n`` replicates on the claimed side;
-    ``low``/``high``: the pooled 95 % interval; ``status``: "shown" or "not settled"; ``why``: what decided it."""
+    ``low``/``high``: the pooled 95 % interval; ``status``: "shown" or "not settled"; ``why``: what decided it;
+    ``fewer``: "" or why it rests on fewer replicates than the profile asks for (e.g. the main model's own count),
+    which :meth:`text` says beside k of N."""
 
     per_seed: dict
     mean: float
@@ -166,6 +168,7 @@ class Verdict:
     units: str = "points"
     interval: str = "replicates x lesions"
     level: float = 0.95
+    fewer: str = ""
 
     @property
     def level_text(self) -> str:
@@ -189,7 +192,8 @@ class Verdict:
                   if self.n > 1 and math.isfinite(self.minimum) else "")
         if not math.isfinite(self.mean):
             return f"no value in any replicate: {self.status}"
-        return (f"{self.effect_text(digits)}{spread}; holds in {self.k} of {self.n}: {self.status}")
+        fewer = f" ({self.fewer})" if self.fewer else ""
+        return f"{self.effect_text(digits)}{spread}; holds in {self.k} of {self.n}{fewer}: {self.status}"
 
     def as_dict(self) -> dict:
         out = asdict(self)

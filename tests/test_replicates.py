@@ -233,3 +233,25 @@ def test_joint_replicate_metrics_are_each_seeds_own():
     t = replicate_metrics(reps, labels).set_index(["model", "seed"])
     assert t.loc[("classifier alone", 42), "accuracy"] == 1.0 and t.loc[("joint 3x", 42), "accuracy"] == 0.5
     assert t.loc[("classifier alone", 43), "balanced_accuracy"] == pytest.approx(1 / 3)  # class 1 of three present
+
+
+def test_a_verdict_on_fewer_replicates_than_the_profile_says_so(tmp_path):
+    """The main model trained twice (main_replicates: 2) under a profile of 3 replicates: every chapter's verdict
+    that pairs with it rests on 2 and says so; a verdict on all 3 carries no label; main_replicates null follows
+    the classifier chapter's replicates."""
+    from hamviz.chapters.base import Chapter
+    from hamviz.chapters.classifier import main_seeds
+    from hamviz.params import chapter_params
+    profile = {"seed": 42, "image_size": 64, "replicates": 3, "chapters": {"classifier": {"main_replicates": 2}}}
+    ch = Chapter("joint", chapter_params(profile, "joint"), tmp_path / "joint.json", profile=profile)
+    assert ch.seeds == [42, 43, 44] and main_seeds(ch) == [42, 43]
+    two = ch.verdict("a", "q", {42: -5.0, 43: -6.0})
+    label = "rests on 2 replicates, not the profile's 3: the main model is trained 2 times"
+    assert label in two.text() and label in ch.record["verdicts"]["a"]["text"]
+    three = ch.verdict("b", "q", {42: -5.0, 43: -6.0, 44: -5.5})
+    assert three.fewer == "" and "rests on" not in three.text()
+    assert "not the profile's 3" in ch.answers().loc["q", "holds in"].iloc[0]
+    same = {**profile, "chapters": {"classifier": {"replicates": 2}}}
+    ch2 = Chapter("joint", chapter_params(same, "joint"), tmp_path / "j2.json", profile=same)
+    assert main_seeds(ch2) == [42, 43]
+    assert ch2.verdict("a", "q", {42: -5.0, 43: -6.0}).fewer == "rests on 2 replicates, not the profile's 3"

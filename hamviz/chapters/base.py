@@ -140,10 +140,24 @@ class Chapter:
         v = decide(per_seed, draws, units=units, **rule)
         if untested:
             v.status, v.why = NOT_SETTLED, untested
+        v.fewer = self.fewer_replicates(v.n)
         self.record.setdefault("verdicts", {})[key] = jsonable({"question": question, **v.as_dict(),
                                                                  "text": v.text(digits), "digits": digits})
         self.save()
         return v
+
+    def fewer_replicates(self, n: int) -> str:
+        """"" when ``n`` replicates are what this chapter's profile asks for (``replicates``); otherwise the label
+        a verdict resting on fewer carries: "rests on 2 replicates, not the profile's 3", with the reason when it
+        is the main model's own count (``chapters.classifier.main_replicates``, which every verdict pairing with
+        the main model follows)."""
+        asked = int(self.params.get("replicates") or 1)
+        if n >= asked:
+            return ""
+        main = self.section("classifier").get("main_replicates")
+        why = (f": the main model is trained {main} times (chapters.classifier.main_replicates)"
+               if main is not None and int(main) == n else "")
+        return f"rests on {n} replicate{'s' if n != 1 else ''}, not the profile's {asked}{why}"
 
     def answers(self):
         """The chapter's answers, one row per verdict it recorded: the question, the effect (mean over replicates)
@@ -164,7 +178,8 @@ class Chapter:
                          "each replicate": ", ".join(f"seed {seed}: " + ("n/a" if x is None else
                                                      f"{float(x):+.{v.get('digits', 1)}f}")
                                                      for seed, x in v["per_seed"].items()),
-                         "holds in": f"{v['k']} of {v['n']}", "verdict": f"{v['status']} ({v['why']})"})
+                         "holds in": f"{v['k']} of {v['n']}" + (f" ({v['fewer']})" if v.get("fewer") else ""),
+                         "verdict": f"{v['status']} ({v['why']})"})
         self.log(summary=True, **{f"answer: {v['question']}": f"{v['text']}" for v in verdicts.values()})
         one = bool(verdicts) and min(v["n"] for v in verdicts.values()) < 2
         display(Markdown("A verdict is **shown** when the effect lies on the same side of no effect in every "

@@ -66,13 +66,23 @@ def main_model(ch, log=print) -> tuple[Artefact, PreparedView]:
     return train_classifier(config(P), s, log=log), s
 
 
+def main_seeds(ch) -> list[int]:
+    """The training seeds of the main model's replicates, the same in every chapter that runs ``ch``'s profile:
+    ``chapters.classifier.main_replicates`` of them (null: the classifier chapter's ``replicates``), seed, seed+1,
+    ... (:func:`hamviz.replicates.replicate_seeds`). A verdict pairing with the main model rests on these; when
+    they are fewer than a chapter's own replicates, :meth:`Chapter.verdict` labels it."""
+    from ..replicates import replicate_seeds
+    P = ch.section("classifier")
+    return replicate_seeds(P["seed"], P["main_replicates"] or P["replicates"] or 1)
+
+
 def main_models(ch, log=print) -> tuple[list[Artefact], PreparedView]:
-    """The main model's replicates, one per training seed of the running chapter ``ch`` (:attr:`Chapter.seeds`: its
-    ``replicates``; replicate 0 is :func:`main_model`), each trained once and then loaded from the store (the
-    classifier chapter trains them first), and their view: what the verdicts about the main model use."""
+    """The main model's replicates, one per seed of :func:`main_seeds` (replicate 0 is :func:`main_model`), each
+    trained once and then loaded from the store (the classifier chapter trains them first), and their view: what
+    the verdicts about the main model use."""
     P = ch.section("classifier")
     s = ch.view(P["image_size"])
-    return [train_classifier(config(P, seed=seed), s, log=log) for seed in ch.seeds], s
+    return [train_classifier(config(P, seed=seed), s, log=log) for seed in main_seeds(ch)], s
 
 
 def replicates_table(s: PreparedView, ts: list[Artefact], n_boot: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
@@ -573,7 +583,7 @@ def export(ch, dest, log=print):
     P = ch.params
     s = ch.view(P["image_size"])
     try:
-        ts = [train_classifier(config(P, seed=seed), s, stored_only=True, log=log) for seed in ch.seeds]
+        ts = [train_classifier(config(P, seed=seed), s, stored_only=True, log=log) for seed in main_seeds(ch)]
     except TrainingError as exc:
         raise DeployError(f"{exc}. The {P['profile']} profile's main model is trained by the book: run "
                           f"`hamviz book --profile {ch.profile['_source']} --only classifier` (same data), then "
