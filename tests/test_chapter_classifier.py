@@ -271,3 +271,23 @@ def test_a_transfer_member_trains_with_its_own_optimiser(monkeypatch):
     assert (Pi["optimizer"], Pi["clipnorm"], Pi["learning_rate"]) == ("nadam", 1.0, 1e-3)
     assert (Pv["optimizer"], Pv["clipnorm"]) == ("adam", None)
     assert spec_i == {"trainable": 150} and kw_i["head_warmup"] == 15 and kw_i["epochs"] == 10  # network keys only
+
+
+def test_replicates_table_interval_stays_within_what_a_rate_can_take():
+    """Two replicates far apart (one near-perfect, one at chance): the t factor with 1 degree of freedom reaches past
+    0 and 1; the pooled interval is cut there, and the mean is the replicates' mean."""
+    from types import SimpleNamespace
+    from hamviz.chapters.classifier import replicates_table
+    rng = np.random.default_rng(0)
+    y = np.tile(np.arange(7), 20)
+    good = np.full((len(y), 7), 0.01)
+    good[np.arange(len(y)), y] = 0.94
+    noise = rng.dirichlet(np.ones(7), len(y))
+    s = SimpleNamespace(labels=y, groups=np.arange(len(y)))
+    ts = [SimpleNamespace(rows={"val": np.arange(len(y)), "test": np.arange(len(y))}, proba={"val": p, "test": p},
+                          history={"loss": [1.0, 0.5], "best_epoch": 2}, config=SimpleNamespace(seed=seed))
+          for seed, p in ((42, good), (43, noise))]
+    _, rec = replicates_table(s, ts, n_boot=200)
+    b = rec["pooled"]["balanced_accuracy"]
+    assert b["high"] == 1.0 and b["low"] == 0.0
+    assert b["mean"] == pytest.approx((1.0 + rec["per_seed"][1]["balanced_accuracy"]) / 2)

@@ -107,6 +107,7 @@ def replicates_table(s: PreparedView, ts: list[Artefact], n_boot: int = 1000, se
         values, draws = metric_draws(s.labels[test_rows], [t.proba["test"] for t in ts], m,
                                      groups=s.groups[test_rows], n_boot=n_boot, seed=seed)
         low, high = pooled_interval(values, draws)
+        low, high = max(low, 0.0), min(high, 1.0)  # a rate: the interval cut to what it can take
         pooled[m] = {"mean": float(values.mean()), "low": low, "high": high, "min": float(values.min()),
                      "max": float(values.max())}
     table = pd.DataFrame(rows).set_index("seed")
