@@ -122,7 +122,8 @@ def main(argv=None) -> int:
                                             "balanced_val_loss" if args.balanced_selection else "val_loss",
                                             args.zoom_shift, args.train_seed)
         r = results["recipes"][name]
-        print(f"{name}: val bal.acc {r['val']['balanced_accuracy']:.3f}; test bal.acc {r['test']['balanced_accuracy']:.3f}, "
+        print(f"{name}: val bal.acc {r['val']['balanced_accuracy']:.3f}; "
+              f"test bal.acc {r['test']['balanced_accuracy']:.3f}, "
               f"macro-F1 {r['test']['macro_f1']:.3f}, macro AUC {r['test']['macro_auc']:.3f} "
               f"({r['train_minutes']:.1f} min training, {r['epochs_run']} epochs); decision tuned on val for "
               f"macro-F1: test bal.acc {r['test_tuned_macro_f1']['balanced_accuracy']:.3f}, macro-F1 "

@@ -1,7 +1,7 @@
 """Why TensorFlow's model steps are slower on one 2-core machine than on another: the same small-CNN training
 step under the settings that could explain it (oneDNN on/off, the instruction set oneDNN may use, intra/inter-op
-threads, batch size, bfloat16 mixed precision, XLA compilation), plus raw float32 matmul throughput in TensorFlow and NumPy to separate the arithmetic
-from the framework.
+threads, batch size, bfloat16 mixed precision, XLA compilation), plus raw float32 matmul throughput in TensorFlow and
+NumPy to separate the arithmetic from the framework.
 
 Each setting runs in a fresh process (environment variables such as ``TF_ENABLE_ONEDNN_OPTS`` and
 ``ONEDNN_MAX_CPU_ISA`` are read when TensorFlow loads). In the child: build and compile the model at the given
@@ -9,8 +9,8 @@ size (Adam) -- ``small_cnn``, or the ``cpu`` profile's main model, the pretraine
 (``$HAMVIZ_WEIGHTS``) with its last 60 layers trainable --, a few warm-up ``train_on_batch`` steps on a fixed
 random batch, then timed steps until a minimum count and time are reached; images per second = batch x steps /
 seconds (optionally under Keras' ``mixed_bfloat16`` policy, which the Intel Xeon's AMX units could run, or with
-``jit_compile=True``); then the same for ``predict_on_batch`` (inference). The child also reports which instruction set oneDNN
-detected (``ONEDNN_VERBOSE=1`` prints it once).
+``jit_compile=True``); then the same for ``predict_on_batch`` (inference). The child also reports which instruction set
+oneDNN detected (``ONEDNN_VERBOSE=1`` prints it once).
 
 Run: ``.venv/bin/python benchmarks/cpu_gap.py [--quick] [--out FILE]``; prints a table and writes
 ``benchmarks/cpu_gap.json`` (or FILE).
@@ -129,7 +129,8 @@ def run(name, env, intra, inter, size, batch, model="small_cnn", policy="float32
     steps, secs = (3, 2.0) if quick else (10, 8.0)
     full_env = {**os.environ, **env, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "0"}
     proc = subprocess.run([sys.executable, "-c", CHILD, str(intra), str(inter), str(size), str(batch), str(steps),
-                           str(secs), model, policy, "1" if jit else "0"], env=full_env, text=True, capture_output=True, timeout=900)
+                           str(secs), model, policy, "1" if jit else "0"], env=full_env, text=True, capture_output=True,
+                          timeout=900)
     text = proc.stdout + proc.stderr
     row = {"setting": name, "model": model, "size": size, "batch": batch, "policy": policy, "xla": jit}
     found = re.search(r"RESULT (\{.*\})", text)

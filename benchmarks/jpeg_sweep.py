@@ -35,8 +35,7 @@ def _settings(quick: bool) -> dict:
 def run(quick: bool = False) -> dict:
     s = _settings(quick)
     from hamviz import load_ham10000
-    from hamviz.cache import build_cache
-    from hamviz.cache import jpeg_test_sets
+    from hamviz.cache import build_cache, jpeg_test_sets
     from hamviz.codecs import jpeg_batch
     from hamviz.splits import make_split
 

@@ -2,8 +2,8 @@
 
     python benchmarks/run.py [name ...] [--quick] [--out benchmarks/results.json] [--profile tiny]
 
-names: pipeline, training, jpeg_sweep, book_build, paper_estimate (default: all). --quick runs each with small N, to check
-that the scripts work (its numbers are not results); without --out it writes benchmarks/results-quick.json
+names: pipeline, training, jpeg_sweep, book_build, paper_estimate (default: all). --quick runs each with small N, to
+check that the scripts work (its numbers are not results); without --out it writes benchmarks/results-quick.json
 so a quick run never overwrites the full results. Results of benchmarks not run this time are kept in the
 JSON file (each entry records its own machine description and date).
 

@@ -72,8 +72,9 @@ def child(spec_json: str) -> None:
     name, size, batch = spec["model"], spec["size"], spec.get("batch", BATCH)
     t0 = time.perf_counter()
     import numpy as np
-    from hamviz.models import autoencoder, build_model, keras
+
     from hamviz.hypervector import hd_cnn
+    from hamviz.models import autoencoder, build_model, keras
     res = {"model": name, "size": size, "import_s": round(time.perf_counter() - t0, 2),
            "rss_after_import_mb": _vm_rss_mb(), "peak_rss_after_import_mb": _peak_rss_mb()}
     shape = (size, size, 3)

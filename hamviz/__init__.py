@@ -16,10 +16,10 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # children (the book's notebook kernels) inherit it. TF_ENABLE_ONEDNN_OPTS=0 in the environment turns it off.
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-from .config import DataError, HamvizError, ParamsError, __version__  # noqa: E402,F401
-from .registry import CLASSES, CLASS_NAMES, MALIGNANT  # noqa: E402,F401
-from .data import Dataset, load_ham10000  # noqa: E402,F401
 from . import cache  # noqa: E402,F401
+from .config import DataError, HamvizError, ParamsError, __version__  # noqa: E402,F401
+from .data import Dataset, load_ham10000  # noqa: E402,F401
+from .registry import CLASS_NAMES, CLASSES, MALIGNANT  # noqa: E402,F401
 
 
 def load_model(path):

@@ -3,8 +3,9 @@
 The five strategies of the imbalance study this package reproduces (Zhang; :data:`hamviz.registry.STRATEGIES`):
 S1 none; S2 ``oversample(labels, "below", min_size=1000)`` (Zhang: "only sampling the minority classes with the
 sizes smaller than 1000"; up to 1000 is hamviz's reading); S3 ``oversample(labels, "majority")``;
-S4 ``class_weights(labels)`` (scikit-learn's "balanced" weights, King & Zeng 2001); S5 S4 + S2. Oversampling repeats (never invents) training rows; apply it to
-the training part only, after the split, or duplicated images leak into validation and test.
+S4 ``class_weights(labels)`` (scikit-learn's "balanced" weights, King & Zeng 2001); S5 S4 + S2. Oversampling repeats
+(never invents) training rows; apply it to the training part only, after the split, or duplicated images leak into
+validation and test.
 """
 from __future__ import annotations
 

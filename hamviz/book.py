@@ -47,15 +47,23 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from .config import DataError, HamvizError, ParamsError
-from .config import notebooks_dir
+from .config import DataError, HamvizError, ParamsError, notebooks_dir
 from .files import Busy, describe, locked, write_atomic
-from .params import (CHAPTER_SCHEMAS, DATA_FIX, MAIN_MODEL_CHAPTERS, chapter_params, data_problems, find_profile,
-                     load_profile, wanted_weights, weights_problems)
+from .params import (
+    CHAPTER_SCHEMAS,
+    DATA_FIX,
+    MAIN_MODEL_CHAPTERS,
+    chapter_params,
+    data_problems,
+    find_profile,
+    load_profile,
+    wanted_weights,
+    weights_problems,
+)
 from .progress import BuildProgress
-from .record import jsonable as _jsonable, provenance
-from .render import Page, RenderError, duration, render_book  # noqa: F401 (RenderError: raised by build)
-from .render import share_plotly_js, strip_remote_scripts  # noqa: F401 (where they were before hamviz.render)
+from .record import jsonable as _jsonable
+from .record import provenance
+from .render import Page, RenderError, duration, render_book, share_plotly_js, strip_remote_scripts  # noqa: F401 (RenderError: raised by build)  # noqa: F401 (where they were before hamviz.render)
 
 NOTEBOOKS = notebooks_dir()
 #: Parameters every chapter notebook declares in its ``parameters`` cell (the book sets them).
@@ -186,6 +194,7 @@ def run_chapter(spec_path: Path, profile_path: Path, data_dir: str | None, out: 
     inherits the variable and reports training epochs (:func:`hamviz.training.fit`). The page is rendered
     later, by the book (:func:`write_index`)."""
     import papermill as pm
+
     from .config import PROGRESS_ENV
 
     stem = spec_path.stem
@@ -372,6 +381,7 @@ def check_chapter_data(params: dict, ds, names) -> None:
     if not set(names) & {*MAIN_MODEL_CHAPTERS, "hypervector"}:
         return
     import warnings
+
     from .registry import SPLITS
     from .splits import get_split
     with warnings.catch_warnings():
@@ -717,10 +727,11 @@ def next_chapter(pending: list[ChapterSpec], running: set[str], ok: set[str]) ->
 
     A chapter is *ready* when every chapter it depends on finished ok; the first ready one (book order) starts.
     With none ready, a chapter whose dependencies are each running or ok (at least one still running; the fewest
-    still running, then book order) starts early: chapters share what they train through the model store, whose locks make the one that needs
-    an artefact another chapter is training wait for it and then load it (:func:`hamviz.store.training`), so
-    the compression chapter can begin while the classifier chapter, which trained the main model, still
-    fills its strategy table. A chapter with a dependency still pending or failed never starts here."""
+    still running, then book order) starts early: chapters share what they train through the model store, whose locks
+    make the one that needs an artefact another chapter is training wait for it and then load it
+    (:func:`hamviz.store.training`), so the compression chapter can begin while the classifier chapter, which trained
+    the main model, still fills its strategy table. A chapter with a dependency still pending or failed never starts
+    here."""
     def deps_in(names):
         return lambda s: set(s.depends) <= names
     ready = next(filter(deps_in(ok), pending), None)
@@ -943,7 +954,6 @@ def write_index(book: Book, elapsed: float, render: bool = True) -> dict:
                         "verdicts": (record or {}).get("verdicts", {}),
                         "values": {k: v for k, v in ((record or {}).get("values") or {}).items()
                                    if k in ("summary_ci", "test_ci")}})
-        facts = [("key", book.keys[s.stem])]
         href = failed_href = None
         if done and (book.out / "chapters" / s.stem / f"{s.stem}.ipynb").is_file():
             href = f"chapters/{s.stem}/{s.stem}.html"

@@ -25,8 +25,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError, features
 
-from .codecs import (DEFAULT_QUALITIES, SUBSAMPLINGS, bits_per_pixel, check_jobs, check_qualities,
-                     check_subsampling, jpeg_batch)
+from .codecs import (
+    DEFAULT_QUALITIES,
+    SUBSAMPLINGS,
+    bits_per_pixel,
+    check_jobs,
+    check_qualities,
+    check_subsampling,
+    jpeg_batch,
+)
 from .config import DataError, cache_dir, permission_error
 from .data import Dataset, check_intact, image_size, mask_geometry_problem, open_image
 from .files import bar, locked, reserve, space_for

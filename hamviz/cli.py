@@ -11,8 +11,7 @@ from .config import HamvizError
 
 
 def _book(args) -> int:
-    from .book import build
-    from .book import NOTEBOOKS
+    from .book import NOTEBOOKS, build
     from .progress import BuildProgress
     # live bars on a terminal; plain lines in a log; nothing but the last line with --quiet
     progress = BuildProgress(live=sys.stdout.isatty(), quiet=args.quiet)
@@ -62,8 +61,15 @@ def _download(args) -> int:
 def _weights(args) -> int:
     from .config import WEIGHTS_ENV
     from .registry import HUB_BACKBONES
-    from .weights import (KERAS_TOP_WEIGHTS, KERAS_WEIGHTS, WeightsError, fetch_keras_weights, fetch_preset,
-                          local_keras_weights, local_preset)
+    from .weights import (
+        KERAS_TOP_WEIGHTS,
+        KERAS_WEIGHTS,
+        WeightsError,
+        fetch_keras_weights,
+        fetch_preset,
+        local_keras_weights,
+        local_preset,
+    )
     models = [args.model] if args.model else []
     tops = [args.model] if args.model and args.top else []
     if tops and args.model not in KERAS_TOP_WEIGHTS:

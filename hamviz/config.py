@@ -16,7 +16,8 @@ import json
 import os
 import socket
 import threading
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 from pathlib import Path
 
 try:

@@ -154,7 +154,8 @@ def contrast_verdict(contrast, errors: dict[str, np.ndarray], labels, classes) -
                            for k in range(len(classes))])
         keep = ~np.isnan(med) & ~np.isnan(recall)
         rho, rho_p = spearmanr(med[keep], recall[keep]) if keep.sum() > 2 else (np.nan, np.nan)
-        rows.append({"model": name, "contrast of errors (median dE2000)": float(np.median(wrong)) if len(wrong) else np.nan,
+        rows.append({"model": name,
+                     "contrast of errors (median dE2000)": float(np.median(wrong)) if len(wrong) else np.nan,
                      "contrast of correct (median dE2000)": float(np.median(right)) if len(right) else np.nan,
                      "Mann-Whitney p (errors lower)": float(p), "Spearman rho (class contrast vs recall)": float(rho),
                      "Spearman p": float(rho_p)})
@@ -164,7 +165,8 @@ def contrast_verdict(contrast, errors: dict[str, np.ndarray], labels, classes) -
     for name, r in table.iterrows():
         lines.append(f"{name}: misclassified images have median contrast {r['contrast of errors (median dE2000)']:.1f} "
                      f"vs {r['contrast of correct (median dE2000)']:.1f} for correct ones (one-sided Mann-Whitney on "
-                     f"images, p = {r['Mann-Whitney p (errors lower)']:.2g}, Holm-adjusted over the {len(table)} models "
+                     f"images, p = {r['Mann-Whitney p (errors lower)']:.2g}, "
+                     f"Holm-adjusted over the {len(table)} models "
                      f"p = {r['Holm-adjusted p']:.2g}; images of one lesion are not independent and classes differ in "
                      f"contrast, so the verdict is the class-stratified, lesion-level one in the answers); across "
                      f"classes, contrast vs recall Spearman rho = {r['Spearman rho (class contrast vs recall)']:.2f} "

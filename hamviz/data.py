@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import GET_DATA_HINT, DataError, check_readable_folder, data_dir as _resolve_data_dir, \
-    permission_error
-
+from .config import GET_DATA_HINT, DataError, check_readable_folder, permission_error
+from .config import data_dir as _resolve_data_dir
 from .registry import CLASS_NAMES, CLASSES, MALIGNANT  # noqa: E402,F401  (re-exported)
 
 REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
@@ -499,7 +498,7 @@ def _attach_masks(meta: pd.DataFrame, root: Path, masks, report: dict) -> None:
     missing_masks = set(meta["image_id"]) - mask_files.keys()
     if masks is True and (not mask_dirs or missing_masks):
         raise DataError(
-            f"Lesion masks requested but "
+            "Lesion masks requested but "
             + (f"{len(missing_masks)} image(s) have none in {', '.join(mask_dirs)} "
                f"({_first_few(missing_masks)})" if mask_dirs else
                f"no mask folder in {root} (expected masks/ or HAM10000_segmentations_lesion_tschandl/)")

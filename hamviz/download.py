@@ -53,8 +53,7 @@ from urllib.parse import urlsplit
 import pooch
 import requests
 
-from .config import (COMPLETE_MARKER, DATA_ENV, GET_DATA_HINT, DataError, __version__, completed_items,
-                     reachable)
+from .config import COMPLETE_MARKER, DATA_ENV, GET_DATA_HINT, DataError, __version__, completed_items, reachable
 from .files import atomic_path, bar
 
 log = logging.getLogger(__name__)

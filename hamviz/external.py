@@ -28,9 +28,19 @@ import numpy as np
 import pandas as pd
 
 from .config import DataError, cache_dir, check_readable_folder
+from .data import (
+    IMAGE_SUFFIXES,
+    Dataset,
+    _first_few,
+    drop_damaged,
+    fingerprint_files,
+    image_size,
+    open_image,
+    read_table,
+    reconcile,
+    scan_dirs,
+)
 from .registry import CLASSES
-from .data import (IMAGE_SUFFIXES, Dataset, _first_few, drop_damaged, fingerprint_files, image_size, open_image,
-                   read_table, reconcile, scan_dirs)
 
 # --------------------------------------------------------------------------------------------------
 # ISIC 2018 Task 3
@@ -230,8 +240,9 @@ def load_isic2018(root: str | os.PathLike, *, on_missing: str = "error", on_corr
     report["image_dirs"] = used_dirs
 
     meta = reconcile(meta, images, used_dirs, on_missing, report, where=f"ISIC 2018 data in {root}",
-                     rows="ground truth", row_noun="ground-truth row", fix="Complete the download (images and ground truth of the same "
-                                             "split), or pass on_missing='skip' to drop them and report it.")
+                     rows="ground truth", row_noun="ground-truth row",
+                     fix="Complete the download (images and ground truth of the same "
+                         "split), or pass on_missing='skip' to drop them and report it.")
     if meta.empty:
         raise DataError(f"No image of the ground truth {gt_path} was found in {root}. {ISIC2018_HINT}.")
 

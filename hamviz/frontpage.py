@@ -239,8 +239,8 @@ def verdict_cell(v: dict) -> str:
 def findings_table(groups, caption: str = "", headers: bool = True) -> str:
     """The findings as a forest-plot table: ``groups`` is a list of (chapter number, chapter title, href or None,
     verdicts {key: verdict dict}); one header row per chapter that has verdicts (``headers``), one row per verdict
-    (numbered "N.k"). Verdicts in :data:`SHARED_UNITS` share one axis; any other is drawn on its own scale (marked). "" when
-    no chapter recorded a verdict."""
+    (numbered "N.k"). Verdicts in :data:`SHARED_UNITS` share one axis; any other is drawn on its own scale (marked). ""
+    when no chapter recorded a verdict."""
     groups = [(n, t, h, list((vs or {}).values())) for n, t, h, vs in groups if vs]
     if not groups:
         return ""
@@ -383,7 +383,8 @@ def front_page(info: dict, links: dict, params_yaml: str = "") -> str:
     rows = "".join(chapter_row(c, links) for c in chapters)
     prov = info.get("provenance") or {}
     yaml_text = html.escape(params_yaml.strip() or "(none)").replace("\n\n", "\n")
-    return f"""<div class="hamviz-front"><p class="muted">HAM10000 analysis, profile <b>{html.escape(str(info.get('profile')))}</b>
+    return f"""<div class="hamviz-front"><p class="muted">HAM10000 analysis, profile \
+<b>{html.escape(str(info.get('profile')))}</b>
 ({html.escape(str(info.get('description') or ''))}); built {html.escape(str(prov.get('date')))}.</p></div>
 
 ## Findings
@@ -394,7 +395,8 @@ def front_page(info: dict, links: dict, params_yaml: str = "") -> str:
 
 ## Chapters
 
-<table class="hamviz-chapters"><thead><tr><th>#</th><th>chapter</th><th>status, times</th><th>key numbers</th></tr></thead><tbody>{rows}</tbody></table>
+<table class="hamviz-chapters"><thead><tr><th>#</th><th>chapter</th><th>status, times</th><th>key numbers</th>\
+</tr></thead><tbody>{rows}</tbody></table>
 
 <p class="muted">{TIMES_NOTE}</p>
 
@@ -402,7 +404,8 @@ def front_page(info: dict, links: dict, params_yaml: str = "") -> str:
 
 {provenance_table(info)}
 
-<details class="hamviz-params-all"><summary>The profile's parameters ({len(params_yaml.splitlines())} lines of YAML)</summary>
+<details class="hamviz-params-all"><summary>\
+The profile's parameters ({len(params_yaml.splitlines())} lines of YAML)</summary>
 
 <pre class="hamviz-params-yaml">{yaml_text}</pre>
 

@@ -21,12 +21,11 @@ import math
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import tensorflow as tf  # noqa: E402  (after .models, which imports it quietly)
 from plotly.subplots import make_subplots
 
 from .config import HamvizError
 from .models import ImagenetPreprocess, ScaleOffset, keras, last_conv_layer
-
-import tensorflow as tf  # noqa: E402  (after .models, which imports it quietly)
 
 __all__ = ["ExplainError", "conv_layers", "default_layers", "resolve_layer", "default_cam_layer",
            "activations", "activation_figure", "grad_cam", "predict_with_cam",

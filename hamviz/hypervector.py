@@ -42,7 +42,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .registry import HD_KINDS as KINDS, HD_LOSSES as LOSSES, HD_MODES as MODES  # noqa: F401
+from .registry import HD_KINDS as KINDS  # noqa: F401
+from .registry import HD_LOSSES as LOSSES
+from .registry import HD_MODES as MODES
 
 #: default softmax temperatures of :func:`scores_to_proba`. Cosine scores lie in [-1, 1] and Hamming
 #: similarities in [0, 1] with hamming = (1 + cosine) / 2 on binarised vectors, so 0.05 for Hamming gives the

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .registry import SPLITS, STRATEGIES
-from .training import (Artefact, TrainingError, fit, limit_rows, make_optimizer, strategy_plan,
-                       train_or_load)
+from .training import Artefact, TrainingError, fit, limit_rows, make_optimizer, strategy_plan, train_or_load
 
 
 @dataclass

@@ -21,8 +21,15 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, classification_report,
-                             confusion_matrix, f1_score, log_loss, roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    roc_auc_score,
+)
 
 from .registry import CLASSES, DECISION_OBJECTIVES
 

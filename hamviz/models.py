@@ -15,7 +15,6 @@ with a message saying how to get the file, instead of hanging on the download.
 from __future__ import annotations
 
 import json
-import math
 import zipfile
 from pathlib import Path
 
@@ -28,10 +27,18 @@ import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 from .config import HamvizError  # noqa: E402
-from .weights import (KERAS_TOP_WEIGHTS, damage, how_to_get_keras, keras_weights_file,  # noqa: E402
-                      keras_weights_folders, local_keras_weights, preset_source, reachable)
-from .registry import (AE_DOWNSAMPLE, AE_RATIOS, BACKBONES, HUB_BACKBONES, MODEL_NAMES,  # noqa: E402,F401
-                       latent_problem)
+from .registry import AE_DOWNSAMPLE, AE_RATIOS, BACKBONES, HUB_BACKBONES, MODEL_NAMES, latent_problem  # noqa: E402,F401
+from .weights import (  # noqa: E402
+    KERAS_TOP_WEIGHTS,
+    damage,
+    how_to_get_keras,
+    keras_weights_file,
+    keras_weights_folders,
+    local_keras_weights,
+    preset_source,
+    reachable,
+)
+
 
 class ModelError(HamvizError):
     """Impossible model settings (unknown backbone, input too small, weights unavailable...)."""

@@ -20,9 +20,22 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator
 
-from .registry import (CLASSES, DECISION_OBJECTIVES, HD_BACKBONES, HD_KINDS, HD_LOSSES, MALIGNANT, MODEL_NAMES,
-                       OPTIMIZERS, PRETRAINED_BACKBONES, SCHEDULES, STRATEGIES, check_size, latent_problem)
 from .config import ParamsError, profiles_dir
+from .registry import (
+    CLASSES,
+    DECISION_OBJECTIVES,
+    HD_BACKBONES,
+    HD_KINDS,
+    HD_LOSSES,
+    MALIGNANT,
+    MODEL_NAMES,
+    OPTIMIZERS,
+    PRETRAINED_BACKBONES,
+    SCHEDULES,
+    STRATEGIES,
+    check_size,
+    latent_problem,
+)
 
 PARAMS_ENV = "HAMVIZ_PARAMS"
 
@@ -106,8 +119,8 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                                        "fine-tuning (pretrained backbone, head: simple or reference); 0: none"},
         "head_learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1e-3},
         "select_on": {"enum": ["val_loss", "balanced_val_loss", "val_accuracy"], "default": "val_loss",
-                      "description": "early stopping and the kept epoch: plain or class-weighted validation loss, or the "
-                                     "highest validation accuracy (Doctor's checkpointing)"},
+                      "description": "early stopping and the kept epoch: plain or class-weighted validation loss, "
+                                     "or the highest validation accuracy (Doctor's checkpointing)"},
         "tta_flips": {**_bool, "default": False,
                       "description": "score the mean over each image and its two mirror images"},
         "clipnorm": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": None},
@@ -636,7 +649,8 @@ def _whole_numbers_as_int(params, schema=None):
 
 #: how each JSON-schema type is written in a YAML profile (the fix a type error names); a quoted "true" or "64"
 #: is a string
-_YAML_SPELLING = {"boolean": "true or false (unquoted; not yes/no/on/off)", "null": "null", "integer": "a whole number (unquoted)",
+_YAML_SPELLING = {"boolean": "true or false (unquoted; not yes/no/on/off)", "null": "null",
+                  "integer": "a whole number (unquoted)",
                   "number": "a number (unquoted)", "string": "a string", "array": "a list such as [a, b]",
                   "object": "a mapping of keys"}
 

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 from PIL import Image
+from plotly.subplots import make_subplots
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from .ensemble import check_binary, check_probability
@@ -276,7 +276,8 @@ def reliability_diagram(table: pd.DataFrame, ece: float, title: str = "Reliabili
                                          "samples<extra></extra>"))
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
                     line=dict(color="grey", dash="dash"), hoverinfo="skip")
-    fig.update_layout(title=_wrap(f"{title} (ECE {ece:.3f}, i.e. {100 * ece:.1f} points)", 56), xaxis_title="confidence (top-label probability)",
+    fig.update_layout(title=_wrap(f"{title} (ECE {ece:.3f}, i.e. {100 * ece:.1f} points)", 56),
+                      xaxis_title="confidence (top-label probability)",
                       yaxis_title="accuracy", xaxis_range=[0, 1], yaxis_range=[0, 1.02], height=460,
                       width=560, showlegend=False)
     return fig
@@ -291,7 +292,8 @@ def metric_bars(table: pd.DataFrame, metrics=("accuracy", "balanced_accuracy", "
     fig = go.Figure()
     for m in metrics:
         v = table[m].to_numpy(dtype=float)
-        bar = dict(x=[str(r) for r in rows], y=v, name=field_name(m), text=[f"{x:.3f}" for x in v], textposition="outside")
+        bar = dict(x=[str(r) for r in rows], y=v, name=field_name(m), text=[f"{x:.3f}" for x in v],
+                   textposition="outside")
         if ci is not None:
             lh = [ci.get(r, {}).get(m) for r in rows]
             lh = [(b["low"], b["high"]) if isinstance(b, dict) else b or (np.nan, np.nan) for b in lh]
@@ -360,7 +362,8 @@ def rate_figure(table: pd.DataFrame, metrics=("balanced_accuracy", "accuracy"), 
         lines = ([(reference[metric], f"uncompressed {reference[metric]:.3f}", "dash", "#888")]
                  if reference is not None else [])
         lines += [(own[metric], f"uncompressed, {method} images {own[metric]:.3f}", "dot",
-                   METHOD_STYLE.get(method, {}).get("color", "#888")) for method, own in (method_references or {}).items()]
+                   METHOD_STYLE.get(method, {}).get("color", "#888"))
+                  for method, own in (method_references or {}).items()]
         # the highest line's label above it, the others' below theirs (at alternating ends): two close lines'
         # labels never meet between them
         for k, (value, text, dash, colour) in enumerate(sorted(lines, key=lambda line: -line[0])):
@@ -451,7 +454,8 @@ def verdicts_forest(verdicts: Mapping[str, Mapping], title: str = "Every verdict
         colour = "#2c7fb8" if shown else "#7f7f7f"
         name = _wrap(v["question"], 95)
         fig.add_trace(go.Scatter(x=[x for _, x in seeds], y=[0.0] * len(seeds), mode="markers", showlegend=False,
-                                 marker=dict(symbol="circle-open", size=9, color=colour), text=[f"seed {s}" for s, _ in seeds],
+                                 marker=dict(symbol="circle-open", size=9, color=colour),
+                                 text=[f"seed {s}" for s, _ in seeds],
                                  hovertemplate="%{text}: %{x:.3g}<extra></extra>"), row=i, col=1)
         if v.get("mean") is not None:
             err = {} if v.get("low") is None else dict(
@@ -468,7 +472,8 @@ def verdicts_forest(verdicts: Mapping[str, Mapping], title: str = "Every verdict
         fig.add_annotation(text=f"<b>{v.get('status')}</b>: {name}", xref=f"x{i if i > 1 else ''} domain",
                            yref=f"y{i if i > 1 else ''} domain", x=0, y=1.0, xanchor="left", yanchor="bottom",
                            showarrow=False, align="left", font=dict(size=11))
-    fig.update_layout(title=dict(text=_wrap(title, 90), y=1, yanchor="top", pad=dict(t=12)), height=170 + 130 * len(items),
+    fig.update_layout(title=dict(text=_wrap(title, 90), y=1, yanchor="top", pad=dict(t=12)),
+                      height=170 + 130 * len(items),
                       margin=dict(t=110, l=30, r=20), showlegend=False)
     return fig
 

@@ -226,7 +226,8 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                 "no transfer model in this grid, or the main model's head is another one (the grid uses it)"),
         Setting("strategy-table input scaling", "Zhang: (0, 1) for every model",
                 (("zhang", "Normalization to (0,1) scale was applied to the data."),),
-                lambda P: "; ".join(f"{m} {_scaling(m, _grid_scaling(P, m))}" for m in _grid(P).get("models", [P["model"]])),
+                lambda P: "; ".join(f"{m} {_scaling(m, _grid_scaling(P, m))}"
+                                    for m in _grid(P).get("models", [P["model"]])),
                 lambda P: all(_grid_scaling(P, m) == "unit" for m in _grid_transfer(P)), PREPROCESS),
         Setting("strategy-table augmentation", "Zhang: rotations by 90°, zoom 10 %, shifts 10 %; no flips",
                 (("zhang", r"randomly rotate some of the training images by $90^\circ$ , randomly zoom in 10% of "
@@ -467,7 +468,8 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                           "the other are 2 of our best models built from scratch."),),
                 lambda P: ", ".join(([("main model")] if P["main_member"] else [])
                                     + (["reference CNN"] if P["reference_member"] else [])
-                                    + ([f"{P['search_members']} best search CNN{'' if P['search_members'] == 1 else 's'}"]
+                                    + ([f"{P['search_members']} best search "
+                                        f"CNN{'' if P['search_members'] == 1 else 's'}"]
                                        if P["search_members"] else [])
                                     + [m["name"] for m in P.get("cnn_members") or []]
                                     + [m["model"] for m in P["transfer_members"]]

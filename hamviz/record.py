@@ -56,7 +56,8 @@ VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx51
 
 def cpu() -> dict:
     """The CPU the numbers were computed on: its model name (and family, model, stepping numbers), the vector
-    extensions of :data:`VECTOR_FLAGS` it has and its core count (from /proc/cpuinfo on Linux; the platform's processor string elsewhere)."""
+    extensions of :data:`VECTOR_FLAGS` it has and its core count (from /proc/cpuinfo on Linux; the platform's processor
+    string elsewhere)."""
     model, flags, ids = None, [], {}
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()

@@ -40,8 +40,17 @@ import nbformat
 
 from .config import HamvizError
 from .files import atomic_path, write_atomic
-from .frontpage import FOREST_NOTE, SCROLL_HINT, findings_table, front_page, key_numbers, scrolling  # noqa: F401
-from .frontpage import duration, fmt, interval  # noqa: F401 (where they were before hamviz.frontpage)
+from .frontpage import (  # noqa: F401  # noqa: F401 (where they were before hamviz.frontpage)
+    FOREST_NOTE,
+    SCROLL_HINT,
+    duration,
+    findings_table,
+    fmt,
+    front_page,
+    interval,
+    key_numbers,
+    scrolling,
+)
 
 #: where the Sphinx sources and state live inside the book's output folder
 SITE = ".site"
@@ -105,7 +114,7 @@ def key_results_html(record: dict | None, facts=(), number: int | str = "") -> s
     table = f'<table class="hamviz-kv"><tbody>{"".join(rows)}</tbody></table>{note}' if rows else ""
     answers = ""
     if verdicts:
-        answers = (f'<p class="hamviz-answers-title"><b>Answers</b></p>'
+        answers = ('<p class="hamviz-answers-title"><b>Answers</b></p>'
                    + findings_table([(number, "", None, verdicts)], headers=False)
                    + f'<p class="muted">{FOREST_NOTE}</p>')
     extra = "".join(f"<li><b>{html.escape(a)}</b>: {html.escape(str(b))}</li>" for a, b in facts if b)
@@ -723,9 +732,9 @@ def render_book(out: Path, info: dict, pages: list[Page], links: dict, params_ya
 
     ``info``: book.json's content (chapters, provenance, profile, description, data_dir); ``pages``: the notebook
     pages in book order; ``links``: stem -> (chapter href, failed-run href) for the front page; ``params_yaml``:
-    the profile's parameters, shown on the front page. Sphinx builds in ``out/.site/html`` (its incremental state), then :func:`publish` copies the
-    pages into ``out``. Raises :class:`RenderError` with Sphinx's output when Sphinx fails or takes longer than
-    ``timeout`` seconds."""
+    the profile's parameters, shown on the front page. Sphinx builds in ``out/.site/html`` (its incremental state), then
+    :func:`publish` copies the pages into ``out``. Raises :class:`RenderError` with Sphinx's output when Sphinx fails or
+    takes longer than ``timeout`` seconds."""
     t = time.time()
     out = Path(out).resolve()
     site = out / SITE

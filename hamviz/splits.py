@@ -33,7 +33,6 @@ from .files import atomic_path
 from .registry import CLASSES, SPLITS
 
 
-
 def folds_for(fractions) -> tuple[int, list[int]]:
     """The fewest folds n that give the fractions exactly, and how many go to each part.
 

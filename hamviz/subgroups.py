@@ -91,9 +91,9 @@ def subgroup_table(y, probas: Sequence[np.ndarray], groups: pd.DataFrame, lesion
     :func:`subgroup_columns`), ``lesions`` (N,) lesion ids. Each group: its images, lesions and class mix, then each
     of :data:`METRICS` in points: the mean over replicates with its 95 % interval over training seeds and
     ``n_boot`` resamples of the group's lesions (:func:`hamviz.replicates.pooled_interval`, cut to [0, 100];
-    lesions only with one replicate) and each replicate's value. A group with fewer than ``min_lesions`` lesions gets no numbers ("too
-    few lesions"), a metric a group cannot define (no melanoma) none either. Returns a DataFrame indexed by
-    (attribute, group)."""
+    lesions only with one replicate) and each replicate's value. A group with fewer than ``min_lesions`` lesions gets no
+    numbers ("too few lesions"), a metric a group cannot define (no melanoma) none either. Returns a DataFrame indexed
+    by (attribute, group)."""
     from .replicates import pooled_interval
     if isinstance(probas, np.ndarray) and probas.ndim == 2:
         probas = [probas]

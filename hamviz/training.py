@@ -156,8 +156,8 @@ def fit(model, train, val=None, *, epochs: int, patience: int, label: str, learn
 
     Early stopping on ``monitor`` (the validation loss, or "val_accuracy": the highest validation accuracy, as
     Doctor's checkpointing "due to unstable validation accuracy"; the training loss without ``val``) with
-    ``patience`` epochs, the best epoch's weights restored; ``schedule``: "none", "plateau" (halve the learning rate after
-    patience // 2 epochs without progress, down to learning_rate / 64), "cosine" (over ``epochs``) or "step"
+    ``patience`` epochs, the best epoch's weights restored; ``schedule``: "none", "plateau" (halve the learning rate
+    after patience // 2 epochs without progress, down to learning_rate / 64), "cosine" (over ``epochs``) or "step"
     (halve it every 3 epochs: hamviz's reading of Zhang's CNN protocol, "decrease dynamically with every 3 epochs").
     Returns the history: per-epoch metrics as floats and ``best_epoch`` (1-based). Raises
     :class:`TrainingError` naming the epoch, the batch and the fix when the loss becomes NaN.
@@ -363,9 +363,9 @@ class TrainConfig:
     :func:`hamviz.models.build_model` with ``model_options``; ``strategy``: S1-S5; ``train_limit``: a stratified
     subsample of the training part (tiny profile). Two-stage transfer learning: ``head_warmup`` > 0 first trains
     the head alone for that many epochs (at ``head_learning_rate``) on the backbone's cached frozen features
-    (:func:`hamviz.features.backbone_features`; pretrained backbones with ``head: simple`` or ``reference``), then fine-tunes the
-    trainable layers and the head together. ``tta_flips``: the stored probabilities of the val and test parts
-    average the image and its horizontal and vertical mirror images (the training part's, which only show the
+    (:func:`hamviz.features.backbone_features`; pretrained backbones with ``head: simple`` or ``reference``), then
+    fine-tunes the trainable layers and the head together. ``tta_flips``: the stored probabilities of the val and test
+    parts average the image and its horizontal and vertical mirror images (the training part's, which only show the
     fit, are of the image alone: three passes over it cost minutes on a CPU). ``select_on``: what early
     stopping watches and which epoch's weights are kept: "val_loss" (the plain validation loss), or
     "balanced_val_loss" (each validation image weighted by its class's balanced weight from the training part,
@@ -605,7 +605,8 @@ def train_frozen_head(cfg: TrainConfig, view, *, extra: tuple | None = None, cac
         if len(matrix) != len(view.image_ids):
             raise TrainingError(f"extra inputs {tag!r} have {len(matrix)} rows, the view {len(view.image_ids)}")
         parents = (f"{tag}:{matrix_digest(np.asarray(matrix), [tag])}",)
-    return train_or_load("frozen_head", f"{cfg.model}-{cfg.image_size}-{cfg.strategy}-head" + (f"-{tag}" if tag else ""),
+    return train_or_load("frozen_head",
+                         f"{cfg.model}-{cfg.image_size}-{cfg.strategy}-head" + (f"-{tag}" if tag else ""),
                          cfg, train, fingerprint=view.fingerprint, split_id=view.split_id, rows=rows, parents=parents,
                          accept=lambda s: all(len(s.arrays.get(p, ())) == len(rows[p]) for p in SPLITS),
                          cache_root=cache_root, retrain=retrain, log=log)

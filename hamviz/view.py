@@ -117,7 +117,8 @@ class PreparedView:
         trained on the returned view has seen other shots of some test lesions; a model trained on this view has
         not; both are scored on the same test images. Returns the view: ``rows["test"]`` are those images (a
         subset of this view's), ``rows["test_leaked"]`` the ones whose lesion has shots in its training part,
-        ``split_id`` names the design and seed. Raises ValueError on an image-level view (it has no lesion-disjoint test part)."""
+        ``split_id`` names the design and seed. Raises ValueError on an image-level view (it has no lesion-disjoint test
+        part)."""
         if not self.grouped:
             raise ValueError("with_siblings_in_training needs the lesion-grouped view (grouped=True)")
         rng = np.random.default_rng(seed)

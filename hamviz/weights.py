@@ -152,7 +152,6 @@ def preset_source(backbone: str, weights) -> tuple[str, bool]:
     ``kaggle://...``) or a local preset folder. Raises ModelError, before anything is built or downloaded,
     naming the folder, the handle and the fix when nothing usable is there."""
     folder_name, handle, _ = HUB_BACKBONES[backbone]
-    folder = weights_dir() / folder_name
     fix = (f"Put the preset folder {folder_name}/ (config.json + model.safetensors) under {weights_dir()} or set "
            f"{WEIGHTS_ENV} to the folder that holds it ({how_to_get(backbone)}); on a machine with internet the "
            f"handle {handle} is downloaded instead (`hamviz book` keeps it in {weights_cache_dir() / folder_name}); "

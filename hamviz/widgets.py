@@ -113,11 +113,11 @@ def static_jpeg_slider(image, qualities, model=None, classes=CLASSES, title: str
     """A plotly figure with a slider over ``qualities``: the re-encoded image, its bytes, bpp, PSNR and the
     classifier's probabilities at each step (``flips``: averaged over the image and its mirror images, as the
     model's test numbers). Works in static HTML (no kernel)."""
-    from .training import predict
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     from .plots import png_data_uri
+    from .training import predict
     image = np.asarray(image, dtype=np.uint8)
     qualities = sorted(qualities, reverse=True)
     coded = [jpeg_roundtrip(image, q) for q in qualities]

@@ -34,12 +34,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 BOOK_MODULES = ("test_book.py", "test_browser.py")
 #: the longest units of the suite, handed out first so that neither is left to run alone at the end
 HEAVY_FIRST = (*BOOK_MODULES, "test_paper_smoke.py")
+#: fixtures that hand a test the HAM10000 folder or something built from it: a test that asks for one is marked
+#: ``data``
+DATA_FIXTURES = frozenset({"data_dir", "ham", "metadata", "subset", "tiny_profile", "tiny_book"})
+#: modules whose every test reads the HAM10000 folder outside those fixtures (a module-level path, a notebook run on
+#: the data, a download server filled from it): marked ``data`` as a whole
+DATA_MODULES = ()
+#: modules that take minutes (a book, a browser, a profile's smoke run, real training): marked ``slow``
+SLOW_MODULES = (*HEAVY_FIRST,)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's own -m selection, which reads these marks
 def pytest_collection_modifyitems(config, items):
-    if not (DATA / "HAM10000_metadata.csv").is_file():
-        raise pytest.UsageError(f"HAM10000 test data not found at {DATA}: set HAMVIZ_DATA to a HAM10000 "
-                                f"folder (metadata + images/ + masks/).")
+    for item in items:
+        name, fixtures = item.path.name, set(getattr(item, "fixturenames", ()))
+        if name in BOOK_MODULES or "tiny_book" in fixtures:
+            item.add_marker(pytest.mark.book)
+        if name == "test_browser.py":
+            item.add_marker(pytest.mark.browser)
+        if name in DATA_MODULES or fixtures & DATA_FIXTURES:
+            item.add_marker(pytest.mark.data)
+        if name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
     strays = sorted({item.path.name for item in items
                      if "tiny_book" in getattr(item, "fixturenames", ()) and item.path.name not in BOOK_MODULES})
     if strays:  # on two workers such a module would build the tiny book a second time
@@ -48,6 +64,15 @@ def pytest_collection_modifyitems(config, items):
     # heavy modules first (a stable sort: the rest keep their order); `make test` hands units out in this order
     items.sort(key=lambda item: HEAVY_FIRST.index(item.path.name) if item.path.name in HEAVY_FIRST
                else len(HEAVY_FIRST))
+
+
+@pytest.hookimpl(trylast=True)  # after -m has deselected: only the tests that will run ask for the data
+def pytest_collection_finish(session):
+    need = [item for item in session.items if item.get_closest_marker("data")]
+    if need and not (DATA / "HAM10000_metadata.csv").is_file():
+        raise pytest.UsageError(f"{len(need)} selected test(s) need the HAM10000 data, not found at {DATA}: set "
+                                f"HAMVIZ_DATA to a HAM10000 folder (metadata + images/ + masks/), or run the tests "
+                                f"that need no data with `pytest -m \"not data\"`.")
 
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: pytest without it ignores this one
@@ -72,6 +97,8 @@ def pytest_xdist_make_scheduler(config, log):
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
+    """The HAM10000 folder ($HAMVIZ_DATA, default ../shared/data/ham10000): a test that asks for it is marked
+    ``data`` (``pytest -m "not data"`` leaves it out)."""
     return DATA
 
 
@@ -211,7 +238,8 @@ class Server:
         self.thread.join(timeout=5)
 
 
-def write_archives(root: Path, rows: pd.DataFrame, images: Path = DATA / "images", masks: Path = DATA / "masks") -> None:
+def write_archives(root: Path, rows: pd.DataFrame, images: Path = DATA / "images",
+                   masks: Path = DATA / "masks") -> None:
     """HAM10000-like archives of ``rows`` (metadata rows of the shared copy) in ``root``, as Dataverse serves them:
     two flat image zips (the first half of the rows in part 1), a masks zip holding its folder plus a macOS
     AppleDouble stub, and the metadata as a tab-separated export with quoted strings."""

@@ -78,7 +78,8 @@ def test_classifier_chapter_records_test_metrics(tiny_book, ham):
     assert v["parts"]["test"]["macro_auc"] > 0.55
     assert set(v["leak_audit"]) == {"accuracy", "balanced_accuracy", "macro_f1", "macro_auc"}
     assert [(g["model"], g["strategy"], g["seed"]) for g in v["grid"]] == [  # two replicates of each (tiny profile)
-        (m, st, seed) for m in ("small_cnn", "efficientnet_lite0 frozen head") for st in ("S1", "S4") for seed in (42, 43)]
+        (m, st, seed) for m in ("small_cnn", "efficientnet_lite0 frozen head") for st in ("S1", "S4")
+        for seed in (42, 43)]
     for g in v["grid"]:  # per-class precision beside recall and F1: F1 is their harmonic mean
         for c in ("mel", "nv", "bkl"):
             p_, r_ = g[f"precision_{c}"], g[f"recall_{c}"]
@@ -100,7 +101,8 @@ def test_classifier_chapter_records_test_metrics(tiny_book, ham):
         assert vd["mean"] == pytest.approx(np.mean(list(vd["per_seed"].values())))
         assert vd["status"] in ("shown", "not settled") and 0 <= vd["k"] <= 2
         assert vd["low"] <= vd["mean"] <= vd["high"] or vd["low"] is None, key
-        assert (vd["status"] == "shown") == (vd["k"] == 2 and (vd["low"] > 0 if vd["direction"] > 0 else vd["high"] < 0))
+        assert (vd["status"] == "shown") == (vd["k"] == 2
+                                             and (vd["low"] > 0 if vd["direction"] > 0 else vd["high"] < 0))
     leak = v["leak_audit"]["balanced_accuracy"]
     assert leak["paired inflation (points)"] == pytest.approx(verdicts["leak_balanced_accuracy"]["mean"])
     assert leak["paired inflation (points)"] == pytest.approx(100 * (
@@ -127,7 +129,8 @@ def test_classifier_chapter_records_test_metrics(tiny_book, ham):
     # (the cpu profile's floor, inherited: a second tuned rule keeps validation balanced accuracy within 0.02)
     d = v["decision"]
     assert d["objective"] == "macro_f1" and d["max_drop"] == 0.02 and len(d["weights"]) == 2
-    assert d["tuned_rule"] == list(d["weights"])[-1] and d["tuned_rule"].endswith("balanced accuracy no more than 2 points below argmax's")
+    assert d["tuned_rule"] == list(d["weights"])[-1] and d["tuned_rule"].endswith(
+        "balanced accuracy no more than 2 points below argmax's")
     for rule, w in d["weights"].items():
         assert list(w) == list(CLASSES) and np.prod(list(w.values())) == pytest.approx(1.0)
         assert d[rule]["val"]["macro_f1"] >= d["argmax"]["val"]["macro_f1"]
@@ -197,7 +200,8 @@ def check_metadata(r: dict):
         assert len(per) == len(v["seeds"]) and np.mean(per) == pytest.approx(e["difference (points)"])
         assert e["per replicate"] == ", ".join(f"{x:+.1f}" for x in per)
         assert 100 * (e["image features + metadata"] - e["image features"]) == pytest.approx(np.mean(per))
-    assert "sex=missing" in v["metadata_columns"] and "sex=unknown" not in v["metadata_columns"]  # HAM10000 has "unknown"
+    # HAM10000 has "unknown"
+    assert "sex=missing" in v["metadata_columns"] and "sex=unknown" not in v["metadata_columns"]
     assert any(c.startswith("site=") for c in v["metadata_columns"])
 
 
@@ -358,7 +362,8 @@ def test_hypervector_chapter_records_the_sweep_and_geometry(tiny_book):
     first = per_seed[per_seed["seed"] == 42].astype({"quality": str}).set_index(["model", "quality"])
     for r in sweep:
         if r["model"] in scratch:
-            assert first.loc[(r["model"], str(r["quality"])), "balanced_accuracy"] == pytest.approx(r["balanced_accuracy"])
+            assert first.loc[(r["model"], str(r["quality"])), "balanced_accuracy"] == pytest.approx(
+                r["balanced_accuracy"])
     for r in sweep:  # the recorded clean numbers are the sweep's
         if r["quality"] == "clean":
             assert v["clean_balanced_accuracy"][r["model"]] == pytest.approx(r["balanced_accuracy"])
@@ -649,7 +654,8 @@ def test_a_dependent_starts_while_its_dependency_runs(tmp_path, monkeypatch):
     monkeypatch.setitem(CHAPTER_SCHEMAS, "later", CHAPTER_SCHEMAS["eda"])
     nbs, out, flag = tmp_path / "nbs", tmp_path / "out", tmp_path / "later-ran"
     write_nb(nbs, "01_eda", f'import time, pathlib\nt = time.time()\nwhile not pathlib.Path({str(flag)!r}).exists():'
-                            f'\n    assert time.time() - t < 90, "02_later never ran"\n    time.sleep(0.2)\nch.finish()')
+                            f'\n    assert time.time() - t < 90, "02_later never ran"'
+                            f'\n    time.sleep(0.2)\nch.finish()')
     write_nb(nbs, "02_later", f'import pathlib\npathlib.Path({str(flag)!r}).touch()\nch.finish()', depends=["eda"])
     lines = []
     summary = build("tiny", out, notebooks_dir=nbs, jobs=2, log=lines.append)

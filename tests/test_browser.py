@@ -20,8 +20,8 @@
 
 Time budget: under 4 minutes beyond the shared book build (2-3.5 minutes). Measured on the 2-core machine:
 the book pages 1-5 s each (14 page x width loads for the layout checks: about 80 s), JupyterLab's start and Run
-All of the tiny compression chapter, which loads the models the book build cached, 35-65 s. Keep it there: one browser for the module, one JupyterLab, polls
-instead of sleeps.
+All of the tiny compression chapter, which loads the models the book build cached, 35-65 s. Keep it there: one browser
+for the module, one JupyterLab, polls instead of sleeps.
 
 The browser is the system Chromium (Debian's ``chromium``; ``.ci/run`` and ``make test`` install it where it
 is missing); Playwright's own browser downloads are never used. Set HAMVIZ_CHROMIUM to use another binary.
@@ -341,7 +341,8 @@ CUT = """() => {
       bad.push(`figure "${name(d)}": ${Math.round(r.width)} px wide, the column ${Math.round(right - left)} px`);
     const cap = d.closest('figure') && d.closest('figure').querySelector('figcaption');
     if (cap && r.bottom > cap.getBoundingClientRect().top + 1)
-      bad.push(`figure "${name(d)}": drawn over its caption (${Math.round(r.bottom - cap.getBoundingClientRect().top)} px)`);
+      bad.push(`figure "${name(d)}": drawn over its caption (${Math.round(r.bottom - \
+cap.getBoundingClientRect().top)} px)`);
     const t = d.querySelector('.gtitle');
     if (t && t.textContent.trim()) {
       const b = t.getBoundingClientRect();
@@ -387,7 +388,8 @@ RAW_TABLES = """() => {
     if (t.closest('details.hamviz-params')) continue;
     const cap = t.closest('figure') && t.closest('figure').querySelector('figcaption');
     const label = cap ? cap.textContent.trim().slice(0, 50) : '(no figure)';
-    if (!cap || !cap.textContent.replace(/^\\s*Table\\s+[\\d.]+\\.?/, '').trim()) bad.push(`table ${label}: no caption`);
+    if (!cap || !cap.textContent.replace(/^\\s*Table\\s+[\\d.]+\\.?/, '').trim()) \
+bad.push(`table ${label}: no caption`);
     const cells = [...t.querySelectorAll('td')].map(c => c.textContent.trim());
     const nans = cells.filter(c => /^(nan|NaN|None|<NA>|NaT)$/.test(c));
     if (nans.length) bad.push(`table ${label}: ${nans.length} cell(s) show ${nans[0]}`);
@@ -467,7 +469,8 @@ def test_roc_figures_span_zero_to_one(tiny_book, offline):
             for axis in ("x", "y"):
                 low, high = r[axis]
                 assert -0.05 <= low <= 0.01 and 0.99 <= high <= 1.05, f"{stem}, {r['title']}: {axis} runs {low}..{high}"
-            assert min(r["w"], r["h"]) >= 0.45 * min(r["width"], 700), f"{stem}, {r['title']}: plot area {r['w']}x{r['h']}"
+            assert min(r["w"], r["h"]) >= 0.45 * min(r["width"], 700), \
+                f"{stem}, {r['title']}: plot area {r['w']}x{r['h']}"
     assert found >= 2  # the classifier's one-vs-rest ROC and the ensemble's
     assert_clean(offline, "the ROC figures")
 

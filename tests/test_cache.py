@@ -209,7 +209,8 @@ MODES = {
 @pytest.mark.parametrize("mode", list(MODES))
 def test_every_pillow_mode_decodes_to_the_right_8_bit_rgb(original, mode):
     """A 16-bit image used to decode all white (Pillow clips 16-bit values at 255 when it converts to RGB): every
-    mode Pillow yields decodes to the 8-bit original, within one level (three for YCbCr, which loses that much in 8 bits by itself)."""
+    mode Pillow yields decodes to the 8-bit original, within one level (three for YCbCr, which loses that much in 8 bits
+    by itself)."""
     from hamviz.cache import to_rgb
     rgb, grey = original
     make, want = MODES[mode]

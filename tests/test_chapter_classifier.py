@@ -61,6 +61,7 @@ def test_siblings_in_training_on_real_lesions(metadata):
     """The paired leak design on the real metadata and lesion-grouped split: one shot per test lesion stays in
     test, its other shots move to training, as many training images leave, validation is untouched."""
     from types import SimpleNamespace as NS
+
     from hamviz.splits import make_split
     from hamviz.view import PreparedView
     split = make_split(metadata, seed=0)
@@ -78,7 +79,8 @@ def test_siblings_in_training_on_real_lesions(metadata):
     multi = {les for les, n in pd.Series(g[rows["test"]]).value_counts().items() if n > 1}
     assert leaked == multi and leaked <= set(g[sib.rows["train"]]) and len(leaked) > 50
     assert not (set(g[sib.rows["test"]]) - leaked) & set(g[sib.rows["train"]])  # the rest stay lesion-disjoint
-    assert sib.split_id == "sid|siblings-in-training-1" and (sib.split[metadata["image_id"][sib.rows["test"]]] == "test").all()
+    assert (sib.split_id == "sid|siblings-in-training-1"
+            and (sib.split[metadata["image_id"][sib.rows["test"]]] == "test").all())
     assert (view.with_siblings_in_training(seed=1).rows["test"] == sib.rows["test"]).all()
     with pytest.raises(ValueError, match="lesion-grouped"):
         PreparedView(None, view.cache, view.labels, g, split, "sid", False, rows).with_siblings_in_training()
@@ -153,7 +155,8 @@ def test_step_schedule_halves_the_learning_rate_every_three_epochs():
     m.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
     x = np.random.default_rng(0).random((16, 3)).astype("float32")
     import tensorflow as tf
-    h = fit(m, tf.data.Dataset.from_tensor_slices((x, x[:, :1])).batch(8), epochs=7, patience=7, label="t", learning_rate=0.1, schedule="step")
+    h = fit(m, tf.data.Dataset.from_tensor_slices((x, x[:, :1])).batch(8), epochs=7, patience=7, label="t",
+            learning_rate=0.1, schedule="step")
     np.testing.assert_allclose(h["learning_rate"], [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025], rtol=1e-6)
 
 
@@ -239,6 +242,7 @@ def test_grid_augmentation_replaces_the_main_models(monkeypatch):
     """grid.augment (Zhang's augmentation, no flips) trains the grid's models; without it they get the main
     model's; a model's own settings still apply."""
     from types import SimpleNamespace as NS
+
     import hamviz.chapters.classifier as clf
     seen = []
     monkeypatch.setattr(clf, "train_classifier", lambda cfg, s, log=print: seen.append(cfg) or NS())
@@ -258,6 +262,7 @@ def test_grid_augmentation_replaces_the_main_models(monkeypatch):
 def test_a_transfer_member_trains_with_its_own_optimiser(monkeypatch):
     """Bunu et al.: Nadam and clipping for InceptionV3 only; a member that names none gets the chapter's."""
     from types import SimpleNamespace as NS
+
     import hamviz.chapters.explain as ex
     got = {}
     monkeypatch.setattr(ex, "binary_view", lambda view, malignant: view)
@@ -267,7 +272,7 @@ def test_a_transfer_member_trains_with_its_own_optimiser(monkeypatch):
     ex.transfer_member(ch, {"model": "inceptionv3", "trainable": 150, "optimizer": "nadam", "clipnorm": 1.0,
                             "head_warmup": 15, "epochs": 10}, P)
     ex.transfer_member(ch, {"model": "vgg19", "head": "own_top"}, P)
-    (Pi, spec_i, kw_i), (Pv, spec_v, _) = got["inceptionv3"], got["vgg19"]
+    (Pi, spec_i, kw_i), (Pv, _, _) = got["inceptionv3"], got["vgg19"]
     assert (Pi["optimizer"], Pi["clipnorm"], Pi["learning_rate"]) == ("nadam", 1.0, 1e-3)
     assert (Pv["optimizer"], Pv["clipnorm"]) == ("adam", None)
     assert spec_i == {"trainable": 150} and kw_i["head_warmup"] == 15 and kw_i["epochs"] == 10  # network keys only
@@ -277,6 +282,7 @@ def test_replicates_table_interval_stays_within_what_a_rate_can_take():
     """Two replicates far apart (one near-perfect, one at chance): the t factor with 1 degree of freedom reaches past
     0 and 1; the pooled interval is cut there, and the mean is the replicates' mean."""
     from types import SimpleNamespace
+
     from hamviz.chapters.classifier import replicates_table
     rng = np.random.default_rng(0)
     y = np.tile(np.arange(7), 20)

@@ -34,7 +34,8 @@ def test_ring_is_outside_lesion():
     r = contrast.ring_mask(m, 2)
     assert r.any() and not (r & m).any()
     # its width: the fraction of the longer edge, at least a pixel (6 px at 64x64 for the profiles' 0.1)
-    assert [contrast.ring_width(0.1, (64, 64)), contrast.ring_width(0.1, (150, 200)), contrast.ring_width(0.001, (32, 32))] \
+    assert [contrast.ring_width(0.1, (64, 64)), contrast.ring_width(0.1, (150, 200)),
+            contrast.ring_width(0.001, (32, 32))] \
         == [6, 20, 1]
 
 
@@ -72,6 +73,7 @@ def test_eda_without_optional_columns_skips_only_demographics(tmp_path, metadata
     import json
 
     from conftest import make_subset
+
     from hamviz.book import build
     rows = make_subset(tmp_path / "d", metadata, n_per_class=6)
     rows[["lesion_id", "image_id", "dx"]].to_csv(tmp_path / "d" / "HAM10000_metadata.csv", index=False)

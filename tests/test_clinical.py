@@ -58,7 +58,8 @@ def test_partial_auc_equals_direct_integration_with_ties():
 def test_positive_score_sums_the_named_classes():
     p = onehot_proba(["mel", "nv", "bcc"], sure=0.7)
     rest = 0.3 / 6
-    assert clinical.positive_score(p, ("mel", "bcc", "akiec")) == pytest.approx([0.7 + 2 * rest, 3 * rest, 0.7 + 2 * rest])
+    assert clinical.positive_score(p, ("mel", "bcc", "akiec")) == pytest.approx(
+        [0.7 + 2 * rest, 3 * rest, 0.7 + 2 * rest])
     with pytest.raises(ValueError, match="not among"):
         clinical.positive_score(p, ("melanoma",))
     with pytest.raises(ValueError, match=r"\(N, 7\)"):
@@ -72,7 +73,8 @@ def test_operating_point_fitted_on_validation_scored_on_test():
     t = clinical.operating_points(y_val, s_val, y_test, s_test, targets=(0.75, 1.0), n_boot=200)
     row = t.loc["75 %"]
     assert row["threshold"] == pytest.approx(0.7) and row["val sensitivity"] == pytest.approx(0.75)
-    assert (row["sensitivity"], row["specificity"], row["ppv"], row["npv"]) == pytest.approx((2 / 3, 3 / 4, 2 / 3, 3 / 4))
+    assert (row["sensitivity"], row["specificity"], row["ppv"], row["npv"]) == pytest.approx(
+        (2 / 3, 3 / 4, 2 / 3, 3 / 4))
     assert row["sensitivity low"] <= row["sensitivity"] <= row["sensitivity high"]
     assert t.loc["100 %", "threshold"] == pytest.approx(0.4)  # every validation positive: the lowest one
     assert t.loc["100 %", "sensitivity"] == pytest.approx(1.0) and t.loc["100 %", "specificity"] == pytest.approx(0.75)

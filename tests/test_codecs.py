@@ -1,4 +1,5 @@
-"""hamviz.codecs and hamviz.cache.jpeg_test_sets: JPEG and K-means compression, PSNR/SSIM, and the cached parallel JPEG test sets.
+"""hamviz.codecs and hamviz.cache.jpeg_test_sets: JPEG and K-means compression, PSNR/SSIM, and the cached parallel JPEG
+test sets.
 
 All images are real HAM10000 images (read-only), resized small so the tests stay fast.
 """
@@ -8,15 +9,22 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
+from conftest import make_subset
 from PIL import Image
 
-from conftest import make_subset
 from hamviz import load_ham10000
 from hamviz.cache import JpegSets, build_cache, jpeg_test_sets
-from hamviz.codecs import (DEFAULT_QUALITIES, bits_per_pixel, jpeg_batch, jpeg_roundtrip, kmeans_batch,
-                           kmeans_quantise, psnr, ssim)
+from hamviz.codecs import (
+    DEFAULT_QUALITIES,
+    bits_per_pixel,
+    jpeg_batch,
+    jpeg_roundtrip,
+    kmeans_batch,
+    kmeans_quantise,
+    psnr,
+    ssim,
+)
 
 DATA = Path(os.environ.get("HAMVIZ_DATA") or Path(__file__).resolve().parents[1].parent / "shared/data/ham10000")
 QUALITIES = (95, 50, 20, 10, 5, 3, 1)

@@ -4,8 +4,8 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import make_subset
+
 from hamviz import CLASSES, DataError, load_ham10000
 from hamviz.config import data_dir
 

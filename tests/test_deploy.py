@@ -6,7 +6,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from hamviz import deploy
@@ -46,7 +45,6 @@ def test_portable_model_computes_the_same_with_standard_layers(kind, tmp_path):
 
 
 def test_a_hamviz_layer_without_a_standard_twin_is_refused():
-    import keras
 
     from hamviz.pipeline import random_rot90_layer
     model = _model(random_rot90_layer()(seed=0))
@@ -76,7 +74,8 @@ def test_every_unreadable_image_is_named_and_nothing_is_scored(tmp_path):
     with pytest.raises(deploy.DeployError) as err:
         deploy.read_images(files, 32)
     text = str(err.value)
-    assert "2 of 4" in text and "ISIC_truncated.jpg" in text and "ISIC_page.jpg" in text and "nothing was scored" in text
+    assert ("2 of 4" in text and "ISIC_truncated.jpg" in text and "ISIC_page.jpg" in text
+            and "nothing was scored" in text)
     assert deploy.read_images(files[:2], 32).shape == (2, 32, 32, 3)
 
 

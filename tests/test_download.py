@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import MASK_DIR, Server, patch_registry, write_archives
+
 from hamviz import download as dl
 from hamviz.config import DataError
 from hamviz.data import load_ham10000

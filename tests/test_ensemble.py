@@ -34,8 +34,7 @@ def test_binary_labels_errors():
 
 # --------------------------------------------------------------------------------------------- model
 def test_configurable_cnn_shapes_and_limits():
-    from hamviz.models import configurable_cnn
-    from hamviz.models import ModelError, keras
+    from hamviz.models import ModelError, configurable_cnn, keras
     m = configurable_cnn((16, 16, 3), 2, conv_blocks=3, filters=4, dense_units=8, convs_per_block=1)
     out = m.predict(np.random.default_rng(0).uniform(0, 255, (5, 16, 16, 3)).astype("float32"), verbose=0)
     assert out.shape == (5, 2)
@@ -174,7 +173,8 @@ def test_out_of_fold_stacking_does_not_flatter_itself():
     yg = np.repeat(np.tile([0, 1], 20), 3)
     assert E.out_of_fold("accuracy-weighted", P, yg, groups).shape == (120,)
     assert E.out_of_fold("stacking", P[:, :12], yg[:12], groups[:12]).shape == (12,)  # 2 lesions each: 2 folds
-    with pytest.raises(ValueError, match=r"needs at least 2 benign and 2 malignant lesions in validation, got \[1, 1\]"):
+    with pytest.raises(ValueError,
+                       match=r"needs at least 2 benign and 2 malignant lesions in validation, got \[1, 1\]"):
         E.out_of_fold("stacking", P[:, :6], yg[:6], groups[:6])
 
 

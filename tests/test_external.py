@@ -18,8 +18,7 @@ from PIL import Image
 
 from hamviz.config import DataError
 from hamviz.data import CLASSES
-from hamviz.external import (DERMAMNIST_LABELS, ISIC2018_COLUMNS, DermaMNIST, load_dermamnist,
-                             load_isic2018)
+from hamviz.external import DERMAMNIST_LABELS, ISIC2018_COLUMNS, DermaMNIST, load_dermamnist, load_isic2018
 
 DATA = Path(os.environ.get("HAMVIZ_DATA") or Path(__file__).resolve().parents[1].parent
             / "shared/data/ham10000")
@@ -315,7 +314,8 @@ def test_dermamnist_one_split_and_folder(derma_npz):
 
 
 def test_dermamnist_missing_file(tmp_path):
-    with pytest.raises(DataError, match=r"does not exist.*hamviz download --dermamnist SIZE.*zenodo\.org/records/10519652"):
+    with pytest.raises(DataError,
+                       match=r"does not exist.*hamviz download --dermamnist SIZE.*zenodo\.org/records/10519652"):
         load_dermamnist(tmp_path / "dermamnist_224.npz")
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import DATA, MASK_DIR, Server, patch_registry, write_archives
+
 from hamviz import cli
 from hamviz import weights as w
 from hamviz.config import COMPLETE_MARKER, DataError, completed_items, data_dir

@@ -149,7 +149,6 @@ def _flat(model):
 
 
 def test_hd_cnn_and_hd_head_shapes():
-    from hamviz.models import keras
     from hamviz.models import small_cnn
     x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype(np.float32)
     m = hv.hd_cnn((32, 32, 3), dim=500, dense=32, filters=(8, 16))
@@ -256,6 +255,7 @@ def test_hd_feature_head_learns_from_feature_vectors():
 def test_the_two_rows_must_hold_the_same_rows():
     """The chapter's second row is scored on the first row's test images: views that differ are refused."""
     from types import SimpleNamespace
+
     from hamviz.chapters.hypervector import same_rows
 
     def view(ids, labels, size, classes=("mel", "nv")):

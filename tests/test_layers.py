@@ -29,6 +29,29 @@ def test_import_contracts_are_kept():
     assert "4 kept, 0 broken" in run.stdout
 
 
+RUFF = Path(sys.executable).with_name("ruff")
+
+
+def ruff(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(RUFF), "check", "--no-cache", "."], cwd=root, text=True, capture_output=True,
+                          timeout=300)
+
+
+def test_ruff_is_clean():
+    """`ruff check` (pyproject.toml's rules: pycodestyle, pyflakes, import order) over the package, tests,
+    benchmarks and notebooks."""
+    run = ruff(REPO)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_ruff_catches_an_unused_import_and_a_long_line(tmp_path):
+    """The same configuration on a copy with an unused import and a 121-character line: ruff must name both."""
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "m.py").write_text("import os\n\nX = '" + "x" * 115 + "'\n")
+    run = ruff(tmp_path)
+    assert run.returncode == 1 and "F401" in run.stdout and "E501" in run.stdout, run.stdout
+
+
 @pytest.mark.parametrize("module,line,broken", [
     ("training.py", "from .chapters import eda  # noqa", "The library never imports a chapter"),
     ("models.py", "from . import training  # noqa", "No import cycles"),

@@ -9,8 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 from sklearn.calibration import calibration_curve
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score, log_loss,
-                             roc_auc_score)
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, log_loss, roc_auc_score
 
 from hamviz import metrics as M
 from hamviz import plots

@@ -5,8 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hamviz.models import (ImagenetPreprocess, ModelError, build_model, last_conv_layer, small_cnn,
-                           transfer_model)
+from hamviz.models import ImagenetPreprocess, ModelError, build_model, last_conv_layer, small_cnn, transfer_model
 
 
 def test_small_cnn_is_the_reference_architecture():
@@ -193,7 +192,8 @@ def test_three_level_autoencoder_pools_three_times():
         autoencoder((60, 60, 3), 3, filters=(8, 16, 32))
     from hamviz.params import ParamsError, load_profile
     with pytest.raises(ParamsError, match="divisible by 8"):
-        load_profile("tiny", {"chapters": {"classifier": {"image_size": 60}, "compression": {"ae_filters": [8, 16, 32]}}})
+        load_profile("tiny", {"chapters": {"classifier": {"image_size": 60},
+                                           "compression": {"ae_filters": [8, 16, 32]}}})
 
 
 def test_encoder_decoder_compose_to_the_autoencoder():
@@ -240,6 +240,7 @@ def test_input_scaling_unit_feeds_the_backbone_pixels_over_255():
     """input_scaling: unit (Zhang's and Bunu's (0, 1) inputs) replaces a backbone's ImageNet preprocessing, for a
     Keras application and a Keras-Hub preset alike; the frozen features get a key of their own."""
     from types import SimpleNamespace as NS
+
     from hamviz.features import feature_key
     from hamviz.models import keras
     x = np.full((1, 32, 32, 3), 51.0, dtype="float32")
@@ -252,7 +253,8 @@ def test_input_scaling_unit_feeds_the_backbone_pixels_over_255():
     with pytest.raises(ModelError, match="input_scaling"):
         build_model("mobilenetv2", (32, 32, 3), 2, weights=None, input_scaling="zero_one")
     cache = NS(path="/x/ham-64-stretch-abc", size=(64, 64))
-    assert feature_key(cache, "mobilenetv2", None, "none") == feature_key(cache, "mobilenetv2", None, "none", "imagenet")
+    assert (feature_key(cache, "mobilenetv2", None, "none")
+            == feature_key(cache, "mobilenetv2", None, "none", "imagenet"))
     assert feature_key(cache, "mobilenetv2", None, "none", "unit") != feature_key(cache, "mobilenetv2", None, "none")
 
 

@@ -4,9 +4,10 @@ dies on a typo, a shape or a key after an hour of training (issue 18, item 6).
 The profile is `paper` itself with only sizes, counts and epochs shrunk (and random weights for the Keras
 application backbones, whose ImageNet files cannot be downloaded here): the grid's models with their own settings
 (S3, whose oversampled rows are gathered by index; InceptionV3's and DenseNet201's grid settings only
-checked: they are ResNet50's, and their builders run in the main model and test_models.py), the InceptionV3 main model with its leak audit, an autoencoder and its joint model, the HD-MANN
-CNN and the pretrained HD head, the ensemble of the reference's four members (its two CNNs as the paper states
-them, VGG19, InceptionV3 with its own optimiser and clipping, (0, 1) inputs) beside the random search, Grad-CAM. 84 images (12 per class).
+checked: they are ResNet50's, and their builders run in the main model and test_models.py), the InceptionV3 main model
+with its leak audit, an autoencoder and its joint model, the HD-MANN CNN and the pretrained HD head, the ensemble of the
+reference's four members (its two CNNs as the paper states them, VGG19, InceptionV3 with its own optimiser and clipping,
+(0, 1) inputs) beside the random search, Grad-CAM. 84 images (12 per class).
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import json
 
 import pytest
 import yaml
-
 from conftest import make_subset
 
 GRID_MODELS = ["small_cnn", "resnet50"]
@@ -38,8 +38,8 @@ TOY = {
         "joint": {"ratios": [3], "epochs": 1, "patience": 1, "n_boot": 0},
         "hypervector": {"image_size": 48, "epochs": 1, "patience": 1, "per_class": 12, "embed_points": 24,
                         "perplexity": 5, "pretrained_head": {"image_size": 32}},
-        "explain": {"image_size": None, "member_epochs": 1, "search_trials": 4, "search_epochs": 1, "optimizer_epochs": 1,
-                    "optimizers": ["sgd", "nadam"], "cam_images": 8, "gallery": 2,
+        "explain": {"image_size": None, "member_epochs": 1, "search_trials": 4, "search_epochs": 1,
+                    "optimizer_epochs": 1, "optimizers": ["sgd", "nadam"], "cam_images": 8, "gallery": 2,
                     "transfer_members": [{"model": "vgg19", "weights": None, "trainable": "all", "head": "own_top",
                                           "input_scaling": "unit"},
                                          {"model": "inceptionv3", "weights": None, "trainable": 150,

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import REPO
 
 PAPERMILL = Path(sys.executable).with_name("papermill")

@@ -3,13 +3,13 @@ reference value quoted from its text (or said not to be stated)."""
 import re
 
 import pytest
-from conftest import DATA
+from conftest import REPO
 
 from hamviz.params import chapter_params, load_profile
 from hamviz.protocol import NOT_STATED, PROTOCOLS, TEXTS, protocol_table
 
-#: the reference texts, beside the shared data (../shared/references next to ../shared/data/ham10000)
-REFERENCES = DATA.parents[1] / "references"
+#: the reference texts: ../shared/references beside the repository (not part of the data set)
+REFERENCES = REPO.parent / "shared" / "references"
 
 CHAPTERS = ("classifier", "compression", "joint", "hypervector", "explain")
 
@@ -89,11 +89,13 @@ def test_the_table_follows_the_profile():
     cpu = protocol_table("explain", chapter_params(load_profile("cpu"), "explain"))
     assert cpu.loc["members", "this run"] == "main model, reference CNN, 2 best search CNNs, weak CNN"
     # the sizes and amounts a cpu run shrinks, each a row: images, training length, the main model's own size
-    assert cpu.loc["training images", ["this run", "same?"]].tolist() == ["2,000 class-stratified training images", "no"]
+    assert cpu.loc["training images", ["this run", "same?"]].tolist() == [
+        "2,000 class-stratified training images", "no"]
     assert cpu.loc["training length", "this run"] == "4 search trials of 2 epochs, members 4 epochs"
     assert cpu.loc["input", "this run"] == "64x64 (members trained here; the main model at its own size)"
     hd = protocol_table("hypervector", chapter_params(load_profile("cpu"), "hypervector"))
-    assert hd.loc["HD CNN", ["this run", "same?"]].tolist() == ["'same' convolutions (32-32-16-16-8), Dropout 0.5, Dense(1000)", "no"]
+    assert hd.loc["HD CNN", ["this run", "same?"]].tolist() == [
+        "'same' convolutions (32-32-16-16-8), Dropout 0.5, Dense(1000)", "no"]
     assert hd.loc["epochs", "same?"] == "no" and hd.loc["epochs", "this run"].startswith("at most 10, stopping after 3")
     assert protocol_table("explain", chapter_params(paper, "explain")).loc["members", "same?"] == "yes"
     # the compression chapter scores the main model: the paper profile's is Doctor's InceptionV3 at 128x128

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import DATA, make_subset
+
 from hamviz import DataError, HamvizError, ParamsError, load_ham10000
 from hamviz.cache import build_cache
 from hamviz.splits import make_split
@@ -112,6 +112,7 @@ def _damage(how: str, count: int = 1, folder: str = "images"):
                 f.write_bytes(data[: len(data) * 2 // 3])
             elif how == "png-cut":
                 import io
+
                 from PIL import Image
                 buf = io.BytesIO()
                 Image.open(f).save(buf, "PNG")
@@ -142,6 +143,7 @@ def _validate_damaged(env):
 
 def _isic_damaged(env):
     from conftest import write_isic2018
+
     from hamviz.external import load_isic2018
     rows = env.metadata.groupby("dx").head(1)
     write_isic2018(env.tmp / "isic", DATA / "images", rows)
@@ -211,6 +213,7 @@ def _unreadable_folder(name: str, masks: bool = False):
 
 def _unreadable_isic_folder(env):
     from conftest import write_isic2018
+
     from hamviz.external import load_isic2018
     write_isic2018(env.tmp / "isic", DATA / "images", env.metadata.groupby("dx").head(1))
     _unreadable(env, env.tmp / "isic" / "ISIC2018_Task3_Test_Input")
@@ -236,6 +239,7 @@ def _book_into_a_locked_folder(env):
     separate process that only holds it); the second stops before running anything, naming both."""
     import subprocess
     import sys
+
     from hamviz.book import LOCK, build
     out = env.tmp / "book"
     out.mkdir()
@@ -885,6 +889,7 @@ def test_a_class_missing_from_a_split_part_is_a_warning_in_the_chapter(ham, tmp_
     (printed and recorded), and the classifier chapter's note says over which classes that part's macro metrics
     average (the same classes for all three)."""
     import warnings
+
     from hamviz.chapters.base import Chapter
     from hamviz.chapters.classifier import averaging_notes
     from hamviz.metrics import evaluate
@@ -1045,6 +1050,7 @@ def test_concurrent_writers_of_the_index_and_its_files_do_not_collide(tmp_path):
     writers here without them, then by two writers at once.)"""
     import json
     import threading
+
     from hamviz.book import Book, _write_json, share_plotly_js, write_index
     from hamviz.params import load_profile
     book = Book(tmp_path / "out", load_profile("tiny"), [], {}, "fingerprint")
@@ -1082,6 +1088,7 @@ def test_an_artefact_is_trained_once_when_two_ask_for_it_at_once(tmp_path):
     artefact: one trains it, the other waits, says for whom, and loads it."""
     import threading
     import time
+
     from hamviz.models import keras
     from hamviz.training import train_or_load
     calls, logs, got = [], [], {}

@@ -25,9 +25,9 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import DATA, REPO, make_subset, write_isic2018
 from PIL import Image
 
-from conftest import DATA, REPO, make_subset, write_isic2018
 from hamviz import DataError, load_ham10000
 from hamviz.cache import build_cache, decode, decode_mask
 from hamviz.registry import CLASSES, SPLITS
@@ -282,6 +282,7 @@ def test_an_old_scikit_learn_is_named_at_run_time(metadata, monkeypatch):
     """With a scikit-learn that has the defect, making a lesion-grouped split warns, naming the version, the
     scikit-learn issue and the fix."""
     import sklearn
+
     from hamviz.splits import make_split
     monkeypatch.setattr(sklearn, "__version__", "1.7.2")
     meta = metadata.groupby("dx").head(40)

@@ -260,6 +260,7 @@ def test_image_cache_on_a_full_disk(subset, tmp_path, monkeypatch, where):
     is created, or when the index is written last. A hamviz error names the device, the cache folder and the
     space the entry needs; nothing temporary stays; with space again, the next build works."""
     import os
+
     from hamviz import load_ham10000
     from hamviz.cache import build_cache
     ds = load_ham10000(subset)
@@ -334,6 +335,7 @@ def test_jpeg_sets_on_a_full_disk(subset, tmp_path, monkeypatch):
 def test_split_on_a_full_disk(metadata, tmp_path, monkeypatch):
     import pandas as pd
     from conftest import make_subset
+
     from hamviz import load_ham10000
     from hamviz.splits import get_split
     make_subset(tmp_path / "ham", metadata, n_per_class=6, masks=False)
@@ -406,8 +408,10 @@ def test_download_progress_in_a_log_is_a_few_plain_lines(clean_proxy_env, tmp_pa
 
 def test_progress_on_a_terminal_is_still_a_bar(monkeypatch):
     import io
-    from hamviz.files import bar
+
     from tqdm import tqdm
+
+    from hamviz.files import bar
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -441,6 +445,7 @@ def _local_refs(site: Path):
 def test_the_book_works_on_a_static_host_and_when_copied(tmp_path):
     import nbformat
     from test_render import RECORD, executed_notebook
+
     from hamviz.render import Page, render_book
     out = tmp_path / "book"
     (out / "chapters" / "03_made").mkdir(parents=True)
@@ -462,7 +467,8 @@ def test_the_book_works_on_a_static_host_and_when_copied(tmp_path):
     outside = [(str(p.relative_to(site)), r) for p, r, t in refs if not t.is_relative_to(site.resolve())]
     missing = [(str(p.relative_to(site)), r) for p, r, t in refs if not t.exists()]
     hidden = [(str(p.relative_to(site)), r) for p, r, t in refs
-              if t.is_relative_to(site.resolve()) and any(s.startswith(".") for s in t.relative_to(site.resolve()).parts)]
+              if t.is_relative_to(site.resolve())
+              and any(s.startswith(".") for s in t.relative_to(site.resolve()).parts)]
     assert outside == [] and missing == [] and hidden == []
     # a copy without .nojekyll: Jekyll is told to serve every _-folder the pages use
     used = {t.relative_to(site.resolve()).parts[0] for _, _, t in refs}

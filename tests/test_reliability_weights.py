@@ -25,8 +25,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from conftest import DATA
+
 from hamviz import weights as w
 from hamviz.weights import WeightsError
 

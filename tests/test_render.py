@@ -6,11 +6,9 @@ import re
 import time
 
 import nbformat
-import pytest
 
 from hamviz.progress import BuildProgress, table, training_line
-from hamviz.render import (WIDGET_MIME, Page, interval, key_results_html, prepare_notebook, render_book,
-                           share_plotly_js)
+from hamviz.render import WIDGET_MIME, Page, interval, key_results_html, prepare_notebook, render_book, share_plotly_js
 
 PLOTLY_LIB = "/**\n* plotly.js v9.8.7\n* banner\n*/\nwindow.Plotly = {newPlot: function () {}};"
 FIGURE = ('<div id="f1" class="plotly-graph-div"></div><script src="https://cdn.example.org/mathjax.js"></script>'
@@ -330,12 +328,14 @@ def test_tables_are_tidied_and_captioned(tmp_path):
     table = ('<table class="dataframe"><thead><tr><th></th><th>method</th><th>AUC</th><th>error</th></tr></thead>'
              '<tbody><tr><th>0</th><td>a</td><td>0.5</td><td>None</td></tr>'
              '<tr><th>1</th><td>macro avg</td><td>nan</td><td>x</td></tr></tbody></table>')
-    named = '<table class="dataframe"><thead><tr><th>setting</th><th>x</th></tr></thead><tbody><tr><th>q1</th><td>1</td></tr></tbody></table>'
+    named = ('<table class="dataframe"><thead><tr><th>setting</th><th>x</th></tr></thead>'
+             '<tbody><tr><th>q1</th><td>1</td></tr></tbody></table>')
     out = lambda h: c.new_output("display_data", data={"text/html": h, "text/plain": "..."})  # noqa: E731
     nb = c.new_notebook(cells=[
         c.new_markdown_cell("# Chapter"),
         c.new_code_cell("x = 1\n# Members and combiners\ndisplay(t)\n# lower-case code comment\ndisplay(u)",
-                        outputs=[out(named), c.new_output("stream", name="stdout", text="Note: text\nAdding members:\n"),
+                        outputs=[out(named),
+                                 c.new_output("stream", name="stdout", text="Note: text\nAdding members:\n"),
                                  out(table)]),
         c.new_code_cell("show()", outputs=[c.new_output("display_data", data={"text/markdown": "**Protocol** — `ref`"}),
                                            out(named)])])

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from hamviz import metrics
-from hamviz.replicates import (NOT_SETTLED, SHOWN, decide, effect_draws, holm, metric_draws, pooled_interval,
-                               replicate_seeds)
+from hamviz.replicates import (
+    NOT_SETTLED,
+    SHOWN,
+    decide,
+    effect_draws,
+    holm,
+    metric_draws,
+    pooled_interval,
+    replicate_seeds,
+)
 
 
 def _draws(effects, sd, n_boot=400, seed=0):
@@ -77,8 +85,10 @@ def test_pooled_interval_is_t_over_seeds_and_bootstrap_over_lesions():
     lo, hi = pooled_interval([1.0, 1.0, 1.0], _draws([1.0, 1.0, 1.0], 0.2, n_boot=4000))
     assert (hi - lo) == pytest.approx(2 * 1.96 * 0.2, rel=0.1) and lo < 1.0 < hi
     lo, hi = pooled_interval([-2.0, 1.0, 4.0], _draws([-2.0, 1.0, 4.0], 1e-9))
-    assert (lo, hi) == pytest.approx((1.0 - 4.302652729911275 * 3 / math.sqrt(3), 1.0 + 4.302652729911275 * 3 / math.sqrt(3)))
-    assert pooled_interval([1.0, float("nan")], _draws([1.0, 0.0], 0.2)) != pooled_interval([1.0, 0.0], _draws([1.0, 0.0], 0.2))
+    assert (lo, hi) == pytest.approx((1.0 - 4.302652729911275 * 3 / math.sqrt(3),
+                                      1.0 + 4.302652729911275 * 3 / math.sqrt(3)))
+    assert (pooled_interval([1.0, float("nan")], _draws([1.0, 0.0], 0.2))
+            != pooled_interval([1.0, 0.0], _draws([1.0, 0.0], 0.2)))
 
 
 def test_false_findings_stay_below_the_stated_rate():

@@ -7,8 +7,7 @@ import pytest
 
 from hamviz import store
 from hamviz.registry import STRATEGIES
-from hamviz.training import (TrainConfig, TrainingError, artefact_key, limit_rows, strategy_plan,
-                             train_classifier)
+from hamviz.training import TrainConfig, TrainingError, artefact_key, limit_rows, strategy_plan, train_classifier
 from hamviz.view import prepare
 
 

@@ -61,6 +61,7 @@ def test_static_slider(image, model):
 def _static_page(outputs, tmp_path) -> str:
     """The HTML the book makes of a notebook whose one code cell has ``outputs`` (as hamviz.render.render_book)."""
     import nbformat
+
     from hamviz.render import Page, render_book
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Widgets"),
                                          nbformat.v4.new_code_cell("explorer", outputs=outputs)])
@@ -81,6 +82,7 @@ def test_static_page_shows_a_note_not_the_widget_repr(image, tmp_path):
     import ipywidgets
     import nbformat
     from IPython.core.formatters import DisplayFormatter
+
     from hamviz.render import WIDGET_NOTE
     from hamviz.widgets import STATIC_NOTE
     data, _ = DisplayFormatter().format(CompressionExplorer(image))

@@ -14,7 +14,6 @@ from ..training import Artefact, TrainConfig, train_classifier, train_frozen_hea
 from ..view import PreparedView
 
 
-
 def config(P: dict, **over) -> TrainConfig:
     """The TrainConfig of the chapter parameters ``P`` (flat), with ``over`` replacing fields."""
     model = over.pop("model", P["model"])
@@ -85,7 +84,8 @@ def main_models(ch, log=print) -> tuple[list[Artefact], PreparedView]:
     return [train_classifier(config(P, seed=seed), s, log=log) for seed in main_seeds(ch)], s
 
 
-def replicates_table(s: PreparedView, ts: list[Artefact], n_boot: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+def replicates_table(s: PreparedView, ts: list[Artefact], n_boot: int = 1000,
+                     seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """One row per replicate of one recipe (``ts``, trained with different seeds on view ``s``): its seed, epochs
     run, kept epoch (and whether it is the last: training then may not have converged), validation and test
     balanced accuracy, test macro-F1 and macro AUC; then a row "mean [95 % interval]" whose intervals pool
@@ -114,7 +114,8 @@ def replicates_table(s: PreparedView, ts: list[Artefact], n_boot: int = 1000, se
     table.index = table.index.map(lambda v: f"seed {v}")
     shown = table.astype(object)
     shown.loc["mean [95 % interval]"] = {**{c: "" for c in table.columns},
-                                         **{m: with_interval(p["mean"], p["low"], p["high"]) for m, p in pooled.items()}}
+                                         **{m: with_interval(p["mean"], p["low"], p["high"])
+                                            for m, p in pooled.items()}}
     return shown, {"per_seed": rows, "pooled": pooled}
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from .. import codecs
-from ..cache import jpeg_test_sets
 from ..autoenc import AEConfig, dequantised, latent_rate, reconstruct, train_autoencoder
+from ..cache import jpeg_test_sets
 from ..metrics import evaluate
 from ..registry import CLASSES
 from ..training import Artefact, predict

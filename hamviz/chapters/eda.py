@@ -121,5 +121,5 @@ def contrast_note(contrast_table: pd.DataFrame, size, ring: float) -> str:
     return (f"Measured on the {size[0]}x{size[1]} cached images and their lesion masks (the masks/ folder of the data: "
             f"HAM10000's lesion segmentations, Tschandl et al.); the skin ring is {ring_width(ring, size)} px wide "
             f"(contrast_ring {ring:g} of the image edge); {valid:,} of {len(contrast_table):,} images give a value (an "
-            "empty mask, or one that leaves no ring of skin, gives none). dL: skin minus lesion lightness L*, > 0 for a "
-            "lesion darker than its skin. The median over all images is mostly nv's.")
+            "empty mask, or one that leaves no ring of skin, gives none). dL: skin minus lesion lightness L*, > 0 for "
+            "a lesion darker than its skin. The median over all images is mostly nv's.")

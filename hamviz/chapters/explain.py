@@ -16,7 +16,6 @@ from ..search import SEARCH_SPACE, random_search
 from ..training import Artefact, TrainConfig, predict, train_classifier
 from ..view import PreparedView
 
-
 #: ``balancing`` -> the imbalance strategy of the binary members: class weights (S4), or the malignant class repeated
 #: up to the benign count with on-the-fly augmentation of every repeat (S3: oversample to the majority).
 BALANCING = {"class_weights": "S4", "oversample": "S3"}
@@ -32,13 +31,13 @@ def binary_view(s: PreparedView, malignant) -> PreparedView:
 def member(b: PreparedView, model: str, options: dict, P: dict, *, epochs=None, optimizer=None, seed=None,
            fixed_budget: bool = False, head_warmup: int = 0, log=print) -> Artefact:
     """One binary member on the binary view ``b``, trained once (``P["balancing"]``: class weights, or the
-    malignant class oversampled to the benign count; the chapter's augmentation) and stored. ``epochs`` (default ``P["member_epochs"]``) is a maximum: early stopping (``P["patience"]``) and
-    a learning-rate plateau schedule apply, unless ``fixed_budget``: then every run trains exactly ``epochs``
-    epochs at a constant learning rate (what a comparison of optimisers or search trials needs to be fair).
-    ``head_warmup`` > 0: two stages, the head alone on the pretrained backbone's cached frozen features for that
-    many epochs, then ``epochs`` with the ``trainable`` layers unfrozen (Bunu et al.'s InceptionV3). ``P``'s
-    optimizer, learning_rate and clipnorm apply unless ``optimizer`` is given (a transfer member's own settings
-    come in ``P``: :func:`transfer_member`)."""
+    malignant class oversampled to the benign count; the chapter's augmentation) and stored. ``epochs`` (default
+    ``P["member_epochs"]``) is a maximum: early stopping (``P["patience"]``) and a learning-rate plateau schedule apply,
+    unless ``fixed_budget``: then every run trains exactly ``epochs`` epochs at a constant learning rate (what a
+    comparison of optimisers or search trials needs to be fair). ``head_warmup`` > 0: two stages, the head alone on the
+    pretrained backbone's cached frozen features for that many epochs, then ``epochs`` with the ``trainable`` layers
+    unfrozen (Bunu et al.'s InceptionV3). ``P``'s optimizer, learning_rate and clipnorm apply unless ``optimizer`` is
+    given (a transfer member's own settings come in ``P``: :func:`transfer_member`)."""
     n = epochs or P["member_epochs"]
     cfg = TrainConfig(model=model, model_options=dict(options), image_size=b.size,
                       strategy=BALANCING[P.get("balancing", "class_weights")],

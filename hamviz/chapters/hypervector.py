@@ -404,8 +404,10 @@ def replicate_effects(reps: list[dict], memory: hv.Memory, clean, coded, quality
     out = {}
     for name in (n for n in reps[0] if n != "softmax"):
         for key, f in ((f"{name} minus softmax, clean", lambda x, n=name: x[n, "clean"] - x["softmax", "clean"]),
-                       (f"{name} minus softmax, JPEG q{quality}", lambda x, n=name: x[n, quality] - x["softmax", quality]),
+                       (f"{name} minus softmax, JPEG q{quality}",
+                        lambda x, n=name: x[n, quality] - x["softmax", quality]),
                        (f"softmax's drop at JPEG q{quality} minus {name}'s",
-                        lambda x, n=name: (x[n, quality] - x[n, "clean"]) - (x["softmax", quality] - x["softmax", "clean"]))):
+                        lambda x, n=name: (x[n, quality] - x[n, "clean"])
+                                          - (x["softmax", quality] - x["softmax", "clean"]))):
             out[key] = {"per_seed": dict(zip(seeds, 100 * f(v))), "draws": 100 * f(d)}
     return out

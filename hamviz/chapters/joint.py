@@ -97,8 +97,8 @@ def contrast_verdicts(ch, reps: list[dict], lesion_contrast, labels, groups, nam
                                     groups, max(n_boot, 2000), ch.params["seed"])
         classes = ", ".join(CLASSES[k] for k in used) or "none with 5 errors and 5 correct answers"
         ch.verdict(f"contrast: {name}", f"{name}: do its errors have lower lesion contrast than its correct answers, "
-                   f"within class? (classes: {classes})", dict(zip([rep["seed"] for rep in reps], gap)), d, direction=-1,
-                   units="dE2000", alpha=0.05 / len(names))
+                   f"within class? (classes: {classes})", dict(zip([rep["seed"] for rep in reps], gap)), d,
+                   direction=-1, units="dE2000", alpha=0.05 / len(names))
 
 
 def boundary_verdicts(ch, reps: list[dict], masks, groups, ratios, band_width: int, n_boot: int = 200) -> None:
@@ -113,5 +113,5 @@ def boundary_verdicts(ch, reps: list[dict], masks, groups, ratios, band_width: i
                               for k in ("joint_out", "standalone"))
         gap, d = mean_difference_draws(joint_be, alone_be, groups=groups, n_boot=n_boot, seed=ch.params["seed"])
         ch.verdict(f"boundary {r:g}x", f"Does the joint AE {r:g}x keep more of the lesion boundary than the "
-                   "standalone one? (share of gradient energy)", dict(zip([rep["seed"] for rep in reps], gap)), d, direction=1, units="",
-                   digits=3, alpha=0.05 / len(ratios))
+                   "standalone one? (share of gradient energy)", dict(zip([rep["seed"] for rep in reps], gap)), d,
+                   direction=1, units="", digits=3, alpha=0.05 / len(ratios))
