@@ -26,7 +26,7 @@ export HAMVIZ_CHROMIUM := $(CHROMIUM)
 
 STAMP := $(VENV)/.installed
 
-.PHONY: book test env lab clean-book
+.PHONY: book test env lab clean-book docs
 
 env: $(STAMP)
 
@@ -56,3 +56,8 @@ lab: $(STAMP)
 
 clean-book:
 	rm -rf $(BOOK)
+
+# The documentation site (README is its front page): docs/*.md, the parameter reference generated from the
+# profile schema; offline, and any Sphinx warning is an error. Open docs/_build/html/index.html.
+docs: $(STAMP)
+	$(VENV)/bin/python -m sphinx -W --keep-going -b html docs docs/_build/html
