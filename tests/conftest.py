@@ -39,7 +39,7 @@ HEAVY_FIRST = (*BOOK_MODULES, "test_paper_smoke.py")
 DATA_FIXTURES = frozenset({"data_dir", "ham", "metadata", "subset", "tiny_profile", "tiny_book"})
 #: modules whose every test reads the HAM10000 folder outside those fixtures (a module-level path, a notebook run on
 #: the data, a download server filled from it): marked ``data`` as a whole
-DATA_MODULES = ()
+DATA_MODULES = ("test_reliability.py", "test_first_run.py", "test_download.py", "test_external.py")
 #: modules that take minutes (a book, a browser, a profile's smoke run, real training): marked ``slow``
 SLOW_MODULES = (*HEAVY_FIRST,)
 

@@ -211,6 +211,7 @@ def test_a_damaged_keras_application_file_is_named(weights_copy, tmp_path, conte
     assert "hamviz weights --model resnet50" in message, message
 
 
+@pytest.mark.data  # reads the HAM10000 folder (DATA) directly
 def test_the_book_stops_on_a_damaged_preset_before_any_chapter(weights_copy, tmp_path, monkeypatch):
     from hamviz import book
     started = []
@@ -223,6 +224,7 @@ def test_the_book_stops_on_a_damaged_preset_before_any_chapter(weights_copy, tmp
 
 
 @pytest.mark.parametrize("damage", [_truncate, _config_not_json], ids=["truncated", "config-not-json"])
+@pytest.mark.data  # reads the HAM10000 folder (DATA) directly
 def test_validate_names_a_damaged_preset(weights_copy, damage, capsys):
     from hamviz.cli import main
     name, why = damage(weights_copy)
