@@ -11,8 +11,9 @@ from .config import HamvizError
 
 
 def _book(args) -> int:
-    from .book import NOTEBOOKS, build
-    from .progress import BuildProgress
+    from .book import build
+    from .book.progress import BuildProgress
+    from .book.spec import NOTEBOOKS
     # live bars on a terminal; plain lines in a log; nothing but the last line with --quiet
     progress = BuildProgress(live=sys.stdout.isatty(), quiet=args.quiet)
     summary = None

@@ -35,7 +35,7 @@ NO_DOWNLOAD_ENV = "HAMVIZ_NO_DOWNLOAD"
 #: a mirror: the book's automatic download fetches every file from ``$HAMVIZ_DOWNLOAD_URL/<file name>``
 DOWNLOAD_URL_ENV = "HAMVIZ_DOWNLOAD_URL"
 #: set by the book for a chapter's process and kernel: a path prefix of the progress reports they write
-#: (<prefix>.cells.json, <prefix>.train.json; see hamviz.progress)
+#: (<prefix>.cells.json, <prefix>.train.json; see hamviz.book.progress)
 PROGRESS_ENV = "HAMVIZ_PROGRESS"
 #: written into a data folder by :func:`hamviz.download.download` once every item it was asked for is in place
 COMPLETE_MARKER = ".hamviz-complete.json"

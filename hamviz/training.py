@@ -89,7 +89,7 @@ TRAINED: list[dict] = []
 # ------------------------------------------------------------------------------------------------ the fit loop
 def progress_reporter(path: str, label: str, epochs: int, every: float = 2.0):
     """A Keras callback that writes where training is to the JSON file ``path`` (for ``hamviz book``'s progress
-    view, :mod:`hamviz.progress`): {"label", "epoch", "epochs", "batch", "steps", "started", "time"}, epochs and
+    view, :mod:`hamviz.book.progress`): {"label", "epoch", "epochs", "batch", "steps", "started", "time"}, epochs and
     batches 1-based, times in seconds since the epoch; at each epoch's start and end and at most every ``every``
     seconds in between. A file it cannot write is skipped (progress is never worth a failed training)."""
     from .models import keras

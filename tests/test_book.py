@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from hamviz import DataError, ParamsError
-from hamviz.book import build, discover, prepare, write_index
+from hamviz.book import build, discover, prepare
+from hamviz.book.index import write_index
 from hamviz.registry import CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -664,7 +665,8 @@ def test_a_dependent_starts_while_its_dependency_runs(tmp_path, monkeypatch):
 
 
 def test_next_chapter_prefers_ready_then_the_least_to_wait_for():
-    from hamviz.book import ChapterSpec, next_chapter
+    from hamviz.book.scheduler import next_chapter
+    from hamviz.book.spec import ChapterSpec
 
     def spec(name, *deps):
         return ChapterSpec(name, name, Path(name), name, list(deps))
@@ -730,7 +732,7 @@ def test_a_chapter_and_its_kernel_die_with_a_killed_book(tmp_path):
     """kill -9 of the book alone: its chapter process (and that one's kernel) end too, instead of training on
     unsupervised and publishing under a marker nobody removes; the next build sees an interrupted chapter by
     its dead pid and reruns it."""
-    from hamviz.book import _pid_alive
+    from hamviz.book.spec import pid_alive as _pid_alive
     nbs, out = tmp_path / "nbs", tmp_path / "out"
     write_nb(nbs, "01_eda", 'import time\ntime.sleep(120)\nch.finish()')
     proc = subprocess.Popen([sys.executable, "-m", "hamviz", "book", "--profile", "tiny", "--out", str(out),
@@ -791,7 +793,7 @@ ch.finish()"""
 def test_a_running_chapter_reports_its_cell_and_epoch(tmp_path):
     """The chapter process reports the code cell it runs (of how many) and the kernel the training epoch,
     through the files the progress view reads; both are gone once the chapter ends."""
-    from hamviz.progress import BuildProgress
+    from hamviz.book.progress import BuildProgress
     nbs, out = tmp_path / "nbs", tmp_path / "out"
     write_nb(nbs, "01_eda", TRAINING_CHAPTER)
     seen, prefixes = [], []

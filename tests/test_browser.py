@@ -51,8 +51,7 @@ import nbformat
 import pytest
 
 from hamviz.book import discover
-from hamviz.frontpage import key_numbers
-from hamviz.render import duration
+from hamviz.book.frontpage import duration, key_numbers
 
 REPO = Path(__file__).resolve().parents[1]
 ARTEFACTS = REPO / "test-artefacts" / "browser"

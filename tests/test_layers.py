@@ -26,7 +26,7 @@ def lint(root: Path) -> subprocess.CompletedProcess:
 def test_import_contracts_are_kept():
     run = lint(REPO)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "4 kept, 0 broken" in run.stdout
+    assert "5 kept, 0 broken" in run.stdout
 
 
 RUFF = Path(sys.executable).with_name("ruff")
@@ -57,6 +57,7 @@ def test_ruff_catches_an_unused_import_and_a_long_line(tmp_path):
     ("models.py", "from . import training  # noqa", "No import cycles"),
     ("registry.py", "from . import data  # noqa", "The vocabulary and the settings import nothing"),
     ("chapters/eda.py", "from .. import book  # noqa", "The book runs the chapters"),
+    ("book/frontpage.py", "from . import pages  # noqa", "The book's modules, each using only those after it"),
 ])
 def test_contracts_catch_a_broken_layer(tmp_path, module, line, broken):
     """The same contracts on a copy of the package with one forbidden import added: the linter must fail and
@@ -106,6 +107,21 @@ def test_no_function_over_80_lines():
     assert not long, long
 
 
+#: modules still over MAX_MODULE_LINES, to be split (issue 38): the list only shrinks -- a module that comes under
+#: the bound must leave it, and no other module may pass it
+OVER_500 = {"params.py", "data.py", "training.py", "protocol.py", "chapters/classifier.py", "cache.py",
+            "gradcam.py", "external.py", "metrics.py", "plots.py", "models.py", "weights.py"}
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_over_500_lines_but_the_listed_ones():
+    sizes = {p.relative_to(REPO / "hamviz").as_posix(): len(p.read_text().splitlines())
+             for p in (REPO / "hamviz").rglob("*.py")}
+    over = {name for name, n in sizes.items() if n > MAX_MODULE_LINES}
+    assert over <= OVER_500, f"over {MAX_MODULE_LINES} lines: {sorted(over - OVER_500)}: split them"
+    assert OVER_500 <= over, f"{sorted(OVER_500 - over)}: {MAX_MODULE_LINES} lines or fewer now; drop from OVER_500"
+
+
 def test_wheel_ships_notebooks_and_profiles_and_runs_outside_the_checkout(tmp_path):
     """Build the wheel, check it holds the notebooks and profiles, install it (without dependencies, which the
     test environment has) into a folder of its own and run ``hamviz validate`` from another directory: the
@@ -125,6 +141,8 @@ def test_wheel_ships_notebooks_and_profiles_and_runs_outside_the_checkout(tmp_pa
     for prof in ("tiny", "cpu", "paper"):
         assert f"hamviz/profiles/{prof}.yaml" in names
     assert "hamviz/chapters/classifier.py" in names and "hamviz/training.py" in names
+    for t in (REPO / "hamviz" / "book" / "templates").iterdir():  # the book's Sphinx configuration, CSS, JS
+        assert f"hamviz/book/templates/{t.name}" in names, t.name
     site = tmp_path / "site"
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
                           str(wheel)], text=True, capture_output=True, timeout=600)
@@ -132,8 +150,10 @@ def test_wheel_ships_notebooks_and_profiles_and_runs_outside_the_checkout(tmp_pa
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}
-    where = subprocess.run([sys.executable, "-c", "import hamviz, hamviz.book as b, hamviz.params as p; "
-                            "print(hamviz.__file__); print(b.NOTEBOOKS); print(p.find_profile('tiny'))"],
+    where = subprocess.run([sys.executable, "-c", "import hamviz, hamviz.book.spec as b, hamviz.book.render as r, "
+                            "hamviz.params as p; "
+                            "print(hamviz.__file__); print(b.NOTEBOOKS); print(p.find_profile('tiny')); "
+                            "print(r.TEMPLATES); assert 'sphinx_book_theme' in r.template('conf.py.in')"],
                            cwd=elsewhere, env=env, text=True, capture_output=True, timeout=300)
     assert where.returncode == 0, where.stderr[-3000:]
     lines = where.stdout.split()

@@ -4,7 +4,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hamviz.book import check_notebook, discover
+from hamviz.book.spec import check_notebook, discover
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SPECS = discover(NOTEBOOKS)

@@ -1051,7 +1051,10 @@ def test_concurrent_writers_of_the_index_and_its_files_do_not_collide(tmp_path):
     import json
     import threading
 
-    from hamviz.book import Book, _write_json, share_plotly_js, write_index
+    from hamviz.book.index import write_index
+    from hamviz.book.pages import share_plotly_js
+    from hamviz.book.spec import Book
+    from hamviz.book.spec import write_json as _write_json
     from hamviz.params import load_profile
     book = Book(tmp_path / "out", load_profile("tiny"), [], {}, "fingerprint")
     page = "<html><script>/**\n* plotly.js v9.9.9\n*/" + "x" * 200_000 + "</script></html>"

@@ -446,7 +446,8 @@ def test_the_book_works_on_a_static_host_and_when_copied(tmp_path):
     import nbformat
     from test_render import RECORD, executed_notebook
 
-    from hamviz.render import Page, render_book
+    from hamviz.book.pages import Page
+    from hamviz.book.render import render_book
     out = tmp_path / "book"
     (out / "chapters" / "03_made").mkdir(parents=True)
     nbformat.write(executed_notebook(), out / "chapters" / "03_made" / "03_made.ipynb")

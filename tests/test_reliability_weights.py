@@ -2,7 +2,7 @@
 
 1. Weights changed under the same name: every key of what is computed from pretrained weights -- the stored
    model's (:func:`hamviz.training.artefact_key`), the frozen-feature cache entry's
-   (:func:`hamviz.features.feature_key`) and the book chapter's (:func:`hamviz.book.chapter_keys`) -- covers the
+   (:func:`hamviz.features.feature_key`) and the book chapter's (:func:`hamviz.book.spec.chapter_keys`) -- covers the
    content of every file the weights come from: a preset's config.json and model.safetensors, a Keras-application
    ``.h5`` file. Swapping any one of them (same name, same size where it can be) gives new keys, and the stored
    model is trained again rather than loaded; big files' checksums are remembered by (path, size, times).
@@ -78,7 +78,7 @@ def _swap_h5(root: Path) -> None:
 def _keys(model: str) -> dict:
     """The three keys of what is computed from ``model``'s ImageNet weights: the stored classifier's, the
     frozen-feature cache entry's and the classifier chapter's."""
-    from hamviz.book import chapter_keys, discover
+    from hamviz.book.spec import chapter_keys, discover
     from hamviz.features import feature_key
     from hamviz.params import load_profile
     from hamviz.training import TrainConfig, artefact_key
@@ -214,8 +214,9 @@ def test_a_damaged_keras_application_file_is_named(weights_copy, tmp_path, conte
 @pytest.mark.data  # reads the HAM10000 folder (DATA) directly
 def test_the_book_stops_on_a_damaged_preset_before_any_chapter(weights_copy, tmp_path, monkeypatch):
     from hamviz import book
+    from hamviz.book import scheduler
     started = []
-    monkeypatch.setattr(book, "_run_in_child", lambda *a, **k: started.append(a) or {})
+    monkeypatch.setattr(scheduler, "run_in_child", lambda *a, **k: started.append(a) or {})
     _truncate(weights_copy)
     with pytest.raises(WeightsError) as info:
         book.build("tiny", tmp_path / "book", data_dir=DATA, only=["classifier"], download=False,

@@ -7,8 +7,10 @@ import time
 
 import nbformat
 
-from hamviz.progress import BuildProgress, table, training_line
-from hamviz.render import WIDGET_MIME, Page, interval, key_results_html, prepare_notebook, render_book, share_plotly_js
+from hamviz.book.frontpage import interval
+from hamviz.book.pages import WIDGET_MIME, Page, key_results_html, prepare_notebook, share_plotly_js
+from hamviz.book.progress import BuildProgress, table, training_line
+from hamviz.book.render import render_book
 
 PLOTLY_LIB = "/**\n* plotly.js v9.8.7\n* banner\n*/\nwindow.Plotly = {newPlot: function () {}};"
 FIGURE = ('<div id="f1" class="plotly-graph-div"></div><script src="https://cdn.example.org/mathjax.js"></script>'
@@ -227,7 +229,7 @@ def test_pages_rendered_earlier_link_to_chapters_added_later(tmp_path):
 
 
 def test_index_training_column_separates_this_runs_training_from_loaded_models():
-    from hamviz.render import index_markdown
+    from hamviz.book.pages import index_markdown
     info = {"profile": "cpu", "description": "", "provenance": {"date": "today"},
             "chapters": [{"stem": "04_joint", "title": "Joint", "status": "ok", "seconds": 500.0,
                           "training": {"seconds": 1776.0, "models": 6, "trained_now": 2, "seconds_now": 372.0}},
@@ -263,7 +265,7 @@ def verdict(question, mean, low, high, status="not settled", k=2, n=2, units="po
 
 
 def test_numbers_to_the_precision_their_intervals_justify():
-    from hamviz.frontpage import fmt, justified_digits, with_interval
+    from hamviz.book.frontpage import fmt, justified_digits, with_interval
     # two significant digits of the half-width: 790 -> 0 decimals, 7.35 -> 1, 0.045 -> 3, 0.008 -> 4 (at most)
     assert [justified_digits(-790, 790), justified_digits(-7.0, 7.7), justified_digits(0.66, 0.75),
             justified_digits(-0.008, 0.008)] == [0, 1, 3, 4]
@@ -276,7 +278,7 @@ def test_numbers_to_the_precision_their_intervals_justify():
 
 
 def test_findings_table_is_a_forest_plot_of_every_verdict():
-    from hamviz.frontpage import findings_table
+    from hamviz.book.frontpage import findings_table
     verdicts = {"a": verdict("Does A beat B?", 16.8, 1.1, 32.9, status="shown"),
                 "b": verdict("Does C cost accuracy?", -3.1, -628.9, 622.6, level=0.99375),
                 "c": verdict("Lower contrast?", None, None, None, units="dE2000", k=0),
@@ -296,7 +298,7 @@ def test_findings_table_is_a_forest_plot_of_every_verdict():
 
 
 def test_front_page_leads_with_findings_then_chapters_provenance_and_folded_parameters():
-    from hamviz.render import index_markdown
+    from hamviz.book.pages import index_markdown
     info = {"profile": "tiny", "description": "tests", "data_dir": "/data",
             "provenance": {"date": "today", "hamviz": "0", "data_fingerprint": "fp42", "git_commit": "abc",
                            "cpu": {"model": "AMD EPYC", "vector_extensions": ["avx2", "avx512f"], "cores": 2,

@@ -59,10 +59,11 @@ def test_static_slider(image, model):
 
 
 def _static_page(outputs, tmp_path) -> str:
-    """The HTML the book makes of a notebook whose one code cell has ``outputs`` (as hamviz.render.render_book)."""
+    """The HTML the book makes of a notebook whose one code cell has ``outputs`` (as hamviz.book.render.render_book)."""
     import nbformat
 
-    from hamviz.render import Page, render_book
+    from hamviz.book.pages import Page
+    from hamviz.book.render import render_book
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Widgets"),
                                          nbformat.v4.new_code_cell("explorer", outputs=outputs)])
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2,
@@ -83,7 +84,7 @@ def test_static_page_shows_a_note_not_the_widget_repr(image, tmp_path):
     import nbformat
     from IPython.core.formatters import DisplayFormatter
 
-    from hamviz.render import WIDGET_NOTE
+    from hamviz.book.pages import WIDGET_NOTE
     from hamviz.widgets import STATIC_NOTE
     data, _ = DisplayFormatter().format(CompressionExplorer(image))
     assert "application/vnd.jupyter.widget-view+json" in data  # JupyterLab still gets the live widget

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from .render import duration
+from .frontpage import duration
 
 CELLS = ".cells.json"
 TRAIN = ".train.json"

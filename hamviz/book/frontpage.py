@@ -1,4 +1,4 @@
-"""The book's front page and the findings (HTML written into the Sphinx sources by :mod:`hamviz.render`).
+"""The book's front page and the findings (HTML written into the Sphinx sources by :mod:`hamviz.book.render`).
 
 The front page leads with the answers: every verdict the chapters recorded (``record["verdicts"]``, see
 :meth:`hamviz.chapters.base.Chapter.verdict`) in one table that is also the book's headline figure -- a forest
@@ -120,7 +120,7 @@ def is_answer(key: str) -> bool:
 def key_numbers(summary: dict, values: dict) -> list[tuple[str, str, str]]:
     """The summary's key numbers as (record key, field name, HTML value with its interval at the precision it
     justifies), the verdicts' lines left out (:func:`is_answer`)."""
-    from .metrics import field_name
+    from ..metrics import field_name
     out = []
     for k, v in (summary or {}).items():
         if is_answer(k):
