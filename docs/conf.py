@@ -149,4 +149,55 @@ def _write_if_changed(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+# --- the book-build measurements, generated from benchmarks/book_build*.json ---------------------------------------
+
+def _book_build_runs(path: Path) -> list[dict]:
+    """Every book build a benchmarks JSON holds: date, machine, options, cold wall time and chapter seconds. Three
+    layouts are written there: ``{"benchmarks": {"book_build": entry}}`` (benchmarks/run.py), ``{"book_build":
+    entry}`` (older runs) and ``{"machine", "provenance", "chapters"}`` (a partial build read from its book)."""
+    data = json.loads(path.read_text())
+    entry = (data.get("benchmarks") or {}).get("book_build") or data.get("book_build")
+    if entry is None and "chapters" in data:
+        entry = {"date": (data.get("provenance") or {}).get("date"), "machine": data.get("machine") or {},
+                 "result": {"cold": {"chapters": data["chapters"]}}}
+    if entry is None:
+        return []
+    result = entry.get("result") or {}
+    cold = result.get("cold") or ({"wall_s": result.get("build_seconds"), "chapters": result["chapters"]}
+                                  if "chapters" in result else {})  # a build by hand: its book.json's numbers
+    machine = entry.get("machine") or {}
+    flags = machine.get("cpu_vector_flags") or []
+    cache = (result.get("settings") or {}).get("hamviz_cache")
+    note = " ".join(n for n in (data.get("note"), result.get("note"), cache) if isinstance(n, str))
+    return [{"file": path.name, "date": str(entry.get("date") or "")[:10], "note": note,
+             "machine": f"{machine.get('cpu_model', '?')}, {machine.get('cpu_count', '?')} cores, "
+                        + ("AVX-512" if any(f.startswith("avx512") for f in flags) else "AVX2 only" if flags else "?"),
+             "profile": (entry.get("options") or {}).get("profile", "") if isinstance(entry.get("options"), dict)
+             else "", "wall_s": cold.get("wall_s"),
+             "chapters": {c["stem"]: c.get("seconds") for c in cold.get("chapters") or [] if isinstance(c, dict)}}]
+
+
+def benchmarks_page() -> str:
+    runs = [r for f in sorted((DOCS.parent / "benchmarks").glob("book_build*.json")) for r in _book_build_runs(f)]
+    stems = sorted({s for r in runs for s in r["chapters"]})
+
+    def minutes(x):
+        return f"{x / 60:.1f}" if isinstance(x, (int, float)) else ""
+
+    head = ["| file | date | machine | profile | wall (min) | " + " | ".join(stems) + " |",
+            "|---" * (5 + len(stems)) + "|"]
+    rows = [f"| `{r['file']}` | {r['date']} | {r['machine']} | {r['profile']} | {minutes(r['wall_s'])} | "
+            + " | ".join(minutes(r["chapters"].get(s)) for s in stems) + " |" for r in runs]
+    notes = [f"- `{r['file']}`: {_cell(r['note'])}" for r in runs if r["note"]]
+    return "\n".join(["# Benchmarks: book builds", "",
+                      "Generated from `benchmarks/book_build*.json` when the documentation is built: every measured "
+                      "build of a whole book (`benchmarks/run.py book_build`), its machine and the minutes of each "
+                      "chapter (a chapter's own run time; with `jobs: 2` two chapters share the two cores, so they "
+                      "add up to more than the wall time). Every build is cold (an empty cache) unless "
+                      "its note says otherwise; an empty cell was not measured. What each script measures: "
+                      "`benchmarks/README.md`.", "", *head, *rows, "", "Notes kept with the measurements:", "",
+                      *notes, ""])
+
+
 _write_if_changed(DOCS / "_generated" / "parameters.md", parameters_page())
+_write_if_changed(DOCS / "_generated" / "benchmarks.md", benchmarks_page())
