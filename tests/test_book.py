@@ -580,6 +580,7 @@ def write_nb(folder: Path, stem: str, body: str, depends=()):
     nbformat.write(nb, folder / f"{stem}.ipynb")
 
 
+@pytest.mark.data  # builds a book: prepare() reads the HAM10000 folder
 def test_failed_chapter_is_reported_not_published(tmp_path):
     nbs, out = tmp_path / "nbs", tmp_path / "out"
     write_nb(nbs, "01_eda", 'ch.log(summary=True, n=1)\nch.finish()')
@@ -611,6 +612,7 @@ fit_classifier(cfg, x, y, {"train": np.arange(48), "val": np.arange(48, 64)}, 7)
 ch.finish()"""
 
 
+@pytest.mark.data  # builds a book: prepare() reads the HAM10000 folder
 def test_nan_loss_is_recorded_in_the_book(tmp_path):
     """A chapter whose training diverges fails with the NaN message, and the index shows that message."""
     nbs, out = tmp_path / "nbs", tmp_path / "out"
@@ -624,6 +626,7 @@ def test_nan_loss_is_recorded_in_the_book(tmp_path):
     assert "loss became NaN" in (out / "index.html").read_text()
 
 
+@pytest.mark.data  # builds a book: prepare() reads the HAM10000 folder
 def test_dependents_of_a_failed_chapter_are_skipped(tmp_path, monkeypatch):
     """02_later starts early (its dependency runs, a slot is free); 01_eda fails: 02_later is stopped, skipped,
     and leaves nothing behind, as if it had waited. 03_last, behind both, never starts."""
@@ -648,6 +651,7 @@ def test_dependents_of_a_failed_chapter_are_skipped(tmp_path, monkeypatch):
         discover(nbs)
 
 
+@pytest.mark.data  # builds a book: prepare() reads the HAM10000 folder
 def test_a_dependent_starts_while_its_dependency_runs(tmp_path, monkeypatch):
     """With two slots, 02_later (depends on eda) runs beside 01_eda: 01_eda finishes only once 02_later has
     written a file (it would fail after 90 s waiting, had 02_later waited for it)."""
@@ -684,6 +688,7 @@ def test_next_chapter_prefers_ready_then_the_least_to_wait_for():
     assert next_chapter([compression, joint], set(), set()) is None
 
 
+@pytest.mark.data  # builds a book: prepare() reads the HAM10000 folder
 def test_interrupted_build_leaves_no_complete_looking_chapter(tmp_path):
     nbs, out = tmp_path / "nbs", tmp_path / "out"
     write_nb(nbs, "01_eda", 'import time\ntime.sleep(60)\nch.finish()')
@@ -728,6 +733,7 @@ def _kernels_of(pid: int) -> list[int]:
     return out
 
 
+@pytest.mark.data  # builds a book: prepare() reads the HAM10000 folder
 def test_a_chapter_and_its_kernel_die_with_a_killed_book(tmp_path):
     """kill -9 of the book alone: its chapter process (and that one's kernel) end too, instead of training on
     unsupervised and publishing under a marker nobody removes; the next build sees an interrupted chapter by
@@ -756,6 +762,7 @@ def test_a_chapter_and_its_kernel_die_with_a_killed_book(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.data  # builds a book: prepare() reads the HAM10000 folder
 def test_a_killed_chapter_is_failed_and_the_book_goes_on(tmp_path):
     """The chapter process killed (the out-of-memory killer's SIGKILL): that chapter is failed with the reason,
     the book does not crash in its own progress message, and the next chapter still runs."""
@@ -790,6 +797,7 @@ fit_classifier(cfg, x, y, {"train": np.arange(448), "val": np.arange(448, 512)},
 ch.finish()"""
 
 
+@pytest.mark.data  # builds a book: prepare() reads the HAM10000 folder
 def test_a_running_chapter_reports_its_cell_and_epoch(tmp_path):
     """The chapter process reports the code cell it runs (of how many) and the kernel the training epoch,
     through the files the progress view reads; both are gone once the chapter ends."""
@@ -831,6 +839,7 @@ def test_a_running_chapter_reports_its_cell_and_epoch(tmp_path):
     assert not list((out / ".work").glob("01_eda.progress*"))
 
 
+@pytest.mark.data  # builds a book: prepare() reads the HAM10000 folder
 def test_the_command_line_shows_progress_and_a_table_unless_quiet(tmp_path):
     nbs, out = tmp_path / "nbs", tmp_path / "out"
     write_nb(nbs, "01_eda", 'ch.log(summary=True, answer=42)\nch.finish()')
@@ -861,6 +870,7 @@ def test_bad_input_fails_before_any_notebook_runs(tmp_path, monkeypatch):
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.data  # builds a book: prepare() reads the HAM10000 folder
 def test_relative_output_folder(tmp_path, monkeypatch):
     nbs = tmp_path / "nbs"
     write_nb(nbs, "01_eda", 'ch.log(summary=True, answer=42)\nch.finish()')

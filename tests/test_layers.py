@@ -122,6 +122,7 @@ def test_no_module_over_500_lines_but_the_listed_ones():
     assert OVER_500 <= over, f"{sorted(OVER_500 - over)}: {MAX_MODULE_LINES} lines or fewer now; drop from OVER_500"
 
 
+@pytest.mark.data  # runs `hamviz validate` on the installed wheel, which reads the HAM10000 folder
 def test_wheel_ships_notebooks_and_profiles_and_runs_outside_the_checkout(tmp_path):
     """Build the wheel, check it holds the notebooks and profiles, install it (without dependencies, which the
     test environment has) into a folder of its own and run ``hamviz validate`` from another directory: the
