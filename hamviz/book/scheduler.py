@@ -132,7 +132,8 @@ class Scheduler:
                     if self.running:
                         self._collect()
             except BaseException:  # no chapter keeps running unsupervised (ended before the pool's exit, which
-                end_children()     # waits for the threads watching them)
+                for child in self.children.values():  # waits for the threads watching them)
+                    child.cancel("the build was interrupted")
                 raise
         return self.results
 
@@ -213,14 +214,12 @@ def run_in_child(book: Book, spec: ChapterSpec, profile_path: Path, prefix: Path
     # kernel when the book dies: bind_to_parent)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, env=env)
-    _RUNNING.add(proc)
     if child is not None:
         child.attach(proc)
     write_json(marker, {"pid": proc.pid, "started": started})
     try:
         output, _ = proc.communicate()
     finally:
-        _RUNNING.discard(proc)
         marker.unlink(missing_ok=True)
         for report in (".cells.json", ".train.json"):
             prefix.with_name(prefix.name + report).unlink(missing_ok=True)
@@ -249,22 +248,12 @@ def run_in_child(book: Book, spec: ChapterSpec, profile_path: Path, prefix: Path
         return result
 
 
-#: chapter processes running now (so that an interrupted build ends them)
-_RUNNING: set = set()
-
-
 def _signal_name(num: int) -> str:
     import signal
     try:
         return signal.Signals(num).name
     except ValueError:
         return f"signal {num}"
-
-
-def end_children() -> None:
-    """End every running chapter process and its kernel (their own process groups)."""
-    for proc in list(_RUNNING):
-        _kill_group(proc)
 
 
 def _kill_group(proc) -> None:
