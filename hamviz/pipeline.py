@@ -157,8 +157,25 @@ def make_dataset(images, labels=None, *, batch_size: int = 32, shuffle: bool = F
     # Keras' random layers draw from a shared, stateful generator: mapped in parallel, which batch gets which
     # draw depends on thread timing and training is not reproducible. Augmentation therefore maps in order
     # (prefetch still overlaps it with the training step); without it, batches map in parallel.
-    ds = ds.map(prep, num_parallel_calls=None if augment else tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(prep, num_parallel_calls=None if augment else MAP_CALLS)
+    return ds.prefetch(PREFETCH).with_options(pipeline_options())
+
+
+#: Batches mapped at once without augmentation, and batches prefetched: fixed, because tf.data's autotuning is off
+#: (:func:`pipeline_options`).
+MAP_CALLS = 2
+PREFETCH = 2
+
+
+def pipeline_options():
+    """The ``tf.data.Options`` of every hamviz pipeline: autotuning off. With it on (tf.data's default), two
+    training processes sharing two cores -- the book's ``jobs: 2`` -- each trained a small CNN 3.2x slower than
+    one alone instead of 2x (its background tuning competes for the cores); off, 1.9x, and one process alone
+    is as fast (``benchmarks/concurrency.py``). The batches are the same either way."""
+    tf = _tf()
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
 
 
 def flip_variants(images) -> list:
