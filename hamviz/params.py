@@ -21,6 +21,8 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from .config import ParamsError, profiles_dir
+from .fields import schema_entries
+from .pipeline import AUGMENT_SCHEMA
 from .registry import (
     CLASSES,
     DECISION_OBJECTIVES,
@@ -36,6 +38,7 @@ from .registry import (
     check_size,
     latent_problem,
 )
+from .training import TrainConfig
 
 PARAMS_ENV = "HAMVIZ_PARAMS"
 
@@ -49,9 +52,7 @@ def _obj(props: dict, required=()) -> dict:
 
 
 #: Training augmentation (:func:`hamviz.pipeline.augmentation`'s options), wherever a section takes one.
-AUGMENT = {"rot90": _bool, "flip": _bool,
-           "zoom": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
-           "shift": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}}
+AUGMENT = AUGMENT_SCHEMA
 #: The options a backbone takes (:func:`hamviz.models.transfer_model`, :func:`hamviz.models.hub_model`): the
 #: classifier section's keys of the same names, and each ensemble transfer member's.
 TRANSFER_OPTIONS = {
@@ -93,6 +94,13 @@ TRANSFER_MEMBER = _obj({
 MEMBER_TRAINING_KEYS = ("image_size", "epochs", "head_warmup", "optimizer", "learning_rate", "clipnorm")
 
 #: Chapter sections, by chapter name. Chapters added later register their schema here.
+#: The classifier section's training keys, from :class:`hamviz.training.TrainConfig`'s fields (type, bounds, allowed
+#: values, default and description written once, there); a profile's learning rate is also at most 1.
+TRAIN_KEYS = schema_entries(TrainConfig, ("strategy", "optimizer", "learning_rate", "head_warmup",
+                                          "head_learning_rate", "select_on", "tta_flips", "clipnorm", "schedule",
+                                          "epochs", "patience", "batch_size", "augment", "train_limit"))
+TRAIN_KEYS["learning_rate"]["maximum"] = 1
+
 CHAPTER_SCHEMAS: dict[str, dict] = {
     "eda": _obj({
         "samples_per_class": {**_int, "minimum": 1, "maximum": 24, "default": 6,
@@ -111,28 +119,8 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                        "description": "input edge of the main model (and of the chapters that analyse it: "
                                       "compression, joint, Grad-CAM); null: the profile's image_size"},
         **TRANSFER_OPTIONS,
-        "strategy": {"enum": list(STRATEGIES), "default": "S4"},
-        "optimizer": {"enum": list(OPTIMIZERS), "default": "adam"},
-        "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1e-3},
-        "head_warmup": {**_int, "minimum": 0, "maximum": 1000, "default": 0,
-                        "description": "epochs of the head alone on cached frozen-backbone features before "
-                                       "fine-tuning (pretrained backbone, head: simple or reference); 0: none"},
-        "head_learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1e-3},
-        "select_on": {"enum": ["val_loss", "balanced_val_loss", "val_accuracy"], "default": "val_loss",
-                      "description": "early stopping and the kept epoch: plain or class-weighted validation loss, "
-                                     "or the highest validation accuracy (Doctor's checkpointing)"},
-        "tta_flips": {**_bool, "default": False,
-                      "description": "score the mean over each image and its two mirror images"},
-        "clipnorm": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": None},
-        "schedule": {"enum": list(SCHEDULES), "default": "plateau"},
-        "epochs": {**_int, "minimum": 1, "maximum": 1000, "default": 10},
-        "patience": {**_int, "minimum": 1, "default": 4},
-        "batch_size": {**_int, "minimum": 1, "maximum": 4096, "default": 32},
-        "augment": {**_obj(AUGMENT), "default": {"rot90": True, "flip": True, "zoom": 0.1, "shift": 0.1},
-                    "description": "training augmentation: rot90, flip (booleans), zoom, shift (fractions in "
-                                   "[0, 1))"},
-        "train_limit": {"type": ["integer", "null"], "minimum": 50, "default": None,
-                        "description": "stratified subsample of the training part (tiny profile)"},
+        # the training keys: TrainConfig's fields, their one definition (a profile also caps the learning rates at 1)
+        **TRAIN_KEYS,
         "main_replicates": {**_int, "type": ["integer", "null"], "minimum": 1, "maximum": 20, "default": None,
                             "description": "replicates of the main model (seeds seed, seed+1, ...), which every "
                                            "chapter's verdicts about the main model use (compression, joint, "

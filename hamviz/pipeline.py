@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+#: The JSON schema of :func:`augmentation`'s options (every config and profile section that takes an augmentation).
+AUGMENT_SCHEMA = {"rot90": {"type": "boolean"}, "flip": {"type": "boolean"},
+                  "zoom": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                  "shift": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}}
+
 
 def _tf():
     from ._tf import import_tf  # imported lazily: importing TF costs seconds

@@ -32,6 +32,8 @@ import numpy as np
 from . import store
 from .balance import class_weights, oversample
 from .config import PROGRESS_ENV, HamvizError
+from .fields import check, param
+from .pipeline import AUGMENT_SCHEMA
 from .registry import OPTIMIZERS, SCHEDULES, SPLITS, STRATEGIES, STRATEGY_NAMES
 
 #: what a classifier's early stopping and kept epoch are chosen on (see :class:`TrainConfig`)
@@ -371,54 +373,51 @@ class TrainConfig:
     "balanced_val_loss" (each validation image weighted by its class's balanced weight from the training part,
     so that the kept epoch is the one that does best over all classes rather than on the 67 % of nv), or
     "val_accuracy" (the highest validation accuracy: Doctor's "Checkpointing due to unstable validation
-    accuracy", slides)."""
+    accuracy", slides).
+
+    Each field but ``model`` and ``model_options`` carries its type, bounds, allowed values and default
+    (:func:`hamviz.fields.param`): the profile schema takes the classifier section's training keys from here
+    (:mod:`hamviz.params`), and a config built in code is checked against the same schema (TrainingError naming
+    the field, what it must be and the value given). ``strategy`` defaults to S4 (class weights), as the
+    profiles do: on a 67 %-nv data set no balancing is a choice to make on purpose, not a default."""
 
     model: str = "small_cnn"
     model_options: dict = field(default_factory=dict)  # weights, trainable, head, dense, dropout, l2
-    image_size: int = 64
-    strategy: str = "S1"
-    oversample_min: int = 1000
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    clipnorm: float | None = None
-    schedule: str = "plateau"
-    epochs: int = 10
-    patience: int = 4
-    batch_size: int = 32
-    augment: dict = field(default_factory=lambda: {"rot90": True, "flip": True, "zoom": 0.1,
-                                                  "shift": 0.1})
-    train_limit: int | None = None
-    seed: int = 0
-    head_warmup: int = 0          # epochs of the head alone on cached frozen features, before fine-tuning
-    head_learning_rate: float = 1e-3
-    tta_flips: bool = False       # val/test probabilities: the mean over the image and its two mirror images
-    select_on: str = "val_loss"   # or "balanced_val_loss" (class-weighted val loss), "val_accuracy" (the highest)
+    image_size: int = param(64, type="integer", minimum=8, maximum=4096)
+    strategy: str = param("S4", enum=list(STRATEGIES))
+    oversample_min: int = param(1000, type="integer", minimum=1)
+    optimizer: str = param("adam", enum=list(OPTIMIZERS))
+    learning_rate: float = param(1e-3, type="number", exclusiveMinimum=0)
+    clipnorm: float | None = param(None, type=["number", "null"], exclusiveMinimum=0)
+    schedule: str = param("plateau", enum=list(SCHEDULES))
+    epochs: int = param(10, type="integer", minimum=1, maximum=1000)
+    patience: int = param(4, type="integer", minimum=1)
+    batch_size: int = param(32, type="integer", minimum=1, maximum=4096)
+    augment: dict = param({"rot90": True, "flip": True, "zoom": 0.1, "shift": 0.1},
+                          "training augmentation: rot90, flip (booleans), zoom, shift (fractions in [0, 1))",
+                          type="object", properties=AUGMENT_SCHEMA, additionalProperties=False, required=[])
+    train_limit: int | None = param(None, "stratified subsample of the training part (tiny profile)",
+                                    type=["integer", "null"], minimum=50)
+    seed: int = param(0, type="integer", minimum=0)
+    head_warmup: int = param(0, "epochs of the head alone on cached frozen-backbone features before fine-tuning "
+                                "(pretrained backbone, head: simple or reference); 0: none",
+                             type="integer", minimum=0, maximum=1000)
+    head_learning_rate: float = param(1e-3, type="number", exclusiveMinimum=0, maximum=1)
+    tta_flips: bool = param(False, "score the mean over each image and its two mirror images", type="boolean")
+    select_on: str = param("val_loss", "early stopping and the kept epoch: plain or class-weighted validation "
+                                       "loss, or the highest validation accuracy (Doctor's checkpointing)",
+                           enum=list(SELECT_ON))
 
     def __post_init__(self):
-        for name, kind in (("epochs", int), ("patience", int), ("batch_size", int), ("image_size", int),
-                           ("head_warmup", int), ("head_learning_rate", (int, float)),
-                           ("oversample_min", int), ("seed", int), ("learning_rate", (int, float)),
-                           ("train_limit", (int, type(None))), ("clipnorm", (int, float, type(None)))):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, kind):
-                raise TrainingError(f"TrainConfig.{name} must be {getattr(kind, '__name__', 'a number')}, "
-                                    f"not {v!r} ({type(v).__name__}); fix it in the profile")
-        if not isinstance(self.tta_flips, bool):
-            raise TrainingError(f"TrainConfig.tta_flips must be true or false, not {self.tta_flips!r}")
-        if self.select_on not in SELECT_ON:
-            raise TrainingError(f"select_on must be one of {', '.join(SELECT_ON)}, not {self.select_on!r}")
-        if self.head_warmup < 0 or not self.head_learning_rate > 0:
-            raise TrainingError("head_warmup must be >= 0 and head_learning_rate positive")
-        if self.strategy not in STRATEGIES:
-            raise TrainingError(f"Unknown imbalance strategy {self.strategy!r}: one of {', '.join(STRATEGIES)}")
-        if self.optimizer.lower() not in OPTIMIZERS:
-            raise TrainingError(f"Unknown optimizer {self.optimizer!r}: one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise TrainingError(f"Unknown schedule {self.schedule!r}: one of {', '.join(SCHEDULES)}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise TrainingError("epochs and batch_size must be at least 1")
-        if not self.learning_rate > 0:
-            raise TrainingError(f"learning_rate must be positive, not {self.learning_rate}")
+        check(self, TrainingError)
+
+    @classmethod
+    def from_params(cls, params: Mapping, **over) -> "TrainConfig":
+        """The config of a chapter's flat parameters ``params``: every field whose name is a key of ``params``
+        takes its value, ``over`` replaces fields, the rest keep their defaults. Raises TrainingError for a bad
+        value (:func:`hamviz.fields.check`)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in params.items() if k in names}, **over})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -123,3 +123,40 @@ def test_optimizer_model_names_a_transfer_member():
         "cpu", check_weights=False), "explain")["optimizer_model"] == "small_cnn"
     with pytest.raises(ParamsError, match=r"optimizer_model: 'resnet50' is neither small_cnn nor .*vgg19, inceptionv3"):
         load_profile("paper", {"chapters": {"explain": {"optimizer_model": "resnet50"}}}, check_weights=False)
+
+
+def test_training_keys_are_defined_once_in_train_config():
+    """The classifier section's training keys are TrainConfig's fields (type, bounds, allowed values, default,
+    description): a key written again in the schema, or a default that drifts, fails here."""
+    import dataclasses
+
+    from hamviz.fields import schema_entries
+    from hamviz.params import CHAPTER_SCHEMAS, TRAIN_KEYS
+    from hamviz.training import TrainConfig
+    section = CHAPTER_SCHEMAS["classifier"]["properties"]
+    for key, entry in schema_entries(TrainConfig, list(TRAIN_KEYS)).items():
+        profile_only = {"maximum": 1} if key == "learning_rate" else {}  # a profile also caps the learning rate
+        assert section[key] == {**entry, **profile_only}, key
+    # every classifier key that names a TrainConfig field is one of them (model and image_size: the section's own,
+    # image_size null meaning the profile's)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(section) & fields == set(TRAIN_KEYS) | {"model", "image_size"}
+    # a profile that sets nothing but the required keys trains TrainConfig's defaults: no second default anywhere
+    from hamviz.chapters.classifier import config
+    P = chapter_params({"seed": 0, "image_size": 48}, "classifier")
+    built, plain = config(P).to_dict(), TrainConfig(image_size=48).to_dict()
+    assert built == plain and built["strategy"] == "S4"
+
+
+@pytest.mark.parametrize("bad,words", [
+    ({"learning_rate": "fast"}, "TrainConfig.learning_rate must be a number > 0, not 'fast'"),
+    ({"epochs": 2.0}, "TrainConfig.epochs must be an integer >= 1 and <= 1000, not 2.0"),
+    ({"strategy": "S6"}, "TrainConfig.strategy must be one of S1, S2, S3, S4, S5, not 'S6'"),
+    ({"augment": {"zoom": 1.5}}, "TrainConfig.augment must be a mapping, not .* \\(zoom: 1.5 is greater than"),
+    ({"tta_flips": 1}, "TrainConfig.tta_flips must be true or false, not 1"),
+])
+def test_train_config_is_checked_against_its_own_schema(bad, words):
+    from hamviz.training import TrainConfig, TrainingError
+    with pytest.raises(TrainingError, match=words) as err:
+        TrainConfig(**bad)
+    assert "fix it in the profile" in str(err.value)

@@ -21,16 +21,9 @@ def config(P: dict, **over) -> TrainConfig:
                                                 if not (k == "input_scaling" and P[k] == "imagenet")}
     if model == "small_cnn" and P.get("l2"):
         options["l2"] = P["l2"]
-    cfg = dict(model=model, model_options=options, image_size=P["image_size"], strategy=P["strategy"],
-               optimizer=P["optimizer"], learning_rate=P["learning_rate"], clipnorm=P["clipnorm"],
-               schedule=P["schedule"], epochs=P["epochs"], patience=P["patience"],
-               batch_size=P["batch_size"], augment=P["augment"], train_limit=P["train_limit"],
-               seed=P["seed"], head_warmup=P["head_warmup"], head_learning_rate=P["head_learning_rate"],
-               tta_flips=P["tta_flips"], select_on=P["select_on"])
     if not (options.get("weights") and options.get("head") in ("simple", "reference")):
-        cfg["head_warmup"] = 0  # a two-stage recipe needs a pretrained backbone: the grid's other models skip it
-    cfg.update(over)
-    return TrainConfig(**cfg)
+        over.setdefault("head_warmup", 0)  # a two-stage recipe needs a pretrained backbone: the grid's others skip it
+    return TrainConfig.from_params(P, model=model, model_options=options, **over)
 
 
 def evaluate_parts(s: PreparedView, t: Artefact, n_boot: int = 1000, seed: int = 0) -> dict:
