@@ -173,10 +173,12 @@ PREFETCH = 2
 
 
 def pipeline_options():
-    """The ``tf.data.Options`` of every hamviz pipeline: autotuning off. With it on (tf.data's default), two
-    training processes sharing two cores -- the book's ``jobs: 2`` -- each trained a small CNN 3.2x slower than
-    one alone instead of 2x (its background tuning competes for the cores); off, 1.9x, and one process alone
-    is as fast (``benchmarks/concurrency.py``). The batches are the same either way."""
+    """The ``tf.data.Options`` of every hamviz pipeline: autotuning off (the batches are the same either way).
+    Measured on the 2-core AMD EPYC (family 25, AVX-512), ``benchmarks/concurrency.py``: a small CNN's ``fit`` (64 px,
+    2 epochs of 2,000 images, augmented) took 22 s alone and 40 s beside a second one with autotuning off, against
+    26-42 s alone and 45-84 s in a pair with it on (its background tuning competes for the cores). The cold ``cpu``
+    book did not get faster from it: its classifier chapter took 48.1 min and its hypervector chapter 24.0, as
+    before (the main model's 128 px steps and the small CNNs' arithmetic dominate there)."""
     tf = _tf()
     options = tf.data.Options()
     options.autotune.enabled = False
