@@ -51,8 +51,6 @@ def _obj(props: dict, required=()) -> dict:
             "required": list(required)}
 
 
-#: Training augmentation (:func:`hamviz.pipeline.augmentation`'s options), wherever a section takes one.
-AUGMENT = AUGMENT_SCHEMA
 #: The options a backbone takes (:func:`hamviz.models.transfer_model`, :func:`hamviz.models.hub_model`): the
 #: classifier section's keys of the same names, and each ensemble transfer member's.
 TRANSFER_OPTIONS = {
@@ -93,7 +91,6 @@ TRANSFER_MEMBER = _obj({
 #: The keys of a transfer member that set its training rather than its network.
 MEMBER_TRAINING_KEYS = ("image_size", "epochs", "head_warmup", "optimizer", "learning_rate", "clipnorm")
 
-#: Chapter sections, by chapter name. Chapters added later register their schema here.
 #: The classifier section's training keys, from :class:`hamviz.training.TrainConfig`'s fields (type, bounds, allowed
 #: values, default and description written once, there); a profile's learning rate is also at most 1.
 TRAIN_KEYS = schema_entries(TrainConfig, ("strategy", "optimizer", "learning_rate", "head_warmup",
@@ -101,6 +98,7 @@ TRAIN_KEYS = schema_entries(TrainConfig, ("strategy", "optimizer", "learning_rat
                                           "epochs", "patience", "batch_size", "augment", "train_limit"))
 TRAIN_KEYS["learning_rate"]["maximum"] = 1
 
+#: Chapter sections, by chapter name. Chapters added later register their schema here.
 CHAPTER_SCHEMAS: dict[str, dict] = {
     "eda": _obj({
         "samples_per_class": {**_int, "minimum": 1, "maximum": 24, "default": 6,
@@ -119,7 +117,7 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                        "description": "input edge of the main model (and of the chapters that analyse it: "
                                       "compression, joint, Grad-CAM); null: the profile's image_size"},
         **TRANSFER_OPTIONS,
-        # the training keys: TrainConfig's fields, their one definition (a profile also caps the learning rates at 1)
+        # the training keys: TrainConfig's fields, their one definition (a profile also caps the learning rate at 1)
         **TRAIN_KEYS,
         "main_replicates": {**_int, "type": ["integer", "null"], "minimum": 1, "maximum": 20, "default": None,
                             "description": "replicates of the main model (seeds seed, seed+1, ...), which every "
@@ -136,8 +134,9 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
                            "uniqueItems": True},
             "image_size": {**_int, "minimum": 16, "maximum": 1024},
             "epochs": {**_int, "minimum": 1, "maximum": 1000},
-            "augment": {**_obj(AUGMENT), "description": "the grid's own augmentation (Zhang's: quarter turns, zoom "
-                                                        "and shifts, no flips); default: the main model's"},
+            "augment": {**_obj(AUGMENT_SCHEMA),
+                        "description": "the grid's own augmentation (Zhang's: quarter turns, zoom and shifts, no "
+                                       "flips); default: the main model's"},
             "frozen_head": {**_bool, "description": "also each strategy on the main model's head alone over "
                                                     "its backbone's cached frozen features (pretrained "
                                                     "backbone, head: simple; head_warmup epochs)"},
@@ -244,7 +243,7 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "epochs": {**_int, "minimum": 1, "maximum": 1000, "default": 10},
         "patience": {**_int, "minimum": 1, "default": 3},
         "batch_size": {**_int, "minimum": 1, "default": 32},
-        "augment": {"type": ["object", "boolean", "null"], "properties": AUGMENT, "additionalProperties": False,
+        "augment": {"type": ["object", "boolean", "null"], "properties": AUGMENT_SCHEMA, "additionalProperties": False,
                     "default": {"rot90": True, "flip": True, "zoom": 0.1, "shift": 0.1},
                     "description": "as chapters.classifier.augment; null or false: none, true: the default"},
         "train_limit": {"type": ["integer", "null"], "minimum": 50, "default": None},
@@ -289,7 +288,7 @@ CHAPTER_SCHEMAS: dict[str, dict] = {
         "optimizer": {"enum": list(OPTIMIZERS), "default": "adam"},
         "learning_rate": {"type": "number", "exclusiveMinimum": 0, "default": 3e-4},
         "clipnorm": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": 1.0},
-        "augment": {**_obj(AUGMENT), "default": {"rot90": True, "flip": True, "zoom": 0.1, "shift": 0.1},
+        "augment": {**_obj(AUGMENT_SCHEMA), "default": {"rot90": True, "flip": True, "zoom": 0.1, "shift": 0.1},
                     "description": "the trained members' augmentation (hamviz's default: quarter turns, flips, "
                                    "zoom and shift 10 %)"},
         "balancing": {"enum": ["class_weights", "oversample"], "default": "class_weights",

@@ -14,6 +14,10 @@ import numpy as np
 AUGMENT_SCHEMA = {"rot90": {"type": "boolean"}, "flip": {"type": "boolean"},
                   "zoom": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
                   "shift": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}}
+#: Batches mapped at once without augmentation, and batches prefetched: fixed, because tf.data's autotuning is off
+#: (:func:`pipeline_options`).
+MAP_CALLS = 2
+PREFETCH = 2
 
 
 def _tf():
@@ -164,12 +168,6 @@ def make_dataset(images, labels=None, *, batch_size: int = 32, shuffle: bool = F
     # (prefetch still overlaps it with the training step); without it, batches map in parallel.
     ds = ds.map(prep, num_parallel_calls=None if augment else MAP_CALLS)
     return ds.prefetch(PREFETCH).with_options(pipeline_options())
-
-
-#: Batches mapped at once without augmentation, and batches prefetched: fixed, because tf.data's autotuning is off
-#: (:func:`pipeline_options`).
-MAP_CALLS = 2
-PREFETCH = 2
 
 
 def pipeline_options():
