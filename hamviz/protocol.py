@@ -150,7 +150,9 @@ PROTOCOLS: dict[str, tuple[str, list[Setting]]] = {
                 (("zhang", "Since the dataset contains only 7,809 non-duplicated images, we used all these image "
                            "into training set, and separated the rest of the images into validation set (1,103 "
                            "images), and test set (1,103 images)"),
-                 ("doctor slides", "70/20/10 Train/Validation/Test Split")), _split, None, GROUPED),
+                 ("doctor slides", "70/20/10 Train/Validation/Test Split")), _split, None,
+                GROUPED + "; it also scores Zhang's split as hamviz reads it (validation and test drawn from "
+                "single-image lesions), a lesion-disjoint split with another test population"),
         Setting("main model", "Doctor: InceptionV3, transfer learning, 128x128 (from which weights: not stated)",
                 (("doctor", "The classifier chosen used a transfer-learning approach on Google's Inception V3 "
                             "architecture"), ("doctor", "Input images were resized to 128 x 128")),

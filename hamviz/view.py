@@ -142,6 +142,39 @@ class PreparedView:
             parts[ids[rows[p]]] = p
         return replace(self, split=parts, split_id=f"{self.split_id}|siblings-in-training-{seed}", rows=rows)
 
+    def with_single_image_holdout(self, fraction: float = 0.2, seed: int = 0) -> "PreparedView":
+        """Zhang et al.'s split, as its numbers read: a test part and a validation part, each ``fraction`` of the
+        images of lesions photographed once (drawn stratified by class with ``seed``), every other image -- all
+        shots of every lesion photographed more than once included -- in training. The text says only "Since the
+        dataset contains only 7,809 non-duplicated images, we used all these image into training set, and
+        separated the rest of the images into validation set (1,103 images), and test set (1,103 images)"; 1,103 is
+        20 % of HAM10000's 5,514 single-image lesions and 7,809 the rest, which is hamviz's reading (the class
+        stratification is hamviz's choice). The split is lesion-disjoint, but its validation and test populations
+        are single-image lesions only. Returns the view (``split_id`` names the design, fraction and seed);
+        raises ValueError when ``fraction`` is not in (0, 0.5) or a class has fewer than two single-image
+        lesions among the labelled rows."""
+        from sklearn.model_selection import train_test_split
+        if not 0 < fraction < 0.5:
+            raise ValueError(f"fraction must be in (0, 0.5) (each of validation and test), got {fraction}")
+        labelled = np.flatnonzero(self.labels >= 0)
+        shots = pd.Series(self.groups[labelled]).map(pd.Series(self.groups[labelled]).value_counts()).to_numpy()
+        single = labelled[shots == 1]
+        n = int(round(fraction * len(single)))
+        try:
+            rest, test = train_test_split(single, test_size=n, stratify=self.labels[single], random_state=seed)
+            rest, val = train_test_split(rest, test_size=n, stratify=self.labels[rest], random_state=seed)
+        except ValueError as exc:  # scikit-learn: "The least populated class in y has only 1 member"
+            raise ValueError(f"the single-image holdout needs at least two single-image lesions of every class and "
+                             f"{n} images for each of validation and test: {exc}") from exc
+        rows = {"train": np.setdiff1d(labelled, np.concatenate([val, test])), "val": np.sort(val),
+                "test": np.sort(test)}
+        parts = pd.Series("unused", index=self.split.index)
+        ids = np.asarray(self.image_ids)
+        for p in SPLITS:
+            parts[ids[rows[p]]] = p
+        return replace(self, split=parts, rows=rows,
+                       split_id=f"{self.split_id}|single-image-holdout-{fraction:g}-{seed}")
+
 
 def prepare(data, size: int, *, resize: str = "stretch", on_corrupt: str = "error", fractions=(0.7, 0.2, 0.1),
             seed: int = 0, grouped: bool = True, masks=None, cache_root=None) -> PreparedView:

@@ -110,6 +110,10 @@ def test_classifier_chapter_records_test_metrics(tiny_book, ham):
         leak["siblings in training: shared test images"] - leak["grouped: shared test images"]), abs=1e-6)
     assert leak["unpaired inflation (points)"] == pytest.approx(
         100 * (leak["image-level split"] - leak["lesion-grouped split"]), abs=1e-6)
+    # Zhang's split (Zhang's own three numbers), scored on its own test part
+    assert v["leak_zhang_parts"] == {"train": 7809, "val": 1103, "test": 1103}
+    assert leak["Zhang's split minus lesion-grouped (points)"] == pytest.approx(
+        100 * (leak["Zhang's split (val/test: single-image lesions)"] - leak["lesion-grouped split"]), abs=1e-6)
     # one shared test image per test lesion, some with other shots in training
     assert 0 < v["leak_shared_leaked"] < v["leak_shared_test"] < v["parts"]["test"]["n"]
     # the replicates of the main model: per seed, and the pooled mean equals the mean of the per-seed test numbers

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from conftest import write_isic2018
 
-from hamviz.chapters.classifier import config, external, leak_audit, side_by_side
+from hamviz.chapters.classifier import ZHANG_SPLIT, config, external, leak_audit, side_by_side
 from hamviz.models import small_cnn
 from hamviz.params import ParamsError, chapter_params, load_profile
 from hamviz.training import TrainConfig
@@ -30,7 +30,8 @@ def _known_leak_views():
     groups = np.arange(len(y)) // 2
     grouped = NS(labels=y, groups=groups, rows={"test": np.arange(len(y))})
     sib = NS(labels=y, groups=groups, rows={"test": np.arange(0, len(y), 2), "test_leaked": np.arange(0, len(y), 4)})
-    return {"grouped": grouped, "siblings": sib, "image": grouped}
+    zhang = NS(labels=y, groups=groups, rows={"test": np.arange(0, len(y), 2)})  # two of each class
+    return {"grouped": grouped, "siblings": sib, "image": grouped, "zhang": zhang}
 
 
 def test_leak_audit_table():
@@ -43,7 +44,7 @@ def test_leak_audit_table():
     perfect = np.eye(7)[y]
     miss = perfect.copy()
     miss[y == 6] = np.eye(7)[0]
-    arm = {"grouped": miss, "siblings": perfect[::2], "image": perfect}
+    arm = {"grouped": miss, "siblings": perfect[::2], "image": perfect, "zhang": np.eye(7)[np.zeros(14, int)]}
     models = {k: [NS(proba={"test": p}, config=NS(seed=s)) for s in (3, 4)] for k, p in arm.items()}
     table, record = leak_audit(views, models, n_boot=200)
     assert table.loc["balanced_accuracy", "paired inflation (points)"] == pytest.approx(100 / 7)
@@ -55,6 +56,12 @@ def test_leak_audit_table():
     assert record["balanced_accuracy"]["draws"].shape == (2, 200)
     low, high = (float(v) for v in table.loc["balanced_accuracy", "paired 95 % interval"].strip("[]").split(","))
     assert low - 0.05 <= 100 / 7 <= high + 0.05  # shown to one decimal
+    # Zhang's split: its own 14 test images, all called akiec: accuracy 2/14, balanced accuracy 1/7 (akiec's recall
+    # 1, the rest 0), so it is 6/7 - 1/7 = 5/7 below the grouped split's balanced accuracy
+    assert table.loc["accuracy", ZHANG_SPLIT] == pytest.approx(2 / 14)
+    assert table.loc["balanced_accuracy", "Zhang's split minus lesion-grouped (points)"] == pytest.approx(-500 / 7)
+    zlow, zhigh = (float(v) for v in table.loc["balanced_accuracy", "its 95 % interval"].strip("[]").split(","))
+    assert zlow <= -500 / 7 + 0.05 and zhigh < 0
 
 
 def test_siblings_in_training_on_real_lesions(metadata):
@@ -84,6 +91,35 @@ def test_siblings_in_training_on_real_lesions(metadata):
     assert (view.with_siblings_in_training(seed=1).rows["test"] == sib.rows["test"]).all()
     with pytest.raises(ValueError, match="lesion-grouped"):
         PreparedView(None, view.cache, view.labels, g, split, "sid", False, rows).with_siblings_in_training()
+
+
+def test_single_image_holdout_is_zhangs_arithmetic(metadata):
+    """Zhang's split as hamviz reads it, on the real metadata: 1,103 validation and 1,103 test images, all of
+    lesions photographed once, the other 7,809 in training (Zhang's three numbers), no lesion in two parts, every
+    class in both held-out parts, drawn again the same with the same seed."""
+    from types import SimpleNamespace as NS
+
+    from hamviz.splits import make_split
+    from hamviz.view import PreparedView
+    split = make_split(metadata, seed=0)
+    parts = split.reindex(metadata["image_id"]).to_numpy()
+    rows = {p: np.flatnonzero(parts == p) for p in ("train", "val", "test")}
+    view = PreparedView(None, NS(image_ids=list(metadata["image_id"])), metadata["dx"].factorize()[0],
+                        metadata["lesion_id"].to_numpy(), split, "sid", True, rows)
+    z = view.with_single_image_holdout(seed=42)
+    assert {p: len(r) for p, r in z.rows.items()} == {"train": 7809, "val": 1103, "test": 1103}
+    shots = metadata["lesion_id"].map(metadata["lesion_id"].value_counts()).to_numpy()
+    assert (shots[z.rows["val"]] == 1).all() and (shots[z.rows["test"]] == 1).all()
+    assert sorted(np.concatenate(list(z.rows.values()))) == list(range(len(metadata)))
+    g = view.groups
+    assert not set(g[z.rows["train"]]) & (set(g[z.rows["val"]]) | set(g[z.rows["test"]]))
+    assert len(set(view.labels[z.rows["test"]])) == len(set(view.labels[z.rows["val"]])) == 7
+    assert (z.split[metadata["image_id"][z.rows["test"]]] == "test").all()
+    assert z.split_id == "sid|single-image-holdout-0.2-42"
+    assert (view.with_single_image_holdout(seed=42).rows["test"] == z.rows["test"]).all()
+    assert not (view.with_single_image_holdout(seed=43).rows["test"] == z.rows["test"]).all()
+    with pytest.raises(ValueError, match="fraction"):
+        view.with_single_image_holdout(fraction=0.6)
 
 
 def test_external_test_set(tmp_path, metadata, data_dir):
@@ -297,3 +333,31 @@ def test_replicates_table_interval_stays_within_what_a_rate_can_take():
     b = rec["pooled"]["balanced_accuracy"]
     assert b["high"] == 1.0 and b["low"] == 0.0
     assert b["mean"] == pytest.approx((1.0 + rec["per_seed"][1]["balanced_accuracy"]) / 2)
+
+
+@pytest.mark.data
+def test_leak_audit_retrains_the_recipe_on_every_split(ham):
+    """``leak_audit: true`` (the paper profile's): the main model's recipe and seed retrained on the siblings, the
+    image-level and Zhang's split, each artefact on its own view's parts, the grouped arm the main model itself; the
+    table then has every arm's column. A small CNN at 32x32, one epoch on 100 images, stands in for InceptionV3
+    (whose toy run in test_paper_smoke.py would cost minutes per split)."""
+    from types import SimpleNamespace as NS
+
+    from hamviz.chapters.classifier import leak_audit_models
+    from hamviz.training import train_classifier
+    from hamviz.view import prepare
+    views = {g: prepare(ham, 32, seed=0, grouped=g) for g in (True, False)}
+    ch = NS(view=lambda size, grouped=True: views[grouped])
+    P = {**chapter_params(load_profile("tiny"), "classifier"), "model": "small_cnn", "image_size": 32,
+         "head_warmup": 0, "train_limit": 100, "epochs": 1, "seed": 0, "leak_audit": True}
+    main = train_classifier(config(P, seed=5), views[True], log=lambda *_: None)
+    models, audited, label = leak_audit_models(ch, P, [main], log=lambda *_: None)
+    assert set(models) == {"grouped", "siblings", "image", "zhang"} and models["grouped"] == [main]
+    assert label == main.config.label
+    for k, (t,) in models.items():
+        assert t.config.seed == 5 and (t.rows["test"] == audited[k].rows["test"]).all(), k
+        assert len(t.proba["test"]) == len(t.rows["test"]) and len(t.rows["train"]) == 100, k
+    assert audited["zhang"].grouped and len(audited["zhang"].rows["test"]) == 1103
+    table, record = leak_audit(audited, models, n_boot=10)
+    assert {ZHANG_SPLIT, "unpaired inflation (points)", "paired inflation (points)"} <= set(table.columns)
+    assert list(record["balanced_accuracy"]["per_seed"]) == [5]

@@ -5,7 +5,8 @@ The profile is `paper` itself with only sizes, counts and epochs shrunk (and ran
 application backbones, whose ImageNet files cannot be downloaded here): the grid's models with their own settings
 (S3, whose oversampled rows are gathered by index; InceptionV3's and DenseNet201's grid settings only
 checked: they are ResNet50's, and their builders run in the main model and test_models.py), the InceptionV3 main model
-with its leak audit, an autoencoder and its joint model, the HD-MANN CNN and the pretrained HD head, the ensemble of the
+(its leak audit, which retrains it on three more splits, runs with a small CNN in test_chapter_classifier.py), an
+autoencoder and its joint model, the HD-MANN CNN and the pretrained HD head, the ensemble of the
 reference's four members (its two CNNs as the paper states them, VGG19, InceptionV3 with its own optimiser and clipping,
 (0, 1) inputs) beside the random search, Grad-CAM. 84 images (12 per class).
 """
@@ -26,6 +27,9 @@ TOY = {
         "eda": {"samples_per_class": 1, "sample_size": 32},
         "classifier": {
             "weights": None, "epochs": 1, "patience": 1, "n_boot": 0, "misclassified": 2, "train_limit": None,
+            # leak_audit: true retrains the main model on three more splits: three more toy InceptionV3 fits, 150-200 s
+            # each on the AVX2-only EPYC (half of this test); that path runs in test_chapter_classifier.py
+            "leak_audit": False,
             # DenseNet201 and InceptionV3 are left out of the toy grid: one toy epoch of a large Keras
             # application costs 60-120 s of graph tracing on two cores, and both take ResNet50's path (RMSprop,
             # the grid's transfer settings); InceptionV3's builder runs as the main model, DenseNet201's in

@@ -228,15 +228,17 @@ def curves_by_strategy(runs: dict, model: str, strategies=("S3", "S5")) -> dict[
 
 def leak_audit_models(ch, P: dict, ts: list[Artefact], log=print) -> tuple[dict, dict, str]:
     """The models the leak audit compares, one per replicate seed of ``ts`` (the main model's replicates), the same
-    config and seed on three splits: "grouped" (the lesion-grouped split), "siblings" (the same split with the
+    config and seed on four splits: "grouped" (the lesion-grouped split), "siblings" (the same split with the
     other shots of test lesions moved into training, :meth:`~hamviz.view.PreparedView.with_siblings_in_training`:
-    the same test images, paired) and "image" (an image-level random split: its own test images). Returns
+    the same test images, paired), "image" (an image-level random split: its own test images) and "zhang" (Zhang et
+    al.'s split as hamviz reads it, :meth:`~hamviz.view.PreparedView.with_single_image_holdout`: lesion-disjoint,
+    validation and test drawn from single-image lesions, its own test images). Returns
     (split -> list of artefacts, split -> view, the audited model's label). ``leak_audit: true`` retrains the
     main model on the other splits; ``frozen_head`` compares the main model's head alone on cached frozen
     features."""
     s = ch.view(P["image_size"])
     views = {"grouped": s, "siblings": s.with_siblings_in_training(P["seed"]),
-             "image": ch.view(P["image_size"], grouped=False)}
+             "image": ch.view(P["image_size"], grouped=False), "zhang": s.with_single_image_holdout(seed=P["seed"])}
     models: dict = {k: [] for k in views}
     for t in ts:
         cfg = config(P, seed=t.config.seed)
@@ -249,13 +251,19 @@ def leak_audit_models(ch, P: dict, ts: list[Artefact], log=print) -> tuple[dict,
     return models, views, label
 
 
+#: the leak audit's column of Zhang's split (:meth:`~hamviz.view.PreparedView.with_single_image_holdout`)
+ZHANG_SPLIT = "Zhang's split (val/test: single-image lesions)"
+
+
 def leak_audit(views: dict, models: dict, n_boot: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Test metrics of one recipe on the splits of :func:`leak_audit_models`, averaged over the replicates, and
     the inflation in points per metric with its 95 % interval over replicates and test lesions: paired ("siblings
     in training" minus "lesion-grouped" on the same test images, shared lesion resamples: the verdicts) and
     unpaired (the image-level split minus the lesion-grouped split, each on its own test part, resampled on its
-    own). Also both paired arms on the test images whose lesion has shots in training. Returns (table: rows =
-    metric; record: {metric: {"per_seed", "draws"}} of the paired inflation)."""
+    own). Also both paired arms on the test images whose lesion has shots in training, and, where ``views`` has
+    "zhang", Zhang's split minus the lesion-grouped split (unpaired, each on its own test part: a different test
+    population, not a leak). Returns (table: rows = metric; record: {metric: {"per_seed", "draws"}} of the paired
+    inflation)."""
     from ..replicates import effect_draws, metric_draws, pooled_interval
     s, sib, img = views["grouped"], views["siblings"], views["image"]
     pos = np.searchsorted(s.rows["test"], sib.rows["test"])  # the shared test images in the grouped test part
@@ -280,6 +288,13 @@ def leak_audit(views: dict, models: dict, n_boot: int = 1000, seed: int = 0) -> 
                    "lesion-grouped split": vg.mean(), "image-level split": vi.mean(),
                    "unpaired inflation (points)": 100 * (vi - vg).mean(),
                    "unpaired 95 % interval": f"[{ulow:+.1f}, {uhigh:+.1f}]"}
+        if "zhang" in views:
+            z = views["zhang"]
+            vz, dz = metric_draws(z.labels[z.rows["test"]], [m.proba["test"] for m in models["zhang"]], k,
+                                  groups=z.groups[z.rows["test"]], n_boot=n_boot, seed=seed + 2)
+            zlow, zhigh = pooled_interval(100 * (vz - vg), 100 * (dz - dg))
+            rows[k] |= {ZHANG_SPLIT: vz.mean(), "Zhang's split minus lesion-grouped (points)": 100 * (vz - vg).mean(),
+                        "its 95 % interval": f"[{zlow:+.1f}, {zhigh:+.1f}]"}
         record[k] = {"per_seed": {m.config.seed: float(e) for m, e in zip(models["grouped"], effects)}, "draws": draws}
     return pd.DataFrame.from_dict(rows, orient="index"), record
 
