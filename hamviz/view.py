@@ -110,6 +110,14 @@ class PreparedView:
         rows = {p: r[labels[r] >= 0] for p, r in self.rows.items()}
         return replace(self, labels=labels, rows=rows, classes=tuple(keep))
 
+    def _parts(self, rows: dict) -> pd.Series:
+        """image_id -> part of ``rows`` (row numbers per split part); images in none of them are "unused"."""
+        parts = pd.Series("unused", index=self.split.index)
+        ids = np.asarray(self.image_ids)
+        for p in SPLITS:
+            parts[ids[rows[p]]] = p
+        return parts
+
     def with_siblings_in_training(self, seed: int = 0) -> "PreparedView":
         """The leak audit's paired design on a lesion-grouped view: for every test lesion with several images, one
         image (drawn with ``seed``) stays in the test part and its other shots move to training; as many training
@@ -136,11 +144,8 @@ class PreparedView:
         rows = {"train": np.sort(np.concatenate([np.setdiff1d(train, dropped), np.asarray(moved, dtype=np.int64)])),
                 "val": self.rows["val"], "test": np.sort(np.asarray(keep, dtype=np.int64)),
                 "test_leaked": np.sort(np.asarray(leaked, dtype=np.int64))}
-        parts = pd.Series("unused", index=self.split.index)
-        ids = np.asarray(self.image_ids)
-        for p in ("train", "val", "test"):
-            parts[ids[rows[p]]] = p
-        return replace(self, split=parts, split_id=f"{self.split_id}|siblings-in-training-{seed}", rows=rows)
+        return replace(self, split=self._parts(rows), split_id=f"{self.split_id}|siblings-in-training-{seed}",
+                       rows=rows)
 
     def with_single_image_holdout(self, fraction: float = 0.2, seed: int = 0) -> "PreparedView":
         """Zhang et al.'s split, as its numbers read: a test part and a validation part, each ``fraction`` of the
@@ -168,11 +173,7 @@ class PreparedView:
                              f"{n} images for each of validation and test: {exc}") from exc
         rows = {"train": np.setdiff1d(labelled, np.concatenate([val, test])), "val": np.sort(val),
                 "test": np.sort(test)}
-        parts = pd.Series("unused", index=self.split.index)
-        ids = np.asarray(self.image_ids)
-        for p in SPLITS:
-            parts[ids[rows[p]]] = p
-        return replace(self, split=parts, rows=rows,
+        return replace(self, split=self._parts(rows), rows=rows,
                        split_id=f"{self.split_id}|single-image-holdout-{fraction:g}-{seed}")
 
 

@@ -64,9 +64,8 @@ def test_leak_audit_table():
     assert zlow <= -500 / 7 + 0.05 and zhigh < 0
 
 
-def test_siblings_in_training_on_real_lesions(metadata):
-    """The paired leak design on the real metadata and lesion-grouped split: one shot per test lesion stays in
-    test, its other shots move to training, as many training images leave, validation is untouched."""
+def _lesion_view(metadata):
+    """A PreparedView over the real metadata (no images) with the lesion-grouped split of seed 0, split id "sid"."""
     from types import SimpleNamespace as NS
 
     from hamviz.splits import make_split
@@ -74,8 +73,16 @@ def test_siblings_in_training_on_real_lesions(metadata):
     split = make_split(metadata, seed=0)
     parts = split.reindex(metadata["image_id"]).to_numpy()
     rows = {p: np.flatnonzero(parts == p) for p in ("train", "val", "test")}
-    view = PreparedView(None, NS(image_ids=list(metadata["image_id"])), metadata["dx"].factorize()[0],
+    return PreparedView(None, NS(image_ids=list(metadata["image_id"])), metadata["dx"].factorize()[0],
                         metadata["lesion_id"].to_numpy(), split, "sid", True, rows)
+
+
+def test_siblings_in_training_on_real_lesions(metadata):
+    """The paired leak design on the real metadata and lesion-grouped split: one shot per test lesion stays in
+    test, its other shots move to training, as many training images leave, validation is untouched."""
+    from hamviz.view import PreparedView
+    view = _lesion_view(metadata)
+    split, rows = view.split, view.rows
     sib = view.with_siblings_in_training(seed=1)
     g = view.groups
     assert set(sib.rows["test"]) <= set(rows["test"])
@@ -97,15 +104,7 @@ def test_single_image_holdout_is_zhangs_arithmetic(metadata):
     """Zhang's split as hamviz reads it, on the real metadata: 1,103 validation and 1,103 test images, all of
     lesions photographed once, the other 7,809 in training (Zhang's three numbers), no lesion in two parts, every
     class in both held-out parts, drawn again the same with the same seed."""
-    from types import SimpleNamespace as NS
-
-    from hamviz.splits import make_split
-    from hamviz.view import PreparedView
-    split = make_split(metadata, seed=0)
-    parts = split.reindex(metadata["image_id"]).to_numpy()
-    rows = {p: np.flatnonzero(parts == p) for p in ("train", "val", "test")}
-    view = PreparedView(None, NS(image_ids=list(metadata["image_id"])), metadata["dx"].factorize()[0],
-                        metadata["lesion_id"].to_numpy(), split, "sid", True, rows)
+    view = _lesion_view(metadata)
     z = view.with_single_image_holdout(seed=42)
     assert {p: len(r) for p, r in z.rows.items()} == {"train": 7809, "val": 1103, "test": 1103}
     shots = metadata["lesion_id"].map(metadata["lesion_id"].value_counts()).to_numpy()
