@@ -119,6 +119,10 @@ def test_single_image_holdout_is_zhangs_arithmetic(metadata):
     assert not (view.with_single_image_holdout(seed=43).rows["test"] == z.rows["test"]).all()
     with pytest.raises(ValueError, match="fraction"):
         view.with_single_image_holdout(fraction=0.6)
+    lone_df = metadata.index[~metadata["lesion_id"].duplicated(keep=False) & (metadata["dx"] == "df")]
+    few = _lesion_view(metadata.drop(lone_df[1:]).reset_index(drop=True))
+    with pytest.raises(ValueError, match="at least two single-image lesions of every class"):
+        few.with_single_image_holdout()  # one df lesion photographed once: it cannot be in both held-out parts
 
 
 def test_external_test_set(tmp_path, metadata, data_dir):

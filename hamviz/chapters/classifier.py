@@ -232,13 +232,18 @@ def leak_audit_models(ch, P: dict, ts: list[Artefact], log=print) -> tuple[dict,
     other shots of test lesions moved into training, :meth:`~hamviz.view.PreparedView.with_siblings_in_training`:
     the same test images, paired), "image" (an image-level random split: its own test images) and "zhang" (Zhang et
     al.'s split as hamviz reads it, :meth:`~hamviz.view.PreparedView.with_single_image_holdout`: lesion-disjoint,
-    validation and test drawn from single-image lesions, its own test images). Returns
+    validation and test drawn from single-image lesions, its own test images; left out, and said through ``log``,
+    where the data have too few single-image lesions of some class). Returns
     (split -> list of artefacts, split -> view, the audited model's label). ``leak_audit: true`` retrains the
     main model on the other splits; ``frozen_head`` compares the main model's head alone on cached frozen
     features."""
     s = ch.view(P["image_size"])
     views = {"grouped": s, "siblings": s.with_siblings_in_training(P["seed"]),
-             "image": ch.view(P["image_size"], grouped=False), "zhang": s.with_single_image_holdout(seed=P["seed"])}
+             "image": ch.view(P["image_size"], grouped=False)}
+    try:  # a data set of your own may have too few lesions photographed once for Zhang's split
+        views["zhang"] = s.with_single_image_holdout(seed=P["seed"])
+    except ValueError as exc:
+        log(f"Zhang's split is left out of the leak audit: {exc}")
     models: dict = {k: [] for k in views}
     for t in ts:
         cfg = config(P, seed=t.config.seed)
